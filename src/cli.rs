@@ -1,0 +1,151 @@
+//! Command line: one subcommand per role or check. `main` only parses and dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+pub const DEFAULT_CONFIG: &str = "/etc/skypilot-host/config.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skypilot-host",
+    version,
+    about = "Host services of a team SkyPilot server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Host config file (TOML).
+    #[arg(long, short = 'c', env = "SKYPILOT_HOST_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll SkyPilot's API server and record cluster state in the host database.
+    ClusterManager(ConfigArg),
+    /// Show what the host database knows of the clusters.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a host config file: exit 0 when valid, else print one error and exit 1.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Serve Prometheus metrics about the fleet and the host services.
+    Monitor(ConfigArg),
+    /// Render or check SkyPilot's config.yaml.
+    #[command(subcommand)]
+    SkyConfig(SkyConfigCommand),
+    /// Check the cloud credential files named in the host config.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkyConfigCommand {
+    /// Render the module's `config` value (JSON) into SkyPilot's config.yaml.
+    Render { input: PathBuf, output: PathBuf },
+    /// Validate a SkyPilot config.yaml against the schema of the SkyPilot in use.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Report, per configured cloud, whether its credential is present, readable and well-formed.
+    Check(ConfigArg),
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKYPILOT_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.level.as_filter()));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let inner = || -> Result<ExitCode, ExitCode> {
+        Ok(match cli.command {
+            Command::CheckConfig { file } => {
+                load(&file)?;
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Command::ClusterManager(a) => {
+                let config = load(&a.config)?;
+                init_logging(&config);
+                let rt = runtime()?;
+                report(rt.block_on(crate::cluster_manager::run(config)))
+            }
+            Command::Status { config, json } => {
+                let config = load(&config.config)?;
+                report(crate::status::run(&config, json))
+            }
+            Command::Monitor(a) => {
+                let config = load(&a.config)?;
+                init_logging(&config);
+                let rt = runtime()?;
+                report(rt.block_on(crate::monitor::run(config)))
+            }
+            Command::SkyConfig(SkyConfigCommand::Render { input, output }) => {
+                report(crate::sky_config::render(&input, &output))
+            }
+            Command::SkyConfig(SkyConfigCommand::Check { file }) => {
+                report(crate::sky_config::check(&file))
+            }
+            Command::Credentials(CredentialsCommand::Check(a)) => {
+                let config = load(&a.config)?;
+                match crate::credentials::check(&config) {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::from(1),
+                    Err(e) => report(Err(e)),
+                }
+            }
+        })
+    };
+    inner().unwrap_or_else(|code| code)
+}

@@ -1,0 +1,129 @@
+//! The cluster as the host services see it: the fields of SkyPilot's status record that
+//! the roles use, independent of the wire format and of the database.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster's status. `Gone` is ours: the cluster was known and the API server no
+/// longer lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ClusterStatus {
+    Init,
+    Up,
+    Stopped,
+    Gone,
+}
+
+impl ClusterStatus {
+    pub const ALL: [ClusterStatus; 4] = [
+        ClusterStatus::Init,
+        ClusterStatus::Up,
+        ClusterStatus::Stopped,
+        ClusterStatus::Gone,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterStatus::Init => "INIT",
+            ClusterStatus::Up => "UP",
+            ClusterStatus::Stopped => "STOPPED",
+            ClusterStatus::Gone => "GONE",
+        }
+    }
+}
+
+impl fmt::Display for ClusterStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ClusterStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "INIT" => Ok(ClusterStatus::Init),
+            "UP" => Ok(ClusterStatus::Up),
+            "STOPPED" => Ok(ClusterStatus::Stopped),
+            "GONE" => Ok(ClusterStatus::Gone),
+            other => Err(format!(
+                "unknown cluster status {other:?}: expected INIT, UP, STOPPED or GONE"
+            )),
+        }
+    }
+}
+
+/// What SkyPilot says of one cluster, reduced to what the host services use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    pub cluster_hash: String,
+    pub status: ClusterStatus,
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub instance_type: Option<String>,
+    pub nodes: i64,
+    pub cpus: Option<String>,
+    pub memory: Option<String>,
+    pub accelerators: Option<String>,
+    /// SkyPilot's full resources string, e.g. `1x(cpus=2, mem=8, m6i.large, disk=256)`.
+    pub resources: Option<String>,
+    pub workspace: String,
+    pub user_name: Option<String>,
+    pub user_hash: Option<String>,
+    /// Unix seconds.
+    pub launched_at: Option<i64>,
+    /// Unix seconds.
+    pub status_updated_at: Option<i64>,
+    /// Idle minutes before autostop; -1 = no autostop.
+    pub autostop_minutes: i64,
+    /// Autostop tears the cluster down instead of stopping it.
+    pub autostop_to_down: bool,
+    pub is_managed: bool,
+    /// SkyPilot's `last_use`: the last command run on the cluster (not a time).
+    pub last_use: Option<String>,
+}
+
+/// Instance type out of SkyPilot's resources string, e.g. `m6i.large` out of
+/// `1x(cpus=2, mem=8, m6i.large, disk=256)`: the first item without `=`.
+pub fn instance_type_from_resources(resources: &str) -> Option<String> {
+    let open = resources.find('(')?;
+    let inner = resources[open + 1..].strip_suffix(')')?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .find(|item| !item.is_empty() && !item.contains('=') && *item != "...")
+        .map(|s| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_type_parsed() {
+        assert_eq!(
+            instance_type_from_resources("1x(cpus=2, mem=8, m6i.large, disk=256)").as_deref(),
+            Some("m6i.large")
+        );
+        assert_eq!(
+            instance_type_from_resources("2x(gpus=A100:8, cpus=96, mem=1152, p4d.24xlarge, ...)")
+                .as_deref(),
+            Some("p4d.24xlarge")
+        );
+        assert_eq!(instance_type_from_resources("1x(cpus=2, ...)"), None);
+        assert_eq!(instance_type_from_resources("garbage"), None);
+    }
+
+    #[test]
+    fn status_round_trip() {
+        for s in ClusterStatus::ALL {
+            assert_eq!(s.as_str().parse::<ClusterStatus>().unwrap(), s);
+        }
+        assert!("RUNNING".parse::<ClusterStatus>().is_err());
+    }
+}

@@ -1,0 +1,441 @@
+//! Host configuration: one TOML file read by every `skypilot-host` role.
+//!
+//! Every struct denies unknown fields, and every default lives in the `Default`
+//! impls of this module (and nowhere else). Errors name the file, the key path and
+//! what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Port of SkyPilot's API server when nothing else is said.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
+/// Default metrics port of `skypilot-host monitor`. Deliberately not 9090,
+/// which is both Prometheus's own port and SkyPilot's metrics port.
+pub const DEFAULT_METRICS_PORT: u16 = 9188;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub skypilot: SkypilotConfig,
+    pub cluster_manager: ClusterManagerConfig,
+    pub monitor: MonitorConfig,
+    pub credentials: CredentialsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SkypilotConfig {
+    /// Base URL of SkyPilot's API server.
+    pub api_url: String,
+    /// File holding a service-account token (`sky_…`), sent as `Authorization: Bearer`.
+    pub token_file: Option<PathBuf>,
+    /// Timeout of one HTTP request to the API server, in seconds.
+    pub request_timeout_secs: u64,
+    /// Attempts for one operation when the connection fails (1 = no retry).
+    pub connect_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterManagerConfig {
+    /// Seconds between two polls of `/status` without refresh.
+    pub poll_interval_secs: u64,
+    /// Seconds between two polls with `refresh = FORCE` (asks the clouds).
+    pub force_refresh_interval_secs: u64,
+    /// The host database (SQLite). Shared by every role; only the cluster manager writes
+    /// cluster state.
+    pub database: PathBuf,
+    /// Upper bound of the back-off between polls while the API server fails, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Address and port of `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+    /// SkyPilot's own metrics endpoint (`SKY_API_SERVER_METRICS_ENABLED`), re-exposed
+    /// under `/metrics/skypilot` when set.
+    pub skypilot_metrics_url: Option<String>,
+}
+
+/// Cloud credential files, by cloud. Each is a path outside the Nix store; the module
+/// hands them over with systemd `LoadCredential`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    pub aws: Option<PathBuf>,
+    pub gcp: Option<PathBuf>,
+    /// Azure CLI state: a directory (`~/.azure`).
+    pub azure: Option<PathBuf>,
+    pub kubernetes: Option<PathBuf>,
+    pub lambda: Option<PathBuf>,
+    pub runpod: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+}
+
+/// Log level; accepts the seed's `DEBUG`/`INFO`/`WARNING`/`ERROR` and lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub const ACCEPTED: &'static str =
+        "one of trace, debug, info, warning (or warn), error, in any case";
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Some(LogLevel::Trace),
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LogLevel::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid log level {s:?}: expected {}",
+                Self::ACCEPTED
+            ))
+        })
+    }
+}
+
+impl Default for SkypilotConfig {
+    fn default() -> Self {
+        SkypilotConfig {
+            api_url: DEFAULT_API_URL.to_string(),
+            token_file: None,
+            request_timeout_secs: 30,
+            connect_attempts: 3,
+        }
+    }
+}
+
+impl Default for ClusterManagerConfig {
+    fn default() -> Self {
+        ClusterManagerConfig {
+            poll_interval_secs: 30,
+            force_refresh_interval_secs: 300,
+            database: PathBuf::from("/var/lib/skypilot/host.db"),
+            max_backoff_secs: 300,
+        }
+    }
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
+            skypilot_metrics_url: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            skypilot: SkypilotConfig::default(),
+            cluster_manager: ClusterManagerConfig::default(),
+            monitor: MonitorConfig::default(),
+            credentials: CredentialsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration error: the file, the key path (dotted, empty for the whole file) and
+/// what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let inner = e.into_inner();
+            let mut message = inner.message().trim().to_string();
+            if let Some(span) = inner.span() {
+                let (line, col) = line_col(text, span.start);
+                message = format!("{message} (line {line}, column {col})");
+            }
+            ConfigError {
+                file: path.to_path_buf(),
+                key,
+                message,
+            }
+        })?;
+        cfg.validate().map_err(|(key, message)| ConfigError {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks that types alone cannot express.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match url::Url::parse(&self.skypilot.api_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+                if u.host_str().is_none() {
+                    return Err(("skypilot.api_url", format!("{:?} has no host: expected an http(s) URL such as {DEFAULT_API_URL}", self.skypilot.api_url)));
+                }
+            }
+            Ok(u) => {
+                return Err((
+                    "skypilot.api_url",
+                    format!(
+                        "scheme {:?} is not supported: expected an http(s) URL such as {DEFAULT_API_URL}",
+                        u.scheme()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    "skypilot.api_url",
+                    format!(
+                        "{:?} is not a URL ({e}): expected an http(s) URL such as {DEFAULT_API_URL}",
+                        self.skypilot.api_url
+                    ),
+                ))
+            }
+        }
+        let positive: [(&'static str, u64); 4] = [
+            (
+                "skypilot.request_timeout_secs",
+                self.skypilot.request_timeout_secs,
+            ),
+            (
+                "cluster_manager.poll_interval_secs",
+                self.cluster_manager.poll_interval_secs,
+            ),
+            (
+                "cluster_manager.force_refresh_interval_secs",
+                self.cluster_manager.force_refresh_interval_secs,
+            ),
+            (
+                "cluster_manager.max_backoff_secs",
+                self.cluster_manager.max_backoff_secs,
+            ),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err((key, "must be at least 1 (seconds)".to_string()));
+            }
+        }
+        if self.skypilot.connect_attempts == 0 {
+            return Err((
+                "skypilot.connect_attempts",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if self.cluster_manager.force_refresh_interval_secs
+            < self.cluster_manager.poll_interval_secs
+        {
+            return Err((
+                "cluster_manager.force_refresh_interval_secs",
+                format!(
+                    "{} is shorter than cluster_manager.poll_interval_secs ({}): expected at least the poll interval",
+                    self.cluster_manager.force_refresh_interval_secs,
+                    self.cluster_manager.poll_interval_secs
+                ),
+            ));
+        }
+        if self.cluster_manager.database.as_os_str().is_empty() {
+            return Err((
+                "cluster_manager.database",
+                "is empty: expected the path of the SQLite database file".to_string(),
+            ));
+        }
+        if let Some(u) = &self.monitor.skypilot_metrics_url {
+            if !matches!(url::Url::parse(u), Ok(p) if p.scheme() == "http" || p.scheme() == "https")
+            {
+                return Err((
+                    "monitor.skypilot_metrics_url",
+                    format!("{u:?}: expected an http(s) URL such as http://127.0.0.1:9091/metrics"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The credential paths that are set, by cloud name.
+    pub fn credential_paths(&self) -> BTreeMap<&'static str, &Path> {
+        let c = &self.credentials;
+        [
+            ("aws", &c.aws),
+            ("gcp", &c.gcp),
+            ("azure", &c.azure),
+            ("kubernetes", &c.kubernetes),
+            ("lambda", &c.lambda),
+            ("runpod", &c.runpod),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|p| (k, p)))
+        .collect()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("host.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.cluster_manager.poll_interval_secs, 30);
+        assert_eq!(c.cluster_manager.force_refresh_interval_secs, 300);
+        assert_ne!(c.monitor.listen.port(), 9090);
+    }
+
+    #[test]
+    fn unknown_key_names_path() {
+        let e = parse("[cluster_manager]\npoll_intervall = 3\n").unwrap_err();
+        assert_eq!(e.key, "cluster_manager.poll_intervall");
+        let s = e.to_string();
+        assert!(
+            s.starts_with("host.toml: cluster_manager.poll_intervall: unknown field"),
+            "{s}"
+        );
+        assert!(s.contains("poll_interval_secs"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_path() {
+        let e = parse("[cluster_manager]\npoll_interval_secs = \"often\"\n").unwrap_err();
+        assert_eq!(e.key, "cluster_manager.poll_interval_secs");
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+    }
+
+    #[test]
+    fn zero_interval_rejected() {
+        let e = parse("[cluster_manager]\npoll_interval_secs = 0\n").unwrap_err();
+        assert_eq!(e.key, "cluster_manager.poll_interval_secs");
+    }
+
+    #[test]
+    fn log_levels_accept_seed_spelling() {
+        for (s, l) in [
+            ("DEBUG", LogLevel::Debug),
+            ("INFO", LogLevel::Info),
+            ("WARNING", LogLevel::Warn),
+            ("warn", LogLevel::Warn),
+            ("ERROR", LogLevel::Error),
+            ("error", LogLevel::Error),
+        ] {
+            let c = parse(&format!("[log]\nlevel = \"{s}\"\n")).unwrap();
+            assert_eq!(c.log.level, l);
+        }
+        let e = parse("[log]\nlevel = \"LOUD\"\n").unwrap_err();
+        assert_eq!(e.key, "log.level");
+        assert!(e.message.contains("LOUD"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_url_rejected() {
+        let e = parse("[skypilot]\napi_url = \"ftp://x\"\n").unwrap_err();
+        assert_eq!(e.key, "skypilot.api_url");
+        let e = parse("[skypilot]\napi_url = \"not a url\"\n").unwrap_err();
+        assert_eq!(e.key, "skypilot.api_url");
+    }
+
+    #[test]
+    fn force_refresh_shorter_than_poll_rejected() {
+        let e =
+            parse("[cluster_manager]\npoll_interval_secs = 60\nforce_refresh_interval_secs = 30\n")
+                .unwrap_err();
+        assert_eq!(e.key, "cluster_manager.force_refresh_interval_secs");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = parse("[skypilot\n").unwrap_err();
+        assert!(e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn round_trip_serialises() {
+        let c = Config::default();
+        let s = toml::to_string(&c).unwrap();
+        assert_eq!(parse(&s).unwrap(), c);
+    }
+}

@@ -1,0 +1,16 @@
+//! `skypilot-host`: the host services of a team SkyPilot server.
+//!
+//! Data flows one way: SkyPilot's API server -> [`cluster_manager`] -> [`store`] ->
+//! the reading roles ([`monitor`], `status`). Every role reads one [`config::Config`].
+
+pub mod cli;
+pub mod cluster;
+pub mod cluster_manager;
+pub mod config;
+pub mod credentials;
+pub mod monitor;
+pub mod sky_config;
+pub mod skypilot;
+pub mod status;
+pub mod store;
+pub mod time;

@@ -1,0 +1,1 @@
+//! REST client for SkyPilot's API server. (Being written.)
