@@ -1,1 +1,623 @@
-//! REST client for SkyPilot's API server. (Being written.)
+//! REST client for SkyPilot's API server.
+//!
+//! SkyPilot's request model: `POST /<op>` schedules a request and answers with its id in
+//! the `x-skypilot-request-id` header; `GET /api/get?request_id=` waits for it and returns
+//! the request payload, whose `return_value` (success) or `error` (HTTP 500) is a JSON
+//! document encoded as a string. The client reads `api_version` from `/api/health` and
+//! sends a version the server accepts, retries with back-off when the connection fails,
+//! and keeps SkyPilot's error type and message.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::config::SkypilotConfig;
+
+pub mod wire;
+
+pub use wire::{CostRecord, Health, JobRecord};
+
+/// The API version this client was written against (SkyPilot 0.14.1).
+pub const CLIENT_API_VERSION: u32 = 62;
+/// The oldest API version whose wire format this client understands; SkyPilot itself
+/// refuses clients below 24 with HTTP 400.
+pub const MIN_API_VERSION: u32 = 24;
+/// The SkyPilot version this client was tested with, sent as `X-SkyPilot-Version`.
+pub const CLIENT_SKYPILOT_VERSION: &str = "0.14.1";
+
+/// `refresh` of `POST /status`: `None` reads SkyPilot's database, `Auto` and `Force`
+/// ask the clouds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshMode {
+    None,
+    Auto,
+    Force,
+}
+
+impl RefreshMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshMode::None => "NONE",
+            RefreshMode::Auto => "AUTO",
+            RefreshMode::Force => "FORCE",
+        }
+    }
+}
+
+impl fmt::Display for RefreshMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("SkyPilot API server {url}: cannot connect after {attempts} attempt(s): {message}")]
+    Connect {
+        url: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error("SkyPilot API server {url}: no answer within {}s", after.as_secs_f64())]
+    Timeout { url: String, after: Duration },
+    #[error("SkyPilot API server {url}: HTTP {status}: {body}")]
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("SkyPilot API server {url}: refused our credentials (HTTP {status}); check skypilot.token_file")]
+    Auth { url: String, status: u16 },
+    #[error("SkyPilot API server {url}: malformed answer: {what}")]
+    Malformed { url: String, what: String },
+    #[error("SkyPilot API server {url}: {op} failed with {error_type}: {message}")]
+    Sky {
+        url: String,
+        op: String,
+        error_type: String,
+        message: String,
+    },
+    #[error("SkyPilot API server {url}: API version {found} is older than {MIN_API_VERSION}, the oldest this client speaks; upgrade SkyPilot")]
+    ServerTooOld { url: String, found: u32 },
+    #[error("{path}: cannot read the service-account token (skypilot.token_file): {message}")]
+    Token { path: String, message: String },
+    #[error("skypilot.api_url {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+}
+
+impl ClientError {
+    /// A short, bounded kind for metrics and the database.
+    pub fn kind(&self) -> String {
+        match self {
+            ClientError::Connect { .. } => "connect".into(),
+            ClientError::Timeout { .. } => "timeout".into(),
+            ClientError::Http { status, .. } => format!("http_{status}"),
+            ClientError::Auth { .. } => "auth".into(),
+            ClientError::Malformed { .. } => "malformed".into(),
+            ClientError::Sky { error_type, .. } => {
+                let t: String = error_type
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
+                format!("sky_{t}")
+            }
+            ClientError::ServerTooOld { .. } => "server_too_old".into(),
+            ClientError::Token { .. } => "token".into(),
+            ClientError::BadUrl { .. } => "config".into(),
+        }
+    }
+
+    /// SkyPilot's error type, when the server ran the request and it failed.
+    pub fn sky_error_type(&self) -> Option<&str> {
+        match self {
+            ClientError::Sky { error_type, .. } => Some(error_type),
+            _ => None,
+        }
+    }
+
+    /// True when the API server could not be reached at all (as opposed to answering badly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::Timeout { .. }
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: url::Url,
+    token: Option<String>,
+    timeout: Duration,
+    attempts: u32,
+    /// The API version to send: ours until the server's is known, then the lower.
+    api_version: AtomicU32,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the token.
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// How long to wait before retry `attempt` (1-based) after a connection failure.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1u64 << attempt.min(6)) / 2)
+}
+
+impl Client {
+    pub fn new(cfg: &SkypilotConfig) -> Result<Client> {
+        let mut base = url::Url::parse(&cfg.api_url).map_err(|e| ClientError::BadUrl {
+            url: cfg.api_url.clone(),
+            message: e.to_string(),
+        })?;
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let token = match &cfg.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ClientError::Token {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let t = text.trim().to_string();
+                if t.is_empty() {
+                    return Err(ClientError::Token {
+                        path: path.display().to_string(),
+                        message: "the file is empty: expected a token such as sky_…".into(),
+                    });
+                }
+                Some(t)
+            }
+        };
+        let timeout = Duration::from_secs(cfg.request_timeout_secs);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("skypilot-host/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::BadUrl {
+                url: cfg.api_url.clone(),
+                message: format!("cannot build an HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            token,
+            timeout,
+            attempts: cfg.connect_attempts.max(1),
+            api_version: AtomicU32::new(CLIENT_API_VERSION),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn url(&self, path: &str) -> String {
+        match self.base.join(path) {
+            Ok(u) => u.to_string(),
+            Err(_) => format!("{}{}", self.base, path),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header(
+                "X-SkyPilot-API-Version",
+                self.api_version.load(Ordering::Relaxed).to_string(),
+            )
+            .header("X-SkyPilot-Version", CLIENT_SKYPILOT_VERSION);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        rb
+    }
+
+    fn transport_error(&self, url: &str, e: reqwest::Error, attempts: u32) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout {
+                url: url.to_string(),
+                after: self.timeout,
+            }
+        } else if e.is_connect() {
+            ClientError::Connect {
+                url: url.to_string(),
+                attempts,
+                message: root_cause(&e),
+            }
+        } else if e.is_decode() || e.is_body() {
+            ClientError::Malformed {
+                url: url.to_string(),
+                what: root_cause(&e),
+            }
+        } else {
+            ClientError::Connect {
+                url: url.to_string(),
+                attempts,
+                message: root_cause(&e),
+            }
+        }
+    }
+
+    /// Sends a request, retrying with back-off only when the connection could not be
+    /// made (the server never saw it, so a retry cannot run an action twice).
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response> {
+        let mut attempt = 1;
+        loop {
+            match build().send().await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_connect() && attempt < self.attempts => {
+                    tracing::debug!(url, attempt, error = %root_cause(&e), "connection failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.transport_error(url, e, attempt)),
+            }
+        }
+    }
+
+    async fn body_text(&self, url: &str, resp: reqwest::Response) -> Result<String> {
+        resp.text()
+            .await
+            .map_err(|e| self.transport_error(url, e, 1))
+    }
+
+    /// `GET /api/health`; also learns the server's API version.
+    pub async fn health(&self) -> Result<Health> {
+        let url = self.url("api/health");
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &url), &url)
+            .await?;
+        let status = resp.status();
+        let text = self.body_text(&url, resp).await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(ClientError::Auth {
+                url,
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            return Err(ClientError::Http {
+                url,
+                status: status.as_u16(),
+                body: snippet(&text),
+            });
+        }
+        let health: Health = serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+            url: url.clone(),
+            what: format!(
+                "health answer is not the expected JSON ({e}): {}",
+                snippet(&text)
+            ),
+        })?;
+        if let Some(v) = health.api_version_number() {
+            if v < MIN_API_VERSION {
+                return Err(ClientError::ServerTooOld { url, found: v });
+            }
+            self.api_version
+                .store(v.min(CLIENT_API_VERSION), Ordering::Relaxed);
+        }
+        Ok(health)
+    }
+
+    /// Runs one SkyPilot operation to completion and returns its decoded return value.
+    async fn call<T: DeserializeOwned>(&self, op: &str, body: serde_json::Value) -> Result<T> {
+        let text = self.call_raw(op, body).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+            url: self.url(op),
+            what: format!("{op}: return value is not the expected JSON: {e}"),
+        })
+    }
+
+    /// Like [`Client::call`], returning the `return_value` JSON text.
+    pub async fn call_raw(&self, op: &str, body: serde_json::Value) -> Result<String> {
+        let url = self.url(op);
+        let resp = self
+            .send(
+                || self.request(reqwest::Method::POST, &url).json(&body),
+                &url,
+            )
+            .await?;
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-skypilot-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.to_string());
+        let text = self.body_text(&url, resp).await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(ClientError::Auth {
+                url,
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            return Err(ClientError::Http {
+                url,
+                status: status.as_u16(),
+                body: snippet(&text),
+            });
+        }
+        let request_id = request_id.ok_or_else(|| ClientError::Malformed {
+            url: url.clone(),
+            what: format!("{op}: no x-skypilot-request-id header in the answer"),
+        })?;
+        self.wait(op, &request_id).await
+    }
+
+    /// `GET /api/get`: waits for a request and returns its `return_value` text.
+    async fn wait(&self, op: &str, request_id: &str) -> Result<String> {
+        let mut url = self.base.join("api/get").map_err(|e| ClientError::BadUrl {
+            url: self.base.to_string(),
+            message: e.to_string(),
+        })?;
+        url.query_pairs_mut().append_pair("request_id", request_id);
+        let url = url.to_string();
+        let started = Instant::now();
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &url), &url)
+            .await?;
+        let status = resp.status();
+        let text = self.body_text(&url, resp).await?;
+        tracing::trace!(
+            op,
+            request_id,
+            ms = started.elapsed().as_millis() as u64,
+            "request finished"
+        );
+        match status {
+            StatusCode::OK => {
+                let payload: wire::RequestPayload =
+                    serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+                        url: url.clone(),
+                        what: format!(
+                            "{op}: request payload is not the expected JSON ({e}): {}",
+                            snippet(&text)
+                        ),
+                    })?;
+                if payload.status != "SUCCEEDED" {
+                    return Err(ClientError::Malformed {
+                        url,
+                        what: format!(
+                            "{op}: request {} ended with status {:?} and no error",
+                            payload.request_id, payload.status
+                        ),
+                    });
+                }
+                payload.return_value.ok_or_else(|| ClientError::Malformed {
+                    url,
+                    what: format!("{op}: request payload has no return_value"),
+                })
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ClientError::Auth {
+                url,
+                status: status.as_u16(),
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR => Err(self.request_failure(op, &url, &text)),
+            other => Err(ClientError::Http {
+                url,
+                status: other.as_u16(),
+                body: snippet(&text),
+            }),
+        }
+    }
+
+    /// Decodes SkyPilot's HTTP 500 answer: `{"detail": <payload>}` whose `error` is a
+    /// JSON string with `type` and `message`. Anything else is an HTTP error.
+    fn request_failure(&self, op: &str, url: &str, text: &str) -> ClientError {
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            detail: wire::RequestPayload,
+        }
+        let http = || ClientError::Http {
+            url: url.to_string(),
+            status: 500,
+            body: snippet(text),
+        };
+        let Ok(d) = serde_json::from_str::<Detail>(text) else {
+            return http();
+        };
+        let Some(err) = d.detail.error.as_deref() else {
+            return http();
+        };
+        match serde_json::from_str::<Option<wire::RequestError>>(err) {
+            Ok(Some(e)) => ClientError::Sky {
+                url: url.to_string(),
+                op: op.to_string(),
+                error_type: e.error_type.unwrap_or_else(|| "UnknownError".into()),
+                message: e.message.unwrap_or_default(),
+            },
+            _ => http(),
+        }
+    }
+
+    /// `POST /status` for all users, without handles or credentials.
+    pub async fn status(&self, refresh: RefreshMode) -> Result<Vec<Cluster>> {
+        let text = self.status_raw(refresh).await?;
+        parse_status(&text).map_err(|what| ClientError::Malformed {
+            url: self.url("status"),
+            what: format!("status: {what}"),
+        })
+    }
+
+    /// `POST /status`, returning the raw `return_value` text.
+    pub async fn status_raw(&self, refresh: RefreshMode) -> Result<String> {
+        self.call_raw(
+            "status",
+            json!({
+                "refresh": refresh.as_str(),
+                "all_users": true,
+                "include_credentials": false,
+                "include_handle": false,
+            }),
+        )
+        .await
+    }
+
+    /// `POST /cost_report` over the last `days` days.
+    pub async fn cost_report(&self, days: u32) -> Result<Vec<CostRecord>> {
+        let text = self
+            .call_raw("cost_report", json!({ "days": days }))
+            .await?;
+        wire::parse_records(&text).map_err(|what| ClientError::Malformed {
+            url: self.url("cost_report"),
+            what: format!("cost_report: {what}"),
+        })
+    }
+
+    /// `POST /autostop`: `minutes` idle minutes (-1 cancels), `down` tears down instead of stopping.
+    pub async fn autostop(&self, cluster: &str, minutes: i64, down: bool) -> Result<()> {
+        self.call::<serde_json::Value>(
+            "autostop",
+            json!({ "cluster_name": cluster, "idle_minutes": minutes, "down": down }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn stop(&self, cluster: &str) -> Result<()> {
+        self.call::<serde_json::Value>("stop", json!({ "cluster_name": cluster }))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn down(&self, cluster: &str) -> Result<()> {
+        self.call::<serde_json::Value>("down", json!({ "cluster_name": cluster }))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn start(&self, cluster: &str) -> Result<()> {
+        self.call::<serde_json::Value>("start", json!({ "cluster_name": cluster }))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /queue`: the jobs of one cluster.
+    pub async fn queue(&self, cluster: &str, all_users: bool) -> Result<Vec<JobRecord>> {
+        let text = self
+            .call_raw(
+                "queue",
+                json!({ "cluster_name": cluster, "skip_finished": false, "all_users": all_users }),
+            )
+            .await?;
+        wire::parse_records(&text).map_err(|what| ClientError::Malformed {
+            url: self.url("queue"),
+            what: format!("queue of cluster {cluster:?}: {what}"),
+        })
+    }
+}
+
+/// Parses the `return_value` of `/status` into clusters.
+pub fn parse_status(text: &str) -> std::result::Result<Vec<Cluster>, String> {
+    let records: Vec<wire::StatusRecord> = wire::parse_records(text)?;
+    records.into_iter().map(|r| r.into_cluster()).collect()
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !msg.contains(&m) {
+            msg = format!("{msg}: {m}");
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// At most 300 characters of a body, on one line.
+fn snippet(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if text.chars().count() > 300 {
+        format!("{}…", one_line.trim())
+    } else {
+        one_line.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(1) < backoff(2));
+        assert!(backoff(2) < backoff(3));
+        assert_eq!(backoff(30), backoff(6));
+    }
+
+    #[test]
+    fn kinds_are_bounded() {
+        let e = ClientError::Sky {
+            url: "u".into(),
+            op: "stop".into(),
+            error_type: "Cluster Does{Not}Exist\n".into(),
+            message: "m".into(),
+        };
+        assert_eq!(e.kind(), "sky_ClusterDoesNotExist");
+        let e = ClientError::Http {
+            url: "u".into(),
+            status: 500,
+            body: "x".into(),
+        };
+        assert_eq!(e.kind(), "http_500");
+    }
+
+    #[test]
+    fn snippet_is_one_bounded_line() {
+        let s = snippet(&"a\n".repeat(400));
+        assert!(!s.contains('\n'));
+        assert!(s.chars().count() <= 301);
+    }
+
+    #[test]
+    fn token_file_errors_name_the_file() {
+        let cfg = SkypilotConfig {
+            token_file: Some("/nonexistent/token".into()),
+            ..SkypilotConfig::default()
+        };
+        let e = Client::new(&cfg).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/token"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "sky_secret123\n").unwrap();
+        let cfg = SkypilotConfig {
+            token_file: Some(p),
+            ..SkypilotConfig::default()
+        };
+        let c = Client::new(&cfg).unwrap();
+        assert!(!format!("{c:?}").contains("sky_secret123"));
+    }
+}
