@@ -50,8 +50,6 @@ pub struct ClusterManagerConfig {
     /// The host database (SQLite). Shared by every role; only the cluster manager writes
     /// cluster state.
     pub database: PathBuf,
-    /// Upper bound of the back-off between polls while the API server fails, in seconds.
-    pub max_backoff_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,7 +148,6 @@ impl Default for ClusterManagerConfig {
             poll_interval_secs: 30,
             force_refresh_interval_secs: 300,
             database: PathBuf::from("/var/lib/skypilot/host.db"),
-            max_backoff_secs: 300,
         }
     }
 }
@@ -267,7 +264,7 @@ impl Config {
                 ))
             }
         }
-        let positive: [(&'static str, u64); 4] = [
+        let positive: [(&'static str, u64); 3] = [
             (
                 "skypilot.request_timeout_secs",
                 self.skypilot.request_timeout_secs,
@@ -279,10 +276,6 @@ impl Config {
             (
                 "cluster_manager.force_refresh_interval_secs",
                 self.cluster_manager.force_refresh_interval_secs,
-            ),
-            (
-                "cluster_manager.max_backoff_secs",
-                self.cluster_manager.max_backoff_secs,
             ),
         ];
         for (key, v) in positive {
