@@ -38,6 +38,9 @@ pub enum Command {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list clusters that SkyPilot no longer lists (status GONE).
+        #[arg(long)]
+        all: bool,
     },
     /// Validate a host config file: exit 0 when valid, else print one error and exit 1.
     CheckConfig {
@@ -81,6 +84,7 @@ fn init_logging(config: &Config) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -121,9 +125,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 let rt = runtime()?;
                 report(rt.block_on(crate::cluster_manager::run(config)))
             }
-            Command::Status { config, json } => {
+            Command::Status { config, json, all } => {
                 let config = load(&config.config)?;
-                report(crate::status::run(&config, json))
+                report(crate::status::run(&config, json, all))
             }
             Command::Monitor(a) => {
                 let config = load(&a.config)?;
