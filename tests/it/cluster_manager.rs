@@ -1,1 +1,491 @@
-//! Integration tests: cluster_manager.
+//! The cluster manager as a process: against the real SkyPilot API server, and against
+//! the simulator for faults.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::bin;
+
+/// A temp dir with a host config pointing at `api_url`.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Host {
+    pub fn new(api_url: &str, poll_secs: u64, force_secs: u64) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        let config = dir.path().join("host.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[skypilot]\napi_url = {api_url:?}\nrequest_timeout_secs = 5\nconnect_attempts = 1\n\
+                 [cluster_manager]\npoll_interval_secs = {poll_secs}\nforce_refresh_interval_secs = {force_secs}\ndatabase = {:?}\n\
+                 [log]\nlevel = \"debug\"\n",
+                db.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        Host { dir, config, db }
+    }
+
+    pub fn spawn_manager(&self) -> Manager {
+        let log = self.dir.path().join("manager.log");
+        let child = bin()
+            .args(["cluster-manager", "--config", self.config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn cluster-manager");
+        Manager { child, log }
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = bin()
+            .args([
+                "status",
+                "--json",
+                "--all",
+                "--config",
+                self.config.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn status_table(&self) -> String {
+        let out = bin()
+            .args(["status", "--config", self.config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Waits until `pred` holds for `status --json` (the database must exist first).
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < timeout {
+            if self.db.exists() {
+                let out = bin()
+                    .args([
+                        "status",
+                        "--json",
+                        "--all",
+                        "--config",
+                        self.config.to_str().unwrap(),
+                    ])
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    last = serde_json::from_slice(&out.stdout).unwrap();
+                    if pred(&last) {
+                        return last;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out after {timeout:?} waiting for: {what}\nlast status: {last:#}");
+    }
+}
+
+pub struct Manager {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Manager {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(10))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "process did not exit within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn cluster<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+pub fn open_db(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[cfg(feature = "real-server")]
+mod real {
+    use super::*;
+    use crate::real::{api_url, skyctl, unique};
+
+    /// Clusters created through SkyPilot's own API show up with status and autostop;
+    /// status changes become transitions; removal marks the cluster gone.
+    #[test]
+    fn records_clusters_of_the_real_server() {
+        let up = unique("cm-up");
+        let stopped = unique("cm-stopped");
+        skyctl(&["create", &up, "--autostop", "30", "--down"]);
+        skyctl(&[
+            "create",
+            &stopped,
+            "--status",
+            "STOPPED",
+            "--instance-type",
+            "m6i.xlarge",
+        ]);
+        let host = Host::new(&api_url(), 1, 3600);
+        let mut m = host.spawn_manager();
+        let s = host.wait_status("both clusters listed", Duration::from_secs(60), |s| {
+            cluster(s, &up).is_some() && cluster(s, &stopped).is_some()
+        });
+        let c = cluster(&s, &up).unwrap();
+        assert_eq!(c["status"], "UP");
+        assert_eq!(c["autostop_minutes"], 30);
+        assert_eq!(c["autostop_to_down"], true);
+        assert_eq!(c["cloud"], "AWS");
+        assert_eq!(c["region"], "us-west-2");
+        assert_eq!(c["instance_type"], "m6i.large");
+        let c = cluster(&s, &stopped).unwrap();
+        assert_eq!(c["status"], "STOPPED");
+        assert_eq!(c["autostop_minutes"], -1);
+        assert_eq!(c["instance_type"], "m6i.xlarge");
+        assert_eq!(s["api_server"]["version"], "0.14.1");
+        assert_eq!(s["state"]["stale"], false);
+
+        let table = host.status_table();
+        let line = table.lines().find(|l| l.starts_with(&up)).unwrap();
+        assert!(
+            line.contains("UP") && line.contains("30m (down)"),
+            "{table}"
+        );
+
+        // A user cancels autostop and the cluster stops: both are seen.
+        skyctl(&["set-autostop", &up, "-1"]);
+        skyctl(&["set-status", &up, "STOPPED"]);
+        host.wait_status("status and autostop change", Duration::from_secs(30), |s| {
+            cluster(s, &up).is_some_and(|c| c["status"] == "STOPPED" && c["autostop_minutes"] == -1)
+        });
+        skyctl(&["remove", &stopped]);
+        let s = host.wait_status("removed cluster gone", Duration::from_secs(30), |s| {
+            cluster(s, &stopped).is_some_and(|c| c["status"] == "GONE")
+        });
+        assert!(cluster(&s, &stopped).unwrap()["gone_at"].is_i64());
+        assert!(m.is_running());
+        assert!(m.terminate().success());
+
+        let db = open_db(&host.db);
+        let transitions: Vec<(Option<String>, String)> = db
+            .prepare(
+                "SELECT from_status, to_status FROM transitions WHERE cluster = ?1 ORDER BY id",
+            )
+            .unwrap()
+            .query_map([&up], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            transitions,
+            vec![
+                (None, "UP".to_string()),
+                (Some("UP".into()), "STOPPED".into())
+            ]
+        );
+        let gone: Vec<(Option<String>, String)> = db
+            .prepare(
+                "SELECT from_status, to_status FROM transitions WHERE cluster = ?1 ORDER BY id",
+            )
+            .unwrap()
+            .query_map([&stopped], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            gone.last().unwrap(),
+            &(Some("STOPPED".into()), "GONE".into())
+        );
+    }
+
+    /// The forced refresh asks the clouds; this server has no cloud SDKs, so SkyPilot
+    /// fails it. The failure is recorded with SkyPilot's error type, and the state stays
+    /// fresh from an unrefreshed read in the same poll.
+    #[test]
+    fn failed_forced_refresh_is_recorded_and_state_stays_fresh() {
+        let name = unique("cm-force");
+        skyctl(&["create", &name]);
+        let host = Host::new(&api_url(), 1, 1);
+        let m = host.spawn_manager();
+        host.wait_status("cluster listed", Duration::from_secs(60), |s| {
+            cluster(s, &name).is_some()
+        });
+        // Wait for a forced poll's record.
+        let start = Instant::now();
+        let (kind, error): (String, String) = loop {
+            let db = open_db(&host.db);
+            let row = db
+                .query_row(
+                    "SELECT error_kind, error FROM poll_runs WHERE refresh = 'FORCE' AND outcome = 'error' ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                );
+            if let Ok(row) = row {
+                break row;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no failed forced poll recorded"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert!(kind.starts_with("sky_"), "{kind}");
+        assert!(
+            error.contains(&api_url().replace("http://", "")),
+            "error names the server: {error}"
+        );
+        let s = host.status_json();
+        assert_eq!(s["state"]["stale"], false, "{s:#}");
+        assert!(m.terminate().success());
+    }
+
+    /// A real API server of its own, killed mid-run and restarted on the same port and
+    /// state: the cluster manager stays up, `status` shows the state stale with the
+    /// error, and it recovers within one poll once the server is back.
+    #[test]
+    fn survives_real_server_kill_and_restart() {
+        let server = OwnServer::start();
+        server.skyctl(&["create", "fault-a", "--autostop", "15"]);
+        let host = Host::new(&server.url, 2, 3600);
+        let mut m = host.spawn_manager();
+        host.wait_status("cluster listed", Duration::from_secs(60), |s| {
+            cluster(s, "fault-a").is_some_and(|c| c["status"] == "UP")
+        });
+        let server = server.kill();
+        let s = host.wait_status("state marked stale", Duration::from_secs(30), |s| {
+            s["state"]["stale"] == true
+        });
+        assert!(s["state"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&server.url.replace("http://", "")));
+        let c = cluster(&s, "fault-a").unwrap();
+        assert_eq!(c["status"], "UP", "last known state kept");
+        assert_eq!(c["stale"], true);
+        let table = host.status_table();
+        assert!(table.contains("STALE"), "{table}");
+        assert!(table.contains("Last poll failed"), "{table}");
+        assert!(
+            m.is_running(),
+            "cluster manager must stay up: {}",
+            m.log_text()
+        );
+
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(m.is_running());
+        let server = server.restart();
+        server.skyctl(&["set-status", "fault-a", "STOPPED"]);
+        let back = Instant::now();
+        host.wait_status("recovered", Duration::from_secs(40), |s| {
+            s["state"]["stale"] == false
+                && cluster(s, "fault-a").is_some_and(|c| c["status"] == "STOPPED")
+        });
+        eprintln!("recovered {:?} after the server answered", back.elapsed());
+        assert!(m.terminate().success());
+        drop(server);
+    }
+
+    /// A SkyPilot API server with its own state dir and port, for tests that kill it.
+    struct OwnServer {
+        dir: tempfile::TempDir,
+        port: u16,
+        url: String,
+        pgid: Option<u32>,
+    }
+
+    impl OwnServer {
+        fn start() -> OwnServer {
+            let dir = tempfile::tempdir().unwrap();
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let mut s = OwnServer {
+                url: format!("http://127.0.0.1:{port}"),
+                dir,
+                port,
+                pgid: None,
+            };
+            for d in ["home", "runtime"] {
+                std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
+            }
+            std::fs::write(s.dir.path().join("config.yaml"), "{}\n").unwrap();
+            s.skyctl(&["catalog"]);
+            s.spawn();
+            s
+        }
+
+        fn env(&self, c: &mut Command) {
+            let d = self.dir.path();
+            c.env("HOME", d.join("home"))
+                .env("SKY_RUNTIME_DIR", d.join("runtime"))
+                .env("SKYPILOT_GLOBAL_CONFIG", d.join("config.yaml"))
+                .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1");
+        }
+
+        fn skyctl(&self, args: &[&str]) {
+            let mut c = Command::new(crate::real::python());
+            self.env(&mut c);
+            let out = c
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/real/skyctl.py"))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skyctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        fn spawn(&mut self) {
+            use std::os::unix::process::CommandExt;
+            let sky = crate::real::python().with_file_name("sky");
+            let mut c = Command::new(sky);
+            self.env(&mut c);
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .unwrap();
+            let child = c
+                .args([
+                    "api",
+                    "start",
+                    "--foreground",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                ])
+                .arg(self.port.to_string())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            self.pgid = Some(child.id());
+            let start = Instant::now();
+            let health = format!("{}/api/health", self.url);
+            loop {
+                let ok = Command::new("curl")
+                    .args(["-fsS", "-o", "/dev/null", &health])
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success();
+                if ok {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(90),
+                    "own SkyPilot server not healthy: {}",
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+
+        fn kill(mut self) -> OwnServer {
+            self.stop();
+            self
+        }
+
+        fn restart(mut self) -> OwnServer {
+            self.spawn();
+            self
+        }
+
+        /// SIGKILL to the whole process group, then waits until the port is free.
+        fn stop(&mut self) {
+            if let Some(pgid) = self.pgid.take() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .status();
+                let start = Instant::now();
+                while std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "port {} still busy",
+                        self.port
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    impl Drop for OwnServer {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,105 @@
+# Shared shell functions of scripts/test.sh and scripts/run-local.sh. Source it.
+# shellcheck shell=bash
+
+SKYPILOT_VERSION=0.14.1
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV_DIR=${SKYPILOT_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs Debian packages that are missing (needs root or sudo).
+ensure_apt() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  log "installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Creates the venv with SkyPilot (pinned) unless it is already complete.
+ensure_venv() {
+  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
+  python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
+  log "creating $VENV_DIR with skypilot==$SKYPILOT_VERSION (about half a minute)"
+  rm -rf "$VENV_DIR"
+  python3 -m venv "$VENV_DIR"
+  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "skypilot==$SKYPILOT_VERSION"
+  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION"
+}
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Exports the environment of a SkyPilot API server whose state lives in $1.
+sky_env() {
+  local dir=$1
+  export HOME="$dir/home"
+  export SKY_RUNTIME_DIR="$dir/runtime"
+  export SKYPILOT_GLOBAL_CONFIG="$dir/config.yaml"
+  export SKYPILOT_DISABLE_USAGE_COLLECTION=1
+  mkdir -p "$HOME" "$SKY_RUNTIME_DIR"
+  [ -f "$SKYPILOT_GLOBAL_CONFIG" ] || echo '{}' >"$SKYPILOT_GLOBAL_CONFIG"
+}
+
+# start_sky_server DIR PORT: starts `sky api start --foreground` on 127.0.0.1:PORT in a
+# session of its own, with HOME, SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG under DIR,
+# and waits until /api/health answers. Records the process group in DIR/server.pgid.
+start_sky_server() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  (
+    sky_env "$dir"
+    # A marker in the environment lets stop_sky_server find every descendant, even
+    # one that left the process group.
+    export SKYPILOT_HOST_SERVER_MARKER="$dir"
+    exec setsid "$VENV_DIR/bin/sky" api start --foreground --host 127.0.0.1 --port "$port" \
+      >"$dir/server.log" 2>&1 </dev/null
+  ) &
+  local pid=$!
+  echo "$pid" >"$dir/server.pgid"
+  local i
+  for i in $(seq 1 120); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/api/health" 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/server.log" >&2; die "SkyPilot API server exited (log: $dir/server.log)"; }
+    sleep 0.5
+  done
+  tail -20 "$dir/server.log" >&2
+  die "SkyPilot API server on port $port not healthy after 60 s (log: $dir/server.log)"
+}
+
+# stop_sky_server DIR: SIGTERM to the server's process group, SIGKILL after 10 s, then
+# SIGKILL to any process still carrying the marker of DIR.
+stop_sky_server() {
+  local dir=$1
+  [ -f "$dir/server.pgid" ] || return 0
+  local pgid
+  pgid=$(cat "$dir/server.pgid")
+  kill -TERM -- "-$pgid" 2>/dev/null || true
+  local i
+  for i in $(seq 1 20); do
+    kill -0 -- "-$pgid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+  local p
+  for p in /proc/[0-9]*; do
+    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SKYPILOT_HOST_SERVER_MARKER=$dir"; then
+      kill -KILL "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+  rm -f "$dir/server.pgid"
+}
