@@ -1,1 +1,1073 @@
-//! Integration tests: monitor.
+//! Integration tests: monitor. Fleets are written straight into a host database with
+//! known numbers; the exporter is served on a port-0 listener with a test clock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use skypilot_host::cluster::{Cluster, ClusterStatus};
+use skypilot_host::config::Config;
+use skypilot_host::monitor;
+use skypilot_host::store::{
+    ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
+};
+use skypilot_host::time::Clock;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const NOW: f64 = 1_800_000_000.0;
+
+/// A clock the test sets.
+struct TestClock(Mutex<f64>);
+
+impl TestClock {
+    fn new(t: f64) -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(t)))
+    }
+    fn set(&self, t: f64) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> f64 {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Server {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(config: Config, clock: Arc<dyn Clock>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(monitor::serve(listener, config, clock, async {
+            let _ = rx.await;
+        }));
+        Server {
+            base,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.base));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, ct, resp.text().await.unwrap())
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, ct, body) = self.get("/metrics", None).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        body
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn config_for(db: &Path) -> Config {
+    let mut c = Config::default();
+    c.cluster_manager.database = db.to_path_buf();
+    c
+}
+
+/// Series (name and labels exactly as exposed) -> value.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let v = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse::<f64>().unwrap(),
+        };
+        assert!(
+            out.insert(series.to_string(), v).is_none(),
+            "duplicate series {series}"
+        );
+    }
+    out
+}
+
+fn get(m: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *m.get(series)
+        .unwrap_or_else(|| panic!("series {series} missing; have:\n{m:#?}"))
+}
+
+fn count_prefix(m: &BTreeMap<String, f64>, prefix: &str) -> usize {
+    m.keys().filter(|k| k.starts_with(prefix)).count()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    name: &str,
+    status: ClusterStatus,
+    cloud: &str,
+    region: &str,
+    instance_type: &str,
+    workspace: &str,
+    launched_ago: Option<i64>,
+    autostop: i64,
+    down: bool,
+    hourly: Option<f64>,
+    total: Option<f64>,
+) -> ClusterRow {
+    let now = NOW as i64;
+    ClusterRow {
+        cluster: Cluster {
+            name: name.to_string(),
+            cluster_hash: format!("hash-{name}"),
+            status,
+            cloud: Some(cloud.to_string()),
+            region: Some(region.to_string()),
+            zone: None,
+            instance_type: Some(instance_type.to_string()),
+            nodes: 1,
+            cpus: Some("2".into()),
+            memory: Some("8".into()),
+            accelerators: None,
+            resources: Some(format!("1x(cpus=2, mem=8, {instance_type}, disk=256)")),
+            workspace: workspace.to_string(),
+            user_name: Some("alice@example.com".into()),
+            user_hash: Some("u1".into()),
+            launched_at: launched_ago.map(|a| now - a),
+            status_updated_at: Some(now - 30),
+            autostop_minutes: autostop,
+            autostop_to_down: down,
+            is_managed: false,
+            last_use: Some("sky launch".into()),
+        },
+        hourly_cost: hourly,
+        total_cost: total,
+        first_seen: now - 10_000,
+        last_seen: now - 45,
+        last_changed: now - 45,
+        gone_at: (status == ClusterStatus::Gone).then_some(now - 500),
+    }
+}
+
+fn poll(finished_ago: f64, outcome: PollOutcome, kind: Option<&str>) -> PollRun {
+    PollRun {
+        id: 0,
+        started_at: NOW - finished_ago - 0.5,
+        finished_at: NOW - finished_ago,
+        refresh: "NONE".into(),
+        outcome,
+        error_kind: kind.map(str::to_string),
+        error: kind.map(|k| format!("simulated {k} failure")),
+        clusters: None,
+        changes: None,
+    }
+}
+
+fn audit(store: &Store, action: &str, outcome: &str, n: usize) {
+    for _ in 0..n {
+        store
+            .append_audit(&AuditEntry {
+                at: NOW - 100.0,
+                actor: "autostop".into(),
+                action: action.into(),
+                cluster: Some("b-up-noauto".into()),
+                outcome: outcome.into(),
+                detail: Some("free text that must not become a label".into()),
+            })
+            .unwrap();
+    }
+}
+
+/// The simulated fleet with known numbers (see the expectations in `fleet_values`).
+fn write_fleet(db: &Path) {
+    use ClusterStatus::*;
+    let mut store = Store::open(db).unwrap();
+    for (k, ago) in [("timeout", 300.0), ("timeout", 200.0), ("connect", 150.0)] {
+        store
+            .record_poll_failure(&poll(ago, PollOutcome::Error, Some(k)))
+            .unwrap();
+    }
+    let upserts = vec![
+        row(
+            "a-up-aws",
+            Up,
+            "aws",
+            "us-east-1",
+            "m6i.large",
+            "default",
+            Some(3600),
+            30,
+            false,
+            Some(0.5),
+            Some(2.0),
+        ),
+        row(
+            "b-up-noauto",
+            Up,
+            "aws",
+            "us-east-1",
+            "m6i.xlarge",
+            "default",
+            Some(7200),
+            -1,
+            false,
+            Some(1.25),
+            Some(10.0),
+        ),
+        row(
+            "c-up-gcp",
+            Up,
+            "gcp",
+            "us-central1",
+            "n2-standard-4",
+            "research",
+            Some(60),
+            10,
+            true,
+            None,
+            None,
+        ),
+        row(
+            "d-stopped",
+            Stopped,
+            "aws",
+            "us-east-1",
+            "m6i.large",
+            "default",
+            Some(90_000),
+            -1,
+            false,
+            Some(0.5),
+            Some(3.0),
+        ),
+        row(
+            "e-init",
+            Init,
+            "aws",
+            "us-west-2",
+            "m6i.large",
+            "default",
+            None,
+            5,
+            false,
+            Some(0.25),
+            None,
+        ),
+        row(
+            "f-gone",
+            Gone,
+            "aws",
+            "us-east-1",
+            "p4d.24xlarge",
+            "default",
+            Some(4000),
+            -1,
+            false,
+            Some(3.0),
+            Some(7.0),
+        ),
+    ];
+    store
+        .commit_poll(
+            &ClusterChanges {
+                upserts,
+                gone: vec![],
+                transitions: vec![],
+            },
+            &poll(45.0, PollOutcome::Ok, None),
+        )
+        .unwrap();
+    store
+        .set_api_server_health(&ApiServerHealth {
+            checked_at: NOW - 10.0,
+            healthy: true,
+            version: Some("0.14.1".into()),
+            api_version: Some("62".into()),
+            commit: Some("abc123".into()),
+            latency_ms: Some(12.5),
+            error: None,
+        })
+        .unwrap();
+    audit(&store, "autostop", "ok", 3);
+    audit(&store, "autostop", "error", 1);
+    audit(&store, "stop", "ok", 1);
+    audit(&store, "login", "ok", 2);
+    audit(&store, "login", "failure", 1);
+    audit(&store, "config_change", "ok", 1);
+}
+
+fn fleet_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    write_fleet(&db);
+    (dir, db)
+}
+
+#[tokio::test]
+async fn fleet_values_match_the_database() {
+    let (_dir, db) = fleet_db();
+    let clock = TestClock::new(NOW);
+    let server = Server::start(config_for(&db), clock.clone()).await;
+    let m = parse(&server.metrics().await);
+
+    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+    assert_eq!(
+        get(&m, r#"skypilot_host_database_error{kind="missing"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_host_database_malformed_rows{table="clusters"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            &format!(
+                r#"skypilot_host_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
+
+    // Counts.
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+    assert_eq!(
+        get(&m, r#"skypilot_clusters_by_status{status="STOPPED"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_clusters_by_status{status="INIT"}"#),
+        1.0
+    );
+    assert_eq!(
+        count_prefix(&m, "skypilot_clusters_by_status{"),
+        3,
+        "GONE is not a status series"
+    );
+    assert_eq!(get(&m, "skypilot_clusters_gone"), 1.0);
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_clusters{status="UP",cloud="aws",region="us-east-1",workspace="default"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_clusters{status="UP",cloud="gcp",region="us-central1",workspace="research"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_clusters{status="STOPPED",cloud="aws",region="us-east-1",workspace="default"}"#
+        ),
+        1.0
+    );
+    let total: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("skypilot_clusters{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 5.0);
+
+    // Per-cluster series: gone clusters are not there.
+    assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), 5);
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_info{cluster="c-up-gcp",cloud="gcp",region="us-central1",instance_type="n2-standard-4",workspace="research",status="UP"}"#
+        ),
+        1.0
+    );
+    assert!(
+        !m.keys().any(|k| k.contains("f-gone")),
+        "gone cluster in per-cluster series"
+    );
+    assert!(
+        !m.keys().any(|k| k.contains('@')),
+        "an e-mail address leaked into a label"
+    );
+    assert!(
+        !m.keys().any(|k| k.contains("free text")),
+        "audit detail leaked into a label"
+    );
+
+    // Uptime of UP clusters only, from the clock.
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#),
+        3600.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_uptime_seconds{cluster="b-up-noauto"}"#
+        ),
+        7200.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="c-up-gcp"}"#),
+        60.0
+    );
+    assert_eq!(count_prefix(&m, "skypilot_cluster_uptime_seconds{"), 3);
+
+    // Autostop.
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_autostop_seconds{cluster="a-up-aws"}"#
+        ),
+        1800.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_autostop_seconds{cluster="b-up-noauto"}"#
+        ),
+        -1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_autostop_seconds{cluster="c-up-gcp"}"#
+        ),
+        600.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_autostop_seconds{cluster="e-init"}"#),
+        300.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_autostop_down{cluster="c-up-gcp"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_autostop_down{cluster="a-up-aws"}"#),
+        0.0
+    );
+    assert_eq!(get(&m, "skypilot_clusters_up_without_autostop"), 1.0);
+
+    // Cost.
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up-noauto"}"#
+        ),
+        1.25
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_price_dollars_per_hour{cluster="d-stopped"}"#
+        ),
+        0.5
+    );
+    assert_eq!(
+        count_prefix(&m, "skypilot_cluster_price_dollars_per_hour{"),
+        4
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_accrued_cost_dollars{cluster="b-up-noauto"}"#
+        ),
+        10.0
+    );
+    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1.75);
+    assert_eq!(get(&m, "skypilot_clusters_up_without_price"), 1.0);
+    assert_eq!(get(&m, "skypilot_accrued_cost_dollars"), 22.0);
+
+    // Freshness.
+    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 45.0);
+    assert_eq!(
+        get(&m, "skypilot_host_last_successful_poll_timestamp_seconds"),
+        NOW - 45.0
+    );
+    assert_eq!(get(&m, "skypilot_host_last_poll_ok"), 1.0);
+    assert_eq!(
+        get(&m, r#"skypilot_host_poll_errors_total{kind="timeout"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_host_poll_errors_total{kind="connect"}"#),
+        1.0
+    );
+    assert_eq!(get(&m, "skypilot_api_server_up"), 1.0);
+    assert_eq!(
+        get(&m, "skypilot_api_server_health_latency_seconds"),
+        0.0125
+    );
+    assert_eq!(get(&m, "skypilot_api_server_last_check_age_seconds"), 10.0);
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_api_server_info{version="0.14.1",api_version="62",commit="abc123"}"#
+        ),
+        1.0
+    );
+
+    // Actions.
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_actions_total{action="autostop",outcome="ok"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_actions_total{action="autostop",outcome="error"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_actions_total{action="stop",outcome="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_cluster_actions_total{action="down",outcome="error"}"#
+        ),
+        0.0
+    );
+    assert!(!m.keys().any(|k| k.contains("config_change")));
+    assert_eq!(
+        get(&m, r#"skypilot_web_ui_logins_total{outcome="ok"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(&m, r#"skypilot_web_ui_logins_total{outcome="failure"}"#),
+        1.0
+    );
+
+    // Time comes from the clock.
+    clock.set(NOW + 100.0);
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 145.0);
+    assert_eq!(
+        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#),
+        3700.0
+    );
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_family_has_help_and_type_and_the_prefix() {
+    let (_dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let text = server.metrics().await;
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(!help.trim().is_empty(), "empty HELP for {name}");
+            helped.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, t) = rest.split_once(' ').unwrap();
+            typed.insert(name.to_string(), t.to_string());
+        }
+    }
+    assert!(helped.len() >= 25, "only {} families", helped.len());
+    for (name, t) in &typed {
+        assert!(helped.contains(name), "{name} has no HELP");
+        assert!(name.starts_with("skypilot_"), "{name} lacks the prefix");
+        assert_eq!(t == "counter", name.ends_with("_total"), "{name} is a {t}");
+    }
+    for series in parse(&text).keys() {
+        let name = series.split('{').next().unwrap();
+        assert!(typed.contains_key(name), "sample {series} without TYPE");
+    }
+    server.stop().await;
+}
+
+fn promtool() -> PathBuf {
+    let out = Command::new("promtool").arg("--version").output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from("promtool"),
+        _ => panic!(
+            "promtool is not installed or does not run: install Debian's `prometheus` package \
+             (apt-get install prometheus), which provides /usr/bin/promtool"
+        ),
+    }
+}
+
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool check metrics: {}\n{stdout}\n{stderr}\n--- scrape:\n{text}",
+        out.status
+    );
+}
+
+#[tokio::test]
+async fn scrape_passes_promtool_check_metrics() {
+    let (_dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    promtool_check_metrics(&server.metrics().await);
+    server.stop().await;
+
+    // A database that is missing also gives a clean scrape.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config_for(&dir.path().join("none.db")), TestClock::new(NOW)).await;
+    promtool_check_metrics(&server.metrics().await);
+    server.stop().await;
+}
+
+#[test]
+fn promtool_checks_and_tests_the_alert_rules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new(promtool())
+            .args(&args)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}: {}\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn openmetrics_by_negotiation() {
+    let (_dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, ct, body) = server.get("/metrics", Some(accept)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert_eq!(body.matches("# EOF").count(), 1);
+    assert!(body.contains("# TYPE skypilot_cluster info\n"), "{body}");
+    assert!(body.contains("# TYPE skypilot_host_poll_errors counter\n"));
+    assert!(body.contains("# UNIT skypilot_cluster_uptime_seconds seconds\n"));
+    let m = parse(body.trim_end_matches("# EOF\n"));
+    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1.75);
+    assert_eq!(
+        get(&m, r#"skypilot_host_poll_errors_total{kind="timeout"}"#),
+        2.0
+    );
+
+    // Text when asked for, or when nothing is said.
+    for accept in [Some("text/plain"), None] {
+        let (status, ct, body) = server.get("/metrics", accept).await;
+        assert_eq!(status, 200);
+        assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(!body.contains("# EOF"));
+        assert!(body.contains("# TYPE skypilot_cluster_info gauge\n"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_broken_database_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, PathBuf, &str)> = {
+        let missing = dir.path().join("missing.db");
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![b'x'; 8192]).unwrap();
+        let newer = dir.path().join("newer.db");
+        {
+            let c = rusqlite::Connection::open(&newer).unwrap();
+            c.pragma_update(None, "user_version", 999).unwrap();
+        }
+        vec![
+            ("missing", missing, "missing"),
+            ("empty file", empty, "too_old"),
+            ("not a database", garbage, "corrupt"),
+            ("newer schema", newer, "too_new"),
+        ]
+    };
+    let clock = TestClock::new(NOW);
+    for (what, path, kind) in cases {
+        let server = Server::start(config_for(&path), clock.clone()).await;
+        let m = parse(&server.metrics().await);
+        assert_eq!(get(&m, "skypilot_host_database_up"), 0.0, "{what}");
+        assert_eq!(
+            get(
+                &m,
+                &format!(r#"skypilot_host_database_error{{kind="{kind}"}}"#)
+            ),
+            1.0,
+            "{what}"
+        );
+        let kinds: f64 = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("skypilot_host_database_error{"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(kinds, 1.0, "{what}: exactly one kind");
+        assert_eq!(get(&m, "skypilot_api_server_up"), 0.0, "{what}");
+        assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), 0, "{what}");
+        let (status, _, body) = server.get("/healthz", None).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{what}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn database_appearing_later_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 0.0);
+    write_fleet(&db);
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_rows_do_not_break_a_scrape() {
+    let (_dir, db) = fleet_db();
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             INSERT INTO clusters (name, cluster_hash, status, workspace, first_seen, last_seen, last_changed)
+                 VALUES ('zz-bad-status', 'h', 'RUNNING', 'default', 0, 0, 0);
+             INSERT INTO clusters (name, cluster_hash, status, workspace, autostop_minutes, first_seen, last_seen, last_changed)
+                 VALUES ('zz-bad-autostop', 'h', 'UP', 'default', 'soon', 0, 0, 0);
+             UPDATE api_server SET healthy = 'very' WHERE id = 1;",
+        )
+        .unwrap();
+    }
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let text = server.metrics().await;
+    let m = parse(&text);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_host_database_malformed_rows{table="clusters"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_host_database_malformed_rows{table="api_server"}"#
+        ),
+        1.0
+    );
+    // The good rows are all still there.
+    assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), 5);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1.75);
+    assert!(!text.contains("zz-bad"));
+    assert!(!text.contains("RUNNING"));
+    promtool_check_metrics(&text);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn odd_label_values_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut r = row(
+        "odd",
+        ClusterStatus::Up,
+        "aws",
+        "us-east-1",
+        "m6i.large",
+        "default",
+        Some(10),
+        -1,
+        false,
+        None,
+        None,
+    );
+    r.cluster.region = Some("weird \"region\"\\\nname".into());
+    store
+        .commit_poll(
+            &ClusterChanges {
+                upserts: vec![r],
+                gone: vec![],
+                transitions: vec![],
+            },
+            &poll(1.0, PollOutcome::Ok, None),
+        )
+        .unwrap();
+    store
+        .record_poll_failure(&poll(
+            0.5,
+            PollOutcome::Error,
+            Some("Bad kind with spaces\n\"quoted\""),
+        ))
+        .unwrap();
+    drop(store);
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let text = server.metrics().await;
+    assert!(
+        text.contains(r#"region="weird \"region\"\\\nname""#),
+        "{text}"
+    );
+    let m = parse(&text);
+    assert_eq!(
+        get(
+            &m,
+            r#"skypilot_host_poll_errors_total{kind="Bad_kind_with_spaces__quoted_"}"#
+        ),
+        1.0
+    );
+    assert_eq!(get(&m, "skypilot_host_last_poll_ok"), 0.0);
+    promtool_check_metrics(&text);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn api_server_down_and_stale_state() {
+    let (_dir, db) = fleet_db();
+    {
+        let mut store = Store::open(&db).unwrap();
+        store
+            .set_api_server_health(&ApiServerHealth {
+                checked_at: NOW - 5.0,
+                healthy: false,
+                version: None,
+                api_version: None,
+                commit: None,
+                latency_ms: None,
+                error: Some("connection refused".into()),
+            })
+            .unwrap();
+        store
+            .record_poll_failure(&poll(5.0, PollOutcome::Error, Some("connect")))
+            .unwrap();
+    }
+    let clock = TestClock::new(NOW + 600.0);
+    let server = Server::start(config_for(&db), clock.clone()).await;
+    let text = server.metrics().await;
+    let m = parse(&text);
+    assert_eq!(get(&m, "skypilot_api_server_up"), 0.0);
+    assert_eq!(get(&m, "skypilot_api_server_last_check_age_seconds"), 605.0);
+    assert_eq!(count_prefix(&m, "skypilot_api_server_info"), 0);
+    assert_eq!(count_prefix(&m, "skypilot_api_server_health_latency"), 0);
+    assert!(!text.contains("connection refused"), "free text in metrics");
+    // The state is the last good one, and its age says how old.
+    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 645.0);
+    assert_eq!(get(&m, "skypilot_host_last_poll_ok"), 0.0);
+    assert_eq!(
+        get(&m, r#"skypilot_host_poll_errors_total{kind="connect"}"#),
+        2.0
+    );
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn never_polled_state_is_infinitely_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    drop(Store::open(&db).unwrap());
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let text = server.metrics().await;
+    let m = parse(&text);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), f64::INFINITY);
+    assert_eq!(get(&m, "skypilot_api_server_up"), 0.0);
+    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 0.0);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 0.0);
+    promtool_check_metrics(&text);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn skypilot_metrics_passthrough() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+
+    // Not configured: 404 that says so.
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let (status, _, body) = server.get("/metrics/skypilot", None).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("monitor.skypilot_metrics_url"), "{body}");
+    server.stop().await;
+
+    // A fake upstream serving a fixed text.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    "# HELP sky_apiserver_requests_total x\n# TYPE sky_apiserver_requests_total counter\nsky_apiserver_requests_total 7.0\n",
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/broken",
+            axum::routing::get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        );
+    let up_task = tokio::spawn(async move { axum::serve(upstream, app).await });
+
+    let mut config = config_for(&db);
+    config.monitor.skypilot_metrics_url = Some(format!("http://{up_addr}/metrics"));
+    let server = Server::start(config.clone(), TestClock::new(NOW)).await;
+    let (status, ct, body) = server.get("/metrics/skypilot", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(body.contains("sky_apiserver_requests_total 7.0"), "{body}");
+    server.stop().await;
+
+    for (path, expect) in [("/broken", "HTTP 500"), ("/slow", "no answer within")] {
+        config.monitor.skypilot_metrics_url = Some(format!("http://{up_addr}{path}"));
+        let server = Server::start(config.clone(), TestClock::new(NOW)).await;
+        let started = std::time::Instant::now();
+        let (status, _, body) = server.get("/metrics/skypilot", None).await;
+        assert_eq!(status, 502, "{path}");
+        assert!(
+            body.contains(expect) && body.contains(path),
+            "{path}: {body}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{path}: timeout not applied"
+        );
+        server.stop().await;
+    }
+
+    // Nothing listening.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    config.monitor.skypilot_metrics_url = Some(format!("http://{closed_addr}/metrics"));
+    let server = Server::start(config, TestClock::new(NOW)).await;
+    let (status, _, body) = server.get("/metrics/skypilot", None).await;
+    assert_eq!(status, 502);
+    assert!(body.contains("request failed"), "{body}");
+    server.stop().await;
+    up_task.abort();
+}
+
+#[test]
+fn binary_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    write_fleet(&db);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("host.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[cluster_manager]\ndatabase = {:?}\n[monitor]\nlisten = \"127.0.0.1:{port}\"\n",
+            db.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
+        .args(["monitor", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = rt.block_on(async {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&url).await {
+                return r.text().await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the monitor did not answer on {url}");
+    });
+    let m = parse(&body);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}

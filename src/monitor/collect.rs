@@ -1,0 +1,279 @@
+//! One scrape's view of the host database: everything the exporter shows, read in one go.
+//!
+//! Reading never fails as a whole. A database that is missing, locked, corrupt or of
+//! another schema version becomes an error kind; a row that does not parse is skipped
+//! and counted by table. The exporter turns both into metrics and keeps serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Instant;
+
+use rusqlite::{ErrorCode, OpenFlags};
+
+use crate::cluster::ClusterStatus;
+use crate::store::{ApiServerHealth, ClusterRow, PollOutcome, Store, StoreError};
+use crate::time::Clock;
+
+/// Every kind of database-wide error the exporter reports (`skypilot_host_database_error`).
+pub const DB_ERROR_KINDS: [&str; 7] = [
+    "missing",
+    "unreadable",
+    "locked",
+    "corrupt",
+    "too_old",
+    "too_new",
+    "other",
+];
+
+/// Tables whose rows are read; a row that does not parse is counted under its table.
+pub const TABLES: [&str; 4] = ["api_server", "audit", "clusters", "poll_runs"];
+
+/// What the exporter uses of one cluster row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetCluster {
+    pub name: String,
+    pub status: ClusterStatus,
+    pub cloud: String,
+    pub region: String,
+    pub instance_type: String,
+    pub workspace: String,
+    /// Unix seconds.
+    pub launched_at: Option<i64>,
+    /// Idle minutes before autostop; negative = none.
+    pub autostop_minutes: i64,
+    pub autostop_to_down: bool,
+    pub hourly_cost: Option<f64>,
+    pub total_cost: Option<f64>,
+}
+
+impl From<ClusterRow> for FleetCluster {
+    fn from(r: ClusterRow) -> Self {
+        let c = r.cluster;
+        FleetCluster {
+            name: c.name,
+            status: c.status,
+            cloud: c.cloud.unwrap_or_default(),
+            region: c.region.unwrap_or_default(),
+            instance_type: c.instance_type.unwrap_or_default(),
+            workspace: c.workspace,
+            launched_at: c.launched_at,
+            autostop_minutes: c.autostop_minutes,
+            autostop_to_down: c.autostop_to_down,
+            hourly_cost: r.hourly_cost,
+            total_cost: r.total_cost,
+        }
+    }
+}
+
+/// The data of one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Unix seconds, from the clock.
+    pub now: f64,
+    /// Database-wide errors met while reading (kinds from [`DB_ERROR_KINDS`]).
+    pub db_errors: BTreeSet<&'static str>,
+    /// Rows skipped because they do not parse, by table.
+    pub malformed_rows: BTreeMap<&'static str, u64>,
+    /// Every cluster row read, gone ones included, ordered by name.
+    pub clusters: Vec<FleetCluster>,
+    /// When the last successful poll finished (Unix seconds).
+    pub last_ok_poll: Option<f64>,
+    /// Outcome of the most recent poll.
+    pub last_poll_ok: Option<bool>,
+    /// Failed polls by error kind.
+    pub poll_errors: Vec<(String, i64)>,
+    pub api_server: Option<ApiServerHealth>,
+    /// Audit entries by (action, outcome).
+    pub audit: Vec<(String, String, i64)>,
+    /// Seconds spent reading the database.
+    pub read_seconds: f64,
+}
+
+impl Snapshot {
+    /// The database could be opened and every query ran (malformed rows aside).
+    pub fn database_up(&self) -> bool {
+        self.db_errors.is_empty()
+    }
+}
+
+/// How an error of a read is reported.
+enum Problem {
+    /// The database as a whole: kind from [`DB_ERROR_KINDS`].
+    Database(&'static str),
+    /// One row of the given table does not parse.
+    Row,
+}
+
+fn classify_sqlite(e: &rusqlite::Error) -> Problem {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Problem::Database(match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => "locked",
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                "unreadable"
+            }
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => "corrupt",
+            _ => "other",
+        }),
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => Problem::Row,
+        _ => Problem::Database("other"),
+    }
+}
+
+fn classify(e: &StoreError) -> Problem {
+    match e {
+        StoreError::Sqlite { source, .. } => classify_sqlite(source),
+        StoreError::Dir { .. } => Problem::Database("unreadable"),
+        StoreError::TooNew { .. } => Problem::Database("too_new"),
+        StoreError::TooOld { .. } => Problem::Database("too_old"),
+        StoreError::BadRow { .. } => Problem::Row,
+    }
+}
+
+impl Snapshot {
+    /// Records a failed read of `table`; returns nothing so callers go on.
+    fn problem(&mut self, table: &'static str, e: &StoreError) {
+        match classify(e) {
+            Problem::Database(kind) => {
+                tracing::warn!(error = %e, kind, "monitor: host database read failed");
+                self.db_errors.insert(kind);
+            }
+            Problem::Row => {
+                tracing::warn!(error = %e, table, "monitor: malformed row in the host database");
+                *self.malformed_rows.entry(table).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// Reads everything one scrape shows. Never fails: problems are in the snapshot.
+pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
+    let started = Instant::now();
+    let mut snap = Snapshot {
+        now: clock.now(),
+        ..Snapshot::default()
+    };
+    read(database, &mut snap);
+    snap.read_seconds = started.elapsed().as_secs_f64();
+    snap
+}
+
+fn read(database: &Path, snap: &mut Snapshot) {
+    if !database.exists() {
+        snap.db_errors.insert("missing");
+        return;
+    }
+    let store = match Store::open_read_only(database) {
+        Ok(s) => s,
+        Err(e) => {
+            match classify(&e) {
+                Problem::Database(kind) => {
+                    snap.db_errors.insert(kind);
+                }
+                Problem::Row => {
+                    snap.db_errors.insert("other");
+                }
+            }
+            tracing::warn!(error = %e, "monitor: cannot open the host database");
+            return;
+        }
+    };
+    match store.clusters() {
+        Ok(rows) => snap.clusters = rows.into_iter().map(FleetCluster::from).collect(),
+        Err(e @ StoreError::BadRow { .. }) => {
+            tracing::warn!(error = %e, "monitor: malformed cluster row; reading clusters row by row");
+            match read_clusters_lenient(database) {
+                Ok((clusters, bad)) => {
+                    snap.clusters = clusters;
+                    *snap.malformed_rows.entry("clusters").or_insert(0) += bad;
+                }
+                Err(e) => snap.problem("clusters", &e),
+            }
+        }
+        Err(e) => snap.problem("clusters", &e),
+    }
+    match store.last_ok_poll() {
+        Ok(p) => snap.last_ok_poll = p.map(|p| p.finished_at),
+        Err(e) => snap.problem("poll_runs", &e),
+    }
+    match store.last_poll() {
+        Ok(p) => snap.last_poll_ok = p.map(|p| p.outcome == PollOutcome::Ok),
+        Err(e) => snap.problem("poll_runs", &e),
+    }
+    match store.poll_errors_by_kind() {
+        Ok(v) => snap.poll_errors = v,
+        Err(e) => snap.problem("poll_runs", &e),
+    }
+    match store.api_server_health() {
+        Ok(h) => snap.api_server = h,
+        Err(e) => snap.problem("api_server", &e),
+    }
+    match store.audit_counts() {
+        Ok(v) => snap.audit = v,
+        Err(e) => snap.problem("audit", &e),
+    }
+}
+
+/// Reads the clusters table row by row, skipping (and counting) rows that do not parse.
+/// Used only when [`Store::clusters`] refuses the table because of one bad row.
+fn read_clusters_lenient(database: &Path) -> Result<(Vec<FleetCluster>, u64), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: database.to_path_buf(),
+        source,
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sq)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost FROM clusters ORDER BY name",
+        )
+        .map_err(sq)?;
+    let mut rows = stmt.query([]).map_err(sq)?;
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    while let Some(r) = rows.next().map_err(sq)? {
+        let parsed = (|| -> Result<FleetCluster, String> {
+            let e = |e: rusqlite::Error| e.to_string();
+            let status: String = r.get(1).map_err(e)?;
+            Ok(FleetCluster {
+                name: r.get(0).map_err(e)?,
+                status: status.parse::<ClusterStatus>()?,
+                cloud: r
+                    .get::<_, Option<String>>(2)
+                    .map_err(e)?
+                    .unwrap_or_default(),
+                region: r
+                    .get::<_, Option<String>>(3)
+                    .map_err(e)?
+                    .unwrap_or_default(),
+                instance_type: r
+                    .get::<_, Option<String>>(4)
+                    .map_err(e)?
+                    .unwrap_or_default(),
+                workspace: r.get(5).map_err(e)?,
+                launched_at: r.get(6).map_err(e)?,
+                autostop_minutes: r.get(7).map_err(e)?,
+                autostop_to_down: r.get(8).map_err(e)?,
+                hourly_cost: r.get(9).map_err(e)?,
+                total_cost: r.get(10).map_err(e)?,
+            })
+        })();
+        match parsed {
+            Ok(c) => out.push(c),
+            Err(message) => {
+                let name: String = r
+                    .get::<_, String>(0)
+                    .unwrap_or_else(|_| "<unreadable name>".to_string());
+                tracing::warn!(database = %database.display(), cluster = %name, %message, "monitor: skipping a malformed clusters row");
+                bad += 1;
+            }
+        }
+    }
+    Ok((out, bad))
+}

@@ -1,0 +1,199 @@
+//! `skypilot-host monitor`: a Prometheus exporter for the fleet and the host services.
+//!
+//! Every scrape of `/metrics` reads the host database afresh (read only) and renders a
+//! new registry, in Prometheus text 0.0.4 or OpenMetrics 1.0 by `Accept` negotiation.
+//! A missing or broken database never fails the endpoint: the problem is a metric.
+//! `/metrics/skypilot` passes SkyPilot's own metrics through when
+//! `monitor.skypilot_metrics_url` is set. `/healthz` answers while the process serves.
+
+pub mod collect;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::time::{Clock, SystemClock};
+
+pub use collect::{collect, Snapshot};
+pub use metrics::{render, Format};
+
+/// Timeout of one request to SkyPilot's own metrics endpoint.
+pub const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+struct AppState {
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+}
+
+/// The monitor's routes, for a server or a test.
+pub fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Router> {
+    let http = reqwest::Client::builder()
+        .timeout(SKYPILOT_METRICS_TIMEOUT)
+        .build()
+        .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;
+    let state = AppState {
+        config: Arc::new(config),
+        clock,
+        http,
+    };
+    Ok(Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/metrics/skypilot", get(skypilot_metrics_handler))
+        .route("/healthz", get(healthz))
+        .with_state(state))
+}
+
+/// Serves the monitor on an already bound listener until `shutdown` completes, then
+/// finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("monitor: cannot read the listening address")?;
+    let app = router(config, clock)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .with_context(|| format!("monitor: serving on {addr} failed"))
+}
+
+/// The `monitor` role: binds `monitor.listen` and serves until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let addr = config.monitor.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("monitor.listen = {addr}: cannot listen there"))?;
+    tracing::info!(
+        %addr,
+        database = %config.cluster_manager.database.display(),
+        skypilot_metrics = config.monitor.skypilot_metrics_url.as_deref().unwrap_or("-"),
+        "monitor serving /metrics and /healthz"
+    );
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "sd_notify READY not sent");
+    }
+    serve(listener, config, Arc::new(SystemClock), shutdown_signal()).await?;
+    tracing::info!("monitor stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!(error = %e, "cannot watch SIGINT either; serving until killed");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    tracing::info!("monitor: shutdown requested");
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let database = state.config.cluster_manager.database.clone();
+    let clock = state.clock.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let snapshot = collect(&database, clock.as_ref());
+        render(snapshot, format)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "monitor: cannot encode the metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the metrics: {e}\n"),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "monitor: the scrape task failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the scrape task failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn skypilot_metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(url) = state.config.monitor.skypilot_metrics_url.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "SkyPilot's own metrics are not re-exposed: monitor.skypilot_metrics_url is not set\n",
+        )
+            .into_response();
+    };
+    let mut req = state.http.get(&url);
+    if let Some(accept) = headers.get(ACCEPT) {
+        req = req.header(ACCEPT, accept.clone());
+    }
+    let bad_gateway = |what: String| {
+        tracing::warn!(url = %url, "monitor: {what}");
+        (
+            StatusCode::BAD_GATEWAY,
+            format!("SkyPilot's metrics endpoint {url}: {what}\n"),
+        )
+            .into_response()
+    };
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return bad_gateway(format!(
+                "no answer within {} s",
+                SKYPILOT_METRICS_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => return bad_gateway(format!("request failed: {e}")),
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return bad_gateway(format!("answered HTTP {status}, expected 200"));
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(metrics::TEXT_CONTENT_TYPE));
+    match resp.bytes().await {
+        Ok(body) => ([(CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) if e.is_timeout() => bad_gateway(format!(
+            "body not complete within {} s",
+            SKYPILOT_METRICS_TIMEOUT.as_secs()
+        )),
+        Err(e) => bad_gateway(format!("cannot read the body: {e}")),
+    }
+}
