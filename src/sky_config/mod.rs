@@ -1,0 +1,241 @@
+//! SkyPilot's `config.yaml`: render it from the module's `config` value (JSON) and
+//! validate it against the schema of the SkyPilot in use.
+//!
+//! - [`render`]: maps the seed's compatibility keys ([`compat`]), validates the result
+//!   with [`schema::Schema`] and writes the YAML plus the launch-policy JSON.
+//! - [`check`]: validates an existing YAML or JSON config.
+//!
+//! The schema is SkyPilot's own, exported by `scripts/sky-schema.py`; its path comes
+//! from a flag or from `$SKYPILOT_CONFIG_SCHEMA`.
+
+pub mod compat;
+pub mod schema;
+pub mod yaml;
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+pub use compat::{LaunchPolicy, Mapped, Warning};
+pub use schema::{Schema, SCHEMA_ENV};
+
+/// File name of the launch-policy settings written next to the rendered config when
+/// no other path is given.
+pub const DEFAULT_POLICY_FILE: &str = "launch-policy.json";
+
+/// One problem with a config: the key path (dotted, `[n]` for list items, empty for
+/// the whole value) and what is wrong and allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "(whole config): {}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// The error of a failed render or check: the file and every problem found.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigProblems {
+    pub file: PathBuf,
+    /// What the problems were checked against, e.g. "SkyPilot 0.14.1's config schema".
+    pub against: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{} ({}):",
+            self.file.display(),
+            if n == 1 { "" } else { "s" },
+            self.against
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of `sky-config render` beyond IN and OUT.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Schema file; `None` = `$SKYPILOT_CONFIG_SCHEMA`.
+    pub schema: Option<PathBuf>,
+    /// Launch-policy output; `None` = `launch-policy.json` next to OUT.
+    pub policy_out: Option<PathBuf>,
+}
+
+/// What a successful render produced.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub mapped: Mapped,
+    pub config_path: PathBuf,
+    pub policy_path: PathBuf,
+}
+
+/// `sky-config render IN OUT` with the schema from `$SKYPILOT_CONFIG_SCHEMA` and the
+/// launch policy next to OUT.
+pub fn render(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let r = render_with(input, output, &RenderOptions::default())?;
+    println!(
+        "{}: rendered ({} compatibility key{} mapped); launch policy: {}",
+        r.config_path.display(),
+        r.mapped.warnings.len(),
+        if r.mapped.warnings.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        r.policy_path.display()
+    );
+    Ok(())
+}
+
+/// `sky-config render`: prints one warning per mapped key on stderr, fails (writing
+/// nothing) when the result does not validate.
+pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow::Result<Rendered> {
+    let schema = Schema::locate(opts.schema.as_deref())?;
+    let policy_path = match &opts.policy_out {
+        Some(p) => p.clone(),
+        None => output.with_file_name(DEFAULT_POLICY_FILE),
+    };
+    if policy_path == output {
+        anyhow::bail!(
+            "{}: the rendered config and the launch policy would be the same file; pass another --policy-out",
+            output.display()
+        );
+    }
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("{}: cannot read the `config` value", input.display()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the `config` value is not valid JSON at line {}, column {}: {}",
+            input.display(),
+            e.line(),
+            e.column(),
+            json_error_kind(&e)
+        )
+    })?;
+    let mapped = compat::map(value, &schema.clouds()).map_err(|problems| ConfigProblems {
+        file: input.to_path_buf(),
+        against: "the seed's compatibility keys".to_string(),
+        problems,
+    })?;
+    for w in &mapped.warnings {
+        eprintln!("warning: {w}");
+    }
+    let problems = schema.validate(&mapped.config);
+    if !problems.is_empty() {
+        return Err(ConfigProblems {
+            file: input.to_path_buf(),
+            against: format!("{} ({})", schema.label(), schema.path().display()),
+            problems,
+        }
+        .into());
+    }
+    let yaml_text = yaml::to_yaml(
+        &mapped.config,
+        &format!(
+            "SkyPilot config.yaml rendered by `skypilot-host sky-config render` from {};\n\
+             validated against {}. Do not edit: change the source instead.",
+            input.display(),
+            schema.label()
+        ),
+    );
+    let policy_text = serde_json::to_string_pretty(&mapped.policy)
+        .context("cannot serialise the launch policy")?
+        + "\n";
+    write_atomic(output, yaml_text.as_bytes())?;
+    write_atomic(&policy_path, policy_text.as_bytes())?;
+    Ok(Rendered {
+        mapped,
+        config_path: output.to_path_buf(),
+        policy_path,
+    })
+}
+
+/// `sky-config check FILE` with the schema from `$SKYPILOT_CONFIG_SCHEMA`.
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    check_with(file, None)?;
+    println!("{}: ok", file.display());
+    Ok(())
+}
+
+/// Validates a YAML or JSON SkyPilot config; returns the parsed value.
+pub fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
+    let schema = Schema::locate(schema)?;
+    let value = read_config(file)?;
+    let problems = schema.validate(&value);
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(ConfigProblems {
+            file: file.to_path_buf(),
+            against: format!("{} ({})", schema.label(), schema.path().display()),
+            problems,
+        }
+        .into())
+    }
+}
+
+/// Reads a SkyPilot config file: JSON or YAML. An empty file is an empty config, as in
+/// SkyPilot.
+pub fn read_config(file: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read the SkyPilot config", file.display()))?;
+    let value = yaml::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(match value {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        v => v,
+    })
+}
+
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("{}: cannot write: {e}", path.display()));
+    }
+    Ok(())
+}
