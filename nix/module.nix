@@ -1,0 +1,766 @@
+# NixOS module `services.skypilot`: a team SkyPilot server.
+#
+# Units (only with `systemdServices = true`):
+#   skypilot-api-server       the real SkyPilot API server (`sky api start --deploy --foreground`)
+#   skypilot-cluster-manager  `skypilot-host cluster-manager` (enableCluster)
+#   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
+# The web UI and the autostop enforcer are declared as options but their roles are not
+# built yet: enabling them fails evaluation with an assertion that says so.
+{ config
+, lib
+, pkgs
+, ...
+}:
+let
+  inherit
+    (lib)
+    mkOption
+    mkEnableOption
+    mkPackageOption
+    mkIf
+    mkMerge
+    mkDefault
+    types
+    literalExpression
+    optional
+    optionals
+    optionalAttrs
+    ;
+
+  cfg = config.services.skypilot;
+  tomlFormat = pkgs.formats.toml { };
+
+  storeDir = builtins.storeDir;
+  inStore = p: lib.isStorePath p || lib.hasPrefix "${storeDir}/" (toString p);
+  isAbsolute = p: lib.hasPrefix "/" (toString p);
+
+  cloudNames = [ "aws" "gcp" "azure" "kubernetes" "lambda" "runpod" ];
+  configuredClouds = lib.filter (c: cfg.cloudCredentials.${c} != null) cloudNames;
+
+  home = "${cfg.stateDir}/home";
+  runtimeDir = "${cfg.stateDir}/runtime";
+  apiUrl = "http://127.0.0.1:${toString cfg.apiServer.port}";
+  credentialsDir = "/run/credentials/skypilot-api-server.service";
+
+  unitsEnabled = cfg.enable && cfg.systemdServices;
+  clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
+  monitorEnabled = unitsEnabled && cfg.monitoring.enable;
+
+  # ---------------------------------------------------------------- extraEnvironment
+  # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
+  # blank lines, `# comments`, `export NAME=value` and `NAME=value`, where value is
+  # unquoted (no blanks or shell syntax), 'single quoted' (literal) or "double quoted"
+  # (\" \\ \$ \` escapes; no expansion). Anything else is reported with its line.
+  envLines = lib.imap1 (n: line: { inherit n line; }) (lib.splitString "\n" cfg.extraEnvironment);
+  trim = s:
+    let
+      m = builtins.match "[[:space:]]*(.*[^[:space:]])[[:space:]]*" s;
+    in
+    if m == null
+    then ""
+    else builtins.head m;
+  unescapeDouble = s:
+    lib.replaceStrings [ "\\\"" "\\\\" "\\$" "\\`" ] [ "\"" "\\" "$" "`" ] s;
+  parseValue = raw:
+    let
+      single = builtins.match "'([^']*)'" raw;
+      double = builtins.match "\"(([^\"\\\\$`]|\\\\[\"\\\\$`])*)\"" raw;
+      plain = builtins.match "([^[:space:]'\"$`\\\\;&|<>(){}]*)" raw;
+    in
+    if single != null
+    then { value = builtins.head single; }
+    else if double != null
+    then { value = unescapeDouble (builtins.head double); }
+    else if plain != null
+    then { value = builtins.head plain; }
+    else null;
+  parseLine =
+    { n
+    , line
+    ,
+    }:
+    let
+      t = trim line;
+      m = builtins.match "(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)" t;
+      v =
+        if m == null
+        then null
+        else parseValue (builtins.elemAt m 2);
+    in
+    if t == "" || lib.hasPrefix "#" t
+    then { skip = true; }
+    else if m == null || v == null
+    then {
+      error = "services.skypilot.extraEnvironment line ${toString n}: `${t}` is not an assignment: expected `export NAME=value` or `NAME=value` (value unquoted without blanks or shell syntax, 'single quoted' or \"double quoted\" without expansions)";
+    }
+    else {
+      name = builtins.elemAt m 1;
+      inherit (v) value;
+    };
+  parsedEnv = map parseLine envLines;
+  extraEnvErrors = map (p: p.error) (lib.filter (p: p ? error) parsedEnv);
+  extraEnv = lib.listToAttrs (map (p: lib.nameValuePair p.name p.value) (lib.filter (p: p ? name) parsedEnv));
+
+  # Values given by the user reach systemd verbatim: `%` would start a specifier.
+  escapeSpecifiers = lib.mapAttrs (_: v: lib.replaceStrings [ "%" ] [ "%%" ] (toString v));
+
+  # ---------------------------------------------------------------- credentials
+  credentialEnv =
+    optionalAttrs (cfg.cloudCredentials.aws != null) { AWS_SHARED_CREDENTIALS_FILE = "%d/aws"; }
+    // optionalAttrs (cfg.cloudCredentials.gcp != null) { GOOGLE_APPLICATION_CREDENTIALS = "%d/gcp"; }
+    // optionalAttrs (cfg.cloudCredentials.kubernetes != null) { KUBECONFIG = "%d/kubernetes"; };
+  loadedClouds = lib.filter (c: c != "azure") configuredClouds;
+  overriddenByCredentials = lib.filter (n: credentialEnv ? ${n}) (lib.attrNames (extraEnv // cfg.environment));
+
+  # Files SkyPilot looks for under $HOME: linked to the loaded credential at each start.
+  homeCredentialLinks =
+    optional (cfg.cloudCredentials.lambda != null)
+      {
+        dir = "${home}/.lambda_cloud";
+        file = "lambda_keys";
+        id = "lambda";
+      }
+    ++ optional (cfg.cloudCredentials.runpod != null) {
+      dir = "${home}/.runpod";
+      file = "config.toml";
+      id = "runpod";
+    };
+
+  # ---------------------------------------------------------------- SkyPilot config.yaml
+  # The seed's example keys that are not SkyPilot keys: where `sky-config render` puts them.
+  compatWarnings =
+    let
+      cloud = cfg.config.cloud or { };
+      spot = cfg.config.spot or { };
+      cloudWarning = c: k:
+        let
+          path = "services.skypilot.config.cloud.${c}.${k}";
+        in
+        if k == "region" || k == "zone"
+        then "${path} is not a SkyPilot config key (SkyPilot rejects it): a ${k} is a task resource (`infra: ${c}/...`). It is left out of config.yaml and kept as the launch policy's default ${k} for ${c}; the launch-policy role is not built yet, so it has no effect for now. Canonical option: services.skypilot.cluster.defaultRegion, or `infra:` in the task YAML."
+        else if c == "gcp" && k == "project"
+        then "${path} is not a SkyPilot config key: it was moved to SkyPilot's `workspaces.default.gcp.project_id` in config.yaml. Canonical form: services.skypilot.config.workspaces.default.gcp.project_id."
+        else "${path} is not a known compatibility key: it is passed to `sky-config render` unchanged and the build fails if SkyPilot's schema rejects it.";
+    in
+    lib.concatLists
+      (lib.mapAttrsToList
+        (c: v:
+          if builtins.isAttrs v
+          then map (cloudWarning c) (lib.attrNames v)
+          else [ "services.skypilot.config.cloud.${c} is not a SkyPilot config key and not an attribute set: the build fails in `sky-config render`." ])
+        cloud)
+    ++ optional (spot ? enabled) "services.skypilot.config.spot.enabled is not a SkyPilot config key: spot is a task resource (`use_spot`). It is left out of config.yaml and kept as the launch policy's default use_spot; the launch-policy role is not built yet, so it has no effect for now."
+    ++ optional (spot ? max_price) "services.skypilot.config.spot.max_price has no SkyPilot equivalent: it is left out of config.yaml and kept as the launch policy's price limit (refuse instances whose catalog price exceeds it); the launch-policy role is not built yet, so it has no effect for now."
+    ++ map (k: "services.skypilot.config.spot.${k} is not a known compatibility key: it is passed to `sky-config render` unchanged and the build fails if SkyPilot's schema rejects it.")
+      (lib.filter (k: k != "enabled" && k != "max_price") (lib.attrNames spot));
+
+  skyConfigJson = pkgs.writeText "skypilot-config.json" (builtins.toJSON cfg.config);
+  # Rendered and validated at build time: a config SkyPilot would reject fails the build.
+  skyConfigYaml =
+    pkgs.runCommand "skypilot-config.yaml"
+      {
+        nativeBuildInputs = [ cfg.hostPackage ];
+        SKYPILOT_CONFIG_SCHEMA = cfg.configSchema;
+      } ''
+      skypilot-host sky-config render ${skyConfigJson} $out
+      skypilot-host sky-config check $out
+    '';
+
+  # ---------------------------------------------------------------- host config
+  hostConfigRaw = tomlFormat.generate "skypilot-host-unchecked.toml" cfg.settings;
+  # `nixos-rebuild` fails here, not the service at start, when the host config is invalid.
+  hostConfig =
+    pkgs.runCommand "skypilot-host.toml"
+      {
+        nativeBuildInputs = [ cfg.hostPackage ];
+      } ''
+      skypilot-host check-config ${hostConfigRaw}
+      cp ${hostConfigRaw} $out
+    '';
+
+  pollInterval = cfg.settings.cluster_manager.poll_interval_secs or 30;
+  watchdogSec = lib.max 60 (3 * pollInterval);
+
+  listenAddress =
+    let
+      a = cfg.monitoring.listenAddress;
+    in
+    if lib.hasInfix ":" a
+    then "[${a}]"
+    else a;
+  monitorLoopback = builtins.elem cfg.monitoring.listenAddress [ "127.0.0.1" "::1" "localhost" ];
+
+  # Hardening shared by every unit; each role adds or relaxes what it must.
+  baseHardening = {
+    User = cfg.user;
+    Group = cfg.group;
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    DevicePolicy = "closed";
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    RemoveIPC = true;
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [ "@system-service" "~@privileged" ];
+    SystemCallErrorNumber = "EPERM";
+    UMask = "0077";
+  };
+  # The Rust roles need even less: no other users, no W+X memory, own processes only.
+  hostHardening =
+    baseHardening
+    // {
+      PrivateUsers = true;
+      MemoryDenyWriteExecute = true;
+      ProcSubset = "pid";
+      RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
+      SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
+      Restart = "on-failure";
+      RestartSec = 5;
+      TimeoutStopSec = 30;
+      Environment = [ "SKYPILOT_HOST_CONFIG=${hostConfig}" ];
+    };
+
+  managedUnits =
+    [ "skypilot-api-server" ]
+    ++ optional cfg.enableCluster "skypilot-cluster-manager"
+    ++ optional cfg.monitoring.enable "skypilot-monitor";
+  systemctl = "/run/current-system/sw/bin/systemctl";
+
+  absPathOption = description:
+    mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/skypilot-cloud";
+      inherit description;
+    };
+in
+{
+  options.services.skypilot = {
+    enable = mkEnableOption "a team SkyPilot server (SkyPilot's API server and the skypilot-host services)";
+
+    package = mkPackageOption pkgs "skypilot" {
+      extraDescription = "It must provide `bin/sky` and `share/skypilot/config.schema.json` (see `configSchema`); the flake's module defaults it to SkyPilot 0.14.1, the version this module is tested against.";
+    };
+
+    hostPackage = mkPackageOption pkgs "skypilot-host" {
+      extraDescription = "The host services (cluster manager, monitor, config and credential checks).";
+    };
+
+    configSchema = mkOption {
+      type = types.str;
+      default = "${cfg.package}/share/skypilot/config.schema.json";
+      defaultText = literalExpression ''"''${config.services.skypilot.package}/share/skypilot/config.schema.json"'';
+      description = "JSON schema of SkyPilot's config.yaml, exported by the SkyPilot in use (scripts/sky-schema.py); `config` is validated against it at build time.";
+    };
+
+    user = mkOption {
+      type = types.str;
+      default = "skypilot";
+      description = "System user of every SkyPilot unit. Created by the module.";
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "skypilot";
+      description = "Group of the service. Members may use `sky` against this host's API server and, with `sudo.enable`, start and stop the SkyPilot units.";
+    };
+
+    uid = mkOption {
+      type = types.nullOr types.int;
+      default = null;
+      example = 947;
+      description = "Static uid of `user`. Needed with `networking.nftables.enable`, whose ruleset is checked at build time and so cannot name a user.";
+    };
+
+    gid = mkOption {
+      type = types.nullOr types.int;
+      default = null;
+      example = 947;
+      description = "Static gid of `group`. Needed with `networking.nftables.enable` (see `uid`).";
+    };
+
+    stateDir = mkOption {
+      type = types.str;
+      default = "/var/lib/skypilot";
+      description = "State of the API server (`home/` is its HOME, `runtime/` its SKY_RUNTIME_DIR) and the host database.";
+    };
+
+    configDir = mkOption {
+      type = types.str;
+      default = "/var/lib/skypilot/config";
+      description = "Configuration directory; `config.yaml` in it links to the rendered SkyPilot config.";
+    };
+
+    logsDir = mkOption {
+      type = types.str;
+      default = "/var/log/skypilot";
+      description = "SkyPilot's launch and provisioning logs (its `~/sky_logs`). Service logs go to the journal.";
+    };
+
+    cacheDir = mkOption {
+      type = types.str;
+      default = "/var/cache/skypilot";
+      description = "Cache directory of the API server (XDG_CACHE_HOME).";
+    };
+
+    enableWebUI = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Run the web UI (`skypilot-web-ui`). The role is not built yet: enabling it fails evaluation.";
+    };
+
+    webUI = {
+      port = mkOption {
+        type = types.port;
+        default = 8080;
+        description = "Port of the web UI.";
+      };
+      host = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address the web UI binds to.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open `webUI.port` in the firewall (only when the web UI is enabled).";
+      };
+    };
+
+    enableCluster = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Run the cluster manager (`skypilot-cluster-manager`) and, with `cluster.autoStop`, the autostop enforcer.";
+    };
+
+    cluster = {
+      autoStop = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        example = 60;
+        description = "Idle minutes after which clusters stop (the autostop enforcer). The role is not built yet: setting it with `enableCluster` fails evaluation.";
+      };
+      defaultInstanceType = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "m5.large";
+        description = "Default instance type of launches (a launch-policy default; the policy role is not built yet).";
+      };
+      defaultRegion = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "us-west-2";
+        description = "Default region of launches (a launch-policy default; the policy role is not built yet).";
+      };
+    };
+
+    systemdServices = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Create the systemd units. When false, the module only installs SkyPilot, creates the user, group and directories and renders the configuration.";
+    };
+
+    apiServer = {
+      port = mkOption {
+        type = types.port;
+        default = 46580;
+        description = "Loopback port of SkyPilot's API server. Never opened in the firewall.";
+      };
+      restrictAccess = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Refuse connections to the API server's port from every local account except the
+          service user, root and (with `allowGroup`) members of `group`, with an owner match on
+          the loopback interface. The API server trusts an identity header from anyone and
+          treats a loopback request without one as an admin, so this should stay on.
+        '';
+      };
+      allowGroup = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Let members of `group` connect to the API server, so that their `sky` works. They are
+          SkyPilot admins then. With iptables the match covers supplementary groups; with
+          nftables only the primary group (use `sg ''${group} -c 'sky status'`).
+        '';
+      };
+      enableUsageCollection = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Let SkyPilot send usage telemetry (off: SKYPILOT_DISABLE_USAGE_COLLECTION=1).";
+      };
+      stopTimeout = mkOption {
+        type = types.ints.positive;
+        default = 30;
+        description = "Seconds the API server's processes get to stop before the whole cgroup is killed.";
+      };
+    };
+
+    monitoring = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Run the monitor (`skypilot-monitor`): Prometheus metrics of the fleet and of the host services.";
+      };
+      metricsPort = mkOption {
+        type = types.port;
+        default = 9188;
+        description = "Port of the monitor's `/metrics`. Not 9090, which is Prometheus's own port.";
+      };
+      listenAddress = mkOption {
+        type = types.str;
+        default =
+          if cfg.monitoring.openFirewall
+          then "0.0.0.0"
+          else "127.0.0.1";
+        defaultText = literalExpression ''if config.services.skypilot.monitoring.openFirewall then "0.0.0.0" else "127.0.0.1"'';
+        description = "Address of the monitor's listener.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open `monitoring.metricsPort` in the firewall.";
+      };
+      logLevel = mkOption {
+        type = types.enum [ "DEBUG" "INFO" "WARNING" "ERROR" ];
+        default = "INFO";
+        description = "Log level of the skypilot-host services.";
+      };
+    };
+
+    sudo.enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Let members of `group` run `systemctl start|stop|restart|status` on the SkyPilot units through sudo, and nothing else.";
+    };
+
+    config = mkOption {
+      type = types.attrsOf types.anything;
+      default = { };
+      example = literalExpression ''{ allowed_clouds = [ "aws" "kubernetes" ]; }'';
+      description = ''
+        SkyPilot's `config.yaml`, rendered and validated against SkyPilot's own schema at build
+        time. The seed's compatibility keys (`cloud.<c>.region`/`zone`, `cloud.gcp.project`,
+        `spot.*`) are mapped with a warning that says where each went.
+      '';
+    };
+
+    settings = mkOption {
+      type = types.submodule { freeformType = tomlFormat.type; };
+      default = { };
+      description = "The skypilot-host config (TOML; see `skypilot-host check-config`). The module fills in what its options decide.";
+    };
+
+    cloudCredentials = lib.genAttrs cloudNames (c:
+      absPathOption (
+        "Credential of ${c}, a path outside the Nix store, loaded with systemd `LoadCredential` (read by PID 1, so it may stay root-only)."
+        + lib.optionalString (c == "azure") " Azure's CLI state is a directory: it is bind-mounted as the service's `~/.azure` and must be owned by the service user."
+      ));
+
+    extraEnvironment = mkOption {
+      type = types.lines;
+      default = "";
+      example = "export AWS_PROFILE=skypilot";
+      description = "`export NAME=value` lines for the API server, turned into `Environment=` entries at evaluation; any other line is an error.";
+    };
+
+    environment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      description = "Extra environment of the API server.";
+    };
+
+    environmentFile = absPathOption "An `EnvironmentFile=` of the API server for secrets (outside the Nix store).";
+  };
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      assertions =
+        [
+          {
+            assertion = !cfg.enableWebUI;
+            message = "services.skypilot.enableWebUI: the web UI role (skypilot-web-ui) is not built yet in this version of the module; set enableWebUI = false until it is.";
+          }
+          {
+            assertion = !(cfg.enableCluster && cfg.cluster.autoStop != null);
+            message = "services.skypilot.cluster.autoStop: the autostop role (skypilot-autostop service and timer) is not built yet in this version of the module; set cluster.autoStop = null until it is.";
+          }
+          {
+            assertion = cfg.user != "root" && cfg.group != "root";
+            message = "services.skypilot.user and .group must not be root: the API server runs untrusted requests.";
+          }
+          {
+            assertion = cfg.monitoring.metricsPort != cfg.apiServer.port;
+            message = "services.skypilot.monitoring.metricsPort (${toString cfg.monitoring.metricsPort}) is the API server's port.";
+          }
+          {
+            assertion = !(unitsEnabled && cfg.apiServer.restrictAccess && config.networking.nftables.enable && (cfg.uid == null || cfg.gid == null));
+            message = "services.skypilot.uid and .gid must be set with networking.nftables.enable: the API server's port is restricted by owner in an nftables ruleset, which is checked at build time and cannot name users.";
+          }
+          {
+            assertion = !(unitsEnabled && cfg.apiServer.restrictAccess && !config.networking.nftables.enable && !config.networking.firewall.enable);
+            message = "services.skypilot.apiServer.restrictAccess needs networking.firewall.enable or networking.nftables.enable: without an owner match every local account can reach the API server, which treats loopback requests as an admin.";
+          }
+          {
+            assertion = !(cfg.settings ? skypilot && cfg.settings.skypilot ? token_file && inStore cfg.settings.skypilot.token_file);
+            message = "services.skypilot.settings.skypilot.token_file is in the Nix store, which every local user can read: give the path of a file outside the store.";
+          }
+        ]
+        ++ lib.concatMap
+          (c:
+            let
+              p = cfg.cloudCredentials.${c};
+            in
+            [
+              {
+                assertion = !(inStore p);
+                message = "services.skypilot.cloudCredentials.${c} = \"${p}\" is in the Nix store, which every local user can read: a credential there is published. Give the path of a file outside the store (e.g. /run/secrets/${c}, managed by sops-nix or agenix).";
+              }
+              {
+                assertion = isAbsolute p;
+                message = "services.skypilot.cloudCredentials.${c} = \"${p}\" is not an absolute path.";
+              }
+            ])
+          configuredClouds
+        ++ optionals (cfg.environmentFile != null) [
+          {
+            assertion = !(inStore cfg.environmentFile);
+            message = "services.skypilot.environmentFile = \"${cfg.environmentFile}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
+          }
+          {
+            assertion = isAbsolute cfg.environmentFile;
+            message = "services.skypilot.environmentFile = \"${cfg.environmentFile}\" is not an absolute path.";
+          }
+        ]
+        ++ map
+          (message: {
+            assertion = false;
+            inherit message;
+          })
+          extraEnvErrors;
+
+      warnings =
+        compatWarnings
+        ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
+        ++ optional (cfg.cluster.defaultRegion != null) "services.skypilot.cluster.defaultRegion is kept for the launch policy, which is not built yet: it has no effect for now."
+        ++ optional (cfg.cluster.defaultInstanceType != null) "services.skypilot.cluster.defaultInstanceType is kept for the launch policy, which is not built yet: it has no effect for now."
+        ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
+        ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
+        ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
+        ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only.";
+
+      services.skypilot.settings = {
+        skypilot.api_url = mkDefault apiUrl;
+        cluster_manager = {
+          database = mkDefault "${cfg.stateDir}/host.db";
+          poll_interval_secs = mkDefault 30;
+        };
+        monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
+        credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
+        log.level = mkDefault cfg.monitoring.logLevel;
+      };
+
+      users.users.${cfg.user} =
+        {
+          isSystemUser = true;
+          group = cfg.group;
+          home = home;
+          description = "SkyPilot API server and host services";
+        }
+        // optionalAttrs (cfg.uid != null) { uid = cfg.uid; };
+      users.groups.${cfg.group} = optionalAttrs (cfg.gid != null) { gid = cfg.gid; };
+
+      systemd.tmpfiles.rules = [
+        "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
+        "d ${home} 0700 ${cfg.user} ${cfg.group} - -"
+        "d ${runtimeDir} 0700 ${cfg.user} ${cfg.group} - -"
+        "d ${cfg.configDir} 0750 ${cfg.user} ${cfg.group} - -"
+        "d ${cfg.logsDir} 0750 ${cfg.user} ${cfg.group} - -"
+        "d ${cfg.cacheDir} 0700 ${cfg.user} ${cfg.group} - -"
+        "L+ ${cfg.configDir}/config.yaml - - - - ${skyConfigYaml}"
+        "L+ ${home}/sky_logs - - - - ${cfg.logsDir}"
+      ];
+
+      environment.etc."skypilot-host/config.toml".source = hostConfig;
+      environment.systemPackages = [ cfg.package cfg.hostPackage ];
+    }
+
+    (mkIf unitsEnabled {
+      # `sky` of every user talks to this host's server and never starts one of its own.
+      environment.variables =
+        {
+          SKYPILOT_API_SERVER_ENDPOINT = apiUrl;
+          SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
+        }
+        // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
+
+      systemd.services.skypilot-api-server = {
+        description = "SkyPilot API server";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+        environment =
+          escapeSpecifiers (extraEnv // cfg.environment)
+          // {
+            HOME = home;
+            SKY_RUNTIME_DIR = runtimeDir;
+            SKYPILOT_GLOBAL_CONFIG = "${skyConfigYaml}";
+            XDG_CACHE_HOME = cfg.cacheDir;
+          }
+          // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; }
+          // credentialEnv;
+        serviceConfig =
+          baseHardening
+          // {
+            Type = "simple";
+            ExecStartPre =
+              optional (configuredClouds != [ ]) "+${cfg.hostPackage}/bin/skypilot-host credentials check --config ${hostConfig}"
+              ++ lib.concatMap
+                (l: [
+                  "${pkgs.coreutils}/bin/mkdir -p ${l.dir}"
+                  "${pkgs.coreutils}/bin/ln -sfn %d/${l.id} ${l.dir}/${l.file}"
+                ])
+                homeCredentialLinks;
+            # --host is always given: with --deploy alone SkyPilot binds every address.
+            ExecStart = "${cfg.package}/bin/sky api start --deploy --foreground --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
+            # SIGTERM to the main process orphans SkyPilot's executors: stop the whole cgroup.
+            KillMode = "control-group";
+            TimeoutStopSec = cfg.apiServer.stopTimeout;
+            Restart = "on-failure";
+            RestartSec = 10;
+            ReadWritePaths = [ cfg.stateDir cfg.logsDir cfg.cacheDir ];
+            RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+            # SkyPilot forks ssh and its executors and reads /proc/meminfo: no ProcSubset,
+            # no MemoryDenyWriteExecute (libffi closures in cloud SDKs).
+          }
+          // optionalAttrs (loadedClouds != [ ]) {
+            LoadCredential = map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds;
+          }
+          // optionalAttrs (cfg.cloudCredentials.azure != null) {
+            BindPaths = [ "${cfg.cloudCredentials.azure}:${home}/.azure" ];
+          }
+          // optionalAttrs (cfg.environmentFile != null) {
+            EnvironmentFile = cfg.environmentFile;
+          };
+      };
+
+      # The API server trusts an identity header from anyone and treats a loopback request
+      # without one as an admin: only the service user, root and (optionally) the group may
+      # open a connection to its port.
+      networking.firewall = mkIf (cfg.apiServer.restrictAccess && !config.networking.nftables.enable) {
+        extraCommands =
+          let
+            p = toString cfg.apiServer.port;
+          in
+          ''
+            iptables -w -N skypilot-api 2>/dev/null || true
+            iptables -w -F skypilot-api
+            iptables -w -A skypilot-api -m owner --uid-owner ${cfg.user} -j RETURN
+            iptables -w -A skypilot-api -m owner --uid-owner 0 -j RETURN
+            ${lib.optionalString cfg.apiServer.allowGroup "iptables -w -A skypilot-api -m owner --gid-owner ${cfg.group} --suppl-groups -j RETURN"}
+            iptables -w -A skypilot-api -p tcp -j REJECT --reject-with tcp-reset
+            iptables -w -C OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api 2>/dev/null \
+              || iptables -w -I OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api
+          '';
+        extraStopCommands = ''
+          iptables -w -D OUTPUT -o lo -p tcp --dport ${toString cfg.apiServer.port} -j skypilot-api 2>/dev/null || true
+          iptables -w -F skypilot-api 2>/dev/null || true
+          iptables -w -X skypilot-api 2>/dev/null || true
+        '';
+      };
+
+      networking.nftables.tables = mkIf (cfg.apiServer.restrictAccess && config.networking.nftables.enable) {
+        skypilot-api = {
+          family = "inet";
+          content = ''
+            chain output {
+              type filter hook output priority filter; policy accept;
+              oifname "lo" tcp dport ${toString cfg.apiServer.port} meta skuid { 0, ${toString cfg.uid} } accept
+              ${lib.optionalString cfg.apiServer.allowGroup "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
+              oifname "lo" tcp dport ${toString cfg.apiServer.port} reject with tcp reset
+            }
+          '';
+        };
+      };
+    })
+
+    (mkIf clusterManagerEnabled {
+      systemd.services.skypilot-cluster-manager = {
+        description = "SkyPilot cluster manager (skypilot-host)";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "skypilot-api-server.service" ];
+        after = [ "skypilot-api-server.service" ];
+        serviceConfig =
+          hostHardening
+          // {
+            Type = "notify";
+            NotifyAccess = "main";
+            WatchdogSec = watchdogSec;
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host cluster-manager --config ${hostConfig}";
+            ReadWritePaths = [ cfg.stateDir ];
+            # It only talks to the API server on loopback.
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          };
+      };
+    })
+
+    (mkIf monitorEnabled {
+      systemd.services.skypilot-monitor = {
+        description = "SkyPilot host monitor (skypilot-host)";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "skypilot-cluster-manager.service" ];
+        serviceConfig =
+          hostHardening
+          // {
+            Type = "simple";
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host monitor --config ${hostConfig}";
+            # Reads the host database (SQLite WAL needs its -shm file writable).
+            ReadWritePaths = [ cfg.stateDir ];
+          }
+          // optionalAttrs monitorLoopback {
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          };
+      };
+    })
+
+    {
+      networking.firewall.allowedTCPPorts =
+        optional (unitsEnabled && cfg.enableWebUI && cfg.webUI.openFirewall) cfg.webUI.port
+        ++ optional (monitorEnabled && cfg.monitoring.openFirewall) cfg.monitoring.metricsPort;
+    }
+
+    (mkIf (cfg.sudo.enable && unitsEnabled) {
+      security.sudo.extraRules = [
+        {
+          groups = [ cfg.group ];
+          commands = lib.concatMap
+            (unit:
+              map
+                (verb: {
+                  command = "${systemctl} ${verb} ${unit}.service";
+                  options = [ "NOPASSWD" ];
+                }) [ "start" "stop" "restart" "status" ])
+            managedUnits;
+        }
+      ];
+    })
+  ]);
+}

@@ -1,0 +1,175 @@
+# Configurations evaluated by the checks (nix/tests/check.py holds what each must produce).
+{
+  seed-basic = import ./cases/seed-basic.nix;
+  seed-advanced = import ./cases/seed-advanced.nix;
+
+  # The advanced example without the two roles that are not built yet.
+  seed-advanced-buildable = { lib, ... }: {
+    imports = [ ./cases/seed-advanced.nix ];
+    services.skypilot = {
+      enableWebUI = lib.mkForce false;
+      cluster.autoStop = lib.mkForce null;
+    };
+  };
+
+  disabled = {
+    services.skypilot.enable = false;
+  };
+
+  custom-user-dirs = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      user = "sky-svc";
+      group = "sky-ops";
+      stateDir = "/srv/skypilot/state";
+      configDir = "/srv/skypilot/config";
+      logsDir = "/srv/skypilot/logs";
+      cacheDir = "/srv/skypilot/cache";
+      apiServer.port = 47000;
+    };
+  };
+
+  monitoring-open-firewall = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring = {
+        enable = true;
+        openFirewall = true;
+        metricsPort = 9300;
+        logLevel = "DEBUG";
+      };
+      settings.cluster_manager.poll_interval_secs = 45;
+    };
+  };
+
+  monitoring-loopback = {
+    services.skypilot = {
+      enable = true;
+      monitoring.enable = true;
+    };
+  };
+
+  credentials = {
+    services.skypilot = {
+      enable = true;
+      cloudCredentials = {
+        aws = "/run/secrets/aws";
+        gcp = "/run/secrets/gcp.json";
+        azure = "/var/lib/skypilot-secrets/azure";
+        kubernetes = "/run/secrets/kubeconfig";
+        lambda = "/run/secrets/lambda_keys";
+        runpod = "/run/secrets/runpod.toml";
+      };
+      extraEnvironment = ''
+        # a comment, then a blank line
+
+        export AWS_PROFILE=skypilot
+        SKY_PLAIN=value
+        export SINGLE='two words $HOME'
+        export DOUBLE="say \"hi\" for 100%"
+        export GOOGLE_APPLICATION_CREDENTIALS=/run/secrets/gcp.json
+      '';
+      environment.FROM_ATTRS = "yes";
+      environmentFile = "/run/secrets/skypilot.env";
+    };
+  };
+
+  credential-store-path = {
+    services.skypilot = {
+      enable = true;
+      cloudCredentials.aws = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-aws-credentials";
+      cloudCredentials.gcp = "relative/gcp.json";
+    };
+  };
+
+  environment-file-store-path = {
+    services.skypilot = {
+      enable = true;
+      environmentFile = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-env";
+    };
+  };
+
+  extra-environment-bad-line = {
+    services.skypilot = {
+      enable = true;
+      extraEnvironment = ''
+        export GOOD=1
+        source /etc/profile
+        export UNQUOTED=two words
+        export EXPANDS="$HOME/x"
+      '';
+    };
+  };
+
+  no-systemd-services = {
+    services.skypilot = {
+      enable = true;
+      systemdServices = false;
+      enableCluster = true;
+      monitoring.enable = true;
+      monitoring.openFirewall = true;
+      sudo.enable = true;
+    };
+  };
+
+  sudo-rules = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      sudo.enable = true;
+    };
+  };
+
+  nftables = {
+    networking.nftables.enable = true;
+    services.skypilot = {
+      enable = true;
+      uid = 947;
+      gid = 947;
+    };
+  };
+
+  nftables-without-uid = {
+    networking.nftables.enable = true;
+    services.skypilot.enable = true;
+  };
+
+  firewall-off = {
+    networking.firewall.enable = false;
+    services.skypilot.enable = true;
+  };
+
+  closed-to-group = {
+    services.skypilot = {
+      enable = true;
+      apiServer.allowGroup = false;
+      apiServer.enableUsageCollection = true;
+    };
+  };
+
+  web-ui-not-built = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.openFirewall = true;
+    };
+  };
+
+  autostop-not-built = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      cluster.autoStop = 30;
+    };
+  };
+
+  bad-host-settings = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      settings.cluster_manager.poll_interval_secs = 0;
+    };
+  };
+}

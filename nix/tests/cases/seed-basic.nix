@@ -1,0 +1,6 @@
+# The seed's "Basic Configuration", verbatim.
+{
+  services.skypilot = {
+    enable = true;
+  };
+}

@@ -1,0 +1,736 @@
+#!/usr/bin/env python3
+"""Evaluation tests of the NixOS module `services.skypilot` (run by scripts/nix-checks.sh).
+
+For every configuration of nix/tests/cases.nix and every node of the VM test
+(tests/skypilot-module.nix), the module is evaluated with nixpkgs' lib (nix/tests/eval.nix)
+and this script asserts what it produced: units, ports, users, directories, sudo rules,
+warnings and assertion failures. Each generated unit is written to a file and checked with
+`systemd-analyze verify` (in a stub root where the referenced executables exist) and scored
+with `systemd-analyze security --offline=true`; the rendered host config is checked with the
+real `skypilot-host check-config`. The VM test's testScript is byte-compiled and may only
+call methods that NixOS test machines have.
+
+Usage: check.py --nixpkgs-lib DIR --host-bin PATH [--scores FILE]
+Exit status 0 when every check passed; every failure is printed.
+"""
+import argparse
+import ast
+import json
+import os
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+EVAL = os.path.join(HERE, 'eval.nix')
+
+HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor')
+MAX_HOST_EXPOSURE = 2.0
+
+# Methods of a NixOS test driver machine (nixos/lib/test-driver) and the driver's globals.
+MACHINE_METHODS = {
+    'start', 'shutdown', 'crash', 'reboot', 'succeed', 'fail', 'execute', 'wait_for_unit',
+    'wait_until_succeeds', 'wait_until_fails', 'wait_for_open_port', 'wait_for_closed_port',
+    'wait_for_open_unix_socket', 'wait_for_file', 'wait_for_console_text', 'systemctl',
+    'require_unit_state', 'get_unit_info', 'get_unit_property', 'copy_from_host',
+    'copy_from_host_via_shell', 'copy_from_vm', 'send_chars', 'send_key', 'send_console',
+    'sleep', 'screenshot', 'get_screen_text', 'wait_for_text', 'wait_for_x',
+    'wait_for_window', 'block', 'unblock', 'forward_port', 'dump_tty_contents',
+    'shell_interact', 'console_interact', 'start_job', 'stop_job', 'switch_root',
+}
+DRIVER_GLOBALS = {'start_all', 'subtest', 'join_all', 'retry', 'serial_stdout_on',
+                  'serial_stdout_off', 'polling_condition', 'create_machine'}
+
+# The seed's Testing list: one subtest each, in this order.
+SEED_SCENARIOS = [
+    'basic installation and configuration',
+    'service functionality',
+    'web ui',
+    'monitoring',
+    'custom configurations',
+    'security and permissions',
+    'skypilot command functionality',
+]
+
+
+class Checks:
+    def __init__(self):
+        self.failures = []
+        self.passed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failures.append(what)
+            print(f'  FAIL: {what}')
+
+    def equal(self, got, want, what):
+        self.check(got == want, f'{what}: expected {want!r}, got {got!r}')
+
+
+def nix_eval(nixpkgs_lib, **args):
+    cmd = ['nix-instantiate', '--eval', '--strict', '--json', EVAL,
+           '--arg', 'nixpkgsLib', nixpkgs_lib]
+    for k, v in args.items():
+        if isinstance(v, bool):
+            cmd += ['--arg', k, 'true' if v else 'false']
+        else:
+            cmd += ['--argstr', k, v]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f'evaluation failed ({" ".join(args.values() if args else [])}):\n'
+                           f'{p.stderr.strip()}')
+    return json.loads(p.stdout)
+
+
+# ------------------------------------------------------------------------- unit files
+def unit_value(v):
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    return str(v)
+
+
+def env_line(name, value):
+    s = f'{name}={value}'.replace('\\', '\\\\').replace('"', '\\"')
+    return f'Environment="{s}"'
+
+
+def render_unit(name, u, kind='service'):
+    """The unit file NixOS writes for a systemd.services/timers entry (the keys used here)."""
+    lines = ['[Unit]']
+    if u['description']:
+        lines.append(f'Description={u["description"]}')
+    for key, field in (('Wants', 'wants'), ('Requires', 'requires'), ('After', 'after'),
+                       ('Before', 'before')):
+        if u[field]:
+            lines.append(f'{key}={" ".join(u[field])}')
+    for k, v in sorted(u['unitConfig'].items()):
+        lines += [f'{k}={unit_value(x)}' for x in (v if isinstance(v, list) else [v])]
+    section = 'Service' if kind == 'service' else 'Timer'
+    lines += ['', f'[{section}]']
+    if kind == 'service':
+        for k, v in sorted(u['environment'].items()):
+            if v is not None:
+                lines.append(env_line(k, v))
+        body = u['serviceConfig']
+    else:
+        body = u['timerConfig']
+    for k, v in sorted(body.items()):
+        for x in v if isinstance(v, list) else [v]:
+            lines.append(f'{k}={unit_value(x)}')
+    if u['wantedBy'] or u['requiredBy']:
+        lines += ['', '[Install]']
+        if u['wantedBy']:
+            lines.append(f'WantedBy={" ".join(u["wantedBy"])}')
+        if u['requiredBy']:
+            lines.append(f'RequiredBy={" ".join(u["requiredBy"])}')
+    return '\n'.join(lines) + '\n'
+
+
+EXEC_KEYS = ('ExecStart', 'ExecStartPre', 'ExecStartPost', 'ExecStop', 'ExecStopPost',
+             'ExecReload', 'ExecCondition')
+
+
+def executables(u):
+    out = []
+    for k in EXEC_KEYS:
+        v = u['serviceConfig'].get(k)
+        for cmd in (v if isinstance(v, list) else [v] if v else []):
+            exe = cmd.split()[0].lstrip('+-@!:|')
+            out.append(exe)
+    return out
+
+
+class StubRoot:
+    """A root directory for systemd-analyze: the host's unit directory (for targets) plus
+    stub executables at the store paths the units reference."""
+
+    def __init__(self, base):
+        self.root = os.path.join(base, 'root')
+        self.unit_dir = os.path.join(self.root, 'etc/systemd/system')
+        os.makedirs(self.unit_dir)
+        for d in ('/usr/lib/systemd/system', '/lib/systemd/system'):
+            if os.path.isdir(d):
+                shutil.copytree(d, os.path.join(self.root, d.lstrip('/')), symlinks=True,
+                                dirs_exist_ok=True)
+                break
+
+    def add_executable(self, path):
+        target = os.path.join(self.root, path.lstrip('/'))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, 'w', encoding='utf-8') as f:
+            f.write('#!/bin/sh\nexit 0\n')
+        os.chmod(target, 0o755)
+
+    def install(self, name, text):
+        path = os.path.join(self.unit_dir, name)
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        return path
+
+
+def verify_unit(c, stub, label, name, text, u):
+    for exe in executables(u):
+        stub.add_executable(exe)
+    path = stub.install(name, text)
+    p = subprocess.run(['systemd-analyze', 'verify', f'--root={stub.root}', name],
+                       capture_output=True, text=True)
+    complaints = [ln for ln in (p.stdout + p.stderr).splitlines()
+                  if name in ln or path in ln]
+    c.check(p.returncode == 0 and not complaints,
+            f'{label}: systemd-analyze verify {name}: rc={p.returncode} {complaints}')
+    if complaints:
+        print(text)
+
+
+def security_score(stub, name):
+    p = subprocess.run(['systemd-analyze', 'security', '--offline=true', f'--root={stub.root}',
+                        '--no-pager', name], capture_output=True, text=True)
+    m = re.search(r'Overall exposure level for \S+: ([0-9.]+) (\w+)', p.stdout + p.stderr)
+    if not m:
+        raise RuntimeError(f'systemd-analyze security {name}: no score in output:\n'
+                           f'{p.stdout}{p.stderr}')
+    return float(m.group(1)), m.group(2)
+
+
+# ------------------------------------------------------------------------- host config
+def toml_value(v):
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return '[' + ', '.join(toml_value(x) for x in v) + ']'
+    raise ValueError(f'unsupported TOML value {v!r}')
+
+
+def to_toml(settings):
+    out = []
+    for section, body in sorted(settings.items()):
+        if not isinstance(body, dict):
+            out.append(f'{section} = {toml_value(body)}')
+            continue
+        out.append(f'[{section}]')
+        for k, v in sorted(body.items()):
+            if v is not None:
+                out.append(f'{k} = {toml_value(v)}')
+        out.append('')
+    return '\n'.join(out) + '\n'
+
+
+def check_config(host_bin, settings, tmp, label):
+    path = os.path.join(tmp, f'{label}.toml')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(to_toml(settings))
+    p = subprocess.run([host_bin, 'check-config', path], capture_output=True, text=True)
+    return p.returncode, (p.stdout + p.stderr).strip()
+
+
+# ------------------------------------------------------------------------- expectations
+def has_warning(r, *parts):
+    return any(all(p in w for p in parts) for w in r['warnings'])
+
+
+def has_assertion(r, *parts):
+    return any(all(p in a for p in parts) for a in r['failedAssertions'])
+
+
+def api(r):
+    return r['services']['skypilot-api-server']
+
+
+def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot',
+                      state='/var/lib/skypilot'):
+    s = api(r)['serviceConfig']
+    env = api(r)['environment']
+    c.equal(s['ExecStart'].split()[1:], ['api', 'start', '--deploy', '--foreground', '--host',
+                                         '127.0.0.1', '--port', str(port)],
+            f'{label}: API server command line')
+    c.check(s['ExecStart'].split()[0].endswith('/bin/sky'), f'{label}: ExecStart runs sky')
+    c.equal((s['User'], s['Group']), (user, group), f'{label}: API server user and group')
+    c.equal(s['KillMode'], 'control-group', f'{label}: KillMode')
+    c.check(0 < s['TimeoutStopSec'] <= 120, f'{label}: bounded TimeoutStopSec')
+    c.equal(s['Restart'], 'on-failure', f'{label}: Restart')
+    c.equal(env['HOME'], f'{state}/home', f'{label}: HOME')
+    c.equal(env['SKY_RUNTIME_DIR'], f'{state}/runtime', f'{label}: SKY_RUNTIME_DIR')
+    c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config.yaml'),
+            f'{label}: SKYPILOT_GLOBAL_CONFIG is the rendered config')
+    for k in ('ProtectSystem', 'NoNewPrivileges', 'PrivateTmp', 'PrivateDevices',
+              'CapabilityBoundingSet', 'SystemCallFilter'):
+        c.check(k in s, f'{label}: API server has {k}')
+    c.equal(s['CapabilityBoundingSet'], '', f'{label}: empty CapabilityBoundingSet')
+    c.equal(s['ProtectSystem'], 'strict', f'{label}: ProtectSystem')
+    c.check(state in s['ReadWritePaths'], f'{label}: state dir writable')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), f'http://127.0.0.1:{port}',
+            f'{label}: users\' sky points at this host\'s server')
+    c.equal(r['variables'].get('SKYPILOT_DISABLE_LOCAL_API_SERVER'), '1',
+            f'{label}: users\' sky never starts a server of its own')
+    c.check(str(port) not in map(str, r['firewall']['allowedTCPPorts']),
+            f'{label}: API server port never opened')
+    c.equal(r['skypilot']['settings']['skypilot']['api_url'], f'http://127.0.0.1:{port}',
+            f'{label}: host config api_url')
+
+
+def owner_rule(r, port=46580, user='skypilot', group='skypilot', allow_group=True):
+    ex = r['firewall']['extraCommands']
+    want = [f'--uid-owner {user} -j RETURN', '--uid-owner 0 -j RETURN',
+            '-j REJECT --reject-with tcp-reset', f'-o lo -p tcp --dport {port} -j skypilot-api']
+    ok = all(w in ex for w in want)
+    group_rule = f'--gid-owner {group} --suppl-groups -j RETURN' in ex
+    return ok and group_rule == allow_group
+
+
+def expect_seed_basic(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(r['warnings'], [], f'{label}: no warning')
+    c.equal(sorted(r['services']), ['skypilot-api-server'], f'{label}: units')
+    c.equal(r['timers'], {}, f'{label}: timers')
+    common_api_server(c, r, label)
+    env = api(r)['environment']
+    c.equal(env.get('SKYPILOT_DISABLE_USAGE_COLLECTION'), '1', f'{label}: telemetry off')
+    c.check('LoadCredential' not in api(r)['serviceConfig'], f'{label}: no credentials')
+    c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: no port opened')
+    c.check(owner_rule(r), f'{label}: owner match on the API server port')
+    u = r['users'].get('skypilot', {})
+    c.check(u.get('isSystemUser') is True and u.get('group') == 'skypilot',
+            f'{label}: system user skypilot in group skypilot')
+    c.check('skypilot' in r['groups'], f'{label}: group skypilot')
+    c.equal(u.get('home'), '/var/lib/skypilot/home', f'{label}: home')
+    for rule in ('d /var/lib/skypilot 0750 skypilot skypilot - -',
+                 'd /var/lib/skypilot/home 0700 skypilot skypilot - -',
+                 'd /var/lib/skypilot/runtime 0700 skypilot skypilot - -',
+                 'd /var/lib/skypilot/config 0750 skypilot skypilot - -',
+                 'd /var/log/skypilot 0750 skypilot skypilot - -',
+                 'd /var/cache/skypilot 0700 skypilot skypilot - -'):
+        c.check(rule in r['tmpfiles'], f'{label}: tmpfiles {rule!r}')
+    c.check(any(t.startswith('L+ /var/lib/skypilot/config/config.yaml - - - - /nix/store/')
+                and t.endswith('-skypilot-config.yaml') for t in r['tmpfiles']),
+            f'{label}: config.yaml linked in configDir')
+    c.check(r['etc'].get('skypilot-host/config.toml', '').endswith('-skypilot-host.toml'),
+            f'{label}: /etc/skypilot-host/config.toml is the checked host config')
+    c.check(any(p.startswith('skypilot-0.14') for p in r['systemPackages'])
+            and any(p.startswith('skypilot-host') for p in r['systemPackages']),
+            f'{label}: sky and skypilot-host installed: {r["systemPackages"]}')
+    c.equal(r['sudoRules'], [], f'{label}: no sudo rule by default')
+    s = r['skypilot']['settings']
+    c.equal(s['monitor']['listen'], '127.0.0.1:9188', f'{label}: monitor listen (not 9090)')
+    c.equal(s['log']['level'], 'INFO', f'{label}: log level')
+    c.equal(s['cluster_manager']['database'], '/var/lib/skypilot/host.db', f'{label}: database')
+
+
+ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet'), ('cluster.autoStop', 'not built yet')]
+
+
+def advanced_warnings(c, r, label):
+    for parts in (('config.cloud.aws.region', 'task resource', 'launch policy'),
+                  ('config.cloud.gcp.zone', 'task resource', 'launch policy'),
+                  ('config.cloud.gcp.project', 'workspaces.default.gcp.project_id'),
+                  ('config.spot.enabled', 'use_spot', 'launch policy'),
+                  ('config.spot.max_price', 'no SkyPilot equivalent', 'price limit'),
+                  ('GOOGLE_APPLICATION_CREDENTIALS', 'ignored', 'cloudCredentials'),
+                  ('cluster.defaultRegion', 'not built yet'),
+                  ('cluster.defaultInstanceType', 'not built yet'),
+                  ('metricsPort = 9090', 'Prometheus')):
+        c.check(has_warning(r, *parts), f'{label}: warning naming {parts}')
+    c.equal(len(r['warnings']), 9, f'{label}: number of warnings ({r["warnings"]})')
+
+
+def expect_seed_advanced(c, r, label):
+    c.equal(len(r['failedAssertions']), 2,
+            f'{label}: exactly the two not-built roles fail ({r["failedAssertions"]})')
+    for parts in ADVANCED_ASSERTIONS:
+        c.check(has_assertion(r, *parts), f'{label}: assertion naming {parts}')
+    advanced_warnings(c, r, label)
+
+
+def expect_seed_advanced_buildable(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    advanced_warnings(c, r, label)
+    c.equal(sorted(r['services']),
+            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            f'{label}: units')
+    common_api_server(c, r, label)
+    s = api(r)['serviceConfig']
+    env = api(r)['environment']
+    c.equal(s['LoadCredential'], ['aws:/run/secrets/aws-credentials',
+                                  'gcp:/run/secrets/gcp-service-account.json'],
+            f'{label}: LoadCredential')
+    c.equal(env['AWS_SHARED_CREDENTIALS_FILE'], '%d/aws', f'{label}: AWS credentials file')
+    c.equal(env['GOOGLE_APPLICATION_CREDENTIALS'], '%d/gcp',
+            f'{label}: GCP credential wins over extraEnvironment')
+    c.equal(env['AWS_PROFILE'], 'skypilot', f'{label}: AWS_PROFILE from extraEnvironment')
+    c.check(any(x.startswith('+') and 'credentials check --config' in x
+                for x in s['ExecStartPre']), f'{label}: credentials check before start')
+    c.equal(r['skypilot']['settings']['credentials'],
+            {'aws': '/run/secrets/aws-credentials',
+             'gcp': '/run/secrets/gcp-service-account.json'},
+            f'{label}: host config [credentials]')
+    # The web UI is off here: its port stays closed; the metrics port is not opened either.
+    c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: no port opened')
+    c.equal(r['skypilot']['settings']['monitor']['listen'], '127.0.0.1:9090',
+            f'{label}: monitor on the asked port')
+
+
+def expect_disabled(c, r, label):
+    c.equal(r['services'], {}, f'{label}: no units')
+    c.equal(r['users'], {}, f'{label}: no users')
+    c.equal(r['tmpfiles'], [], f'{label}: no directories')
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: quiet')
+    c.equal(r['firewall']['extraCommands'], '', f'{label}: no firewall rule')
+
+
+def expect_custom(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(sorted(r['services']), ['skypilot-api-server', 'skypilot-cluster-manager'],
+            f'{label}: units')
+    common_api_server(c, r, label, port=47000, user='sky-svc', group='sky-ops',
+                      state='/srv/skypilot/state')
+    cm = r['services']['skypilot-cluster-manager']['serviceConfig']
+    c.equal((cm['User'], cm['Group']), ('sky-svc', 'sky-ops'), f'{label}: cluster manager user')
+    c.check('sky-svc' in r['users'] and 'skypilot' not in r['users'], f'{label}: users')
+    c.equal(r['users']['sky-svc']['group'], 'sky-ops', f'{label}: primary group')
+    c.check('sky-ops' in r['groups'] and 'skypilot' not in r['groups'], f'{label}: groups')
+    for rule in ('d /srv/skypilot/state 0750 sky-svc sky-ops - -',
+                 'd /srv/skypilot/config 0750 sky-svc sky-ops - -',
+                 'd /srv/skypilot/logs 0750 sky-svc sky-ops - -',
+                 'd /srv/skypilot/cache 0700 sky-svc sky-ops - -',
+                 'L+ /srv/skypilot/state/home/sky_logs - - - - /srv/skypilot/logs'):
+        c.check(rule in r['tmpfiles'], f'{label}: tmpfiles {rule!r}')
+    c.check(owner_rule(r, port=47000, user='sky-svc', group='sky-ops'),
+            f'{label}: owner match names the custom user, group and port')
+    c.equal(r['skypilot']['settings']['cluster_manager']['database'],
+            '/srv/skypilot/state/host.db', f'{label}: database in the custom state dir')
+    c.equal(api(r)['environment']['XDG_CACHE_HOME'], '/srv/skypilot/cache',
+            f'{label}: cache dir')
+
+
+def expect_monitoring_open(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(r['firewall']['allowedTCPPorts'], [9300], f'{label}: exactly the metrics port')
+    m = r['services']['skypilot-monitor']['serviceConfig']
+    c.check(m['ExecStart'].split()[1:3] == ['monitor', '--config'], f'{label}: monitor command')
+    c.check('IPAddressDeny' not in m, f'{label}: monitor reachable from the network')
+    s = r['skypilot']['settings']
+    c.equal(s['monitor']['listen'], '0.0.0.0:9300', f'{label}: listens beyond loopback')
+    c.equal(s['log']['level'], 'DEBUG', f'{label}: log level')
+    cm = r['services']['skypilot-cluster-manager']['serviceConfig']
+    c.equal(cm['Type'], 'notify', f'{label}: cluster manager Type=notify')
+    c.equal(cm['WatchdogSec'], 135, f'{label}: WatchdogSec = 3 x poll interval (45 s)')
+    c.equal(cm['IPAddressDeny'], 'any', f'{label}: cluster manager network')
+    c.equal(r['services']['skypilot-cluster-manager']['after'],
+            ['skypilot-api-server.service'], f'{label}: cluster manager after API server')
+
+
+def expect_monitoring_loopback(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['services']), ['skypilot-api-server', 'skypilot-monitor'], f'{label}: units')
+    c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: nothing opened')
+    m = r['services']['skypilot-monitor']['serviceConfig']
+    c.equal((m.get('IPAddressDeny'), m.get('IPAddressAllow')), ('any', 'localhost'),
+            f'{label}: loopback only')
+    c.equal(r['skypilot']['settings']['monitor']['listen'], '127.0.0.1:9188',
+            f'{label}: default metrics port 9188')
+
+
+def expect_credentials(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    s = api(r)['serviceConfig']
+    env = api(r)['environment']
+    c.equal(sorted(s['LoadCredential']),
+            sorted(['aws:/run/secrets/aws', 'gcp:/run/secrets/gcp.json',
+                    'kubernetes:/run/secrets/kubeconfig', 'lambda:/run/secrets/lambda_keys',
+                    'runpod:/run/secrets/runpod.toml']), f'{label}: LoadCredential')
+    c.equal(s['BindPaths'], ['/var/lib/skypilot-secrets/azure:/var/lib/skypilot/home/.azure'],
+            f'{label}: azure directory bound as ~/.azure')
+    c.equal((env['AWS_SHARED_CREDENTIALS_FILE'], env['GOOGLE_APPLICATION_CREDENTIALS'],
+             env['KUBECONFIG']), ('%d/aws', '%d/gcp', '%d/kubernetes'),
+            f'{label}: credential variables')
+    pre = s['ExecStartPre']
+    c.check(pre[0].startswith('+') and pre[0].split()[1:4] == ['credentials', 'check',
+                                                               '--config'],
+            f'{label}: credentials check first: {pre}')
+    c.check(any(x.endswith('ln -sfn %d/lambda /var/lib/skypilot/home/.lambda_cloud/lambda_keys')
+                for x in pre), f'{label}: lambda key under HOME')
+    c.check(any(x.endswith('ln -sfn %d/runpod /var/lib/skypilot/home/.runpod/config.toml')
+                for x in pre), f'{label}: runpod config under HOME')
+    c.equal(env['AWS_PROFILE'], 'skypilot', f'{label}: export NAME=value')
+    c.equal(env['SKY_PLAIN'], 'value', f'{label}: NAME=value')
+    c.equal(env['SINGLE'], 'two words $HOME', f'{label}: single quotes are literal')
+    c.equal(env['DOUBLE'], 'say "hi" for 100%%', f'{label}: double quotes, % escaped')
+    c.equal(env['FROM_ATTRS'], 'yes', f'{label}: environment attrset')
+    c.equal(s['EnvironmentFile'], '/run/secrets/skypilot.env', f'{label}: EnvironmentFile')
+    c.check(has_warning(r, 'GOOGLE_APPLICATION_CREDENTIALS', 'ignored'),
+            f'{label}: warning about the overridden variable')
+    c.equal(sorted(r['skypilot']['settings']['credentials']),
+            ['aws', 'azure', 'gcp', 'kubernetes', 'lambda', 'runpod'],
+            f'{label}: every credential in the host config')
+    blob = json.dumps(r)
+    c.check('/nix/store/' not in r['skypilot']['settings']['credentials'].get('aws', ''),
+            f'{label}: credential not copied to the store')
+    c.check(blob.count('/run/secrets/aws') >= 2, f'{label}: credential path used as given')
+
+
+def expect_credential_store_path(c, r, label):
+    c.check(has_assertion(r, 'cloudCredentials.aws', 'is in the Nix store',
+                          'every local user can read'),
+            f'{label}: store path rejected with the reason')
+    c.check(has_assertion(r, 'cloudCredentials.gcp', 'not an absolute path'),
+            f'{label}: relative path rejected')
+    c.equal(len(r['failedAssertions']), 2, f'{label}: two failures ({r["failedAssertions"]})')
+
+
+def expect_environment_file_store_path(c, r, label):
+    c.check(has_assertion(r, 'environmentFile', 'is in the Nix store'),
+            f'{label}: environmentFile in the store rejected')
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+
+
+def expect_extra_environment_bad_line(c, r, label):
+    fa = r['failedAssertions']
+    c.equal(len(fa), 3, f'{label}: one failure per bad line ({fa})')
+    c.check(has_assertion(r, 'extraEnvironment line 2', '`source /etc/profile`',
+                          'not an assignment'), f'{label}: names line 2')
+    c.check(has_assertion(r, 'line 3', '`export UNQUOTED=two words`'), f'{label}: names line 3')
+    c.check(has_assertion(r, 'line 4', 'EXPANDS'), f'{label}: names line 4')
+
+
+def expect_no_systemd_services(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(r['services'], {}, f'{label}: no units')
+    c.equal(r['timers'], {}, f'{label}: no timers')
+    c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: nothing opened')
+    c.equal(r['firewall']['extraCommands'], '', f'{label}: no owner rule without a server')
+    c.equal(r['sudoRules'], [], f'{label}: no sudo rule without units')
+    c.check('skypilot' in r['users'], f'{label}: user still created')
+    c.check(any(t.startswith('d /var/lib/skypilot/config ') for t in r['tmpfiles']),
+            f'{label}: directories still created')
+    c.check('skypilot-host/config.toml' in r['etc'], f'{label}: config still rendered')
+    c.check(has_warning(r, 'systemdServices is false'), f'{label}: warning')
+    c.check('SKYPILOT_API_SERVER_ENDPOINT' not in r['variables'],
+            f'{label}: no endpoint without a server')
+
+
+def expect_sudo(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    rules = r['sudoRules']
+    c.equal(len(rules), 1, f'{label}: one rule')
+    rule = rules[0]
+    c.equal(rule['groups'], ['skypilot'], f'{label}: for the group')
+    c.equal(rule['users'], [], f'{label}: for no user')
+    cmds = sorted(x['command'] for x in rule['commands'])
+    want = sorted(f'/run/current-system/sw/bin/systemctl {v} {u}.service'
+                  for u in ('skypilot-api-server', 'skypilot-cluster-manager')
+                  for v in ('start', 'stop', 'restart', 'status'))
+    c.equal(cmds, want, f'{label}: exactly start/stop/restart/status of the units')
+    c.check(all('*' not in x and 'ALL' not in x for x in cmds), f'{label}: no wildcard')
+    c.check(all(x['options'] == ['NOPASSWD'] for x in rule['commands']), f'{label}: options')
+
+
+def expect_nftables(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(r['firewall']['extraCommands'], '', f'{label}: no iptables rule')
+    t = r['nftables']['tables'].get('skypilot-api', {})
+    content = t.get('content', '')
+    c.equal(t.get('family'), 'inet', f'{label}: inet table')
+    c.check('oifname "lo" tcp dport 46580 meta skuid { 0, 947 } accept' in content,
+            f'{label}: service uid and root accepted')
+    c.check('meta skgid 947 accept' in content, f'{label}: group accepted')
+    c.check('oifname "lo" tcp dport 46580 reject with tcp reset' in content,
+            f'{label}: everyone else refused')
+    c.equal(r['users']['skypilot']['uid'], 947, f'{label}: static uid')
+    c.equal(r['groups']['skypilot']['gid'], 947, f'{label}: static gid')
+
+
+def expect_nftables_without_uid(c, r, label):
+    c.check(has_assertion(r, 'uid and .gid must be set', 'nftables'), f'{label}: assertion')
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+
+
+def expect_firewall_off(c, r, label):
+    c.check(has_assertion(r, 'restrictAccess', 'networking.firewall.enable'),
+            f'{label}: assertion')
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+
+
+def expect_closed_to_group(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(owner_rule(r, allow_group=False), f'{label}: group not accepted')
+    c.check('SKYPILOT_DISABLE_USAGE_COLLECTION' not in api(r)['environment'],
+            f'{label}: telemetry as asked')
+
+
+def expect_web_ui_not_built(c, r, label):
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+    c.check(has_assertion(r, 'enableWebUI', 'web UI role', 'not built yet'), f'{label}: message')
+    c.check('skypilot-web-ui' not in r['services'], f'{label}: no web UI unit')
+
+
+def expect_autostop_not_built(c, r, label):
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+    c.check(has_assertion(r, 'cluster.autoStop', 'autostop role', 'not built yet'),
+            f'{label}: message')
+    c.equal(r['timers'], {}, f'{label}: no timer')
+
+
+def expect_bad_host_settings(c, r, label):
+    # Evaluates; the build-time check-config (run below with the real binary) must refuse it.
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+
+
+EXPECT = {
+    'seed-basic': expect_seed_basic,
+    'seed-advanced': expect_seed_advanced,
+    'seed-advanced-buildable': expect_seed_advanced_buildable,
+    'disabled': expect_disabled,
+    'custom-user-dirs': expect_custom,
+    'monitoring-open-firewall': expect_monitoring_open,
+    'monitoring-loopback': expect_monitoring_loopback,
+    'credentials': expect_credentials,
+    'credential-store-path': expect_credential_store_path,
+    'environment-file-store-path': expect_environment_file_store_path,
+    'extra-environment-bad-line': expect_extra_environment_bad_line,
+    'no-systemd-services': expect_no_systemd_services,
+    'sudo-rules': expect_sudo,
+    'nftables': expect_nftables,
+    'nftables-without-uid': expect_nftables_without_uid,
+    'firewall-off': expect_firewall_off,
+    'closed-to-group': expect_closed_to_group,
+    'web-ui-not-built': expect_web_ui_not_built,
+    'autostop-not-built': expect_autostop_not_built,
+    'bad-host-settings': expect_bad_host_settings,
+}
+# check-config must refuse these host configs, naming the key.
+BAD_SETTINGS = {'bad-host-settings': 'cluster_manager.poll_interval_secs'}
+
+
+# ------------------------------------------------------------------------- VM test
+def check_test_script(c, script, nodes, tmp):
+    path = os.path.join(tmp, 'testScript.py')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(script)
+    try:
+        py_compile.compile(path, doraise=True)
+        c.check(True, 'testScript byte-compiles')
+    except py_compile.PyCompileError as e:
+        c.check(False, f'testScript does not compile: {e.msg}')
+        return
+    tree = ast.parse(script)
+    machines = set(nodes)
+    bad = []
+    subtests = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                and f.value.id in machines and f.attr not in MACHINE_METHODS:
+            bad.append(f'{f.value.id}.{f.attr} (line {node.lineno})')
+        if isinstance(f, ast.Name) and f.id == 'subtest' and node.args \
+                and isinstance(node.args[0], ast.Constant):
+            subtests.append(node.args[0].value)
+    c.equal(bad, [], 'testScript calls only NixOS test machine methods')
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assigned = {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.For))
+                for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target)
+                if isinstance(t, ast.Name)}
+    defined = {n.name for n in ast.walk(tree)
+               if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    imported = {a.asname or a.name.split('.')[0] for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    params = {a.arg for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))
+              for a in n.args.args}
+    comp = {t.id for n in ast.walk(tree) if isinstance(n, ast.comprehension)
+            for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+    withs = {t.id for n in ast.walk(tree) if isinstance(n, ast.withitem) and n.optional_vars
+             for t in ast.walk(n.optional_vars) if isinstance(t, ast.Name)}
+    excs = {n.name for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and n.name}
+    import builtins
+    known = (machines | DRIVER_GLOBALS | assigned | defined | imported | params | comp | withs
+             | excs | set(dir(builtins)))
+    c.equal(sorted(names - known), [], 'testScript uses no undefined name')
+    c.equal([s.lower() for s in subtests], SEED_SCENARIOS,
+            'one subtest per seed Testing scenario, in order')
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            c.check(False, f'testScript line {node.lineno}: try/except hides failures')
+
+
+def run_vm_checks(c, nixpkgs_lib, stub, tmp, scores):
+    print('== VM test (tests/skypilot-module.nix)')
+    vm = nix_eval(nixpkgs_lib, vmTest=True)
+    c.equal(vm['name'], 'skypilot-module', 'VM test name')
+    nodes = vm['nodes']
+    c.check(len(nodes) >= 2, f'VM test nodes: {sorted(nodes)}')
+    for name, r in sorted(nodes.items()):
+        label = f'vm:{name}'
+        c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+        c.equal(r['warnings'], [], f'{label}: no warning')
+        for unit, u in sorted(r['services'].items()):
+            if not unit.startswith('skypilot-'):
+                continue
+            text = render_unit(unit, u)
+            verify_unit(c, stub, label, f'{unit}.service', text, u)
+            scores.setdefault(label, {})[unit] = security_score(stub, f'{unit}.service')
+    check_test_script(c, vm['testScript'], nodes, tmp)
+    return nodes
+
+
+# ------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--nixpkgs-lib', required=True, help="nixpkgs' lib directory")
+    ap.add_argument('--host-bin', required=True, help='skypilot-host binary for check-config')
+    ap.add_argument('--scores', help='write the exposure scores here (JSON)')
+    a = ap.parse_args()
+    c = Checks()
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = StubRoot(tmp)
+        cases = nix_eval(a.nixpkgs_lib, list=True)
+        c.equal(sorted(cases), sorted(EXPECT), 'every case has expectations')
+        for case in cases:
+            print(f'== case {case}')
+            r = nix_eval(a.nixpkgs_lib, case=case)
+            if case in EXPECT:
+                EXPECT[case](c, r, case)
+            if r['failedAssertions']:
+                # NixOS refuses to build these: their units are never written.
+                continue
+            for unit, u in sorted(r['services'].items()):
+                name = f'{unit}.service'
+                verify_unit(c, stub, case, name, render_unit(unit, u), u)
+                scores.setdefault(case, {})[unit] = security_score(stub, name)
+            for unit, u in sorted(r['timers'].items()):
+                verify_unit(c, stub, case, f'{unit}.timer', render_unit(unit, u, 'timer'), u)
+            if r['skypilot']:
+                rc, out = check_config(a.host_bin, r['skypilot']['settings'], tmp, case)
+                if case in BAD_SETTINGS:
+                    c.check(rc == 1 and BAD_SETTINGS[case] in out,
+                            f'{case}: check-config refuses it naming the key: rc={rc} {out}')
+                else:
+                    c.check(rc == 0, f'{case}: rendered host config passes check-config: {out}')
+        run_vm_checks(c, a.nixpkgs_lib, stub, tmp, scores)
+
+    print('== systemd-analyze security --offline=true (exposure, lower is better)')
+    for label, units in sorted(scores.items()):
+        for unit, (score, level) in sorted(units.items()):
+            print(f'  {label:28} {unit:26} {score:4.1f} {level}')
+            if unit in HOST_UNITS:
+                c.check(score <= MAX_HOST_EXPOSURE,
+                        f'{label}: {unit} exposure {score} > {MAX_HOST_EXPOSURE}')
+    if a.scores:
+        with open(a.scores, 'w', encoding='utf-8') as f:
+            json.dump(scores, f, indent=1, sort_keys=True)
+    print(f'nix evaluation checks: {c.passed} passed, {len(c.failures)} failed')
+    return 1 if c.failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,80 @@
+# Evaluates `services.skypilot` with nixpkgs' lib and the stand-ins of stubs.nix, and
+# returns what the checks look at, as JSON-friendly data.
+#
+#   nix-instantiate --eval --strict --json nix/tests/eval.nix \
+#     --arg nixpkgsLib /path/to/nixpkgs/lib --argstr case seed-basic
+#   ... --arg vmTest true    (the VM test's nodes and testScript)
+#   ... --arg list true      (the case names)
+{ nixpkgsLib
+, case ? null
+, vmTest ? false
+, list ? false
+,
+}:
+let
+  lib = import nixpkgsLib;
+  stubs = import ./stubs.nix { inherit lib; };
+  cases = import ./cases.nix;
+
+  evalNode = modules:
+    lib.evalModules {
+      modules =
+        [
+          stubs.nixosOptions
+          { _module.args.pkgs = stubs.pkgs; }
+        ]
+        ++ modules;
+    };
+
+  summary = modules:
+    let
+      inherit (evalNode modules) config;
+      unitSummary = _: u: {
+        inherit (u) enable description wantedBy requiredBy wants requires after before unitConfig;
+        environment = u.environment or { };
+        serviceConfig = u.serviceConfig or { };
+        timerConfig = u.timerConfig or { };
+        script = u.script or "";
+      };
+    in
+    {
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      inherit (config) warnings;
+      services = lib.mapAttrs unitSummary config.systemd.services;
+      timers = lib.mapAttrs unitSummary config.systemd.timers;
+      users = config.users.users;
+      groups = config.users.groups;
+      tmpfiles = config.systemd.tmpfiles.rules;
+      firewall = {
+        inherit (config.networking.firewall) enable allowedTCPPorts allowedUDPPorts extraCommands extraStopCommands;
+      };
+      nftables = config.networking.nftables;
+      sudoRules = config.security.sudo.extraRules;
+      variables = config.environment.variables;
+      etc = lib.mapAttrs (_: e: toString e.source) config.environment.etc;
+      systemPackages = map (p: p.name) config.environment.systemPackages;
+      skypilot =
+        let
+          s = config.services.skypilot or { };
+        in
+        lib.optionalAttrs (s ? enable && s.enable) {
+          inherit (s) settings;
+        };
+    };
+
+  caseResult = summary [ ../nixos-module.nix cases.${case} ];
+
+  vm =
+    let
+      test = import ../../tests/skypilot-module.nix;
+    in
+    {
+      inherit (test) name testScript;
+      nodes = lib.mapAttrs (_: node: summary [ node ]) test.nodes;
+    };
+in
+if list
+then lib.attrNames cases
+else if vmTest
+then vm
+else caseResult

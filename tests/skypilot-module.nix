@@ -1,0 +1,233 @@
+# NixOS VM test of `services.skypilot`: one subtest per scenario of the Testing list of the
+# module's documentation. Run with
+#   nix build .#checks.x86_64-linux.skypilot-module
+# (flake.nix passes this file to pkgs.testers.runNixOSTest).
+let
+  # A well-formed AWS credentials file with AWS's documented example keys: it must reach
+  # the API server through LoadCredential and never be readable by other users or logged.
+  awsKeyId = "AKIAIOSFODNN7EXAMPLE";
+  awsSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+in
+{
+  name = "skypilot-module";
+
+  nodes = {
+    # The team server: API server, cluster manager, monitor on loopback, sudo rules, one
+    # cloud credential; alice is in the group, mallory is not.
+    server = { pkgs, ... }: {
+      imports = [ ../nix/nixos-module.nix ];
+      virtualisation.memorySize = 4096;
+      virtualisation.cores = 2;
+      virtualisation.diskSize = 4096;
+
+      services.skypilot = {
+        enable = true;
+        enableCluster = true;
+        monitoring.enable = true;
+        sudo.enable = true;
+        cloudCredentials.aws = "/run/secrets/aws-credentials";
+        extraEnvironment = ''
+          export AWS_PROFILE=default
+        '';
+      };
+
+      users.users.alice = {
+        isNormalUser = true;
+        extraGroups = [ "skypilot" ];
+      };
+      users.users.mallory.isNormalUser = true;
+
+      # The secret comes from outside the store, as sops-nix or agenix would provide it.
+      systemd.services.test-secrets = {
+        description = "Test secret for the API server";
+        requiredBy = [ "skypilot-api-server.service" ];
+        before = [ "skypilot-api-server.service" ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+        };
+        script = ''
+          install -d -m 0700 /run/secrets
+          umask 077
+          printf '[default]\naws_access_key_id = ${awsKeyId}\naws_secret_access_key = ${awsSecret}\n' \
+            > /run/secrets/aws-credentials
+        '';
+      };
+
+      environment.systemPackages = [ pkgs.curl pkgs.jq pkgs.sqlite ];
+    };
+
+    # Other user, group and directories; metrics opened to the network on a custom port.
+    custom = { pkgs, ... }: {
+      imports = [ ../nix/nixos-module.nix ];
+      virtualisation.memorySize = 3072;
+      virtualisation.cores = 2;
+
+      services.skypilot = {
+        enable = true;
+        enableCluster = true;
+        user = "sky-svc";
+        group = "sky-ops";
+        stateDir = "/srv/skypilot/state";
+        configDir = "/srv/skypilot/config";
+        logsDir = "/srv/skypilot/logs";
+        cacheDir = "/srv/skypilot/cache";
+        monitoring = {
+          enable = true;
+          openFirewall = true;
+          metricsPort = 9300;
+          logLevel = "DEBUG";
+        };
+      };
+
+      environment.systemPackages = [ pkgs.curl ];
+    };
+  };
+
+  testScript = ''
+    import json
+    import re
+
+    SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+]?([0-9.eE+-]+|NaN|[+-]?Inf)( -?[0-9]+)?$")
+
+
+    def parse_metrics(text):
+        """Prometheus text format: every line a comment or a sample; returns the names."""
+        names = set()
+        for line in text.splitlines():
+            if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
+                continue
+            assert SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+        assert names, "the scrape has no sample"
+        return names
+
+
+    def stat(machine, path):
+        return machine.succeed(f"stat -c '%U %G %a' {path}").strip()
+
+
+    def as_user(user, command):
+        return f"su - {user} -c '{command}'"
+
+
+    start_all()
+
+    with subtest("Basic installation and configuration"):
+        server.wait_for_unit("multi-user.target")
+        assert "0.14.1" in server.succeed("sky --version"), "SkyPilot 0.14.1 is installed"
+        server.succeed("skypilot-host --version")
+        server.succeed("id skypilot")
+        assert "skypilot" in server.succeed("id -Gn alice").split()
+        server.succeed("skypilot-host check-config /etc/skypilot-host/config.toml")
+        server.succeed("test -L /var/lib/skypilot/config/config.yaml")
+        server.succeed("test -r /var/lib/skypilot/config/config.yaml")
+        env = server.succeed("systemctl show -p Environment skypilot-api-server.service")
+        assert "SKYPILOT_DISABLE_USAGE_COLLECTION=1" in env, env
+        assert "SKY_RUNTIME_DIR=/var/lib/skypilot/runtime" in env, env
+        assert "AWS_PROFILE=default" in env, env
+        assert "AWS_SHARED_CREDENTIALS_FILE=/run/credentials/skypilot-api-server.service/aws" in env or "AWS_SHARED_CREDENTIALS_FILE=%d/aws" in env, env
+
+    with subtest("Service functionality"):
+        server.wait_for_unit("skypilot-api-server.service")
+        server.wait_for_open_port(46580)
+        server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
+        health = json.loads(server.succeed("curl -sf http://127.0.0.1:46580/api/health"))
+        assert health["status"] == "healthy", health
+        # Loopback only, although --deploy is given.
+        listeners = server.succeed("ss -ltnH 'sport = :46580'").split("\n")
+        listeners = [l for l in listeners if l.strip()]
+        assert listeners and all("127.0.0.1:46580" in l for l in listeners), listeners
+        # Type=notify: active means the cluster manager has sent READY=1.
+        server.wait_for_unit("skypilot-cluster-manager.service")
+        server.wait_until_succeeds("runuser -u skypilot -- skypilot-host status --json --config /etc/skypilot-host/config.toml", timeout=120)
+        status = json.loads(server.succeed("runuser -u skypilot -- skypilot-host status --json --config /etc/skypilot-host/config.toml"))
+        assert status["clusters"] == [], status
+        assert status["database"] == "/var/lib/skypilot/host.db", status
+        # Stopping kills the whole cgroup: no SkyPilot executor survives.
+        server.succeed("systemctl stop skypilot-api-server.service")
+        server.fail("pgrep -f sky.server.server")
+        server.succeed("systemctl start skypilot-api-server.service")
+        server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
+
+    with subtest("Web UI"):
+        # The web UI role is not built yet: enableWebUI fails evaluation with an assertion
+        # (checked by the module's evaluation tests), so no node can enable it. What holds
+        # now: no web UI unit exists and nothing listens on its port. The issue that builds
+        # the role replaces this subtest with login and refusal of unauthenticated requests.
+        server.fail("systemctl cat skypilot-web-ui.service")
+        server.wait_for_closed_port(8080)
+        server.fail("curl -s --max-time 5 http://127.0.0.1:8080/")
+
+    with subtest("Monitoring"):
+        server.wait_for_unit("skypilot-monitor.service")
+        server.wait_for_open_port(9188)
+        names = parse_metrics(server.succeed("curl -sf http://127.0.0.1:9188/metrics"))
+        assert any(n.startswith("skypilot") for n in names), sorted(names)
+        # Not opened on the server (monitoring.openFirewall is false there) ...
+        custom.wait_for_unit("multi-user.target")
+        custom.fail("curl -sf --max-time 5 http://server:9188/metrics")
+        # ... but opened on custom, which listens beyond loopback on port 9300.
+        custom.wait_for_unit("skypilot-monitor.service")
+        custom.wait_for_open_port(9300)
+        server.wait_until_succeeds("curl -sf --max-time 5 http://custom:9300/metrics", timeout=120)
+        parse_metrics(server.succeed("curl -sf --max-time 5 http://custom:9300/metrics"))
+
+    with subtest("Custom configurations"):
+        assert "sky-ops" in custom.succeed("id -Gn sky-svc").split()
+        custom.fail("id skypilot")
+        assert stat(custom, "/srv/skypilot/state") == "sky-svc sky-ops 750"
+        assert stat(custom, "/srv/skypilot/state/home") == "sky-svc sky-ops 700"
+        assert stat(custom, "/srv/skypilot/config") == "sky-svc sky-ops 750"
+        assert stat(custom, "/srv/skypilot/logs") == "sky-svc sky-ops 750"
+        assert stat(custom, "/srv/skypilot/cache") == "sky-svc sky-ops 700"
+        custom.wait_for_unit("skypilot-api-server.service")
+        custom.wait_until_succeeds("runuser -u sky-svc -- curl -sf http://127.0.0.1:46580/api/health", timeout=180)
+        pid = custom.succeed("systemctl show -p MainPID --value skypilot-api-server.service").strip()
+        assert custom.succeed(f"ps -o user= -p {pid}").strip() == "sky-svc"
+        custom.wait_for_unit("skypilot-cluster-manager.service")
+        custom.succeed("test -f /srv/skypilot/state/host.db")
+        assert "DEBUG" in custom.succeed("cat /etc/skypilot-host/config.toml")
+
+    with subtest("Security and permissions"):
+        assert stat(server, "/var/lib/skypilot") == "skypilot skypilot 750"
+        assert stat(server, "/var/lib/skypilot/home") == "skypilot skypilot 700"
+        assert stat(server, "/var/lib/skypilot/runtime") == "skypilot skypilot 700"
+        assert stat(server, "/var/cache/skypilot") == "skypilot skypilot 700"
+        assert stat(server, "/var/log/skypilot") == "skypilot skypilot 750"
+        assert stat(server, "/var/lib/skypilot/host.db").startswith("skypilot skypilot 6")
+        # The API server's port: the service user, root and the group only.
+        server.succeed("runuser -u skypilot -- curl -sf --max-time 5 http://127.0.0.1:46580/api/health")
+        server.succeed(as_user("alice", "curl -sf --max-time 5 http://127.0.0.1:46580/api/health"))
+        server.fail(as_user("mallory", "curl -s --max-time 5 http://127.0.0.1:46580/api/health"))
+        custom.fail("curl -s --max-time 5 http://server:46580/api/health")
+        # The credential: loaded for the unit, readable by nobody else, never logged.
+        server.fail(as_user("mallory", "cat /run/secrets/aws-credentials"))
+        server.fail(as_user("alice", "cat /run/credentials/skypilot-api-server.service/aws"))
+        server.fail("journalctl -u skypilot-api-server.service | grep -F ${awsSecret}")
+        server.fail("grep -rF ${awsSecret} /etc/skypilot-host /var/lib/skypilot/config")
+        # Sudo: start/stop/restart/status of the SkyPilot units for the group, nothing else.
+        systemctl = "/run/current-system/sw/bin/systemctl"
+        server.succeed(as_user("alice", f"sudo -n {systemctl} restart skypilot-cluster-manager.service"))
+        server.wait_for_unit("skypilot-cluster-manager.service")
+        server.succeed(as_user("alice", f"sudo -n {systemctl} status skypilot-api-server.service"))
+        server.fail(as_user("alice", f"sudo -n {systemctl} restart sshd.service"))
+        server.fail(as_user("alice", f"sudo -n {systemctl} edit skypilot-api-server.service"))
+        server.fail(as_user("alice", "sudo -n true"))
+        server.fail(as_user("alice", "sudo -n -u skypilot true"))
+        server.fail(as_user("mallory", f"sudo -n {systemctl} restart skypilot-cluster-manager.service"))
+        # Hardening as systemd scores it: at most 2.0 for the skypilot-host units.
+        server.succeed("systemd-analyze security --threshold=20 skypilot-cluster-manager.service")
+        server.succeed("systemd-analyze security --threshold=20 skypilot-monitor.service")
+
+    with subtest("SkyPilot command functionality"):
+        out = server.succeed(as_user("alice", "sky status"))
+        assert "Clusters" in out or "No existing clusters" in out, out
+        clusters = json.loads(server.succeed(as_user("alice", "sky status -o json")))
+        assert clusters == [], clusters
+        server.succeed(as_user("alice", "sky check"))
+        # mallory's sky cannot reach the server, and does not start one of its own.
+        server.fail(as_user("mallory", "timeout 120 sky status"))
+        server.fail("pgrep -u mallory -f sky.server.server")
+  '';
+}
