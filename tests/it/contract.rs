@@ -534,7 +534,14 @@ async fn case_status_transitions(t: &Target<'_>) {
 async fn case_action_missing_cluster(t: &Target<'_>) {
     let missing = t.name("ghost");
     // autostop and queue colour the message; stop, down and start do not.
-    for (op, colored) in [("autostop", true), ("stop", false), ("down", false)] {
+    let ops = [
+        ("autostop", true),
+        ("queue", true),
+        ("stop", false),
+        ("down", false),
+        ("start", false),
+    ];
+    for (op, colored) in ops {
         let body = if op == "autostop" {
             json!({"cluster_name": missing, "idle_minutes": 10, "down": false})
         } else {
@@ -548,6 +555,8 @@ async fn case_action_missing_cluster(t: &Target<'_>) {
         );
         check_payload_shape(&payload, Some(&missing));
         assert_eq!(payload["name"], format!("sky.{op}"));
+        let schedule = if op == "start" { "long" } else { "short" };
+        assert_eq!(payload["schedule_type"], schedule, "{op}");
         let err = error_value(&payload);
         assert_eq!(
             shape(&err),
@@ -663,6 +672,44 @@ async fn case_old_api_version(t: &Target<'_>) {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+async fn case_http_basics(t: &Target<'_>) {
+    let resp = http()
+        .post(format!("{}/no/such/path", t.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.headers().contains_key("x-skypilot-request-id"));
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(v, json!({"detail": "Not Found"}));
+
+    let resp = http()
+        .get(format!("{}/status", t.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(v, json!({"detail": "Method Not Allowed"}));
+
+    let resp = http()
+        .get(format!("{}/api/get", t.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        v,
+        json!({"detail": [{"type": "missing", "loc": ["query", "request_id"],
+                           "msg": "Field required", "input": null}]})
+    );
+}
+
 async fn case_validation_error(t: &Target<'_>) {
     let resp = http()
         .post(format!("{}/autostop", t.url))
@@ -776,6 +823,7 @@ macro_rules! sim_case {
 
 sim_case! {
     health => case_health,
+    http_basics => case_http_basics,
     status_empty => case_status_empty,
     status_payload => case_status_payload,
     status_fleet => case_status_fleet,
@@ -812,6 +860,7 @@ macro_rules! real_case {
 #[cfg(feature = "real-server")]
 real_case! {
     health => case_health,
+    http_basics => case_http_basics,
     status_empty => case_status_empty,
     status_payload => case_status_payload,
     status_fleet => case_status_fleet,
@@ -1163,6 +1212,16 @@ mod simulator_controls {
         hashes.sort();
         hashes.dedup();
         assert_eq!(hashes.len(), 10_000, "hashes are unique");
+    }
+
+    #[tokio::test]
+    async fn empty_fleet() {
+        let s = sim().await;
+        let (code, payload) = run_op(&s.url(), "status", json!({"refresh": "NONE"})).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(payload["return_value"], "[]");
+        let (_, payload) = run_op(&s.url(), "cost_report", json!({"days": 30})).await;
+        assert_eq!(payload["return_value"], "[]");
     }
 
     #[tokio::test]
