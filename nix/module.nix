@@ -132,38 +132,42 @@ let
     let
       cloud = cfg.config.cloud or { };
       spot = cfg.config.spot or { };
+      notBuilt = "the launch-policy role is not built yet, so it has no effect for now";
       cloudWarning = c: k:
         let
           path = "services.skypilot.config.cloud.${c}.${k}";
         in
         if k == "region" || k == "zone"
-        then "${path} is not a SkyPilot config key (SkyPilot rejects it): a ${k} is a task resource (`infra: ${c}/...`). It is left out of config.yaml and kept as the launch policy's default ${k} for ${c}; the launch-policy role is not built yet, so it has no effect for now. Canonical option: services.skypilot.cluster.defaultRegion, or `infra:` in the task YAML."
+        then "${path} is not a SkyPilot config key (SkyPilot rejects it): a ${k} is a task resource (`infra: ${c}/...`), so it is left out of config.yaml and becomes the launch policy's default ${k} for ${c}; ${notBuilt}. Canonical option: services.skypilot.cluster.default${if k == "region" then "Region" else "Zone"}."
         else if c == "gcp" && k == "project"
-        then "${path} is not a SkyPilot config key: it was moved to SkyPilot's `workspaces.default.gcp.project_id` in config.yaml. Canonical form: services.skypilot.config.workspaces.default.gcp.project_id."
-        else "${path} is not a known compatibility key: it is passed to `sky-config render` unchanged and the build fails if SkyPilot's schema rejects it.";
+        then "${path} is not a SkyPilot config key: SkyPilot calls it `workspaces.default.gcp.project_id`, where it was written in config.yaml. Canonical option: services.skypilot.config.workspaces.default.gcp.project_id."
+        else "${path} is not understood (under `cloud.<cloud>` only region, zone and gcp's project are): `sky-config render` fails the build. SkyPilot's own per-cloud settings go at the top level, e.g. services.skypilot.config.${c}.${k}.";
     in
     lib.concatLists
       (lib.mapAttrsToList
         (c: v:
           if builtins.isAttrs v
           then map (cloudWarning c) (lib.attrNames v)
-          else [ "services.skypilot.config.cloud.${c} is not a SkyPilot config key and not an attribute set: the build fails in `sky-config render`." ])
+          else [ "services.skypilot.config.cloud.${c} is not an attribute set: `sky-config render` fails the build." ])
         cloud)
-    ++ optional (spot ? enabled) "services.skypilot.config.spot.enabled is not a SkyPilot config key: spot is a task resource (`use_spot`). It is left out of config.yaml and kept as the launch policy's default use_spot; the launch-policy role is not built yet, so it has no effect for now."
-    ++ optional (spot ? max_price) "services.skypilot.config.spot.max_price has no SkyPilot equivalent: it is left out of config.yaml and kept as the launch policy's price limit (refuse instances whose catalog price exceeds it); the launch-policy role is not built yet, so it has no effect for now."
-    ++ map (k: "services.skypilot.config.spot.${k} is not a known compatibility key: it is passed to `sky-config render` unchanged and the build fails if SkyPilot's schema rejects it.")
+    ++ optional (spot ? enabled) "services.skypilot.config.spot.enabled is not a SkyPilot config key: spot is a task resource (`use_spot`), so it is left out of config.yaml and becomes the launch policy's default use_spot; ${notBuilt}. Canonical option: services.skypilot.cluster.useSpot."
+    ++ optional (spot ? max_price) "services.skypilot.config.spot.max_price has no SkyPilot equivalent: it is left out of config.yaml and becomes the launch policy's price limit (instances whose catalog price per hour exceeds it are refused); ${notBuilt}. Canonical option: services.skypilot.cluster.maxHourlyPrice."
+    ++ map (k: "services.skypilot.config.spot.${k} is not understood (only enabled and max_price are): `sky-config render` fails the build.")
       (lib.filter (k: k != "enabled" && k != "max_price") (lib.attrNames spot));
 
   skyConfigJson = pkgs.writeText "skypilot-config.json" (builtins.toJSON cfg.config);
   # Rendered and validated at build time: a config SkyPilot would reject fails the build.
-  skyConfigYaml =
-    pkgs.runCommand "skypilot-config.yaml"
+  # The output holds config.yaml and launch-policy.json (the settings SkyPilot's config
+  # cannot express, for the launch-policy role).
+  skyConfigDir =
+    pkgs.runCommand "skypilot-config"
       {
         nativeBuildInputs = [ cfg.hostPackage ];
         SKYPILOT_CONFIG_SCHEMA = cfg.configSchema;
       } ''
-      skypilot-host sky-config render ${skyConfigJson} $out
-      skypilot-host sky-config check $out
+      mkdir $out
+      skypilot-host sky-config render ${skyConfigJson} $out/config.yaml
+      skypilot-host sky-config check $out/config.yaml
     '';
 
   # ---------------------------------------------------------------- host config
@@ -360,6 +364,23 @@ in
         default = null;
         example = "m5.large";
         description = "Default instance type of launches (a launch-policy default; the policy role is not built yet).";
+      };
+      defaultZone = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "us-central1-a";
+        description = "Default zone of launches (a launch-policy default; the policy role is not built yet).";
+      };
+      useSpot = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = "Default `use_spot` of launches (a launch-policy default; the policy role is not built yet).";
+      };
+      maxHourlyPrice = mkOption {
+        type = types.nullOr (types.either types.ints.positive types.float);
+        default = null;
+        example = 1.0;
+        description = "Refuse instances whose catalog price per hour (USD) exceeds this (a launch-policy limit; the policy role is not built yet).";
       };
       defaultRegion = mkOption {
         type = types.nullOr types.str;
@@ -559,7 +580,8 @@ in
         compatWarnings
         ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
         ++ optional (cfg.cluster.defaultRegion != null) "services.skypilot.cluster.defaultRegion is kept for the launch policy, which is not built yet: it has no effect for now."
-        ++ optional (cfg.cluster.defaultInstanceType != null) "services.skypilot.cluster.defaultInstanceType is kept for the launch policy, which is not built yet: it has no effect for now."
+        ++ map (o: "services.skypilot.cluster.${o} is kept for the launch policy, which is not built yet: it has no effect for now.")
+          (lib.filter (o: cfg.cluster.${o} != null) [ "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ])
         ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
@@ -593,7 +615,7 @@ in
         "d ${cfg.configDir} 0750 ${cfg.user} ${cfg.group} - -"
         "d ${cfg.logsDir} 0750 ${cfg.user} ${cfg.group} - -"
         "d ${cfg.cacheDir} 0700 ${cfg.user} ${cfg.group} - -"
-        "L+ ${cfg.configDir}/config.yaml - - - - ${skyConfigYaml}"
+        "L+ ${cfg.configDir}/config.yaml - - - - ${skyConfigDir}/config.yaml"
         "L+ ${home}/sky_logs - - - - ${cfg.logsDir}"
       ];
 
@@ -620,7 +642,7 @@ in
           // {
             HOME = home;
             SKY_RUNTIME_DIR = runtimeDir;
-            SKYPILOT_GLOBAL_CONFIG = "${skyConfigYaml}";
+            SKYPILOT_GLOBAL_CONFIG = "${skyConfigDir}/config.yaml";
             XDG_CACHE_HOME = cfg.cacheDir;
           }
           // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; }

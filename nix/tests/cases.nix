@@ -172,4 +172,26 @@
       settings.cluster_manager.poll_interval_secs = 0;
     };
   };
+
+  # SkyPilot's own keys pass through; checked with SkyPilot's schema when it is available.
+  sky-config-native = {
+    services.skypilot = {
+      enable = true;
+      config = {
+        allowed_clouds = [ "aws" "gcp" ];
+        aws.labels.team = "ml";
+        workspaces.default.aws.profile = "default";
+        jobs.controller.resources.cpus = "4+";
+        api_server.requests_retention_hours = 24;
+      };
+    };
+  };
+
+  # `aws.region` is not a SkyPilot key: evaluation passes, the build-time render refuses it.
+  bad-sky-config = {
+    services.skypilot = {
+      enable = true;
+      config.aws.region = "us-west-2";
+    };
+  };
 }

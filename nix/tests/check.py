@@ -225,6 +225,23 @@ def to_toml(settings):
     return '\n'.join(out) + '\n'
 
 
+def render_sky_config(host_bin, config, tmp, label):
+    """What the module's build-time derivation runs: render, then check."""
+    src = os.path.join(tmp, f'{label}.config.json')
+    out_dir = os.path.join(tmp, f'{label}.skyconfig')
+    os.makedirs(out_dir, exist_ok=True)
+    with open(src, 'w', encoding='utf-8') as f:
+        json.dump(config, f)
+    out = os.path.join(out_dir, 'config.yaml')
+    p = subprocess.run([host_bin, 'sky-config', 'render', src, out], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        return p.returncode, p.stderr, 0
+    warnings = [ln for ln in p.stderr.splitlines() if ln.startswith('warning:')]
+    q = subprocess.run([host_bin, 'sky-config', 'check', out], capture_output=True, text=True)
+    return q.returncode, q.stdout + q.stderr, len(warnings)
+
+
 def check_config(host_bin, settings, tmp, label):
     path = os.path.join(tmp, f'{label}.toml')
     with open(path, 'w', encoding='utf-8') as f:
@@ -260,7 +277,7 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
     c.equal(s['Restart'], 'on-failure', f'{label}: Restart')
     c.equal(env['HOME'], f'{state}/home', f'{label}: HOME')
     c.equal(env['SKY_RUNTIME_DIR'], f'{state}/runtime', f'{label}: SKY_RUNTIME_DIR')
-    c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config.yaml'),
+    c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config/config.yaml'),
             f'{label}: SKYPILOT_GLOBAL_CONFIG is the rendered config')
     for k in ('ProtectSystem', 'NoNewPrivileges', 'PrivateTmp', 'PrivateDevices',
               'CapabilityBoundingSet', 'SystemCallFilter'):
@@ -311,7 +328,7 @@ def expect_seed_basic(c, r, label):
                  'd /var/cache/skypilot 0700 skypilot skypilot - -'):
         c.check(rule in r['tmpfiles'], f'{label}: tmpfiles {rule!r}')
     c.check(any(t.startswith('L+ /var/lib/skypilot/config/config.yaml - - - - /nix/store/')
-                and t.endswith('-skypilot-config.yaml') for t in r['tmpfiles']),
+                and t.endswith('-skypilot-config/config.yaml') for t in r['tmpfiles']),
             f'{label}: config.yaml linked in configDir')
     c.check(r['etc'].get('skypilot-host/config.toml', '').endswith('-skypilot-host.toml'),
             f'{label}: /etc/skypilot-host/config.toml is the checked host config')
@@ -329,11 +346,14 @@ ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet'), ('cluster.autoStop', 'n
 
 
 def advanced_warnings(c, r, label):
-    for parts in (('config.cloud.aws.region', 'task resource', 'launch policy'),
-                  ('config.cloud.gcp.zone', 'task resource', 'launch policy'),
+    for parts in (('config.cloud.aws.region', 'task resource', 'launch policy',
+                   'cluster.defaultRegion'),
+                  ('config.cloud.gcp.zone', 'task resource', 'launch policy',
+                   'cluster.defaultZone'),
                   ('config.cloud.gcp.project', 'workspaces.default.gcp.project_id'),
-                  ('config.spot.enabled', 'use_spot', 'launch policy'),
-                  ('config.spot.max_price', 'no SkyPilot equivalent', 'price limit'),
+                  ('config.spot.enabled', 'use_spot', 'launch policy', 'cluster.useSpot'),
+                  ('config.spot.max_price', 'no SkyPilot equivalent', 'price limit',
+                   'cluster.maxHourlyPrice'),
                   ('GOOGLE_APPLICATION_CREDENTIALS', 'ignored', 'cloudCredentials'),
                   ('cluster.defaultRegion', 'not built yet'),
                   ('cluster.defaultInstanceType', 'not built yet'),
@@ -606,6 +626,14 @@ EXPECT = {
     'autostop-not-built': expect_autostop_not_built,
     'bad-host-settings': expect_bad_host_settings,
 }
+def expect_clean(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+
+
+EXPECT['sky-config-native'] = expect_clean
+EXPECT['bad-sky-config'] = expect_clean
+# `sky-config render` (with SkyPilot's schema) must refuse these, naming the key.
+BAD_SKY_CONFIG = {'bad-sky-config': 'aws.region'}
 # check-config must refuse these host configs, naming the key.
 BAD_SETTINGS = {'bad-host-settings': 'cluster_manager.poll_interval_secs'}
 
@@ -693,6 +721,7 @@ def main():
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
         stub = StubRoot(tmp)
+        rendered = 0
         cases = nix_eval(a.nixpkgs_lib, list=True)
         c.equal(sorted(cases), sorted(EXPECT), 'every case has expectations')
         for case in cases:
@@ -716,7 +745,24 @@ def main():
                             f'{case}: check-config refuses it naming the key: rc={rc} {out}')
                 else:
                     c.check(rc == 0, f'{case}: rendered host config passes check-config: {out}')
+                if os.environ.get('SKYPILOT_CONFIG_SCHEMA'):
+                    rc, out, n = render_sky_config(a.host_bin, r['skypilot']['config'], tmp,
+                                                   case)
+                    if case in BAD_SKY_CONFIG:
+                        c.check(rc != 0 and BAD_SKY_CONFIG[case] in out,
+                                f'{case}: sky-config render refuses it naming the key: {out}')
+                    else:
+                        c.check(rc == 0, f'{case}: config renders and passes sky-config '
+                                         f'check: {out}')
+                        mine = [w for w in r['warnings'] if 'services.skypilot.config.' in w]
+                        c.equal(n, len(mine), f'{case}: as many render warnings as module '
+                                              'warnings about config keys')
+                    rendered += 1
         run_vm_checks(c, a.nixpkgs_lib, stub, tmp, scores)
+    if rendered:
+        print(f'sky-config render + check run on {rendered} cases (SKYPILOT_CONFIG_SCHEMA set)')
+    else:
+        print('sky-config render of the cases DID NOT RUN: SKYPILOT_CONFIG_SCHEMA is not set')
 
     print('== systemd-analyze security --offline=true (exposure, lower is better)')
     for label, units in sorted(scores.items()):

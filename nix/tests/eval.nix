@@ -58,7 +58,7 @@ let
           s = config.services.skypilot or { };
         in
         lib.optionalAttrs (s ? enable && s.enable) {
-          inherit (s) settings;
+          inherit (s) settings config;
         };
     };
 
