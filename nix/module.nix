@@ -773,6 +773,7 @@ in
       security.sudo.extraRules = [
         {
           groups = [ cfg.group ];
+          runAs = "root";
           commands = lib.concatMap
             (unit:
               map

@@ -88,19 +88,21 @@ in
     import json
     import re
 
-    SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+]?([0-9.eE+-]+|NaN|[+-]?Inf)( -?[0-9]+)?$")
+    SAMPLE = re.compile(r"^(?P<series>[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (?P<value>[-+]?([0-9.eE+-]+|NaN|Inf))( -?[0-9]+)?$")
 
 
     def parse_metrics(text):
-        """Prometheus text format: every line a comment or a sample; returns the names."""
-        names = set()
+        """Prometheus text format: every line a comment or a sample.
+        Returns {series: value}, series being the name with its labels."""
+        samples = {}
         for line in text.splitlines():
-            if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
+            if not line or line == "# EOF" or line.startswith(("# HELP ", "# TYPE ", "# UNIT ")):
                 continue
-            assert SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
-            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
-        assert names, "the scrape has no sample"
-        return names
+            m = SAMPLE.match(line)
+            assert m, f"not a Prometheus sample: {line!r}"
+            samples[m.group("series")] = float(m.group("value"))
+        assert samples, "the scrape has no sample"
+        return samples
 
 
     def stat(machine, path):
@@ -130,7 +132,7 @@ in
 
     with subtest("Service functionality"):
         server.wait_for_unit("skypilot-api-server.service")
-        server.wait_for_open_port(46580)
+        server.wait_for_open_port(46580, "127.0.0.1")
         server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
         health = json.loads(server.succeed("curl -sf http://127.0.0.1:46580/api/health"))
         assert health["status"] == "healthy", health
@@ -146,7 +148,7 @@ in
         assert status["database"] == "/var/lib/skypilot/host.db", status
         # Stopping kills the whole cgroup: no SkyPilot executor survives.
         server.succeed("systemctl stop skypilot-api-server.service")
-        server.fail("pgrep -f sky.server.server")
+        server.fail("pgrep -f 'sky[.]server[.]server'")
         server.succeed("systemctl start skypilot-api-server.service")
         server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
 
@@ -161,17 +163,21 @@ in
 
     with subtest("Monitoring"):
         server.wait_for_unit("skypilot-monitor.service")
-        server.wait_for_open_port(9188)
-        names = parse_metrics(server.succeed("curl -sf http://127.0.0.1:9188/metrics"))
-        assert any(n.startswith("skypilot") for n in names), sorted(names)
+        server.wait_for_open_port(9188, "127.0.0.1")
+        samples = parse_metrics(server.succeed("curl -sf http://127.0.0.1:9188/metrics"))
+        assert samples.get("skypilot_host_database_up") == 1.0, samples
+        # The cluster manager has checked the API server's health and the monitor says so.
+        server.wait_until_succeeds("curl -sf http://127.0.0.1:9188/metrics | grep -qx 'skypilot_api_server_up 1'", timeout=180)
+        parse_metrics(server.succeed("curl -sf http://127.0.0.1:9188/metrics"))
         # Not opened on the server (monitoring.openFirewall is false there) ...
         custom.wait_for_unit("multi-user.target")
         custom.fail("curl -sf --max-time 5 http://server:9188/metrics")
         # ... but opened on custom, which listens beyond loopback on port 9300.
         custom.wait_for_unit("skypilot-monitor.service")
-        custom.wait_for_open_port(9300)
+        custom.wait_for_open_port(9300, "127.0.0.1")
         server.wait_until_succeeds("curl -sf --max-time 5 http://custom:9300/metrics", timeout=120)
-        parse_metrics(server.succeed("curl -sf --max-time 5 http://custom:9300/metrics"))
+        remote = parse_metrics(server.succeed("curl -sf --max-time 5 http://custom:9300/metrics"))
+        assert "skypilot_host_database_up" in remote, remote
 
     with subtest("Custom configurations"):
         assert "sky-ops" in custom.succeed("id -Gn sky-svc").split()
@@ -228,6 +234,6 @@ in
         server.succeed(as_user("alice", "sky check"))
         # mallory's sky cannot reach the server, and does not start one of its own.
         server.fail(as_user("mallory", "timeout 120 sky status"))
-        server.fail("pgrep -u mallory -f sky.server.server")
+        server.fail("pgrep -u mallory -f 'sky[.]server[.]server'")
   '';
 }

@@ -544,6 +544,7 @@ def expect_sudo(c, r, label):
     rule = rules[0]
     c.equal(rule['groups'], ['skypilot'], f'{label}: for the group')
     c.equal(rule['users'], [], f'{label}: for no user')
+    c.equal(rule['runAs'], 'root', f'{label}: as root only')
     cmds = sorted(x['command'] for x in rule['commands'])
     want = sorted(f'/run/current-system/sw/bin/systemctl {v} {u}.service'
                   for u in ('skypilot-api-server', 'skypilot-cluster-manager')
