@@ -1,1 +1,389 @@
-//! Integration tests: credentials.
+//! Integration tests: credentials (`skypilot-host credentials check --config FILE`).
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skypilot-host");
+
+/// A distinctive secret that must never show up in any output.
+const SENTINEL: &str = "SENTINEL-s3cr3t-7f3a9c1e";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/credentials")
+        .join(name)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A temporary directory with a host config whose `[credentials]` section names the
+/// given paths.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(creds: &[(&str, &Path)]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("host.toml");
+        let mut s = String::from("[credentials]\n");
+        for (cloud, path) in creds {
+            s.push_str(&format!("{cloud} = {:?}\n", path.to_str().unwrap()));
+        }
+        std::fs::write(&config, s).unwrap();
+        Setup { dir, config }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self) -> Output {
+        Command::new(BIN)
+            .args(["credentials", "check", "--config"])
+            .arg(&self.config)
+            .env("SKYPILOT_HOST_LOG", "trace")
+            .output()
+            .unwrap()
+    }
+}
+
+/// Copies a fixture (file or directory) to `to` with owner-only modes.
+fn copy_private(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_private(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+fn write_private(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+const FIXTURES: [(&str, &str); 6] = [
+    ("aws", "aws-credentials"),
+    ("gcp", "gcp-service-account.json"),
+    ("azure", "azure"),
+    ("kubernetes", "kubeconfig.yaml"),
+    ("lambda", "lambda_keys"),
+    ("runpod", "runpod-config.toml"),
+];
+
+#[test]
+fn every_cloud_well_formed_passes_with_one_line_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths: Vec<(&str, PathBuf)> = FIXTURES
+        .iter()
+        .map(|(cloud, f)| {
+            let p = tmp.path().join(f);
+            copy_private(&fixture(f), &p);
+            (*cloud, p)
+        })
+        .collect();
+    let refs: Vec<(&str, &Path)> = paths.iter().map(|(c, p)| (*c, p.as_path())).collect();
+    let s = Setup::new(&refs);
+    let out = s.run();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stderr, "", "no warnings expected for owner-only files");
+    let expected = [
+        (
+            "aws",
+            "AWS shared-credentials file; profiles with keys: default, skypilot",
+        ),
+        (
+            "azure",
+            "Azure CLI state with a token cache and 1 subscription",
+        ),
+        ("gcp", "GCP service-account key for project fixture-project"),
+        (
+            "kubernetes",
+            "kubeconfig with 1 cluster and 1 context; current context \"fixture\"",
+        ),
+        ("lambda", "Lambda Cloud key file with an api_key"),
+        ("runpod", "RunPod config with a [default] api_key"),
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for (line, (cloud, what)) in lines.iter().zip(expected) {
+        let path = &paths.iter().find(|(c, _)| *c == cloud).unwrap().1;
+        assert_eq!(*line, format!("ok: {cloud}: {}: {what}", path.display()));
+    }
+}
+
+#[test]
+fn no_credentials_configured_is_fine() {
+    let s = Setup::new(&[]);
+    let out = s.run();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("no cloud credentials configured"));
+}
+
+#[test]
+fn missing_file_fails_naming_cloud_and_path() {
+    let s = Setup::new(&[]);
+    let missing = s.path("nope/aws-credentials");
+    let s = Setup::new(&[("aws", &missing)]);
+    let out = s.run();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: aws: {}: does not exist\n", missing.display())
+    );
+}
+
+#[test]
+fn store_path_is_refused_with_the_reason() {
+    let p = Path::new("/nix/store/0000000000000000000000000000000-gcp-key.json");
+    let s = Setup::new(&[("gcp", p)]);
+    let out = s.run();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with(&format!(
+            "error: gcp: {}: is in the Nix store, which every local user can read",
+            p.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("LoadCredential"), "{stderr}");
+}
+
+#[test]
+fn directory_where_a_file_is_expected_and_file_where_azure_wants_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gcp-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let file = tmp.path().join("azure-file");
+    write_private(&file, "{}");
+    let s = Setup::new(&[("gcp", &dir), ("azure", &file)]);
+    let out = s.run();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "error: gcp: {}: is a directory; expected a GCP service-account or authorized-user JSON key file",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: azure: {}: is not a directory; expected the Azure CLI state directory",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn azure_directory_without_token_cache_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("azure");
+    copy_private(&fixture("azure"), &dir);
+    std::fs::remove_file(dir.join("msal_token_cache.json")).unwrap();
+    let s = Setup::new(&[("azure", &dir)]);
+    let out = s.run();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: azure: {}: has no msal_token_cache.json (run `az login` to create it)\n",
+            dir.display()
+        )
+    );
+}
+
+#[test]
+fn malformed_aws_file_names_the_line_not_the_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("aws");
+    copy_private(&fixture("aws-credentials-malformed"), &p);
+    let s = Setup::new(&[("aws", &p)]);
+    let out = s.run();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: aws: {}: is malformed: line 3 is neither a `[profile]` header nor a `key = value` line\n",
+            p.display()
+        )
+    );
+    assert!(!all.contains("fixture-secret"), "{all}");
+}
+
+#[test]
+fn one_bad_cloud_fails_the_check_but_every_cloud_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("kubeconfig");
+    copy_private(&fixture("kubeconfig.yaml"), &good);
+    let bad = tmp.path().join("lambda_keys");
+    write_private(&bad, "api_key=no-spaces\n");
+    let s = Setup::new(&[("kubernetes", &good), ("lambda", &bad)]);
+    let out = s.run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with(&format!("ok: kubernetes: {}:", good.display())));
+    assert!(text(&out.stderr).starts_with(&format!(
+        "error: lambda: {}: has no `api_key = …` line",
+        bad.display()
+    )));
+}
+
+#[test]
+fn world_readable_credential_is_a_warning_not_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("runpod.toml");
+    std::fs::copy(fixture("runpod-config.toml"), &p).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = Setup::new(&[("runpod", &p)]);
+    let out = s.run();
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "warning: runpod: {}: mode 0644 lets every local user read it",
+            p.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The effective uid of this test process: the owner of a file it creates.
+fn effective_uid(dir: &Path) -> u32 {
+    let probe = dir.join(".uid-probe");
+    std::fs::write(&probe, "").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    std::fs::remove_file(&probe).unwrap();
+    uid
+}
+
+/// A file its reader may not read. As root (which reads anything), the check runs as
+/// `nobody` against a root-owned 0600 file; otherwise the file is chmod 000.
+#[test]
+fn unreadable_file_fails_naming_cloud_and_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = tmp.path().join("aws");
+    copy_private(&fixture("aws-credentials"), &p);
+    let config = tmp.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!("[credentials]\naws = {:?}\n", p.to_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["credentials", "check", "--config"]).arg(&config);
+    let as_root = effective_uid(tmp.path()) == 0;
+    if as_root {
+        cmd.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let out = cmd.output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let uid = if as_root {
+        "65534".to_string()
+    } else {
+        effective_uid(tmp.path()).to_string()
+    };
+    assert!(
+        stderr.starts_with(&format!(
+            "error: aws: {}: is not readable by this process (uid {uid}): Permission denied",
+            p.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fixture-secret"), "{stderr}");
+}
+
+/// Writes each cloud's credential with the sentinel secret, well-formed and in several
+/// malformed shapes, and checks the sentinel never reaches stdout or stderr.
+#[test]
+fn secrets_never_appear_in_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let pem = format!("-----BEGIN PRIVATE KEY-----\\n{SENTINEL}\\n-----END PRIVATE KEY-----\\n");
+    let variants: Vec<(&str, &str, String)> = vec![
+        ("aws", "aws-good", format!("[default]\naws_access_key_id = {SENTINEL}\naws_secret_access_key = {SENTINEL}\n")),
+        ("aws", "aws-bare", format!("[default]\n{SENTINEL}\n")),
+        ("aws", "aws-nohdr", format!("aws_secret_access_key = {SENTINEL}\n")),
+        ("aws", "aws-dup", format!("[default]\naws_secret_access_key = {SENTINEL}\naws_secret_access_key = {SENTINEL}\n")),
+        ("aws", "aws-hdr", format!("[{SENTINEL}\n")),
+        ("gcp", "gcp-good", format!(r#"{{"type":"service_account","client_email":"e","token_uri":"t","private_key":"{pem}"}}"#)),
+        ("gcp", "gcp-nopem", format!(r#"{{"type":"service_account","client_email":"e","token_uri":"t","private_key":"{SENTINEL}"}}"#)),
+        ("gcp", "gcp-broken", format!(r#"{{"type":"service_account","private_key":"{SENTINEL}"#)),
+        ("gcp", "gcp-badstr", format!("{{\"private_key\": {SENTINEL}}}")),
+        ("kubernetes", "kube-good", format!("clusters:\n- name: c\n  cluster: {{server: https://k}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user: {{token: {SENTINEL}}}\n")),
+        ("kubernetes", "kube-broken", format!("users:\n- name: u\n  user: {{token: {SENTINEL}\n")),
+        ("kubernetes", "kube-tab", format!("users:\n\t- {SENTINEL}: [\n")),
+        ("lambda", "lambda-good", format!("api_key = {SENTINEL}\n")),
+        ("lambda", "lambda-bad", format!("api_key={SENTINEL}\n")),
+        ("runpod", "runpod-good", format!("[default]\napi_key = \"{SENTINEL}\"\n")),
+        ("runpod", "runpod-bare", format!("[default]\napi_key = {SENTINEL}\n")),
+        ("runpod", "runpod-unterminated", format!("[default]\napi_key = \"{SENTINEL}\n")),
+        ("runpod", "runpod-nodefault", format!("api_key = \"{SENTINEL}\"\n")),
+    ];
+    let mut seen_failure = false;
+    let mut seen_ok = false;
+    for (cloud, name, content) in &variants {
+        let p = t.join(name);
+        write_private(&p, content);
+        let s = Setup::new(&[(cloud, &p)]);
+        let out = s.run();
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(!all.contains(SENTINEL), "{name}: secret in output: {all}");
+        assert!(
+            !all.contains("s3cr3t"),
+            "{name}: part of the secret in output: {all}"
+        );
+        assert!(
+            all.contains(&format!("{cloud}: {}", p.display())),
+            "{name}: {all}"
+        );
+        if out.status.success() {
+            seen_ok = true;
+        } else {
+            seen_failure = true;
+        }
+        // The good variants pass, the others fail.
+        assert_eq!(
+            out.status.success(),
+            name.ends_with("-good"),
+            "{name}: {all}"
+        );
+    }
+    assert!(seen_ok && seen_failure);
+    // An Azure directory whose token cache is broken JSON around the secret.
+    let az = t.join("azure");
+    copy_private(&fixture("azure"), &az);
+    write_private(
+        &az.join("msal_token_cache.json"),
+        &format!("{{\"RefreshToken\": {{\"secret\": \"{SENTINEL}\""),
+    );
+    let s = Setup::new(&[("azure", &az)]);
+    let out = s.run();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("msal_token_cache.json is not valid Azure CLI JSON"),
+        "{all}"
+    );
+    assert!(!all.contains(SENTINEL), "{all}");
+}
