@@ -637,6 +637,8 @@ in
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
         after = [ "network-online.target" ];
+        # SkyPilot runs ssh and rsync to reach its clusters.
+        path = [ pkgs.openssh pkgs.rsync ];
         environment =
           escapeSpecifiers (extraEnv // cfg.environment)
           // {

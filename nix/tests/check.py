@@ -276,6 +276,8 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
     c.check(0 < s['TimeoutStopSec'] <= 120, f'{label}: bounded TimeoutStopSec')
     c.equal(s['Restart'], 'on-failure', f'{label}: Restart')
     c.equal(env['HOME'], f'{state}/home', f'{label}: HOME')
+    c.check('-openssh/bin' in env.get('PATH', '') and '-rsync/bin' in env.get('PATH', ''),
+            f'{label}: ssh and rsync on the API server\'s PATH')
     c.equal(env['SKY_RUNTIME_DIR'], f'{state}/runtime', f'{label}: SKY_RUNTIME_DIR')
     c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config/config.yaml'),
             f'{label}: SKYPILOT_GLOBAL_CONFIG is the rendered config')

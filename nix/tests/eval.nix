@@ -31,7 +31,12 @@ let
       inherit (evalNode modules) config;
       unitSummary = _: u: {
         inherit (u) enable description wantedBy requiredBy wants requires after before unitConfig;
-        environment = u.environment or { };
+        # As NixOS does: `path` becomes PATH.
+        environment =
+          (u.environment or { })
+          // lib.optionalAttrs ((u.path or [ ]) != [ ]) {
+            PATH = "${lib.makeBinPath u.path}:${lib.makeSearchPathOutput "bin" "sbin" u.path}";
+          };
         serviceConfig = u.serviceConfig or { };
         timerConfig = u.timerConfig or { };
         script = u.script or "";

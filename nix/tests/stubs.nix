@@ -36,6 +36,8 @@ let
     skypilot = pkgStub "skypilot-0.14.1";
     skypilot-host = pkgStub "skypilot-host-0.1.0";
     coreutils = pkgStub "coreutils";
+    openssh = pkgStub "openssh";
+    rsync = pkgStub "rsync";
     curl = pkgStub "curl";
     jq = pkgStub "jq";
     sqlite = pkgStub "sqlite";
