@@ -203,6 +203,7 @@ let
     ProtectHome = true;
     PrivateTmp = true;
     PrivateDevices = true;
+    PrivateMounts = true;
     DevicePolicy = "closed";
     ProtectKernelTunables = true;
     ProtectKernelModules = true;
