@@ -43,6 +43,8 @@ pub const MIN_COMPATIBLE_VERSION: &str = "0.11.0";
 /// Requests whose payload is kept for `/api/get` (oldest dropped first), so that a
 /// benchmark polling 10,000 clusters for hours does not grow without bound.
 const KEPT_REQUESTS: usize = 256;
+/// ... and at most this many bytes of answers (a 10,000-cluster status answer is ~8 MB).
+const KEPT_BYTES: usize = 128 << 20;
 /// Hourly price used when a cluster does not set one (m6i.large in us-west-2).
 pub const DEFAULT_HOURLY_PRICE: f64 = 0.096;
 
@@ -408,6 +410,14 @@ struct StoredRequest {
     finished_at: f64,
 }
 
+/// What `/api/get` answers for a finished request, serialized once when it finishes.
+#[derive(Debug, Clone)]
+struct FinishedRequest {
+    request_id: String,
+    failed: bool,
+    answer: Bytes,
+}
+
 #[derive(Debug)]
 struct SimState {
     clusters: BTreeMap<String, SimCluster>,
@@ -415,7 +425,8 @@ struct SimState {
     history: Vec<SimCluster>,
     outcomes: HashMap<(Op, Option<String>), Outcome>,
     faults: Vec<FaultRule>,
-    requests: VecDeque<StoredRequest>,
+    requests: VecDeque<FinishedRequest>,
+    requests_bytes: usize,
     log: Vec<LoggedRequest>,
     /// Fixed clock (Unix seconds) for deterministic tests; system time when None.
     now: Option<i64>,
@@ -528,6 +539,7 @@ impl Simulator {
                 outcomes: HashMap::new(),
                 faults: Vec::new(),
                 requests: VecDeque::new(),
+                requests_bytes: 0,
                 log: Vec::new(),
                 now: None,
                 queue_jobs: HashMap::new(),
@@ -1181,7 +1193,7 @@ async fn api_get(State(shared): State<Arc<Shared>>, Query(q): Query<GetQuery>) -
     let found = match exact {
         Some(r) => Some(r),
         None => {
-            let matches: Vec<&StoredRequest> = st
+            let matches: Vec<&FinishedRequest> = st
                 .requests
                 .iter()
                 .filter(|r| r.request_id.starts_with(&id))
@@ -1200,11 +1212,22 @@ async fn api_get(State(shared): State<Arc<Shared>>, Query(q): Query<GetQuery>) -
             StatusCode::NOT_FOUND,
             &json!({"detail": format!("Request {} not found", py_repr(&id))}),
         ),
-        Some(r) if r.failed => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &json!({"detail": serde_json::to_value(r.payload()).unwrap_or(Value::Null)}),
-        ),
-        Some(r) => json_response(StatusCode::OK, &r.payload()),
+        Some(r) => {
+            let code = if r.failed {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            };
+            (
+                code,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                r.answer.clone(),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -1365,7 +1388,7 @@ async fn run_op(
             Err((t, m)) => (true, "null".to_string(), error_json(&t, &m)),
         };
         let finished_at = st.now_f64();
-        st.requests.push_back(StoredRequest {
+        let stored = StoredRequest {
             request_id: request_id.clone(),
             op,
             cluster_name,
@@ -1374,9 +1397,25 @@ async fn run_op(
             error,
             created_at,
             finished_at,
+        };
+        let answer = if failed {
+            serde_json::to_vec(&json!({"detail": stored.payload()}))
+        } else {
+            serde_json::to_vec(&stored.payload())
+        }
+        .unwrap_or_else(|_| b"null".to_vec());
+        st.requests_bytes += answer.len();
+        st.requests.push_back(FinishedRequest {
+            request_id: request_id.clone(),
+            failed,
+            answer: Bytes::from(answer),
         });
-        while st.requests.len() > KEPT_REQUESTS {
-            st.requests.pop_front();
+        while st.requests.len() > KEPT_REQUESTS
+            || (st.requests_bytes > KEPT_BYTES && st.requests.len() > 1)
+        {
+            if let Some(old) = st.requests.pop_front() {
+                st.requests_bytes -= old.answer.len();
+            }
         }
     }
 
