@@ -347,12 +347,7 @@ impl Snapshot {
         .collect();
         for c in present() {
             *groups
-                .entry((
-                    c.status.as_str(),
-                    c.cloud.as_str(),
-                    c.region.as_str(),
-                    c.workspace.as_str(),
-                ))
+                .entry((c.status.as_str(), &*c.cloud, &*c.region, &*c.workspace))
                 .or_insert(0) += 1;
             *by_status.entry(c.status.as_str()).or_insert(0) += 1;
         }
@@ -399,10 +394,10 @@ impl Snapshot {
         for c in present() {
             m.encode_info(&[
                 ("cluster", c.name.as_str()),
-                ("cloud", c.cloud.as_str()),
-                ("region", c.region.as_str()),
-                ("instance_type", c.instance_type.as_str()),
-                ("workspace", c.workspace.as_str()),
+                ("cloud", &*c.cloud),
+                ("region", &*c.region),
+                ("instance_type", &*c.instance_type),
+                ("workspace", &*c.workspace),
                 ("status", c.status.as_str()),
             ])?;
         }

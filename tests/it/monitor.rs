@@ -1071,3 +1071,50 @@ fn binary_serves_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// Metric names (`skypilot_…`) mentioned in a text.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("skypilot_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn alerts_and_dashboard_use_only_exported_metrics() {
+    let (_dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let text = server.metrics().await;
+    server.stop().await;
+    let exported: std::collections::BTreeSet<String> = parse(&text)
+        .keys()
+        .map(|k| k.split('{').next().unwrap().to_string())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let dashboard = std::fs::read_to_string(root.join("grafana/skypilot-fleet.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(json["panels"].as_array().unwrap().len() >= 8);
+    for (file, text) in [
+        (
+            "prometheus/alerts.yml",
+            std::fs::read_to_string(root.join("prometheus/alerts.yml")).unwrap(),
+        ),
+        ("grafana/skypilot-fleet.json", dashboard),
+    ] {
+        let used = metric_names(&text);
+        assert!(used.len() >= 5, "{file}: {used:?}");
+        for name in used {
+            assert!(
+                exported.contains(&name),
+                "{file} uses {name}, which the monitor does not export"
+            );
+        }
+    }
+}
