@@ -73,6 +73,10 @@ else
     fail "NIXPKGS_LIB=$NIXPKGS_LIB is not nixpkgs' lib directory (no modules.nix there or in lib/)"
   else
     command -v systemd-analyze >/dev/null || fail "systemd-analyze not found"
+    # visudo checks the syntax of the generated sudo rules (Debian's sudo package).
+    if ! command -v visudo >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null || true
+    fi
     echo "building skypilot-host for check-config"
     cargo build --quiet --bin skypilot-host
     host_bin="${CARGO_TARGET_DIR:-target}/debug/skypilot-host"

@@ -250,6 +250,32 @@ def check_config(host_bin, settings, tmp, label):
     return p.returncode, (p.stdout + p.stderr).strip()
 
 
+# ------------------------------------------------------------------------- sudoers
+def sudoers_lines(rules):
+    """security.sudo.extraRules as sudoers lines (the form NixOS writes)."""
+    lines = []
+    for rule in rules:
+        who = [f'%{g}' for g in rule['groups']] + rule['users']
+        cmds = []
+        for cmd in rule['commands']:
+            if isinstance(cmd, str):
+                cmds.append(cmd)
+            else:
+                opts = ''.join(f'{o}:' for o in cmd['options'])
+                cmds.append(f'{opts} {cmd["command"]}' if opts else cmd['command'])
+        for w in who:
+            lines.append(f'{w} {rule["host"]}=({rule["runAs"]}) {", ".join(cmds)}')
+    return lines
+
+
+def visudo_check(c, rules, tmp, label):
+    path = os.path.join(tmp, f'{label}.sudoers')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(sudoers_lines(rules)) + '\n')
+    p = subprocess.run(['visudo', '-c', '-f', path], capture_output=True, text=True)
+    c.check(p.returncode == 0, f'{label}: visudo -c accepts the sudo rules: {p.stdout}{p.stderr}')
+
+
 # ------------------------------------------------------------------------- expectations
 def has_warning(r, *parts):
     return any(all(p in w for p in parts) for w in r['warnings'])
@@ -703,6 +729,8 @@ def run_vm_checks(c, nixpkgs_lib, stub, tmp, scores):
         label = f'vm:{name}'
         c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
         c.equal(r['warnings'], [], f'{label}: no warning')
+        if r['sudoRules'] and shutil.which('visudo'):
+            visudo_check(c, r['sudoRules'], tmp, label.replace(':', '-'))
         for unit, u in sorted(r['services'].items()):
             if not unit.startswith('skypilot-'):
                 continue
@@ -725,6 +753,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         stub = StubRoot(tmp)
         rendered = 0
+        sudoers_checked = 0
         cases = nix_eval(a.nixpkgs_lib, list=True)
         c.equal(sorted(cases), sorted(EXPECT), 'every case has expectations')
         for case in cases:
@@ -739,6 +768,10 @@ def main():
                 name = f'{unit}.service'
                 verify_unit(c, stub, case, name, render_unit(unit, u), u)
                 scores.setdefault(case, {})[unit] = security_score(stub, name)
+            if r['sudoRules']:
+                if shutil.which('visudo'):
+                    visudo_check(c, r['sudoRules'], tmp, case)
+                    sudoers_checked += 1
             for unit, u in sorted(r['timers'].items()):
                 verify_unit(c, stub, case, f'{unit}.timer', render_unit(unit, u, 'timer'), u)
             if r['skypilot']:
@@ -762,6 +795,10 @@ def main():
                                               'warnings about config keys')
                     rendered += 1
         run_vm_checks(c, a.nixpkgs_lib, stub, tmp, scores)
+    if sudoers_checked:
+        print(f'visudo -c run on the sudo rules of {sudoers_checked} cases')
+    else:
+        print('visudo check of the sudo rules DID NOT RUN: visudo not found')
     if rendered:
         print(f'sky-config render + check run on {rendered} cases (SKYPILOT_CONFIG_SCHEMA set)')
     else:
