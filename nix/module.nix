@@ -40,7 +40,6 @@ let
   home = "${cfg.stateDir}/home";
   runtimeDir = "${cfg.stateDir}/runtime";
   apiUrl = "http://127.0.0.1:${toString cfg.apiServer.port}";
-  credentialsDir = "/run/credentials/skypilot-api-server.service";
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
