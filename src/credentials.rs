@@ -203,74 +203,101 @@ fn current_uid() -> Option<u32> {
 
 // ---------------------------------------------------------------------------- AWS
 
-/// Parses an AWS shared-credentials file the way botocore does (Python's
-/// `configparser.RawConfigParser`, strict): `[profile]` headers, `key = value` or
-/// `key: value` options, `#`/`;` comments, indented continuation lines.
+/// Parses an AWS shared-credentials file the way botocore does, with Python's
+/// `configparser.RawConfigParser` (strict mode): `[profile]` headers (the name is what
+/// lies between the first `[` and the last `]`), `key = value` or `key: value` options
+/// (keys case-insensitive), full-line `#`/`;` comments, lines indented deeper than
+/// their option continuing its value (blank lines in between allowed), `[DEFAULT]`
+/// inherited by every profile, and no profile or key given twice.
 pub fn check_aws(text: &str) -> Result<String, String> {
+    const DEFAULT: &str = "DEFAULT";
+    // Profile name -> key -> whether the value is non-empty; in file order.
     let mut profiles: Vec<(String, BTreeMap<String, bool>)> = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut in_option = false;
-    for (i, raw) in text.lines().enumerate() {
+    let mut defaults: BTreeMap<String, bool> = BTreeMap::new();
+    // Which section options go to: None before any header, Some(None) = DEFAULT.
+    let mut current: Option<Option<usize>> = None;
+    let mut option: Option<String> = None;
+    let mut indent_level = 0usize;
+    for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            in_option = false;
+        let value = line.trim();
+        if value.is_empty() || value.starts_with('#') || value.starts_with(';') {
             continue;
         }
-        if trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if raw.starts_with([' ', '\t']) && in_option {
-            // Continuation of the previous value (or a botocore nested setting).
-            continue;
-        }
-        if let Some(rest) = trimmed.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(format!(
-                    "is malformed: line {n}: a `[` header without a closing `]`"
-                ));
-            };
-            let name = name.trim().to_string();
-            if !seen.insert(name.clone()) {
-                return Err(format!(
-                    "is malformed: line {n}: profile [{name}] appears a second time"
-                ));
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        if let (Some(section), Some(opt)) = (current, &option) {
+            if indent > indent_level {
+                // A continuation line: the value is not empty any more.
+                let keys = match section {
+                    Some(idx) => &mut profiles[idx].1,
+                    None => &mut defaults,
+                };
+                keys.insert(opt.clone(), true);
+                continue;
             }
-            profiles.push((name, BTreeMap::new()));
-            in_option = false;
-            continue;
         }
-        let Some(pos) = trimmed.find(['=', ':']) else {
+        indent_level = indent;
+        if let Some(end) = value.strip_prefix('[').and_then(|rest| rest.rfind(']')) {
+            if end > 0 {
+                let name = &value[1..=end];
+                option = None;
+                if name == DEFAULT {
+                    current = Some(None);
+                    continue;
+                }
+                if profiles.iter().any(|(p, _)| p == name) {
+                    return Err(format!(
+                        "is malformed: line {n}: profile [{name}] appears a second time"
+                    ));
+                }
+                profiles.push((name.to_string(), BTreeMap::new()));
+                current = Some(Some(profiles.len() - 1));
+                continue;
+            }
+        }
+        let Some(section) = current else {
+            return Err(format!(
+                "is malformed: line {n} comes before any `[profile]` header"
+            ));
+        };
+        let Some(pos) = value.find(['=', ':']) else {
             return Err(format!(
                 "is malformed: line {n} is neither a `[profile]` header nor a `key = value` line"
             ));
         };
-        let key = trimmed[..pos].trim().to_ascii_lowercase();
-        let value = trimmed[pos + 1..].trim();
-        let Some((profile, keys)) = profiles.last_mut() else {
-            return Err(format!(
-                "is malformed: line {n}: a `key = value` line before any `[profile]` header"
-            ));
-        };
+        let key = value[..pos].trim_end().to_lowercase();
         if key.is_empty() {
             return Err(format!("is malformed: line {n}: an option without a name"));
         }
-        if keys.insert(key.clone(), !value.is_empty()).is_some() {
+        let (name, keys) = match section {
+            Some(idx) => {
+                let (n, k) = &mut profiles[idx];
+                (n.as_str(), k)
+            }
+            None => (DEFAULT, &mut defaults),
+        };
+        if keys
+            .insert(key.clone(), !value[pos + 1..].trim().is_empty())
+            .is_some()
+        {
             return Err(format!(
-                "is malformed: line {n}: `{key}` appears a second time in profile [{profile}]"
+                "is malformed: line {n}: `{key}` appears a second time in profile [{name}]"
             ));
         }
-        in_option = true;
+        option = Some(key);
     }
     if profiles.is_empty() {
-        return Err("has no profiles: expected e.g. `[default]` with aws_access_key_id and aws_secret_access_key".to_string());
+        return Err(
+            "has no profiles: expected e.g. `[default]` with aws_access_key_id and aws_secret_access_key"
+                .to_string(),
+        );
     }
+    let has = |keys: &BTreeMap<String, bool>, k: &str| {
+        keys.get(k).or_else(|| defaults.get(k)) == Some(&true)
+    };
     let complete: Vec<&str> = profiles
         .iter()
-        .filter(|(_, k)| {
-            k.get("aws_access_key_id") == Some(&true)
-                && k.get("aws_secret_access_key") == Some(&true)
-        })
+        .filter(|(_, k)| has(k, "aws_access_key_id") && has(k, "aws_secret_access_key"))
         .map(|(name, _)| name.as_str())
         .collect();
     if complete.is_empty() {
@@ -570,11 +597,27 @@ mod tests {
     }
 
     #[test]
+    fn aws_follows_configparser_rules() {
+        // [DEFAULT] is inherited; text after the last `]` of a header is ignored.
+        let t = "[DEFAULT]\naws_secret_access_key = s\n[p] trailing\naws_access_key_id = a\n";
+        assert_eq!(
+            check_aws(t).unwrap(),
+            "AWS shared-credentials file; profiles with keys: p"
+        );
+        // An indented line after a blank line still continues the value.
+        let t = "[p]\nAWS_ACCESS_KEY_ID = a\naws_secret_access_key =\n\n  s\n";
+        assert!(check_aws(t).is_ok(), "{:?}", check_aws(t));
+        // A deeper-indented line continues even if it looks like a header.
+        let t = "[p]\naws_access_key_id = a\n  [p]\naws_secret_access_key = s\n";
+        assert!(check_aws(t).is_ok(), "{:?}", check_aws(t));
+    }
+
+    #[test]
     fn aws_malformed_files_name_the_line_without_content() {
         let cases = [
-            (format!("aws_secret_access_key = {SECRET}\n"), "line 1: a `key = value` line before any `[profile]` header"),
+            (format!("aws_secret_access_key = {SECRET}\n"), "line 1 comes before any `[profile]` header"),
             (format!("[default]\n{SECRET}\n"), "line 2 is neither a `[profile]` header nor a `key = value` line"),
-            (format!("[default\naws_secret_access_key = {SECRET}\n"), "line 1: a `[` header without a closing `]`"),
+            (format!("[default\naws_secret_access_key = {SECRET}\n"), "line 1 comes before any `[profile]` header"),
             ("[a]\n[a]\n".to_string(), "line 2: profile [a] appears a second time"),
             (format!("[a]\naws_access_key_id = x\naws_access_key_id = {SECRET}\n"), "line 3: `aws_access_key_id` appears a second time in profile [a]"),
             ("".to_string(), "has no profiles"),

@@ -387,3 +387,167 @@ fn secrets_never_appear_in_output() {
     );
     assert!(!all.contains(SENTINEL), "{all}");
 }
+
+/// Our verdicts agree with the parsers SkyPilot 0.14.1 actually uses: Python's strict
+/// `configparser` (botocore's reader of the AWS file), SkyPilot's Lambda key reader and
+/// its RunPod credential check, run in SkyPilot's venv.
+#[cfg(feature = "real-server")]
+mod real {
+    use super::*;
+    use skypilot_host::credentials::check_cloud;
+
+    /// Prints one verdict per `cloud path` argument pair: ok, malformed, nokeys (aws) or
+    /// ok, bad (lambda, runpod).
+    const JUDGE: &str = r#"
+import configparser, os, shutil, sys, tempfile
+os.environ['SKYPILOT_DISABLE_USAGE_COLLECTION'] = '1'
+args = sys.argv[1:]
+for cloud, path in zip(args[0::2], args[1::2]):
+    if cloud == 'aws':
+        cp = configparser.RawConfigParser()
+        try:
+            cp.read([path])
+        except (configparser.Error, UnicodeDecodeError):
+            print('malformed'); continue
+        ok = any(cp.get(s, 'aws_access_key_id', fallback='') and
+                 cp.get(s, 'aws_secret_access_key', fallback='')
+                 for s in cp.sections())
+        print('ok' if ok else 'nokeys')
+        continue
+    home = tempfile.mkdtemp()
+    os.environ['HOME'] = home
+    if cloud == 'lambda':
+        os.makedirs(home + '/.lambda_cloud')
+        shutil.copy(path, home + '/.lambda_cloud/lambda_keys')
+        from sky.provision.lambda_cloud import lambda_utils
+        try:
+            ok = bool(lambda_utils.LambdaCloudClient().api_key)
+        except Exception:
+            ok = False
+    elif cloud == 'runpod':
+        os.makedirs(home + '/.runpod')
+        shutil.copy(path, home + '/.runpod/config.toml')
+        from sky.clouds import runpod
+        ok, _ = runpod.RunPod._check_runpod_credentials()
+    print('ok' if ok else 'bad')
+"#;
+
+    fn ours(cloud: &'static str, path: &Path) -> &'static str {
+        match check_cloud(cloud, path).outcome {
+            Ok(_) => "ok",
+            Err(e) if cloud != "aws" => {
+                let _ = e;
+                "bad"
+            }
+            Err(e) if e.starts_with("is malformed") => "malformed",
+            Err(_) => "nokeys",
+        }
+    }
+
+    /// Left out on purpose, where we are stricter than SkyPilot's check: a RunPod
+    /// `default = "api_key"` string (SkyPilot tests `'api_key' in config['default']`,
+    /// a substring test on a string) and an empty or non-string `api_key`.
+    #[test]
+    fn verdicts_match_skypilots_parsers() {
+        let cases: Vec<(&'static str, &str)> = vec![
+            (
+                "aws",
+                "[default]\naws_access_key_id = a\naws_secret_access_key = s\n",
+            ),
+            ("aws", "[default]\naws_access_key_id = a\nBARE\n"),
+            ("aws", "aws_access_key_id = a\n[default]\n"),
+            (
+                "aws",
+                "[a]\naws_access_key_id = a\naws_secret_access_key = s\n[a]\n",
+            ),
+            ("aws", "[a]\naws_access_key_id = a\naws_access_key_id = b\n"),
+            (
+                "aws",
+                "[a]\naws_access_key_id = a\naws_secret_access_key =\n\n  s\n",
+            ),
+            (
+                "aws",
+                "[DEFAULT]\naws_secret_access_key = s\n[p]\naws_access_key_id = a\n",
+            ),
+            (
+                "aws",
+                "[p] trailing\naws_access_key_id = a\naws_secret_access_key = s\n",
+            ),
+            (
+                "aws",
+                "[p]\naws_access_key_id: a\naws_secret_access_key:s\n",
+            ),
+            (
+                "aws",
+                "[p]\nAWS_ACCESS_KEY_ID = a\nAws_Secret_Access_Key = s\n",
+            ),
+            (
+                "aws",
+                "[p]\naws_access_key_id = a\naws_secret_access_key =\n",
+            ),
+            ("aws", "[p]\naws_access_key_id = a\n"),
+            ("aws", ""),
+            ("aws", "# only a comment\n; another\n"),
+            ("aws", "[]\naws_access_key_id = a\n"),
+            ("aws", "[p]\n= value\n"),
+            (
+                "aws",
+                "  [p]\naws_access_key_id = a\naws_secret_access_key = s\n",
+            ),
+            (
+                "aws",
+                "[p]\naws_access_key_id = a # c\naws_secret_access_key = s ; c\n",
+            ),
+            (
+                "aws",
+                "[ p ]\naws_access_key_id = a\naws_secret_access_key = s\n",
+            ),
+            (
+                "aws",
+                "[p]\naws_access_key_id = a\n\taws_secret_access_key = s\n",
+            ),
+            ("lambda", "api_key = k\n"),
+            ("lambda", "api_key=k\n"),
+            ("lambda", "api_key = \n"),
+            ("lambda", "API_KEY = k\n"),
+            ("lambda", "  api_key = k  \n"),
+            ("lambda", "x = 1\napi_key = k\n"),
+            ("lambda", "api_key = k\nbad = \n"),
+            ("lambda", "api_key =\tk\n"),
+            ("lambda", ""),
+            ("runpod", "[default]\napi_key = \"k\"\n"),
+            ("runpod", "api_key = \"k\"\n"),
+            ("runpod", "[default]\nkey = \"k\"\n"),
+            ("runpod", "[default]\napi_key = k\n"),
+            ("runpod", "[other]\napi_key = \"k\"\n"),
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = Vec::new();
+        let mut expected = Vec::new();
+        for (i, (cloud, content)) in cases.iter().enumerate() {
+            let p = tmp.path().join(format!("{cloud}-{i}"));
+            write_private(&p, content);
+            expected.push(ours(cloud, &p));
+            args.push(cloud.to_string());
+            args.push(p.to_str().unwrap().to_string());
+        }
+        let venv = std::env::var("SKYPILOT_VENV")
+            .expect("SKYPILOT_VENV is not set: run through scripts/test.sh");
+        let out = Command::new(Path::new(&venv).join("bin/python"))
+            .args(["-c", JUDGE])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let theirs: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        assert_eq!(theirs.len(), cases.len(), "{}", text(&out.stderr));
+        for ((case, ours), theirs) in cases.iter().zip(&expected).zip(&theirs) {
+            assert_eq!(
+                ours, theirs,
+                "{case:?}: ours {ours}, SkyPilot's parser {theirs}"
+            );
+        }
+        // Both verdicts occur, so the comparison means something.
+        assert!(theirs.iter().any(|v| v == "ok") && theirs.iter().any(|v| v != "ok"));
+    }
+}
