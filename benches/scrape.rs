@@ -16,6 +16,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{ensure, Context};
+
 use skypilot_host::cluster::{Cluster, ClusterStatus};
 use skypilot_host::store::{
     ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
@@ -32,8 +34,8 @@ fn now() -> f64 {
 
 /// A fleet of `n` clusters over 3 clouds, 9 regions, 4 workspaces, mixed statuses,
 /// autostop settings and prices.
-fn generate(db: &Path, n: usize) {
-    let mut store = Store::open(db).expect("open the benchmark database");
+fn generate(db: &Path, n: usize) -> anyhow::Result<()> {
+    let mut store = Store::open(db).context("open the benchmark database")?;
     let clouds = [
         ("aws", ["us-east-1", "us-west-2", "eu-west-1"]),
         ("gcp", ["us-central1", "europe-west4", "asia-east1"]),
@@ -91,8 +93,8 @@ fn generate(db: &Path, n: usize) {
                     is_managed: false,
                     last_use: Some("sky launch task.yaml".into()),
                 },
-                hourly_cost: (i % 11 != 0).then(|| 0.1 + (i % 40) as f64 * 0.37),
-                total_cost: (i % 9 != 0).then(|| (i % 300) as f64 * 1.13),
+                hourly_cost: (i % 11 != 0).then_some(0.1 + (i % 40) as f64 * 0.37),
+                total_cost: (i % 9 != 0).then_some((i % 300) as f64 * 1.13),
                 first_seen: t - 100_000,
                 last_seen: t - 10,
                 last_changed: t - 10,
@@ -114,7 +116,7 @@ fn generate(db: &Path, n: usize) {
     for k in ["timeout", "connect", "http_500"] {
         store
             .record_poll_failure(&run(600.0, PollOutcome::Error, Some(k)))
-            .expect("record a poll failure");
+            .context("record a poll failure")?;
     }
     store
         .commit_poll(
@@ -125,7 +127,7 @@ fn generate(db: &Path, n: usize) {
             },
             &run(5.0, PollOutcome::Ok, None),
         )
-        .expect("write the fleet");
+        .context("write the fleet")?;
     store
         .set_api_server_health(&ApiServerHealth {
             checked_at: now() - 3.0,
@@ -136,7 +138,7 @@ fn generate(db: &Path, n: usize) {
             latency_ms: Some(4.2),
             error: None,
         })
-        .expect("write API server health");
+        .context("write API server health")?;
     for (action, outcome) in [
         ("autostop", "ok"),
         ("autostop", "error"),
@@ -152,8 +154,9 @@ fn generate(db: &Path, n: usize) {
                 outcome: outcome.into(),
                 detail: None,
             })
-            .expect("append audit");
+            .context("append audit")?;
     }
+    Ok(())
 }
 
 /// One HTTP/1.1 GET over a new connection; returns (elapsed, status line, body bytes).
@@ -190,26 +193,30 @@ struct Stats {
     bytes: usize,
 }
 
-fn measure(addr: &str, path: &str, accept: &str, runs: usize) -> Stats {
+fn measure(addr: &str, path: &str, accept: &str, runs: usize) -> anyhow::Result<Stats> {
     for _ in 0..3 {
-        let (_, status, _) = scrape(addr, path, accept).expect("warm-up scrape");
-        assert!(status.contains(" 200 "), "{addr}{path}: {status}");
+        let (_, status, _) = scrape(addr, path, accept).context("warm-up scrape")?;
+        ensure!(status.contains(" 200 "), "{addr}{path}: {status}");
     }
     let mut times = Vec::with_capacity(runs);
     let mut bytes = 0;
     for _ in 0..runs {
-        let (t, status, len) = scrape(addr, path, accept).expect("scrape");
-        assert!(status.contains(" 200 "), "{addr}{path}: {status}");
+        let (t, status, len) = scrape(addr, path, accept).context("scrape")?;
+        ensure!(status.contains(" 200 "), "{addr}{path}: {status}");
         times.push(t.as_secs_f64() * 1000.0);
         bytes = len;
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Stats {
+    ensure!(
+        !times.is_empty(),
+        "no timed scrapes (SCRAPE_BENCH_RUNS = 0)"
+    );
+    Ok(Stats {
         median_ms: times[times.len() / 2],
         p90_ms: times[(times.len() * 9 / 10).min(times.len() - 1)],
         min_ms: times[0],
         bytes,
-    }
+    })
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -236,10 +243,10 @@ impl Drop for Monitor {
     }
 }
 
-fn start_monitor(dir: &Path, db: &Path) -> (Monitor, String) {
+fn start_monitor(dir: &Path, db: &Path) -> anyhow::Result<(Monitor, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .expect("pick a free port")
+        .context("pick a free port")?
         .port();
     let addr = format!("127.0.0.1:{port}");
     let cfg = dir.join("host.toml");
@@ -250,24 +257,24 @@ fn start_monitor(dir: &Path, db: &Path) -> (Monitor, String) {
             db.display().to_string()
         ),
     )
-    .expect("write the config");
+    .context("write the config")?;
     let child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
         .args(["monitor", "--config"])
         .arg(&cfg)
         .stdout(Stdio::null())
         .spawn()
-        .expect("start skypilot-host monitor");
+        .context("start skypilot-host monitor")?;
     let monitor = Monitor(child);
     for _ in 0..200 {
         if scrape(&addr, "/healthz", "*/*").is_ok() {
-            return (monitor, addr);
+            return Ok((monitor, addr));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("the monitor did not come up on {addr}");
+    anyhow::bail!("the monitor did not come up on {addr}")
 }
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else is accepted.
     let runs: usize = std::env::var("SCRAPE_BENCH_RUNS")
         .ok()
@@ -287,20 +294,20 @@ fn main() {
 
     let mut text_1k = None;
     for n in [1_000usize, 10_000] {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir().context("temp dir")?;
         let db = dir.path().join("host.db");
         let t = Instant::now();
-        generate(&db, n);
+        generate(&db, n)?;
         let gen = t.elapsed();
-        let (monitor, addr) = start_monitor(dir.path(), &db);
+        let (monitor, addr) = start_monitor(dir.path(), &db)?;
         let (rss0, _) = rss_kib(monitor.0.id());
-        let text = measure(&addr, "/metrics", "text/plain", runs);
+        let text = measure(&addr, "/metrics", "text/plain", runs)?;
         let om = measure(
             &addr,
             "/metrics",
             "application/openmetrics-text",
             runs.min(10),
-        );
+        )?;
         let (rss, hwm) = rss_kib(monitor.0.id());
         println!(
             "{n:>6} clusters: text median {:.2} ms (p90 {:.2}, min {:.2}), {} bytes; openmetrics median {:.2} ms, {} bytes; \
@@ -326,12 +333,12 @@ fn main() {
         Ok(url) => {
             let rest = url
                 .strip_prefix("http://")
-                .expect("SKYPILOT_METRICS_URL must be an http:// URL");
+                .context("SKYPILOT_METRICS_URL must be an http:// URL")?;
             let (addr, path) = match rest.split_once('/') {
                 Some((a, p)) => (a.to_string(), format!("/{p}")),
                 None => (rest.to_string(), "/metrics".to_string()),
             };
-            let sky = measure(&addr, &path, "text/plain", runs);
+            let sky = measure(&addr, &path, "text/plain", runs)?;
             println!(
                 "SkyPilot's own {url}: median {:.2} ms (p90 {:.2}, min {:.2}), {} bytes",
                 sky.median_ms, sky.p90_ms, sky.min_ms, sky.bytes
@@ -347,4 +354,5 @@ fn main() {
             "SkyPilot's own /metrics not measured (set SKYPILOT_METRICS_URL to include it)"
         ),
     }
+    Ok(())
 }

@@ -1118,3 +1118,163 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
         }
     }
 }
+
+/// Against the real SkyPilot API server: clusters made through SkyPilot's own Python
+/// API, recorded by the real cluster manager, are exported with the right values.
+#[cfg(feature = "real-server")]
+mod real {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster_manager::{cluster, Host};
+    use crate::real::{api_url, skyctl, unique};
+
+    #[test]
+    fn values_match_clusters_of_the_real_server() {
+        let up = unique("mon-up");
+        let noauto = unique("mon-noauto");
+        let stopped = unique("mon-stopped");
+        skyctl(&["create", &up, "--autostop", "30", "--down"]);
+        skyctl(&["create", &noauto, "--region", "us-east-1"]);
+        skyctl(&[
+            "create",
+            &stopped,
+            "--status",
+            "STOPPED",
+            "--instance-type",
+            "m6i.xlarge",
+        ]);
+        let host = Host::new(&api_url(), 1, 3600);
+        let manager = host.spawn_manager();
+        host.wait_status("the three clusters listed", Duration::from_secs(90), |s| {
+            [&up, &noauto, &stopped]
+                .iter()
+                .all(|n| cluster(s, n).is_some())
+                && s["api_server"]["healthy"] == true
+        });
+        // Freeze the database so the scrape and the database can be compared exactly.
+        assert!(manager.terminate().success());
+
+        let store = Store::open_read_only(&host.db).unwrap();
+        let rows = store.clusters().unwrap();
+        let last_ok = store.last_ok_poll().unwrap().unwrap().finished_at;
+        drop(store);
+        let now = last_ok + 7.0;
+        let mut config = config_for(&host.db);
+        config.skypilot.api_url = api_url();
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let text = rt.block_on(async {
+            let server = Server::start(config, TestClock::new(now)).await;
+            let text = server.metrics().await;
+            server.stop().await;
+            text
+        });
+        promtool_check_metrics(&text);
+        let m = parse(&text);
+
+        // What was created through SkyPilot.
+        let info = |name: &str, region: &str, itype: &str, status: &str| {
+            format!(
+                r#"skypilot_cluster_info{{cluster="{name}",cloud="AWS",region="{region}",instance_type="{itype}",workspace="default",status="{status}"}}"#
+            )
+        };
+        assert_eq!(get(&m, &info(&up, "us-west-2", "m6i.large", "UP")), 1.0);
+        assert_eq!(get(&m, &info(&noauto, "us-east-1", "m6i.large", "UP")), 1.0);
+        assert_eq!(
+            get(&m, &info(&stopped, "us-west-2", "m6i.xlarge", "STOPPED")),
+            1.0
+        );
+        let per = |family: &str, name: &str| get(&m, &format!(r#"{family}{{cluster="{name}"}}"#));
+        assert_eq!(per("skypilot_cluster_autostop_seconds", &up), 1800.0);
+        assert_eq!(per("skypilot_cluster_autostop_down", &up), 1.0);
+        assert_eq!(per("skypilot_cluster_autostop_seconds", &noauto), -1.0);
+        assert_eq!(per("skypilot_cluster_autostop_seconds", &stopped), -1.0);
+        assert!(!m.contains_key(&format!(
+            r#"skypilot_cluster_uptime_seconds{{cluster="{stopped}"}}"#
+        )));
+        assert_eq!(get(&m, "skypilot_api_server_up"), 1.0);
+        assert_eq!(
+            count_prefix(&m, r#"skypilot_api_server_info{version="0.14.1","#),
+            1
+        );
+        assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 7.0);
+        assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+
+        // Every value against the database the cluster manager wrote (the server is
+        // shared with other tests, so the fleet is whatever it holds).
+        let present: Vec<_> = rows.iter().filter(|r| r.gone_at.is_none()).collect();
+        assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), present.len());
+        for status in [
+            ClusterStatus::Init,
+            ClusterStatus::Up,
+            ClusterStatus::Stopped,
+        ] {
+            let n = present
+                .iter()
+                .filter(|r| r.cluster.status == status)
+                .count();
+            assert_eq!(
+                get(
+                    &m,
+                    &format!(r#"skypilot_clusters_by_status{{status="{status}"}}"#)
+                ),
+                n as f64,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            get(&m, "skypilot_clusters_gone"),
+            (rows.len() - present.len()) as f64
+        );
+        let up_rows: Vec<_> = present
+            .iter()
+            .filter(|r| r.cluster.status == ClusterStatus::Up)
+            .collect();
+        assert_eq!(
+            get(&m, "skypilot_clusters_up_without_autostop"),
+            up_rows
+                .iter()
+                .filter(|r| r.cluster.autostop_minutes < 0)
+                .count() as f64
+        );
+        let burn = up_rows
+            .iter()
+            .filter_map(|r| r.hourly_cost)
+            .fold(0.0, |a, b| a + b);
+        assert!((get(&m, "skypilot_burn_rate_dollars_per_hour") - burn).abs() < 1e-9);
+        for r in &present {
+            let c = &r.cluster;
+            let minutes = if c.autostop_minutes < 0 {
+                -1.0
+            } else {
+                c.autostop_minutes as f64 * 60.0
+            };
+            assert_eq!(
+                per("skypilot_cluster_autostop_seconds", &c.name),
+                minutes,
+                "{}",
+                c.name
+            );
+            if let (ClusterStatus::Up, Some(t)) = (c.status, c.launched_at) {
+                assert_eq!(
+                    per("skypilot_cluster_uptime_seconds", &c.name),
+                    (now - t as f64).max(0.0),
+                    "{}",
+                    c.name
+                );
+            }
+            match r.hourly_cost {
+                Some(p) => assert_eq!(per("skypilot_cluster_price_dollars_per_hour", &c.name), p),
+                None => assert!(!m.contains_key(&format!(
+                    r#"skypilot_cluster_price_dollars_per_hour{{cluster="{}"}}"#,
+                    c.name
+                ))),
+            }
+        }
+        // Clean up the server's state for the other tests.
+        for n in [&up, &noauto, &stopped] {
+            skyctl(&["remove", n]);
+        }
+    }
+}
