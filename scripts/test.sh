@@ -24,11 +24,6 @@ log "cargo clippy (all targets, both feature sets, -D warnings)"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --all-targets --features real-server --quiet -- -D warnings
 
-if [ -x scripts/nix-checks.sh ]; then
-  log "Nix checks"
-  scripts/nix-checks.sh
-fi
-
 work=$(mktemp -d)
 cleanup() {
   stop_sky_server "$work/server"
@@ -39,6 +34,9 @@ trap cleanup EXIT INT TERM
 log "exporting SkyPilot's config schema"
 export SKYPILOT_CONFIG_SCHEMA="$work/sky-config-schema.json"
 "$VENV_DIR/bin/python" scripts/sky-schema.py >"$SKYPILOT_CONFIG_SCHEMA"
+
+log "Nix checks"
+scripts/nix-checks.sh
 
 port=$(free_port)
 log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$port"

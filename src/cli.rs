@@ -89,15 +89,20 @@ fn init_logging(config: &Config) {
         .try_init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::from(1)
-        })
+/// A single-threaded runtime for the cluster manager (one poll at a time: fewer threads,
+/// one malloc arena, a smaller footprint), two workers for servers.
+fn runtime(single_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = if single_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    b.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -122,7 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::ClusterManager(a) => {
                 let config = load(&a.config)?;
                 init_logging(&config);
-                let rt = runtime()?;
+                let rt = runtime(true)?;
                 report(rt.block_on(crate::cluster_manager::run(config)))
             }
             Command::Status { config, json, all } => {
@@ -132,7 +137,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Monitor(a) => {
                 let config = load(&a.config)?;
                 init_logging(&config);
-                let rt = runtime()?;
+                let rt = runtime(false)?;
                 report(rt.block_on(crate::monitor::run(config)))
             }
             Command::SkyConfig(SkyConfigCommand::Render { input, output }) => {

@@ -375,6 +375,19 @@ impl Manager {
     }
 }
 
+/// Hands freed heap pages back to the OS. A poll of a large fleet allocates several
+/// times the answer's size for a moment; without this glibc keeps that peak resident.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointers and only returns free pages of the heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
 /// systemd notification; a no-op outside systemd.
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, state) {
@@ -413,6 +426,7 @@ pub async fn run_until(
             r = manager.poll_once() => r,
             () = &mut shutdown => break,
         };
+        release_freed_memory();
         let status = match &report.error {
             None => format!("{} clusters, {} changed", report.clusters, report.changes),
             Some(e) => format!("poll failed ({} in a row): {e}", manager.failures()),

@@ -489,3 +489,229 @@ mod real {
         }
     }
 }
+
+mod sim {
+    use super::*;
+    use crate::support::sim::{Fault, SimCluster, SimStatus, Simulator};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn last_error_kind(db: &Path) -> Option<String> {
+        open_db(db)
+            .query_row(
+                "SELECT error_kind FROM poll_runs WHERE outcome = 'error' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+    }
+
+    /// Every kind of bad server: the manager stays up, keeps the last state, marks it
+    /// stale with the error, records the error's kind, and is fresh again within about
+    /// one poll once the server is well.
+    #[test]
+    fn faults_keep_state_mark_stale_and_recover() {
+        let rt = runtime();
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.add_cluster(SimCluster::new("f-a").autostop(30, false));
+        sim.add_cluster(SimCluster::new("f-b").status(SimStatus::Stopped));
+        let poll = 2;
+        let host = Host::new(&sim.url(), poll, 3600);
+        let mut m = host.spawn_manager();
+        host.wait_status("fleet listed", Duration::from_secs(20), |s| {
+            cluster(s, "f-a").is_some()
+                && cluster(s, "f-b").is_some()
+                && s["state"]["stale"] == false
+        });
+
+        let cases: Vec<(&str, &str, Box<dyn Fn()>)> = vec![
+            (
+                "refused connections",
+                "connect",
+                Box::new(|| rt.block_on(sim.stop_listening())),
+            ),
+            ("hang", "timeout", Box::new(|| sim.set_fault(Fault::Hang))),
+            (
+                "HTTP 500 with HTML",
+                "http_500",
+                Box::new(|| sim.set_fault(Fault::Http500Html)),
+            ),
+            (
+                "truncated body",
+                "malformed",
+                Box::new(|| sim.set_fault(Fault::MalformedBody)),
+            ),
+            (
+                "malformed return value",
+                "malformed",
+                Box::new(|| sim.set_fault(Fault::MalformedReturnValue)),
+            ),
+            (
+                "record without cluster_hash",
+                "malformed",
+                Box::new(|| sim.set_fault(Fault::MissingField("cluster_hash".into()))),
+            ),
+        ];
+        for (round, (what, kind, inject)) in cases.iter().enumerate() {
+            inject();
+            // Stale, and because the last poll failed (not only because it is late).
+            let s = host.wait_status(&format!("{what}: stale"), Duration::from_secs(30), |s| {
+                s["state"]["stale"] == true && s["state"]["last_error"].is_string()
+            });
+            assert_eq!(last_error_kind(&host.db).as_deref(), Some(*kind), "{what}");
+            let err = s["state"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                err.contains(&sim.addr().to_string()),
+                "{what}: error names the server: {err}"
+            );
+            if *what == "record without cluster_hash" {
+                assert!(err.contains("cluster_hash"), "{what}: {err}");
+            }
+            let a = cluster(&s, "f-a").unwrap();
+            assert_eq!(a["status"], "UP", "{what}: last known state kept");
+            assert_eq!(a["stale"], true);
+            assert!(m.is_running(), "{what}: manager exited: {}", m.log_text());
+
+            // The server is well again, with a change to see.
+            sim.clear_faults();
+            if !sim.is_listening() {
+                rt.block_on(sim.resume_listening()).unwrap();
+            }
+            let minutes = 40 + round as i64;
+            assert!(sim.set_autostop("f-a", minutes, false));
+            let back = Instant::now();
+            host.wait_status(
+                &format!("{what}: recovered"),
+                Duration::from_secs(30),
+                |s| {
+                    s["state"]["stale"] == false
+                        && cluster(s, "f-a").is_some_and(|c| c["autostop_minutes"] == minutes)
+                },
+            );
+            // Within one poll interval, plus one request timeout for a hanging request
+            // still in flight, plus slack for a loaded machine.
+            let bound = Duration::from_secs(poll + 5 + 5);
+            assert!(
+                back.elapsed() < bound,
+                "{what}: recovery took {:?}",
+                back.elapsed()
+            );
+        }
+        assert!(m.terminate().success());
+    }
+
+    /// Gone clusters come from the status answer, not from a failed poll: a failed poll
+    /// never marks the fleet gone.
+    #[test]
+    fn failed_poll_never_marks_clusters_gone() {
+        let rt = runtime();
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.generate_clusters("g", 20);
+        let host = Host::new(&sim.url(), 1, 3600);
+        let m = host.spawn_manager();
+        host.wait_status("fleet listed", Duration::from_secs(20), |s| {
+            s["clusters"].as_array().unwrap().len() == 20
+        });
+        sim.set_fault(Fault::MalformedReturnValue);
+        host.wait_status("stale", Duration::from_secs(20), |s| {
+            s["state"]["stale"] == true
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let s = host.status_json();
+        assert!(s["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] != "GONE"));
+        sim.clear_faults();
+        sim.remove_cluster("g-00003");
+        let s = host.wait_status("one gone", Duration::from_secs(20), |s| {
+            cluster(s, "g-00003").is_some_and(|c| c["status"] == "GONE")
+        });
+        let gone = s["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "GONE")
+            .count();
+        assert_eq!(gone, 1);
+        assert!(m.terminate().success());
+    }
+
+    /// `kill -9` while the manager writes thousands of rows per poll: the database opens
+    /// afterwards, passes SQLite's integrity check, and holds whole polls only (every row
+    /// carries the autostop value of one and the same poll).
+    #[test]
+    fn kill_9_during_writes_keeps_database_consistent() {
+        let rt = runtime();
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        let n = 3000;
+        let fleet = |round: i64| {
+            sim.generate_clusters_with(n, |i| {
+                SimCluster::new(&format!("k-{i:05}"))
+                    .cluster_hash(&format!("hash-{i}"))
+                    .launched_at(1_000_000)
+                    .autostop(round, false)
+            })
+        };
+        fleet(1);
+        let host = Host::new(&sim.url(), 1, 3600);
+        let mut kills = 0;
+        for round in 1..=8i64 {
+            fleet(round);
+            let mut m = host.spawn_manager();
+            // Kill at a different point of the poll cycle each round.
+            std::thread::sleep(Duration::from_millis(300 + 170 * round as u64));
+            if m.is_running() {
+                signal(m.child.id(), "KILL");
+                kills += 1;
+            }
+            let _ = wait_exit(&mut m.child, Duration::from_secs(10));
+        }
+        assert!(
+            kills >= 6,
+            "the manager should have been running when killed"
+        );
+
+        let store =
+            skypilot_host::store::Store::open(&host.db).expect("database opens after kill -9");
+        let rows = store.clusters().unwrap();
+        let db = open_db(&host.db);
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        if !rows.is_empty() {
+            assert_eq!(rows.len(), n, "a poll is committed whole or not at all");
+            let first = rows[0].cluster.autostop_minutes;
+            assert!(
+                rows.iter().all(|r| r.cluster.autostop_minutes == first),
+                "rows from different polls mixed"
+            );
+            let last_ok: i64 = db
+                .query_row(
+                    "SELECT clusters FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(last_ok as usize, n);
+        }
+        // A final clean run brings the database to the last fleet.
+        let m = host.spawn_manager();
+        host.wait_status("last round recorded", Duration::from_secs(30), |s| {
+            let cs = s["clusters"].as_array().unwrap();
+            cs.len() == n && cs.iter().all(|c| c["autostop_minutes"] == 8)
+        });
+        assert!(m.terminate().success());
+    }
+}

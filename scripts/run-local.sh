@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs the whole stack locally: SkyPilot's API server (0.14.1, in a venv) on loopback and
+# every skypilot-host role, with all state under .run/. Ctrl-C stops everything.
+#
+#   scripts/run-local.sh           an empty fleet
+#   scripts/run-local.sh --demo    plus two demo clusters made through SkyPilot's own API
+#                                  (records only: no cloud is contacted)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+demo=false
+for a in "$@"; do
+  case "$a" in
+    --demo) demo=true ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) die "unknown argument $a (expected --demo)" ;;
+  esac
+done
+
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
+ensure_apt curl python3-venv
+ensure_venv
+log "building skypilot-host (release)"
+cargo build --release --quiet
+bin="$REPO_ROOT/target/release/skypilot-host"
+
+run="$REPO_ROOT/.run"
+mkdir -p "$run"
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+api_port=46580; port_free "$api_port" || api_port=$(free_port)
+metrics_port=9188; port_free "$metrics_port" || metrics_port=$(free_port)
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  log "stopping"
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_sky_server "$run/sky"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
+
+log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$api_port (log: .run/sky/server.log)"
+start_sky_server "$run/sky" "$api_port"
+if $demo; then
+  (
+    sky_env "$run/sky"
+    "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
+    for spec in "demo-train --autostop 60" "demo-notebook --status STOPPED"; do
+      # shellcheck disable=SC2086
+      "$VENV_DIR/bin/python" tests/real/skyctl.py remove ${spec%% *} >/dev/null 2>&1 || true
+      # shellcheck disable=SC2086
+      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec
+    done
+  )
+fi
+
+cat >"$run/host.toml" <<TOML
+[skypilot]
+api_url = "http://127.0.0.1:$api_port"
+
+[cluster_manager]
+poll_interval_secs = 10
+force_refresh_interval_secs = 300
+database = "$run/host.db"
+
+[monitor]
+listen = "127.0.0.1:$metrics_port"
+
+[log]
+level = "info"
+TOML
+"$bin" check-config "$run/host.toml" >/dev/null
+
+"$bin" cluster-manager --config "$run/host.toml" 2>>"$run/cluster-manager.log" &
+pids+=($!)
+"$bin" monitor --config "$run/host.toml" 2>>"$run/monitor.log" &
+pids+=($!)
+sleep 2
+for p in "${pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || die "a skypilot-host role exited at start; see .run/*.log"
+done
+
+cat <<INFO
+
+  SkyPilot API server   http://127.0.0.1:$api_port            dashboard: http://127.0.0.1:$api_port/dashboard/
+  cluster manager       polls every 10 s into .run/host.db   log: .run/cluster-manager.log
+  monitor               http://127.0.0.1:$metrics_port/metrics   log: .run/monitor.log
+
+  Try:
+    $bin status --config .run/host.toml
+    curl -s http://127.0.0.1:$metrics_port/metrics | grep '^skypilot_'
+    SKYPILOT_API_SERVER_ENDPOINT=http://127.0.0.1:$api_port $VENV_DIR/bin/sky status
+
+  The API server trusts every local caller as admin: keep this to a machine you alone use.
+  Ctrl-C stops everything.
+INFO
+wait -n "${pids[@]}" || true
+die "a skypilot-host role exited; see .run/*.log"
