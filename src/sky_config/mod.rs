@@ -90,16 +90,18 @@ pub struct Rendered {
 /// `sky-config render IN OUT` with the schema from `$SKYPILOT_CONFIG_SCHEMA` and the
 /// launch policy next to OUT.
 pub fn render(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let r = render_with(input, output, &RenderOptions::default())?;
+    run_render(input, output, &RenderOptions::default())
+}
+
+/// `sky-config render IN OUT [--schema FILE] [--policy-out FILE]`: renders and prints a
+/// one-line summary on stdout (warnings go to stderr).
+pub fn run_render(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
+    let r = render_with(input, output, opts)?;
+    let n = r.mapped.warnings.len();
     println!(
-        "{}: rendered ({} compatibility key{} mapped); launch policy: {}",
+        "{}: rendered ({n} compatibility key{} mapped); launch policy: {}",
         r.config_path.display(),
-        r.mapped.warnings.len(),
-        if r.mapped.warnings.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
+        if n == 1 { "" } else { "s" },
         r.policy_path.display()
     );
     Ok(())
@@ -170,7 +172,12 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
 
 /// `sky-config check FILE` with the schema from `$SKYPILOT_CONFIG_SCHEMA`.
 pub fn check(file: &Path) -> anyhow::Result<()> {
-    check_with(file, None)?;
+    run_check(file, None)
+}
+
+/// `sky-config check FILE [--schema SCHEMA]`: prints `FILE: ok` when valid.
+pub fn run_check(file: &Path, schema: Option<&Path>) -> anyhow::Result<()> {
+    check_with(file, schema)?;
     println!("{}: ok", file.display());
     Ok(())
 }
