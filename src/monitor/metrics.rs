@@ -94,17 +94,25 @@ impl Format {
     }
 }
 
-/// Renders a snapshot in the given format.
+/// Renders a snapshot in the given format into a string.
 pub fn render(snapshot: Snapshot, format: Format) -> Result<String, fmt::Error> {
-    let capacity = 4096 + snapshot.clusters.len() * 600;
+    let mut out = String::with_capacity(4096 + snapshot.clusters.len() * 520);
+    render_into(snapshot, format, &mut out)?;
+    Ok(out)
+}
+
+/// Renders a snapshot in the given format into a writer (a fresh registry each time).
+pub fn render_into<W: fmt::Write>(
+    snapshot: Snapshot,
+    format: Format,
+    out: &mut W,
+) -> Result<(), fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
-    let mut out = String::with_capacity(capacity);
     match format {
-        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &registry),
     }
-    Ok(out)
 }
 
 /// A label value for a short, bounded vocabulary from the database (error kinds,

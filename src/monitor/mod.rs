@@ -9,11 +9,15 @@
 pub mod collect;
 pub mod metrics;
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,12 +25,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::time::{Clock, SystemClock};
 
 pub use collect::{collect, Snapshot};
-pub use metrics::{render, Format};
+pub use metrics::{render, render_into, Format};
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
 pub const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -119,34 +124,81 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Size of the pieces a scrape's body is sent in.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Pieces rendered ahead of the client.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A `fmt::Write` that hands the text over in [`CHUNK_BYTES`] pieces, so a large fleet
+/// never holds its whole exposition in memory. Fails (and stops the rendering) when the
+/// client went away.
+struct ChunkWriter {
+    buf: String,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> ChunkWriter {
+        ChunkWriter {
+            buf: String::with_capacity(CHUNK_BYTES + 4096),
+            tx,
+        }
+    }
+
+    fn flush(&mut self) -> fmt::Result {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK_BYTES + 4096));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| fmt::Error)
+    }
+}
+
+impl fmt::Write for ChunkWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The receiving end of a [`ChunkWriter`], as a response body stream.
+struct Chunks(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
     let database = state.config.cluster_manager.database.clone();
     let clock = state.clock.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
+    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    // Reading SQLite and rendering are blocking work; the body streams while it runs.
+    tokio::task::spawn_blocking(move || {
         let snapshot = collect(&database, clock.as_ref());
-        render(snapshot, format)
-    })
-    .await;
-    match rendered {
-        Ok(Ok(body)) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "monitor: cannot encode the metrics");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode the metrics: {e}\n"),
-            )
-                .into_response()
+        let mut out = ChunkWriter::new(tx);
+        let rendered = render_into(snapshot, format, &mut out).and_then(|()| out.flush());
+        if rendered.is_err() && !out.tx.is_closed() {
+            tracing::error!("monitor: cannot encode the metrics");
+            let _ = out
+                .tx
+                .blocking_send(Err(std::io::Error::other("cannot encode the metrics")));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "monitor: the scrape task failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the scrape task failed: {e}\n"),
-            )
-                .into_response()
-        }
-    }
+    });
+    (
+        [(CONTENT_TYPE, format.content_type())],
+        Body::from_stream(Chunks(rx)),
+    )
+        .into_response()
 }
 
 async fn skypilot_metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -1278,3 +1278,66 @@ mod real {
         }
     }
 }
+
+/// A fleet whose exposition is many times the streaming chunk: the body arrives whole.
+#[tokio::test]
+async fn large_fleet_streams_completely() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let mut store = Store::open(&db).unwrap();
+    let n = 3000;
+    let upserts = (0..n)
+        .map(|i| {
+            let status = if i % 3 == 0 {
+                ClusterStatus::Stopped
+            } else {
+                ClusterStatus::Up
+            };
+            row(
+                &format!("bulk-{i:05}"),
+                status,
+                "aws",
+                "us-east-1",
+                "m6i.large",
+                "default",
+                Some(100),
+                10,
+                false,
+                Some(0.5),
+                Some(1.0),
+            )
+        })
+        .collect();
+    store
+        .commit_poll(
+            &ClusterChanges {
+                upserts,
+                gone: vec![],
+                transitions: vec![],
+            },
+            &poll(1.0, PollOutcome::Ok, None),
+        )
+        .unwrap();
+    drop(store);
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    for accept in [None, Some("application/openmetrics-text")] {
+        let (status, _, body) = server.get("/metrics", accept).await;
+        assert_eq!(status, 200);
+        assert!(body.len() > 8 * 64 * 1024, "{} bytes", body.len());
+        if accept.is_some() {
+            assert!(body.ends_with("# EOF\n"));
+        } else {
+            promtool_check_metrics(&body);
+        }
+        let m = parse(body.trim_end_matches("# EOF\n"));
+        assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), n);
+        assert_eq!(count_prefix(&m, "skypilot_cluster_uptime_seconds{"), 2000);
+        assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1000.0);
+        // The last family of the exposition arrived too.
+        assert!(
+            body.contains("# HELP skypilot_web_ui_logins"),
+            "tail missing"
+        );
+    }
+    server.stop().await;
+}
