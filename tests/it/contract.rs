@@ -1182,7 +1182,7 @@ mod simulator_controls {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(started.elapsed() >= Duration::from_millis(300));
         s.set_delay(Duration::ZERO);
-        assert!(s.requests().len() >= 1);
+        assert_eq!(s.count("/api/health"), 1);
     }
 
     #[tokio::test]
@@ -1212,6 +1212,14 @@ mod simulator_controls {
         hashes.sort();
         hashes.dedup();
         assert_eq!(hashes.len(), 10_000, "hashes are unique");
+    }
+
+    #[test]
+    fn new_clusters_get_distinct_hashes() {
+        let a = SimCluster::new("aa");
+        let b = SimCluster::new("bb");
+        assert_ne!(a.cluster_hash, b.cluster_hash);
+        assert!(is_uuid_like(&a.cluster_hash), "{}", a.cluster_hash);
     }
 
     #[tokio::test]

@@ -136,7 +136,7 @@ impl SimCluster {
             launched_at: now,
             status_updated_at: now,
             cluster_ever_up: true,
-            cluster_hash: uuid_like(name.len() as u64 ^ now as u64),
+            cluster_hash: new_request_id(),
             hourly_price: DEFAULT_HOURLY_PRICE,
             usage_intervals: vec![(now, None)],
             last_use: format!("sky launch -c {name}"),
@@ -1246,7 +1246,7 @@ enum FieldKind {
 }
 
 /// Check the fields of an op's body the way pydantic does (required fields, types).
-fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Response> {
+fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Box<Response>> {
     let required: &[(&str, FieldKind)] = match op {
         Op::Autostop => &[
             ("cluster_name", FieldKind::Str),
@@ -1268,12 +1268,12 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Response> {
     let input = Value::Object(body.clone());
     for (name, _) in required {
         if !body.contains_key(*name) {
-            return Err(validation_error(
+            return Err(Box::new(validation_error(
                 "missing",
                 vec![json!("body"), json!(name)],
                 "Field required",
                 input,
-            ));
+            )));
         }
     }
     for (name, kind) in required.iter().chain(optional.iter()) {
@@ -1299,24 +1299,24 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Response> {
             ),
         };
         if !ok {
-            return Err(validation_error(
+            return Err(Box::new(validation_error(
                 t,
                 vec![json!("body"), json!(name)],
                 msg,
                 v.clone(),
-            ));
+            )));
         }
     }
     if op == Op::Status {
         if let Some(r) = body.get("refresh") {
             let ok = matches!(r.as_str(), Some("NONE" | "AUTO" | "FORCE"));
             if !ok {
-                return Err(validation_error(
+                return Err(Box::new(validation_error(
                     "enum",
                     vec![json!("body"), json!("refresh")],
                     "Input should be 'NONE', 'AUTO' or 'FORCE'",
                     r.clone(),
-                ));
+                )));
             }
         }
     }
@@ -1375,7 +1375,7 @@ async fn run_op(
         }
     };
     if let Err(resp) = validate_body(op, &body) {
-        return resp;
+        return *resp;
     }
 
     {
