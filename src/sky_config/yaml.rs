@@ -11,16 +11,21 @@
 
 use serde_json::Value;
 
-/// Parses YAML (or JSON) into a JSON value; the error names line and column.
+/// Parses YAML (or JSON) into a JSON value; the error names line and column. Merge
+/// keys (`<<: *anchor`) are applied, as PyYAML does.
 pub fn parse(text: &str) -> Result<Value, String> {
-    serde_yaml_ng::from_str::<Value>(text).map_err(|e| match e.location() {
-        Some(l) => format!(
-            "not valid YAML at line {}, column {}: {e}",
-            l.line(),
-            l.column()
-        ),
-        None => format!("not valid YAML: {e}"),
-    })
+    let mut v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!(
+                "not valid YAML at line {}, column {}: {e}",
+                l.line(),
+                l.column()
+            ),
+            None => format!("not valid YAML: {e}"),
+        })?;
+    v.apply_merge()
+        .map_err(|e| format!("not valid YAML: merge key: {e}"))?;
+    serde_json::to_value(&v).map_err(|e| format!("not a config SkyPilot can read: {e}"))
 }
 
 /// Renders `value` as YAML that PyYAML loads back to the same value, after `header`
@@ -198,6 +203,15 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert_eq!(serde_json::from_str::<Value>(&json_part).unwrap(), v);
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let v = parse("base: &b {cpus: 4+}\njobs:\n  controller:\n    resources:\n      <<: *b\n      memory: 8+\n").unwrap();
+        assert_eq!(
+            v["jobs"]["controller"]["resources"],
+            json!({"cpus": "4+", "memory": "8+"})
+        );
     }
 
     #[test]
