@@ -60,9 +60,23 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SkyConfigCommand {
     /// Render the module's `config` value (JSON) into SkyPilot's config.yaml.
-    Render { input: PathBuf, output: PathBuf },
+    Render {
+        input: PathBuf,
+        output: PathBuf,
+        /// SkyPilot's config schema, as printed by scripts/sky-schema.py.
+        #[arg(long, env = "SKYPILOT_CONFIG_SCHEMA")]
+        schema: Option<PathBuf>,
+        /// Where to write the launch-policy settings [default: launch-policy.json next to OUTPUT].
+        #[arg(long)]
+        policy_out: Option<PathBuf>,
+    },
     /// Validate a SkyPilot config.yaml against the schema of the SkyPilot in use.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// SkyPilot's config schema, as printed by scripts/sky-schema.py.
+        #[arg(long, env = "SKYPILOT_CONFIG_SCHEMA")]
+        schema: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,11 +154,18 @@ pub fn run(cli: Cli) -> ExitCode {
                 let rt = runtime(false)?;
                 report(rt.block_on(crate::monitor::run(config)))
             }
-            Command::SkyConfig(SkyConfigCommand::Render { input, output }) => {
-                report(crate::sky_config::render(&input, &output))
-            }
-            Command::SkyConfig(SkyConfigCommand::Check { file }) => {
-                report(crate::sky_config::check(&file))
+            Command::SkyConfig(SkyConfigCommand::Render {
+                input,
+                output,
+                schema,
+                policy_out,
+            }) => report(crate::sky_config::run_render(
+                &input,
+                &output,
+                &crate::sky_config::RenderOptions { schema, policy_out },
+            )),
+            Command::SkyConfig(SkyConfigCommand::Check { file, schema }) => {
+                report(crate::sky_config::run_check(&file, schema.as_deref()))
             }
             Command::Credentials(CredentialsCommand::Check(a)) => {
                 let config = load(&a.config)?;

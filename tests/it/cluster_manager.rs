@@ -64,6 +64,7 @@ impl Host {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    #[cfg_attr(not(feature = "real-server"), allow(dead_code))]
     pub fn status_table(&self) -> String {
         let out = bin()
             .args(["status", "--config", self.config.to_str().unwrap()])
