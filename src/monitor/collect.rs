@@ -5,7 +5,7 @@
 //! and counted by table. The exporter turns both into metrics and keeps serving.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -131,70 +131,162 @@ impl Snapshot {
     }
 }
 
-/// Reads everything one scrape shows. Never fails: problems are in the snapshot.
+/// Reads everything one scrape shows, opening the database for this read only. Never
+/// fails: problems are in the snapshot.
 pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
-    let started = Instant::now();
-    let mut snap = Snapshot {
-        now: clock.now(),
-        ..Snapshot::default()
-    };
-    read(database, &mut snap);
-    snap.read_seconds = started.elapsed().as_secs_f64();
-    snap
+    Reader::new(database).collect(clock)
 }
 
-fn read(database: &Path, snap: &mut Snapshot) {
-    if !database.exists() {
-        snap.db_errors.insert("missing");
-        return;
+/// Reads the host database scrape after scrape, keeping its connections open between
+/// scrapes (no transaction is held in between). They are reopened when the file is
+/// replaced (another inode), when its schema version changes, and after any
+/// database-wide error.
+pub struct Reader {
+    path: PathBuf,
+    open: Option<Open>,
+}
+
+struct Open {
+    store: Store,
+    /// The connection of the lean cluster query.
+    conn: rusqlite::Connection,
+    /// (device, inode) of the file when opened.
+    file: (u64, u64),
+    version: i64,
+}
+
+impl Reader {
+    pub fn new(database: &Path) -> Reader {
+        Reader {
+            path: database.to_path_buf(),
+            open: None,
+        }
     }
-    let store = match Store::open_read_only(database) {
-        Ok(s) => s,
-        Err(e) => {
-            match classify(&e) {
-                Problem::Database(kind) => {
-                    snap.db_errors.insert(kind);
+
+    /// Reads everything one scrape shows. Never fails: problems are in the snapshot.
+    pub fn collect(&mut self, clock: &dyn Clock) -> Snapshot {
+        let started = Instant::now();
+        let mut snap = Snapshot {
+            now: clock.now(),
+            ..Snapshot::default()
+        };
+        self.read(&mut snap);
+        if !snap.db_errors.is_empty() {
+            self.open = None;
+        }
+        snap.read_seconds = started.elapsed().as_secs_f64();
+        snap
+    }
+
+    /// The open connections, (re)opened when needed.
+    fn connections(&mut self) -> Result<&mut Open, &'static str> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.open = None;
+                return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                    "missing"
+                } else {
+                    "unreadable"
+                });
+            }
+        };
+        let file = (meta.dev(), meta.ino());
+        if let Some(o) = &self.open {
+            let same = o.file == file && o.store.schema_version().ok() == Some(o.version);
+            if !same {
+                self.open = None;
+            }
+        }
+        if self.open.is_none() {
+            let store = Store::open_read_only(&self.path).map_err(|e| {
+                tracing::warn!(error = %e, "monitor: cannot open the host database");
+                match classify(&e) {
+                    Problem::Database(kind) => kind,
+                    Problem::Row => "other",
                 }
-                Problem::Row => {
-                    snap.db_errors.insert("other");
+            })?;
+            let version = store.schema_version().map_err(|e| {
+                tracing::warn!(error = %e, "monitor: cannot read the host database's schema version");
+                "other"
+            })?;
+            let conn = open_lean(&self.path).map_err(|e| {
+                tracing::warn!(error = %e, "monitor: cannot open the host database");
+                match classify(&e) {
+                    Problem::Database(kind) => kind,
+                    Problem::Row => "other",
+                }
+            })?;
+            self.open = Some(Open {
+                store,
+                conn,
+                file,
+                version,
+            });
+        }
+        self.open.as_mut().ok_or("other")
+    }
+
+    fn read(&mut self, snap: &mut Snapshot) {
+        let path = self.path.clone();
+        let open = match self.connections() {
+            Ok(o) => o,
+            Err(kind) => {
+                snap.db_errors.insert(kind);
+                return;
+            }
+        };
+        let store = &open.store;
+        // Clusters are read with a lean query of their own (the columns the exporter
+        // uses, row by row) rather than `Store::clusters`, so one malformed row is
+        // skipped and counted instead of hiding the whole fleet, and a 10,000-cluster
+        // scrape stays cheap.
+        match read_clusters(&open.conn, &path) {
+            Ok((clusters, bad)) => {
+                snap.clusters = clusters;
+                if bad > 0 {
+                    *snap.malformed_rows.entry("clusters").or_insert(0) += bad;
                 }
             }
-            tracing::warn!(error = %e, "monitor: cannot open the host database");
-            return;
+            Err(e) => snap.problem("clusters", &e),
         }
+        match store.last_ok_poll() {
+            Ok(p) => snap.last_ok_poll = p.map(|p| p.finished_at),
+            Err(e) => snap.problem("poll_runs", &e),
+        }
+        match store.last_poll() {
+            Ok(p) => snap.last_poll_ok = p.map(|p| p.outcome == PollOutcome::Ok),
+            Err(e) => snap.problem("poll_runs", &e),
+        }
+        match store.poll_errors_by_kind() {
+            Ok(v) => snap.poll_errors = v,
+            Err(e) => snap.problem("poll_runs", &e),
+        }
+        match store.api_server_health() {
+            Ok(h) => snap.api_server = h,
+            Err(e) => snap.problem("api_server", &e),
+        }
+        match store.audit_counts() {
+            Ok(v) => snap.audit = v,
+            Err(e) => snap.problem("audit", &e),
+        }
+    }
+}
+
+fn open_lean(database: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: database.to_path_buf(),
+        source,
     };
-    // Clusters are read with a lean query of their own (the columns the exporter uses,
-    // row by row) rather than `Store::clusters`, so one malformed row is skipped and
-    // counted instead of hiding the whole fleet, and a 10,000-cluster scrape stays cheap.
-    match read_clusters(database) {
-        Ok((clusters, bad)) => {
-            snap.clusters = clusters;
-            if bad > 0 {
-                *snap.malformed_rows.entry("clusters").or_insert(0) += bad;
-            }
-        }
-        Err(e) => snap.problem("clusters", &e),
-    }
-    match store.last_ok_poll() {
-        Ok(p) => snap.last_ok_poll = p.map(|p| p.finished_at),
-        Err(e) => snap.problem("poll_runs", &e),
-    }
-    match store.last_poll() {
-        Ok(p) => snap.last_poll_ok = p.map(|p| p.outcome == PollOutcome::Ok),
-        Err(e) => snap.problem("poll_runs", &e),
-    }
-    match store.poll_errors_by_kind() {
-        Ok(v) => snap.poll_errors = v,
-        Err(e) => snap.problem("poll_runs", &e),
-    }
-    match store.api_server_health() {
-        Ok(h) => snap.api_server = h,
-        Err(e) => snap.problem("api_server", &e),
-    }
-    match store.audit_counts() {
-        Ok(v) => snap.audit = v,
-        Err(e) => snap.problem("audit", &e),
-    }
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sq)?;
+    Ok(conn)
 }
 
 /// Shares equal strings: a fleet has few distinct clouds, regions, instance types and
@@ -215,20 +307,16 @@ impl Interner {
 }
 
 /// Reads the clusters table row by row, skipping (and counting) rows that do not parse.
-fn read_clusters(database: &Path) -> Result<(Vec<FleetCluster>, u64), StoreError> {
+fn read_clusters(
+    conn: &rusqlite::Connection,
+    database: &Path,
+) -> Result<(Vec<FleetCluster>, u64), StoreError> {
     let sq = |source| StoreError::Sqlite {
         path: database.to_path_buf(),
         source,
     };
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sq)?;
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost FROM clusters ORDER BY name",
         )
         .map_err(sq)?;

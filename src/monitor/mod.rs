@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::time::{Clock, SystemClock};
 
-pub use collect::{collect, Snapshot};
+pub use collect::{collect, Reader, Snapshot};
 pub use metrics::{render, render_into, Format};
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
@@ -39,6 +39,7 @@ pub const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 struct AppState {
     config: Arc<Config>,
+    reader: Arc<std::sync::Mutex<collect::Reader>>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
 }
@@ -50,6 +51,9 @@ pub fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Router> {
         .build()
         .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;
     let state = AppState {
+        reader: Arc::new(std::sync::Mutex::new(collect::Reader::new(
+            &config.cluster_manager.database,
+        ))),
         config: Arc::new(config),
         clock,
         http,
@@ -179,12 +183,17 @@ impl futures_core::Stream for Chunks {
 
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let database = state.config.cluster_manager.database.clone();
+    let reader = state.reader.clone();
     let clock = state.clock.clone();
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     // Reading SQLite and rendering are blocking work; the body streams while it runs.
     tokio::task::spawn_blocking(move || {
-        let snapshot = collect(&database, clock.as_ref());
+        // One scrape reads at a time; a poisoned lock only means an earlier scrape
+        // panicked, and the reader reopens on any error anyway.
+        let snapshot = reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .collect(clock.as_ref());
         let mut out = ChunkWriter::new(tx);
         let rendered = render_into(snapshot, format, &mut out).and_then(|()| out.flush());
         if rendered.is_err() && !out.tx.is_closed() {

@@ -1341,3 +1341,104 @@ async fn large_fleet_streams_completely() {
     }
     server.stop().await;
 }
+
+/// Connections are kept between scrapes: new commits are seen, and a database file
+/// replaced by another (or removed) is noticed.
+#[tokio::test]
+async fn later_writes_and_a_replaced_database_are_seen() {
+    let (dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
+
+    // A poll adds a cluster while the monitor holds its connections.
+    {
+        let mut store = Store::open(&db).unwrap();
+        let r = row(
+            "g-new",
+            ClusterStatus::Up,
+            "aws",
+            "us-east-1",
+            "m6i.large",
+            "default",
+            Some(5),
+            15,
+            false,
+            Some(2.0),
+            None,
+        );
+        store
+            .commit_poll(
+                &ClusterChanges {
+                    upserts: vec![r],
+                    gone: vec![],
+                    transitions: vec![],
+                },
+                &poll(2.0, PollOutcome::Ok, None),
+            )
+            .unwrap();
+    }
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 4.0);
+    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 3.75);
+    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 2.0);
+
+    // The file is replaced by another database holding one cluster.
+    let other = dir.path().join("other.db");
+    {
+        let mut store = Store::open(&other).unwrap();
+        let r = row(
+            "only",
+            ClusterStatus::Stopped,
+            "gcp",
+            "us-central1",
+            "n2-standard-4",
+            "default",
+            None,
+            -1,
+            false,
+            None,
+            None,
+        );
+        store
+            .commit_poll(
+                &ClusterChanges {
+                    upserts: vec![r],
+                    gone: vec![],
+                    transitions: vec![],
+                },
+                &poll(1.0, PollOutcome::Ok, None),
+            )
+            .unwrap();
+        // Fold the WAL into the main file so the rename carries everything.
+        rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::rename(&other, &db).unwrap();
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
+    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 0.0);
+    assert_eq!(
+        get(&m, r#"skypilot_clusters_by_status{status="STOPPED"}"#),
+        1.0
+    );
+    assert_eq!(
+        count_prefix(&m, "skypilot_cluster_info{cluster=\"only\""),
+        1
+    );
+
+    // And removed.
+    std::fs::remove_file(&db).unwrap();
+    let m = parse(&server.metrics().await);
+    assert_eq!(get(&m, "skypilot_host_database_up"), 0.0);
+    assert_eq!(
+        get(&m, r#"skypilot_host_database_error{kind="missing"}"#),
+        1.0
+    );
+    server.stop().await;
+}
