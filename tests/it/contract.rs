@@ -710,6 +710,37 @@ async fn case_http_basics(t: &Target<'_>) {
     );
 }
 
+async fn case_bearer_token_without_service_accounts(t: &Target<'_>) {
+    // Service accounts are off by default: a `Bearer sky_…` token is refused even on
+    // loopback, before the version check; other requests pass without credentials.
+    for path in ["/api/health", "/status"] {
+        let req = if path == "/status" {
+            http().post(format!("{}{path}", t.url)).json(&json!({}))
+        } else {
+            http().get(format!("{}{path}", t.url))
+        };
+        let resp = req
+            .header("Authorization", "Bearer sky_not-a-real-token")
+            .header("X-SkyPilot-API-Version", "23")
+            .header("X-SkyPilot-Version", "0.10.0")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            resp.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store")
+        );
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            v,
+            json!({"detail": "Service account authentication disabled"})
+        );
+    }
+}
+
 async fn case_validation_error(t: &Target<'_>) {
     let resp = http()
         .post(format!("{}/autostop", t.url))
@@ -823,6 +854,7 @@ macro_rules! sim_case {
 
 sim_case! {
     health => case_health,
+    bearer_token_without_service_accounts => case_bearer_token_without_service_accounts,
     http_basics => case_http_basics,
     status_empty => case_status_empty,
     status_payload => case_status_payload,
@@ -860,6 +892,7 @@ macro_rules! real_case {
 #[cfg(feature = "real-server")]
 real_case! {
     health => case_health,
+    bearer_token_without_service_accounts => case_bearer_token_without_service_accounts,
     http_basics => case_http_basics,
     status_empty => case_status_empty,
     status_payload => case_status_payload,
@@ -1212,6 +1245,51 @@ mod simulator_controls {
         hashes.sort();
         hashes.dedup();
         assert_eq!(hashes.len(), 10_000, "hashes are unique");
+    }
+
+    #[tokio::test]
+    async fn service_account_tokens() {
+        let s = sim().await;
+        s.upsert_cluster(SimCluster::new("t"));
+        s.enable_service_accounts(&["sky_good"]);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let client_with = |token: &str| {
+            let path = dir.path().join(format!("{token}.token"));
+            std::fs::write(&path, format!("{token}\n")).unwrap_or_else(|e| panic!("{e}"));
+            let cfg = SkypilotConfig {
+                api_url: s.url(),
+                token_file: Some(path),
+                request_timeout_secs: 5,
+                connect_attempts: 1,
+            };
+            Client::new(&cfg).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let health = client_with("sky_good")
+            .health()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(health.api_version_number(), Some(62));
+        let clusters = client_with("sky_good")
+            .status(RefreshMode::None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(clusters.len(), 1);
+        let log = s.requests_for(Op::Status);
+        assert_eq!(log[0].authorization.as_deref(), Some("Bearer sky_good"));
+        let err = match client_with("sky_bad").status(RefreshMode::None).await {
+            Ok(c) => panic!("a wrong token was accepted: {c:?}"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), "auth", "{err}");
+        let resp = http()
+            .get(format!("{}/api/health", s.url()))
+            .header("Authorization", "Bearer sky_bad")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(v["detail"], "Invalid or expired service account token");
     }
 
     #[test]

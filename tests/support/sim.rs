@@ -432,6 +432,8 @@ struct SimState {
     now: Option<i64>,
     queue_jobs: HashMap<String, Value>,
     health_overrides: Map<String, Value>,
+    /// Accepted service-account tokens; None = service accounts disabled (the default).
+    service_account_tokens: Option<Vec<String>>,
 }
 
 impl SimState {
@@ -544,6 +546,7 @@ impl Simulator {
                 now: None,
                 queue_jobs: HashMap::new(),
                 health_overrides: Map::new(),
+                service_account_tokens: None,
             }),
         });
         let handle = tokio::spawn(serve(listener, router(shared.clone())));
@@ -723,6 +726,18 @@ impl Simulator {
             .lock()
             .health_overrides
             .insert(key.to_string(), value);
+    }
+
+    /// Turn service-account tokens on (as `SKYPILOT_ENABLE_SERVICE_ACCOUNTS=true` does)
+    /// and accept these `sky_…` tokens as `Authorization: Bearer`.
+    pub fn enable_service_accounts(&self, tokens: &[&str]) {
+        self.shared.lock().service_account_tokens =
+            Some(tokens.iter().map(|t| t.to_string()).collect());
+    }
+
+    /// Back to the default: a `Bearer sky_…` header gets HTTP 401.
+    pub fn disable_service_accounts(&self) {
+        self.shared.lock().service_account_tokens = None;
     }
 
     // --- how actions behave ---------------------------------------------------------
@@ -970,7 +985,7 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn front(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let is_op_post = req.method() == Method::POST && Op::from_path(&path).is_some();
-    let faults = {
+    let (faults, service_accounts) = {
         let mut st = shared.lock();
         if !is_op_post {
             // Ops are logged by their handler, with their body and request id.
@@ -984,7 +999,10 @@ async fn front(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
                 authorization: header_str(req.headers(), "authorization"),
             });
         }
-        st.take_http_faults(&path)
+        (
+            st.take_http_faults(&path),
+            st.service_account_tokens.clone(),
+        )
     };
     for fault in &faults {
         if let Fault::Delay(d) = fault {
@@ -1014,6 +1032,14 @@ async fn front(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
             }
             _ => {}
         }
+    }
+
+    if let Some(detail) = bearer_rejection(req.headers(), service_accounts.as_deref()) {
+        let mut resp = json_response(StatusCode::UNAUTHORIZED, &json!({"detail": detail}));
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        add_request_id(resp.headers_mut());
+        return resp;
     }
 
     // The version check of SkyPilot's APIVersionMiddleware: only when the client sends
@@ -1072,6 +1098,33 @@ async fn front(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     resp
 }
 
+/// SkyPilot's BearerTokenMiddleware (it runs before the version check): only requests
+/// that carry `X-Skypilot-Auth-Mode: token` or a `Bearer sky_…` token are checked.
+fn bearer_rejection(headers: &HeaderMap, tokens: Option<&[String]>) -> Option<&'static str> {
+    let token_mode = header_str(headers, "x-skypilot-auth-mode").as_deref() == Some("token");
+    let auth = header_str(headers, "authorization");
+    let sky_bearer = auth.as_deref().is_some_and(|a| {
+        a.to_ascii_lowercase().starts_with("bearer ")
+            && a.split_once(' ')
+                .is_some_and(|(_, t)| t.starts_with("sky_"))
+    });
+    if !token_mode && !sky_bearer {
+        return None;
+    }
+    let Some(auth) = auth else {
+        return Some("Authentication required");
+    };
+    let (scheme, token) = auth.split_once(' ').unwrap_or((auth.as_str(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Some("Invalid authentication method");
+    }
+    match tokens {
+        None => Some("Service account authentication disabled"),
+        Some(ok) if ok.iter().any(|t| t == token) => None,
+        Some(_) => Some("Invalid or expired service account token"),
+    }
+}
+
 fn add_version_headers(h: &mut HeaderMap) {
     h.insert("x-skypilot-api-version", HeaderValue::from(API_VERSION));
     h.insert("x-skypilot-version", HeaderValue::from_static(VERSION));
@@ -1107,8 +1160,18 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         "telemetry_enabled": false,
         "restrict_config_to_admins": true,
     });
-    let overrides = shared.lock().health_overrides.clone();
+    let (overrides, service_accounts) = {
+        let st = shared.lock();
+        (
+            st.health_overrides.clone(),
+            st.service_account_tokens.is_some(),
+        )
+    };
     if let Value::Object(m) = &mut body {
+        m.insert(
+            "service_account_token_enabled".into(),
+            Value::Bool(service_accounts),
+        );
         for (k, v) in overrides {
             m.insert(k, v);
         }
