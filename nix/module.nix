@@ -112,8 +112,16 @@ let
   overriddenByCredentials = lib.filter (n: credentialEnv ? ${n}) (lib.attrNames (extraEnv // cfg.environment));
 
   # Files SkyPilot looks for under $HOME: linked to the loaded credential at each start.
+  # AWS too: SkyPilot's own AWS check looks at ~/.aws/credentials, not at
+  # AWS_SHARED_CREDENTIALS_FILE (which boto3 reads), so both point at the credential.
   homeCredentialLinks =
-    optional (cfg.cloudCredentials.lambda != null)
+    optional (cfg.cloudCredentials.aws != null)
+      {
+        dir = "${home}/.aws";
+        file = "credentials";
+        id = "aws";
+      }
+    ++ optional (cfg.cloudCredentials.lambda != null)
       {
         dir = "${home}/.lambda_cloud";
         file = "lambda_keys";

@@ -197,6 +197,10 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 /// Parses a JSON array of records, naming the record (index and, when it has one, its
 /// `name`) and the field on error.
 pub fn parse_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+    // The fast path; the error path parses again to name the record and the field.
+    if let Ok(v) = serde_json::from_str::<Vec<T>>(text) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize::<_, Vec<T>>(&mut de) {
         Ok(v) => Ok(v),
