@@ -61,20 +61,41 @@ impl<'a> Target<'a> {
     }
 
     async fn create(&self, name: &str, status: &str, autostop: i64, down: bool) {
+        self.create_many(&[(name, status, autostop, down)]).await;
+    }
+
+    /// Create clusters (name, status, autostop minutes, to_down) in one go.
+    async fn create_many(&self, clusters: &[(&str, &str, i64, bool)]) {
         match &self.fleet {
-            Fleet::Sim(s) => s.upsert_cluster(
-                SimCluster::new(name)
-                    .status(sim_status(status))
-                    .autostop(autostop, down),
-            ),
+            Fleet::Sim(s) => {
+                for (name, status, autostop, down) in clusters {
+                    s.upsert_cluster(
+                        SimCluster::new(name)
+                            .status(sim_status(status))
+                            .autostop(*autostop, *down),
+                    );
+                }
+            }
             #[cfg(feature = "real-server")]
             Fleet::Real(r) => {
-                let minutes = autostop.to_string();
-                let mut args = vec!["create", name, "--status", status, "--autostop", &minutes];
-                if down {
-                    args.push("--down");
-                }
-                if let Err(e) = r.skyctl(&args).await {
+                let commands: Vec<Vec<String>> = clusters
+                    .iter()
+                    .map(|(name, status, autostop, down)| {
+                        let mut c = vec![
+                            "create".to_string(),
+                            name.to_string(),
+                            "--status".into(),
+                            status.to_string(),
+                            "--autostop".into(),
+                            autostop.to_string(),
+                        ];
+                        if *down {
+                            c.push("--down".into());
+                        }
+                        c
+                    })
+                    .collect();
+                if let Err(e) = r.skyctl_batch(&commands).await {
                     panic!("{e}");
                 }
             }
@@ -111,11 +132,23 @@ impl<'a> Target<'a> {
     }
 
     async fn remove(&self, name: &str) {
+        self.remove_many(&[name]).await;
+    }
+
+    async fn remove_many(&self, names: &[&str]) {
         match &self.fleet {
-            Fleet::Sim(s) => assert!(s.remove_cluster(name), "no {name}"),
+            Fleet::Sim(s) => {
+                for name in names {
+                    assert!(s.remove_cluster(name), "no {name}");
+                }
+            }
             #[cfg(feature = "real-server")]
             Fleet::Real(r) => {
-                if let Err(e) = r.skyctl(&["remove", name]).await {
+                let commands: Vec<Vec<String>> = names
+                    .iter()
+                    .map(|n| vec!["remove".to_string(), n.to_string()])
+                    .collect();
+                if let Err(e) = r.skyctl_batch(&commands).await {
                     panic!("{e}");
                 }
             }
@@ -459,9 +492,12 @@ async fn case_status_fleet(t: &Target<'_>) {
     let up = t.name("fleet-up");
     let stopped = t.name("fleet-stopped");
     let init = t.name("fleet-init");
-    t.create(&up, "UP", 30, true).await;
-    t.create(&stopped, "STOPPED", -1, false).await;
-    t.create(&init, "INIT", 10, false).await;
+    t.create_many(&[
+        (&up, "UP", 30, true),
+        (&stopped, "STOPPED", -1, false),
+        (&init, "INIT", 10, false),
+    ])
+    .await;
     let records = status_of(&t.url, &[&up, &stopped, &init]).await;
     let names: Vec<&str> = records.iter().filter_map(|r| r["name"].as_str()).collect();
     // Sorted by name.
@@ -499,9 +535,7 @@ async fn case_status_fleet(t: &Target<'_>) {
     assert_eq!(by_name(&init)["status"], "INIT");
     assert_eq!(by_name(&init)["init_kind"], "launching");
     assert_eq!(by_name(&init)["cluster_ever_up"], false);
-    for n in [&up, &stopped, &init] {
-        t.remove(n).await;
-    }
+    t.remove_many(&[&up, &stopped, &init]).await;
 }
 
 async fn case_status_transitions(t: &Target<'_>) {
@@ -760,8 +794,8 @@ async fn case_validation_error(t: &Target<'_>) {
 async fn case_client_status(t: &Target<'_>) {
     let up = t.name("typed-up");
     let stopped = t.name("typed-stopped");
-    t.create(&up, "UP", 20, false).await;
-    t.create(&stopped, "STOPPED", -1, false).await;
+    t.create_many(&[(&up, "UP", 20, false), (&stopped, "STOPPED", -1, false)])
+        .await;
     let client = t.client();
     let health = client.health().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(health.api_version_number(), Some(62));
@@ -786,9 +820,7 @@ async fn case_client_status(t: &Target<'_>) {
     assert_eq!(find(&stopped).status, ClusterStatus::Stopped);
     assert_eq!(c.autostop_minutes, 20);
     assert!(!c.autostop_to_down);
-    for n in [&up, &stopped] {
-        t.remove(n).await;
-    }
+    t.remove_many(&[&up, &stopped]).await;
 }
 
 async fn case_client_missing_cluster(t: &Target<'_>) {

@@ -55,31 +55,50 @@ impl RealServer {
         }
     }
 
-    /// Run `skyctl.py ARGS` in the server's environment; an error carries its stderr.
-    pub async fn skyctl(&self, args: &[&str]) -> Result<(), String> {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests")
             .join("real")
-            .join("skyctl.py");
+            .join("skyctl.py")
+    }
+
+    /// Run `skyctl.py ARGS` in the server's environment; an error carries its stderr.
+    pub async fn skyctl(&self, args: &[&str]) -> Result<(), String> {
+        let command: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.skyctl_batch(&[command]).await
+    }
+
+    /// Run several skyctl.py commands in one Python process, in order: SkyPilot is
+    /// imported once instead of once per command, which is most of a command's time.
+    pub async fn skyctl_batch(&self, commands: &[Vec<String>]) -> Result<(), String> {
+        const RUNNER: &str = r#"
+import json, runpy, sys
+script, commands = sys.argv[1], json.loads(sys.argv[2])
+for command in commands:
+    sys.argv = [script] + command
+    try:
+        runpy.run_path(script, run_name='__main__')
+    except SystemExit as e:
+        if e.code not in (0, None):
+            sys.exit('skyctl.py %s failed: %s' % (' '.join(command), e.code))
+"#;
+        let script = Self::script();
+        let list = serde_json::to_string(commands).map_err(|e| e.to_string())?;
         let out = tokio::process::Command::new(&self.python)
+            .arg("-c")
+            .arg(RUNNER)
             .arg(&script)
-            .args(args)
+            .arg(&list)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot run {} {}: {e}",
-                    self.python.display(),
-                    script.display()
-                )
-            })?;
+            .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
                 "skyctl.py {} failed ({}): {}",
-                args.join(" "),
+                script.display(),
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             ))
