@@ -1226,6 +1226,21 @@ mod simulator_controls {
     }
 
     #[tokio::test]
+    async fn counted_http_faults_wear_off() {
+        let s = sim().await;
+        s.set_fault_on_times("/api/health", Fault::Http500Html, 2);
+        let client = client_for(&s, 5, 1);
+        for round in 0..2 {
+            match client.health().await {
+                Ok(h) => panic!("round {round}: answered through the fault: {h:?}"),
+                Err(e) => assert_eq!(e.kind(), "http_500", "{e}"),
+            }
+        }
+        client.health().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.count("/api/health"), 3);
+    }
+
+    #[tokio::test]
     async fn malformed_body_is_rejected() {
         let s = sim().await;
         s.set_fault_on("/api/health", Fault::MalformedBody);
