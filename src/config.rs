@@ -17,7 +17,7 @@ pub const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
 /// which is both Prometheus's own port and SkyPilot's metrics port.
 pub const DEFAULT_METRICS_PORT: u16 = 9188;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub skypilot: SkypilotConfig,
@@ -169,17 +169,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            skypilot: SkypilotConfig::default(),
-            cluster_manager: ClusterManagerConfig::default(),
-            monitor: MonitorConfig::default(),
-            credentials: CredentialsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 /// A configuration error: the file, the key path (dotted, empty for the whole file) and
 /// what was expected.
