@@ -129,9 +129,9 @@ async fn healthz() -> &'static str {
 }
 
 /// Size of the pieces a scrape's body is sent in.
-const CHUNK_BYTES: usize = 64 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Pieces rendered ahead of the client.
-const CHUNKS_AHEAD: usize = 4;
+const CHUNKS_AHEAD: usize = 2;
 
 /// A `fmt::Write` that hands the text over in [`CHUNK_BYTES`] pieces, so a large fleet
 /// never holds its whole exposition in memory. Fails (and stops the rendering) when the
