@@ -301,6 +301,7 @@ fn main() -> anyhow::Result<()> {
         let gen = t.elapsed();
         let (monitor, addr) = start_monitor(dir.path(), &db)?;
         let (rss0, _) = rss_kib(monitor.0.id());
+        let floor = measure(&addr, "/healthz", "*/*", runs)?;
         let text = measure(&addr, "/metrics", "text/plain", runs)?;
         let om = measure(
             &addr,
@@ -322,6 +323,10 @@ fn main() -> anyhow::Result<()> {
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
             gen.as_secs_f64()
+        );
+        println!(
+            "        HTTP floor (/healthz on the same server): median {:.2} ms",
+            floor.median_ms
         );
         if n == 1_000 {
             text_1k = Some(text.median_ms);

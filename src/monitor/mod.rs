@@ -78,6 +78,7 @@ pub async fn serve(
         .context("monitor: cannot read the listening address")?;
     let app = router(config, clock)?;
     axum::serve(listener, app)
+        .tcp_nodelay(true)
         .with_graceful_shutdown(shutdown)
         .await
         .with_context(|| format!("monitor: serving on {addr} failed"))
