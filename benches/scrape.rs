@@ -5,8 +5,8 @@
 //! too) and prints median/p90/min time, bytes, and the monitor's RSS after the scrapes.
 //!
 //! Optional: `SKYPILOT_METRICS_URL=http://127.0.0.1:PORT/metrics` (SkyPilot's own
-//! metrics endpoint, `SKY_API_SERVER_METRICS_ENABLED=true`) is scraped in the same run
-//! and the ratio printed. `SCRAPE_BENCH_RUNS` sets the number of timed scrapes (50).
+//! metrics endpoint, `SKY_API_SERVER_METRICS_ENABLED=true`) is scraped alternately with
+//! the monitor at 1,000 clusters, so both see the same load, and the ratio printed. `SCRAPE_BENCH_RUNS` sets the number of timed scrapes (50).
 //!
 //! Run: `cargo bench --bench scrape`
 
@@ -292,7 +292,22 @@ fn main() -> anyhow::Result<()> {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("machine: {nproc} CPUs, {cpu}; {runs} timed scrapes per case after 3 warm-ups");
 
-    let mut text_1k = None;
+    // SkyPilot's own endpoint, if given: scraped alternately with the monitor at 1,000
+    // clusters, so both see the same machine load.
+    let sky = match std::env::var("SKYPILOT_METRICS_URL") {
+        Ok(url) => {
+            let rest = url
+                .strip_prefix("http://")
+                .context("SKYPILOT_METRICS_URL must be an http:// URL")?;
+            let (addr, path) = match rest.split_once('/') {
+                Some((a, p)) => (a.to_string(), format!("/{p}")),
+                None => (rest.to_string(), "/metrics".to_string()),
+            };
+            Some((url.clone(), addr, path))
+        }
+        Err(_) => None,
+    };
+
     for n in [1_000usize, 10_000] {
         let dir = tempfile::tempdir().context("temp dir")?;
         let db = dir.path().join("host.db");
@@ -328,36 +343,33 @@ fn main() -> anyhow::Result<()> {
             "        HTTP floor (/healthz on the same server): median {:.2} ms",
             floor.median_ms
         );
-        if n == 1_000 {
-            text_1k = Some(text.median_ms);
+        if let (1_000, Some((url, sky_addr, sky_path))) = (n, &sky) {
+            let mut ours = Vec::with_capacity(runs);
+            let mut theirs = Vec::with_capacity(runs);
+            let mut sky_bytes = 0;
+            for _ in 0..runs {
+                let (t, status, _) = scrape(&addr, "/metrics", "text/plain")?;
+                ensure!(status.contains(" 200 "), "{addr}/metrics: {status}");
+                ours.push(t.as_secs_f64() * 1000.0);
+                let (t, status, len) = scrape(sky_addr, sky_path, "text/plain")?;
+                ensure!(status.contains(" 200 "), "{url}: {status}");
+                theirs.push(t.as_secs_f64() * 1000.0);
+                sky_bytes = len;
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+            };
+            let (o, t) = (median(&mut ours), median(&mut theirs));
+            println!(
+                "        alternating with SkyPilot's own {url} ({sky_bytes} bytes): SkyPilot median {t:.2} ms, monitor median {o:.2} ms: SkyPilot's scrape takes {:.1}x the monitor's",
+                t / o
+            );
         }
         drop(monitor);
     }
-
-    match std::env::var("SKYPILOT_METRICS_URL") {
-        Ok(url) => {
-            let rest = url
-                .strip_prefix("http://")
-                .context("SKYPILOT_METRICS_URL must be an http:// URL")?;
-            let (addr, path) = match rest.split_once('/') {
-                Some((a, p)) => (a.to_string(), format!("/{p}")),
-                None => (rest.to_string(), "/metrics".to_string()),
-            };
-            let sky = measure(&addr, &path, "text/plain", runs)?;
-            println!(
-                "SkyPilot's own {url}: median {:.2} ms (p90 {:.2}, min {:.2}), {} bytes",
-                sky.median_ms, sky.p90_ms, sky.min_ms, sky.bytes
-            );
-            if let Some(ours) = text_1k {
-                println!(
-                    "ratio at 1,000 clusters: SkyPilot's scrape takes {:.1}x the monitor's",
-                    sky.median_ms / ours
-                );
-            }
-        }
-        Err(_) => println!(
-            "SkyPilot's own /metrics not measured (set SKYPILOT_METRICS_URL to include it)"
-        ),
+    if sky.is_none() {
+        println!("SkyPilot's own /metrics not measured (set SKYPILOT_METRICS_URL to include it)");
     }
     Ok(())
 }
