@@ -590,7 +590,7 @@ mod tests {
     #[test]
     fn bounded_labels() {
         assert_eq!(bounded_label("http_500"), "http_500");
-        assert_eq!(bounded_label("bad kind\n\"x\""), "bad_kind___x_");
+        assert_eq!(bounded_label("bad kind\n\"x\""), "bad_kind__x_");
         assert_eq!(bounded_label(""), "unknown");
         assert_eq!(bounded_label(&"a".repeat(100)).len(), 64);
     }
