@@ -75,11 +75,11 @@ impl Format {
             }
             match media.as_str() {
                 "application/openmetrics-text"
-                    if version.as_deref().map_or(true, |v| v.starts_with("1.")) =>
+                    if version.as_deref().is_none_or(|v| v.starts_with("1.")) =>
                 {
                     om_q = om_q.max(q)
                 }
-                "text/plain" if version.as_deref().map_or(true, |v| v == "0.0.4") => {
+                "text/plain" if version.as_deref().is_none_or(|v| v == "0.0.4") => {
                     text_q = text_q.max(q)
                 }
                 "text/*" | "*/*" => text_q = text_q.max(q),
