@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub audit: Vec<(String, String, i64)>,
     /// Seconds spent reading the database.
     pub read_seconds: f64,
+    /// The first problem met, in words, for the log (never exported).
+    pub first_error: Option<String>,
 }
 
 impl Snapshot {
@@ -118,13 +120,14 @@ fn classify(e: &StoreError) -> Problem {
 impl Snapshot {
     /// Records a failed read of `table`; returns nothing so callers go on.
     fn problem(&mut self, table: &'static str, e: &StoreError) {
+        self.first_error.get_or_insert_with(|| e.to_string());
         match classify(e) {
             Problem::Database(kind) => {
-                tracing::warn!(error = %e, kind, "monitor: host database read failed");
+                tracing::debug!(error = %e, kind, "monitor: host database read failed");
                 self.db_errors.insert(kind);
             }
             Problem::Row => {
-                tracing::warn!(error = %e, table, "monitor: malformed row in the host database");
+                tracing::debug!(error = %e, table, "monitor: malformed row in the host database");
                 *self.malformed_rows.entry(table).or_insert(0) += 1;
             }
         }
@@ -144,6 +147,15 @@ pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
 pub struct Reader {
     path: PathBuf,
     open: Option<Open>,
+    /// The problems of the previous scrape, to log only when they change.
+    last_problems: Option<Problems>,
+}
+
+/// What went wrong in one scrape, as far as the log is concerned.
+#[derive(Debug, Clone, PartialEq)]
+struct Problems {
+    kinds: BTreeSet<&'static str>,
+    malformed: BTreeMap<&'static str, u64>,
 }
 
 struct Open {
@@ -160,6 +172,7 @@ impl Reader {
         Reader {
             path: database.to_path_buf(),
             open: None,
+            last_problems: None,
         }
     }
 
@@ -175,21 +188,50 @@ impl Reader {
             self.open = None;
         }
         snap.read_seconds = started.elapsed().as_secs_f64();
+        self.log_change(&snap);
         snap
     }
 
-    /// The open connections, (re)opened when needed.
-    fn connections(&mut self) -> Result<&mut Open, &'static str> {
+    /// Logs problems when they appear, change or clear, not on every scrape.
+    fn log_change(&mut self, snap: &Snapshot) {
+        let now = Problems {
+            kinds: snap.db_errors.clone(),
+            malformed: snap.malformed_rows.clone(),
+        };
+        let clean = now.kinds.is_empty() && now.malformed.is_empty();
+        let was_clean = self
+            .last_problems
+            .as_ref()
+            .is_none_or(|p| p.kinds.is_empty() && p.malformed.is_empty());
+        if self.last_problems.as_ref() != Some(&now) {
+            if !clean {
+                tracing::warn!(
+                    database = %self.path.display(),
+                    errors = ?now.kinds,
+                    malformed_rows = ?now.malformed,
+                    first = snap.first_error.as_deref().unwrap_or("-"),
+                    "monitor: problems reading the host database (reported in skypilot_host_database_*)"
+                );
+            } else if !was_clean {
+                tracing::info!(database = %self.path.display(), "monitor: host database read cleanly again");
+            }
+        }
+        self.last_problems = Some(now);
+    }
+
+    /// The open connections, (re)opened when needed. Errors are (kind, words).
+    fn connections(&mut self) -> Result<&mut Open, (&'static str, String)> {
         use std::os::unix::fs::MetadataExt;
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {
                 self.open = None;
-                return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                let kind = if e.kind() == std::io::ErrorKind::NotFound {
                     "missing"
                 } else {
                     "unreadable"
-                });
+                };
+                return Err((kind, format!("host database {}: {e}", self.path.display())));
             }
         };
         let file = (meta.dev(), meta.ino());
@@ -200,24 +242,17 @@ impl Reader {
             }
         }
         if self.open.is_none() {
-            let store = Store::open_read_only(&self.path).map_err(|e| {
-                tracing::warn!(error = %e, "monitor: cannot open the host database");
-                match classify(&e) {
+            let failed = |e: StoreError| {
+                let kind = match classify(&e) {
                     Problem::Database(kind) => kind,
                     Problem::Row => "other",
-                }
-            })?;
-            let version = store.schema_version().map_err(|e| {
-                tracing::warn!(error = %e, "monitor: cannot read the host database's schema version");
-                "other"
-            })?;
-            let conn = open_lean(&self.path).map_err(|e| {
-                tracing::warn!(error = %e, "monitor: cannot open the host database");
-                match classify(&e) {
-                    Problem::Database(kind) => kind,
-                    Problem::Row => "other",
-                }
-            })?;
+                };
+                (kind, e.to_string())
+            };
+            let store = Store::open_read_only(&self.path).map_err(failed)?;
+            let version = store.schema_version().map_err(failed)?;
+            let conn = open_lean(&self.path).map_err(failed)?;
+            tracing::debug!(database = %self.path.display(), version, "monitor: host database opened");
             self.open = Some(Open {
                 store,
                 conn,
@@ -225,15 +260,18 @@ impl Reader {
                 version,
             });
         }
-        self.open.as_mut().ok_or("other")
+        self.open
+            .as_mut()
+            .ok_or(("other", "host database connection lost".to_string()))
     }
 
     fn read(&mut self, snap: &mut Snapshot) {
         let path = self.path.clone();
         let open = match self.connections() {
             Ok(o) => o,
-            Err(kind) => {
+            Err((kind, message)) => {
                 snap.db_errors.insert(kind);
+                snap.first_error = Some(message);
                 return;
             }
         };
@@ -243,8 +281,11 @@ impl Reader {
         // skipped and counted instead of hiding the whole fleet, and a 10,000-cluster
         // scrape stays cheap.
         match read_clusters(&open.conn, &path) {
-            Ok((clusters, bad)) => {
+            Ok((clusters, bad, first_bad)) => {
                 snap.clusters = clusters;
+                if let Some(m) = first_bad {
+                    snap.first_error.get_or_insert(m);
+                }
                 if bad > 0 {
                     *snap.malformed_rows.entry("clusters").or_insert(0) += bad;
                 }
@@ -310,7 +351,7 @@ impl Interner {
 fn read_clusters(
     conn: &rusqlite::Connection,
     database: &Path,
-) -> Result<(Vec<FleetCluster>, u64), StoreError> {
+) -> Result<(Vec<FleetCluster>, u64, Option<String>), StoreError> {
     let sq = |source| StoreError::Sqlite {
         path: database.to_path_buf(),
         source,
@@ -323,6 +364,7 @@ fn read_clusters(
     let mut rows = stmt.query([]).map_err(sq)?;
     let mut out = Vec::new();
     let mut bad = 0u64;
+    let mut first_bad = None;
     let mut strings = Interner::default();
     while let Some(r) = rows.next().map_err(sq)? {
         let mut parsed = || -> Result<FleetCluster, String> {
@@ -355,12 +397,18 @@ fn read_clusters(
                 let name: String = r
                     .get::<_, String>(0)
                     .unwrap_or_else(|_| "<unreadable name>".to_string());
-                tracing::warn!(database = %database.display(), cluster = %name, %message, "monitor: skipping a malformed clusters row");
+                tracing::debug!(database = %database.display(), cluster = %name, %message, "monitor: skipping a malformed clusters row");
+                first_bad.get_or_insert_with(|| {
+                    format!(
+                        "host database {}: table clusters, row {name}: {message}",
+                        database.display()
+                    )
+                });
                 bad += 1;
             }
         }
     }
     // Sorting here is cheaper than walking the name index in SQLite.
     out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Ok((out, bad))
+    Ok((out, bad, first_bad))
 }

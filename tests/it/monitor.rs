@@ -1442,3 +1442,66 @@ async fn later_writes_and_a_replaced_database_are_seen() {
     );
     server.stop().await;
 }
+
+/// A lasting problem is logged when it appears and when it clears, not on every scrape.
+#[test]
+fn problems_are_logged_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("host.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[cluster_manager]\ndatabase = {:?}\n[monitor]\nlisten = \"127.0.0.1:{port}\"\n",
+            db.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("monitor.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
+        .args(["monitor", "--config"])
+        .arg(&cfg)
+        .env_remove("SKYPILOT_HOST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scrape = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let url = format!("http://127.0.0.1:{port}/metrics");
+            for _ in 0..100 {
+                if let Ok(r) = reqwest::get(&url).await {
+                    return parse(&r.text().await.unwrap());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the monitor did not answer on {url}");
+        })
+    };
+    for _ in 0..4 {
+        assert_eq!(get(&scrape(&rt), "skypilot_host_database_up"), 0.0);
+    }
+    write_fleet(&db);
+    for _ in 0..3 {
+        assert_eq!(get(&scrape(&rt), "skypilot_host_database_up"), 1.0);
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("problems reading the host database").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("missing"), "{text}");
+    assert_eq!(text.matches("read cleanly again").count(), 1, "{text}");
+}
