@@ -74,6 +74,39 @@ fn main() -> anyhow::Result<()> {
         fetch.push(ms(t.elapsed()));
         anyhow::ensure!(r.len() == raw.len(), "status answer changed size");
     }
+    // The /api/get body as it arrives (the request payload whose return_value is the
+    // status answer as a JSON string), to time its decoding apart from the server.
+    let body: Vec<u8> = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{url}/status"))
+            .json(&serde_json::json!({"refresh": "NONE", "include_handle": false, "include_credentials": false}))
+            .send()
+            .await?;
+        let id = resp
+            .headers()
+            .get("x-skypilot-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no request id"))?;
+        let body = http
+            .get(format!("{url}/api/get?request_id={id}"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        anyhow::Ok(body.to_vec())
+    })?;
+    let mut decode = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let p: skypilot_host::skypilot::wire::RequestPayload = serde_json::from_slice(&body)?;
+        decode.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            p.return_value.map(|r| r.len()) == Some(raw.len()),
+            "payload differs"
+        );
+    }
     let mut parse = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
@@ -87,6 +120,7 @@ fn main() -> anyhow::Result<()> {
     let mut unchanged = Vec::new();
     let mut unchanged_writes = Vec::new();
     let mut diff_ms = Vec::new();
+    let mut diff_unchanged = Vec::new();
     let mut commit_first = Vec::new();
     for _ in 0..rounds {
         let dir = tempfile::tempdir()?;
@@ -109,11 +143,21 @@ fn main() -> anyhow::Result<()> {
         // Rows written by the no-change cycle (the poll record and the health row).
         unchanged_writes.push((m.store().total_changes() - before) as f64);
 
-        // Diff and commit alone, against a fresh database.
+        // Diff and commit alone, against a fresh database; then the no-change diff.
         let clusters = parse_status(&raw).map_err(anyhow::Error::msg)?;
         let t = Instant::now();
         let changes = diff(&HashMap::new(), clusters, &HashMap::new(), 1);
         diff_ms.push(ms(t.elapsed()));
+        let known: HashMap<String, _> = changes
+            .upserts
+            .iter()
+            .map(|r| (r.cluster.name.clone(), r.clone()))
+            .collect();
+        let again = parse_status(&raw).map_err(anyhow::Error::msg)?;
+        let t = Instant::now();
+        let none = diff(&known, again, &HashMap::new(), 2);
+        diff_unchanged.push(ms(t.elapsed()));
+        anyhow::ensure!(none.is_empty(), "no-change diff found changes");
         let mut store = Store::open(&dir.path().join("parts.db"))?;
         let run = PollRun {
             id: 0,
@@ -167,17 +211,27 @@ fn main() -> anyhow::Result<()> {
         "clusters: {n}; status answer: {:.1} MiB of JSON",
         raw.len() as f64 / 1048576.0
     );
+    let decode_ms = median(decode);
+    let parse_ms = median(parse);
     println!(
-        "parse of the status answer:      median {:7.1} ms",
-        median(parse)
+        "fetch (simulator builds the answer + HTTP + payload decode): median {:7.1} ms",
+        median(fetch)
+    );
+    println!("decode of the request payload:   median {decode_ms:7.1} ms");
+    println!("parse of the status answer:      median {parse_ms:7.1} ms");
+    let diff_new = median(diff_ms);
+    println!("diff, all new:                   median {diff_new:7.1} ms");
+    let diff_same = median(diff_unchanged);
+    let commit_ms = median(commit_first);
+    println!("diff, no change:                 median {diff_same:7.1} ms");
+    println!("commit, all new:                 median {commit_ms:7.1} ms");
+    println!(
+        "ingest, first cycle (decode+parse+diff+commit): {:7.1} ms",
+        decode_ms + parse_ms + diff_new + commit_ms
     );
     println!(
-        "diff, all new:                   median {:7.1} ms",
-        median(diff_ms)
-    );
-    println!(
-        "commit, all new:                 median {:7.1} ms",
-        median(commit_first)
+        "ingest, no-change cycle (decode+parse+diff, no write): {:7.1} ms",
+        decode_ms + parse_ms + diff_same
     );
     println!(
         "first cycle (HTTP+parse+diff+commit): median {:7.1} ms",

@@ -359,7 +359,8 @@ mod real {
         dir: tempfile::TempDir,
         port: u16,
         url: String,
-        pgid: Option<u32>,
+        /// The server's main process, leader of its own process group.
+        child: Option<Child>,
     }
 
     impl OwnServer {
@@ -373,7 +374,7 @@ mod real {
                 url: format!("http://127.0.0.1:{port}"),
                 dir,
                 port,
-                pgid: None,
+                child: None,
             };
             for d in ["home", "runtime"] {
                 std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
@@ -433,7 +434,7 @@ mod real {
                 .process_group(0)
                 .spawn()
                 .unwrap();
-            self.pgid = Some(child.id());
+            self.child = Some(child);
             let start = Instant::now();
             let health = format!("{}/api/health", self.url);
             loop {
@@ -467,10 +468,12 @@ mod real {
 
         /// SIGKILL to the whole process group, then waits until the port is free.
         fn stop(&mut self) {
-            if let Some(pgid) = self.pgid.take() {
+            if let Some(mut child) = self.child.take() {
+                let pgid = child.id();
                 let _ = Command::new("kill")
                     .args(["-KILL", "--", &format!("-{pgid}")])
                     .status();
+                let _ = child.wait();
                 let start = Instant::now();
                 while std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err() {
                     assert!(
@@ -531,7 +534,8 @@ mod sim {
                 && s["state"]["stale"] == false
         });
 
-        let cases: Vec<(&str, &str, Box<dyn Fn()>)> = vec![
+        type Case<'a> = (&'a str, &'a str, Box<dyn Fn() + 'a>);
+        let cases: Vec<Case> = vec![
             (
                 "refused connections",
                 "connect",

@@ -245,7 +245,7 @@ impl SimCluster {
     }
 
     fn open_usage(&mut self, now: i64) {
-        if self.usage_intervals.last().map_or(true, |l| l.1.is_some()) {
+        if self.usage_intervals.last().is_none_or(|l| l.1.is_some()) {
             self.usage_intervals.push((now, None));
         }
     }
@@ -473,7 +473,7 @@ impl SimState {
                 Fault::MissingField(_) => matches!(op, Op::Status | Op::CostReport),
                 _ => false,
             };
-            let path_ok = rule.path.as_deref().map_or(true, |p| p == op.path());
+            let path_ok = rule.path.as_deref().is_none_or(|p| p == op.path());
             if applies_to_op && path_ok && rule.remaining != Some(0) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -492,7 +492,7 @@ impl SimState {
             if rule.fault.is_payload_fault() {
                 continue;
             }
-            let path_ok = rule.path.as_deref().map_or(true, |p| p == path);
+            let path_ok = rule.path.as_deref().is_none_or(|p| p == path);
             if path_ok && rule.remaining != Some(0) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -1554,11 +1554,7 @@ fn execute(
             let records: Vec<&SimCluster> = st
                 .clusters
                 .values()
-                .filter(|c| {
-                    names
-                        .as_ref()
-                        .map_or(true, |n| n.contains(&c.name.as_str()))
-                })
+                .filter(|c| names.as_ref().is_none_or(|n| n.contains(&c.name.as_str())))
                 .collect();
             Ok(render_status(&records, &missing))
         }
@@ -1571,10 +1567,10 @@ fn execute(
                 .map(|c| (c, true))
                 .chain(st.history.iter().map(|c| (c, false)))
                 .filter(|(c, _)| {
-                    since.map_or(true, |s| {
+                    since.is_none_or(|s| {
                         c.usage_intervals
                             .iter()
-                            .any(|(_, e)| e.map_or(true, |e| e >= s))
+                            .any(|(_, e)| e.is_none_or(|e| e >= s))
                     })
                 })
                 .collect();
