@@ -169,7 +169,6 @@ impl Default for LogConfig {
     }
 }
 
-
 /// A configuration error: the file, the key path (dotted, empty for the whole file) and
 /// what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
