@@ -294,19 +294,7 @@ impl Client {
             .await?;
         let status = resp.status();
         let text = self.body_bytes(&url, resp).await?;
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(ClientError::Auth {
-                url,
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            return Err(ClientError::Http {
-                url,
-                status: status.as_u16(),
-                body: snippet_bytes(&text),
-            });
-        }
+        check_status(&url, status, &text)?;
         let health: Health = serde_json::from_slice(&text).map_err(|e| ClientError::Malformed {
             url: url.clone(),
             what: format!(
@@ -349,19 +337,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.to_string());
         let text = self.body_bytes(&url, resp).await?;
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(ClientError::Auth {
-                url,
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            return Err(ClientError::Http {
-                url,
-                status: status.as_u16(),
-                body: snippet_bytes(&text),
-            });
-        }
+        check_status(&url, status, &text)?;
         let request_id = request_id.ok_or_else(|| ClientError::Malformed {
             url: url.clone(),
             what: format!("{op}: no x-skypilot-request-id header in the answer"),
@@ -549,6 +525,24 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         src = s.source();
     }
     msg
+}
+
+/// An error for an answer that is not a success: credentials refused, or another status.
+fn check_status(url: &str, status: StatusCode, body: &[u8]) -> Result<()> {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(ClientError::Auth {
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
+    }
+    if !status.is_success() {
+        return Err(ClientError::Http {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: snippet_bytes(body),
+        });
+    }
+    Ok(())
 }
 
 fn snippet_bytes(body: &[u8]) -> String {
