@@ -54,4 +54,9 @@ export SKYPILOT_TEST_GLOBAL_CONFIG="$work/server/config.yaml"
 export SKYPILOT_TEST_SERVER_LOG="$work/server/server.log"
 
 log "cargo test --features real-server"
-cargo test --features real-server -- "${extra[@]}"
+# Library, binary and integration tests (the crate has no doc tests). The output is
+# kept to add up the totals at the end.
+cargo test --features real-server --lib --bins --tests -- "${extra[@]}" 2>&1 | tee "$work/cargo-test.log"
+echo
+awk '/^test result:/ { p += $4; f += $6 } END { printf "rust tests: %d passed, %d failed\n", p, f }' \
+  "$work/cargo-test.log"
