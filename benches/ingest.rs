@@ -11,12 +11,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skypilot_host::cluster_manager::{diff, Manager};
 use skypilot_host::config::Config;
+use skypilot_host::skypilot::wire::{parse_records, StatusRecord};
 use skypilot_host::skypilot::{parse_status, Client, RefreshMode};
 use skypilot_host::store::{PollOutcome, PollRun, Store};
 use skypilot_host::time::SystemClock;
@@ -40,10 +41,10 @@ fn config(url: &str, db: &std::path::Path) -> Config {
     c
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -108,11 +109,37 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let mut parse = Vec::new();
+    let mut convert = Vec::new();
+    let mut fingerprint = Vec::new();
+    let mut known_fps: HashMap<String, u64> = HashMap::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        let clusters = parse_status(&raw).map_err(anyhow::Error::msg)?;
+        let records: Vec<StatusRecord> = parse_records(&raw).map_err(anyhow::Error::msg)?;
         parse.push(ms(t.elapsed()));
-        assert_eq!(clusters.len(), n);
+        anyhow::ensure!(records.len() == n, "expected {n} records");
+        // The no-change path: every record's fingerprint matches a known one.
+        let t = Instant::now();
+        let mut same = 0;
+        for r in &records {
+            if known_fps.get(r.name.as_ref()) == Some(&r.fingerprint()) {
+                same += 1;
+            }
+        }
+        fingerprint.push(ms(t.elapsed()));
+        anyhow::ensure!(known_fps.is_empty() || same == n, "fingerprints differ");
+        let fps: Vec<(String, u64)> = records
+            .iter()
+            .map(|r| (r.name.to_string(), r.fingerprint()))
+            .collect();
+        let t = Instant::now();
+        let clusters = records
+            .into_iter()
+            .map(|r| r.into_cluster())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        convert.push(ms(t.elapsed()));
+        anyhow::ensure!(clusters.len() == n);
+        known_fps = fps.into_iter().collect();
     }
 
     // Full cycles through the Manager: first (all new) and no-change.
@@ -120,7 +147,6 @@ fn main() -> anyhow::Result<()> {
     let mut unchanged = Vec::new();
     let mut unchanged_writes = Vec::new();
     let mut diff_ms = Vec::new();
-    let mut diff_unchanged = Vec::new();
     let mut commit_first = Vec::new();
     for _ in 0..rounds {
         let dir = tempfile::tempdir()?;
@@ -143,21 +169,17 @@ fn main() -> anyhow::Result<()> {
         // Rows written by the no-change cycle (the poll record and the health row).
         unchanged_writes.push((m.store().total_changes() - before) as f64);
 
-        // Diff and commit alone, against a fresh database; then the no-change diff.
+        // Diff and commit alone, against a fresh database.
         let clusters = parse_status(&raw).map_err(anyhow::Error::msg)?;
         let t = Instant::now();
-        let changes = diff(&HashMap::new(), clusters, &HashMap::new(), 1);
+        let changes = diff(
+            &HashMap::new(),
+            clusters,
+            &HashSet::new(),
+            &HashMap::new(),
+            1,
+        );
         diff_ms.push(ms(t.elapsed()));
-        let known: HashMap<String, _> = changes
-            .upserts
-            .iter()
-            .map(|r| (r.cluster.name.clone(), r.clone()))
-            .collect();
-        let again = parse_status(&raw).map_err(anyhow::Error::msg)?;
-        let t = Instant::now();
-        let none = diff(&known, again, &HashMap::new(), 2);
-        diff_unchanged.push(ms(t.elapsed()));
-        anyhow::ensure!(none.is_empty(), "no-change diff found changes");
         let mut store = Store::open(&dir.path().join("parts.db"))?;
         let run = PollRun {
             id: 0,
@@ -194,12 +216,19 @@ fn main() -> anyhow::Result<()> {
         .spawn()
     {
         Ok(mut child) => {
-            // Let it ingest and run a few no-change polls.
-            std::thread::sleep(Duration::from_secs(6));
-            let peak = rss_kib(child.id());
+            // Let it ingest, then sample while it runs no-change polls every second.
+            std::thread::sleep(Duration::from_secs(3));
+            let mut samples = Vec::new();
+            for _ in 0..50 {
+                if let Some(kib) = rss_kib(child.id(), "VmRSS:") {
+                    samples.push(kib as f64);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let peak = rss_kib(child.id(), "VmHWM:");
             let _ = child.kill();
             let _ = child.wait();
-            peak
+            (!samples.is_empty()).then(|| (median(samples), peak))
         }
         Err(e) => {
             eprintln!("cannot start {exe} ({e}); build it with `cargo build --release` for the RSS figure");
@@ -220,18 +249,21 @@ fn main() -> anyhow::Result<()> {
     println!("decode of the request payload:   median {decode_ms:7.1} ms");
     println!("parse of the status answer:      median {parse_ms:7.1} ms");
     let diff_new = median(diff_ms);
-    println!("diff, all new:                   median {diff_new:7.1} ms");
-    let diff_same = median(diff_unchanged);
+    let convert_ms = median(convert);
+    // The first round had no known fingerprints; the others are the no-change path.
+    let fingerprint_ms = median(fingerprint[1..].to_vec());
     let commit_ms = median(commit_first);
-    println!("diff, no change:                 median {diff_same:7.1} ms");
+    println!("convert records to clusters:     median {convert_ms:7.1} ms");
+    println!("diff, all new:                   median {diff_new:7.1} ms");
+    println!("fingerprint check, no change:    median {fingerprint_ms:7.1} ms");
     println!("commit, all new:                 median {commit_ms:7.1} ms");
     println!(
-        "ingest, first cycle (decode+parse+diff+commit): {:7.1} ms",
-        decode_ms + parse_ms + diff_new + commit_ms
+        "ingest, first cycle (decode+parse+convert+diff+commit): {:7.1} ms",
+        decode_ms + parse_ms + convert_ms + diff_new + commit_ms
     );
     println!(
-        "ingest, no-change cycle (decode+parse+diff, no write): {:7.1} ms",
-        decode_ms + parse_ms + diff_same
+        "ingest, no-change cycle (decode+parse+fingerprint check, no write): {:7.1} ms",
+        decode_ms + parse_ms + fingerprint_ms
     );
     println!(
         "first cycle (HTTP+parse+diff+commit): median {:7.1} ms",
@@ -246,9 +278,10 @@ fn main() -> anyhow::Result<()> {
         median(unchanged_writes)
     );
     match rss {
-        Some(kib) => println!(
-            "cluster-manager RSS holding {n} clusters: {:.1} MiB",
-            kib as f64 / 1024.0
+        Some((median_kib, peak)) => println!(
+            "cluster-manager RSS holding {n} clusters: median {:.1} MiB between and during polls, peak (VmHWM) {}",
+            median_kib / 1024.0,
+            peak.map_or("unknown".to_string(), |p| format!("{:.1} MiB", p as f64 / 1024.0))
         ),
         None => println!("cluster-manager RSS: not measured"),
     }

@@ -8,7 +8,7 @@
 //! and the next attempt comes sooner, backing off up to the poll interval, so the state
 //! is fresh again within one poll of the server's return.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,14 +27,19 @@ const POLL_RETENTION_SECS: f64 = 30.0 * 86_400.0;
 const COST_REPORT_DAYS: u32 = 30;
 
 /// The outcome of diffing one status answer against the known state.
+///
+/// `seen` are the clusters of the answer to compare; `unchanged` names clusters of the
+/// answer already known to be unchanged (their records' fingerprints matched), which only
+/// count as present.
 pub fn diff(
     known: &HashMap<String, ClusterRow>,
     seen: Vec<Cluster>,
+    unchanged: &HashSet<&str>,
     costs: &HashMap<String, CostRecord>,
     now: i64,
 ) -> ClusterChanges {
     let mut changes = ClusterChanges::default();
-    let mut present = std::collections::HashSet::with_capacity(seen.len());
+    let mut present = HashSet::with_capacity(seen.len());
     for cluster in seen {
         present.insert(cluster.name.clone());
         let cost = costs.get(&cluster.name).filter(|c| {
@@ -100,7 +105,11 @@ pub fn diff(
     }
     let mut vanished: Vec<&ClusterRow> = known
         .values()
-        .filter(|r| r.gone_at.is_none() && !present.contains(&r.cluster.name))
+        .filter(|r| {
+            r.gone_at.is_none()
+                && !present.contains(&r.cluster.name)
+                && !unchanged.contains(r.cluster.name.as_str())
+        })
         .collect();
     vanished.sort_by(|a, b| a.cluster.name.cmp(&b.cluster.name));
     for r in vanished {
@@ -146,6 +155,8 @@ pub struct Manager {
     clock: Arc<dyn Clock>,
     config: Config,
     known: HashMap<String, ClusterRow>,
+    /// Fingerprints of the status records behind `known`, to skip unchanged ones.
+    fingerprints: HashMap<String, u64>,
     costs: HashMap<String, CostRecord>,
     last_force: Option<f64>,
     last_prune: f64,
@@ -167,6 +178,7 @@ impl Manager {
             clock,
             config,
             known,
+            fingerprints: HashMap::new(),
             costs: HashMap::new(),
             last_force: None,
             last_prune: 0.0,
@@ -272,13 +284,41 @@ impl Manager {
         refresh: RefreshMode,
         started: f64,
     ) -> Result<PollReport, ClientError> {
-        let clusters = self.client.status(refresh).await?;
-        if refresh == RefreshMode::Force {
+        let text = self.client.status_raw(refresh).await?;
+        let records = self.client.status_records(&text)?;
+        // A forced poll also brings new costs: compare every cluster then.
+        let use_fingerprints = refresh != RefreshMode::Force;
+        if !use_fingerprints {
             self.refresh_costs().await;
         }
-        let count = clusters.len();
+        let count = records.len();
+        let mut unchanged_names = Vec::new();
+        let mut seen = Vec::new();
+        let mut fingerprints = Vec::new();
+        for record in records {
+            let fp = record.fingerprint();
+            if use_fingerprints
+                && self.fingerprints.get(record.name.as_ref()) == Some(&fp)
+                && self
+                    .known
+                    .get(record.name.as_ref())
+                    .is_some_and(|r| r.gone_at.is_none())
+            {
+                unchanged_names.push(record.name);
+                continue;
+            }
+            let cluster = record
+                .into_cluster()
+                .map_err(|what| ClientError::Malformed {
+                    url: self.client.base_url().to_string(),
+                    what: format!("status: {what}"),
+                })?;
+            fingerprints.push((cluster.name.clone(), fp));
+            seen.push(cluster);
+        }
+        let unchanged: HashSet<&str> = unchanged_names.iter().map(|n| n.as_ref()).collect();
         let finished = self.clock.now();
-        let changes = diff(&self.known, clusters, &self.costs, finished as i64);
+        let changes = diff(&self.known, seen, &unchanged, &self.costs, finished as i64);
         let n = changes.upserts.len() + changes.gone.len();
         let run = PollRun {
             id: 0,
@@ -307,6 +347,10 @@ impl Manager {
         for t in &changes.transitions {
             tracing::info!(cluster = %t.cluster, from = ?t.from, to = %t.to, "cluster status changed");
         }
+        for (name, _) in &changes.gone {
+            self.fingerprints.remove(name);
+        }
+        self.fingerprints.extend(fingerprints);
         apply(&mut self.known, changes);
         self.failures = 0;
         self.prune(finished);
@@ -529,6 +573,7 @@ mod tests {
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Init),
             ],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         );
@@ -543,12 +588,14 @@ mod tests {
         let k = known_from(diff(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         ));
         let d = diff(
             &k,
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             200,
         );
@@ -560,12 +607,14 @@ mod tests {
         let k = known_from(diff(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         ));
         let d = diff(
             &k,
             vec![cluster("a", ClusterStatus::Stopped)],
+            &HashSet::new(),
             &HashMap::new(),
             200,
         );
@@ -588,12 +637,13 @@ mod tests {
         let k = known_from(diff(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         ));
         let mut c = cluster("a", ClusterStatus::Up);
         c.autostop_minutes = 30;
-        let d = diff(&k, vec![c], &HashMap::new(), 200);
+        let d = diff(&k, vec![c], &HashSet::new(), &HashMap::new(), 200);
         assert_eq!(d.upserts.len(), 1);
         assert!(d.transitions.is_empty());
         assert_eq!(d.upserts[0].cluster.autostop_minutes, 30);
@@ -607,12 +657,14 @@ mod tests {
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Up),
             ],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         ));
         let d = diff(
             &k,
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             200,
         );
@@ -625,6 +677,7 @@ mod tests {
         let d = diff(
             &k2,
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             300,
         );
@@ -636,6 +689,7 @@ mod tests {
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Init),
             ],
+            &HashSet::new(),
             &HashMap::new(),
             400,
         );
@@ -645,16 +699,42 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_by_fingerprint_counts_as_present() {
+        let k = known_from(diff(
+            &HashMap::new(),
+            vec![
+                cluster("a", ClusterStatus::Up),
+                cluster("b", ClusterStatus::Up),
+            ],
+            &HashSet::new(),
+            &HashMap::new(),
+            100,
+        ));
+        let unchanged: HashSet<&str> = ["a"].into_iter().collect();
+        let d = diff(
+            &k,
+            vec![cluster("b", ClusterStatus::Up)],
+            &unchanged,
+            &HashMap::new(),
+            200,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let d = diff(&k, vec![], &unchanged, &HashMap::new(), 200);
+        assert_eq!(d.gone, vec![("b".to_string(), 200)]);
+    }
+
+    #[test]
     fn relaunch_under_same_name_is_a_new_lifecycle() {
         let k = known_from(diff(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
+            &HashSet::new(),
             &HashMap::new(),
             100,
         ));
         let mut c = cluster("a", ClusterStatus::Up);
         c.cluster_hash = "other".into();
-        let d = diff(&k, vec![c], &HashMap::new(), 200);
+        let d = diff(&k, vec![c], &HashSet::new(), &HashMap::new(), 200);
         assert_eq!(d.upserts[0].first_seen, 200);
         assert_eq!(d.transitions.len(), 1);
     }
@@ -690,6 +770,7 @@ mod tests {
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Up),
             ],
+            &HashSet::new(),
             &costs,
             100,
         );

@@ -440,6 +440,15 @@ impl Client {
         })
     }
 
+    /// Parses a `/status` answer (from [`Client::status_raw`]) into records that borrow
+    /// from it.
+    pub fn status_records<'a>(&self, text: &'a str) -> Result<Vec<wire::StatusRecord<'a>>> {
+        wire::parse_records(text).map_err(|what| ClientError::Malformed {
+            url: self.url("status"),
+            what: format!("status: {what}"),
+        })
+    }
+
     /// `POST /status`, returning the raw `return_value` text.
     pub async fn status_raw(&self, refresh: RefreshMode) -> Result<String> {
         self.call_raw(

@@ -2,6 +2,9 @@
 //! the host's model. Unknown fields are ignored; a missing required field is an error
 //! that names the field and the record.
 
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+
 use serde::Deserialize;
 
 use crate::cluster::{instance_type_from_resources, Cluster, ClusterStatus};
@@ -54,51 +57,68 @@ pub struct RequestError {
 }
 
 /// One record of `POST /status` (SkyPilot's `StatusResponse`). Only the fields the host
-/// uses; `name`, `status`, `cluster_hash`, `autostop` and `to_down` are required.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StatusRecord {
-    pub name: String,
-    pub status: String,
-    pub cluster_hash: String,
+/// uses; `name`, `status`, `cluster_hash`, `autostop` and `to_down` are required. Strings
+/// borrow from the answer where they can, so reading a large fleet allocates little, and
+/// the record hashes to a fingerprint that tells an unchanged cluster without converting
+/// it.
+#[derive(Debug, Clone, Hash, Deserialize)]
+pub struct StatusRecord<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    #[serde(borrow)]
+    pub cluster_hash: Cow<'a, str>,
     pub autostop: i64,
     pub to_down: bool,
     #[serde(default)]
     pub launched_at: Option<i64>,
-    #[serde(default)]
-    pub last_use: Option<String>,
+    #[serde(default, borrow)]
+    pub last_use: Option<Cow<'a, str>>,
     #[serde(default)]
     pub status_updated_at: Option<i64>,
-    #[serde(default)]
-    pub user_hash: Option<String>,
-    #[serde(default)]
-    pub user_name: Option<String>,
-    #[serde(default)]
-    pub workspace: Option<String>,
+    #[serde(default, borrow)]
+    pub user_hash: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub user_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub workspace: Option<Cow<'a, str>>,
     #[serde(default)]
     pub is_managed: Option<bool>,
-    #[serde(default)]
-    pub resources_str: Option<String>,
-    #[serde(default)]
-    pub resources_str_full: Option<String>,
+    #[serde(default, borrow)]
+    pub resources_str: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub resources_str_full: Option<Cow<'a, str>>,
     #[serde(default)]
     pub nodes: Option<i64>,
-    #[serde(default)]
-    pub cloud: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub zone: Option<String>,
-    #[serde(default)]
-    pub cpus: Option<String>,
-    #[serde(default)]
-    pub memory: Option<String>,
-    #[serde(default)]
-    pub accelerators: Option<String>,
+    #[serde(default, borrow)]
+    pub cloud: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub region: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub zone: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub cpus: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub memory: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub accelerators: Option<Cow<'a, str>>,
 }
 
-impl StatusRecord {
+fn owned(s: Option<Cow<'_, str>>) -> Option<String> {
+    s.map(Cow::into_owned)
+}
+
+impl StatusRecord<'_> {
+    /// A 64-bit fingerprint of every field the host uses.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     pub fn into_cluster(self) -> Result<Cluster, String> {
-        let status = match self.status.as_str() {
+        let status = match self.status.as_ref() {
             "INIT" => ClusterStatus::Init,
             "UP" => ClusterStatus::Up,
             "STOPPED" => ClusterStatus::Stopped,
@@ -109,30 +129,30 @@ impl StatusRecord {
                 ))
             }
         };
-        let resources = self.resources_str_full.or(self.resources_str);
+        let resources = owned(self.resources_str_full.or(self.resources_str));
         let instance_type = resources.as_deref().and_then(instance_type_from_resources);
         Ok(Cluster {
-            name: self.name,
-            cluster_hash: self.cluster_hash,
+            name: self.name.into_owned(),
+            cluster_hash: self.cluster_hash.into_owned(),
             status,
-            cloud: self.cloud,
-            region: self.region,
-            zone: self.zone,
+            cloud: owned(self.cloud),
+            region: owned(self.region),
+            zone: owned(self.zone),
             instance_type,
             nodes: self.nodes.unwrap_or(1),
-            cpus: self.cpus,
-            memory: self.memory,
-            accelerators: self.accelerators.filter(|a| a != "None" && !a.is_empty()),
+            cpus: owned(self.cpus),
+            memory: owned(self.memory),
+            accelerators: owned(self.accelerators).filter(|a| a != "None" && !a.is_empty()),
             resources,
-            workspace: self.workspace.unwrap_or_else(|| "default".to_string()),
-            user_name: self.user_name,
-            user_hash: self.user_hash,
+            workspace: owned(self.workspace).unwrap_or_else(|| "default".to_string()),
+            user_name: owned(self.user_name),
+            user_hash: owned(self.user_hash),
             launched_at: self.launched_at,
             status_updated_at: self.status_updated_at,
             autostop_minutes: self.autostop,
             autostop_to_down: self.to_down,
             is_managed: self.is_managed.unwrap_or(false),
-            last_use: self.last_use.filter(|s| !s.is_empty()),
+            last_use: owned(self.last_use).filter(|s| !s.is_empty()),
         })
     }
 }
@@ -195,35 +215,35 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 /// Parses a JSON array of records, naming the record (index and, when it has one, its
-/// `name`) and the field on error.
-pub fn parse_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+/// `name`) and the field on error. Records may borrow from `text`.
+pub fn parse_records<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<Vec<T>, String> {
     // The fast path; the error path parses again to name the record and the field.
-    if let Ok(v) = serde_json::from_str::<Vec<T>>(text) {
-        return Ok(v);
-    }
+    let first = match serde_json::from_str::<Vec<T>>(text) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
     let mut de = serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Vec<T>>(&mut de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            // Name the record by its `name` when the document is valid JSON.
-            let index = path
-                .strip_prefix('[')
-                .and_then(|p| p.split(']').next())
-                .and_then(|i| i.parse::<usize>().ok());
-            let named = index.and_then(|i| {
-                let v: serde_json::Value = serde_json::from_str(text).ok()?;
-                v.get(i)?.get("name")?.as_str().map(|s| s.to_string())
-            });
-            let at = match (named, path.as_str()) {
-                (Some(n), _) => format!("record {path} (cluster {n:?})"),
-                (None, ".") => "document".to_string(),
-                (None, p) => format!("record {p}"),
-            };
-            Err(format!("{at}: {inner}"))
-        }
-    }
+    let e = match serde_path_to_error::deserialize::<_, Vec<T>>(&mut de) {
+        Ok(_) => return Err(first.to_string()),
+        Err(e) => e,
+    };
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    // Name the record by its `name` when the document is valid JSON.
+    let index = path
+        .strip_prefix('[')
+        .and_then(|p| p.split(']').next())
+        .and_then(|i| i.parse::<usize>().ok());
+    let named = index.and_then(|i| {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        v.get(i)?.get("name")?.as_str().map(|s| s.to_string())
+    });
+    let at = match (named, path.as_str()) {
+        (Some(n), _) => format!("record {path} (cluster {n:?})"),
+        (None, ".") => "document".to_string(),
+        (None, p) => format!("record {p}"),
+    };
+    Err(format!("{at}: {inner}"))
 }
 
 #[cfg(test)]
@@ -244,6 +264,25 @@ mod tests {
         assert_eq!(c.cloud.as_deref(), Some("AWS"));
         assert_eq!(c.last_use, None);
         assert_eq!(c.accelerators, None);
+    }
+
+    #[test]
+    fn fingerprint_follows_used_fields_only() {
+        let base: Vec<StatusRecord> = parse_records(SAMPLE).unwrap();
+        let same_text = SAMPLE.replace(r#""brand_new_field":{"x":1}"#, r#""brand_new_field":2"#);
+        let same: Vec<StatusRecord> = parse_records(&same_text).unwrap();
+        assert_eq!(base[0].fingerprint(), same[0].fingerprint());
+        let other_text = SAMPLE.replace(r#""autostop":30"#, r#""autostop":31"#);
+        let other: Vec<StatusRecord> = parse_records(&other_text).unwrap();
+        assert_ne!(base[0].fingerprint(), other[0].fingerprint());
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let text = SAMPLE.replace(r#""user_name":"root""#, r#""user_name":"r\u00f6\"ot""#);
+        let recs: Vec<StatusRecord> = parse_records(&text).unwrap();
+        let c = recs.into_iter().next().unwrap().into_cluster().unwrap();
+        assert_eq!(c.user_name.as_deref(), Some("rö\"ot"));
     }
 
     #[test]
