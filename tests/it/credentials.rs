@@ -420,10 +420,11 @@ for cloud, path in zip(args[0::2], args[1::2]):
         os.makedirs(home + '/.lambda_cloud')
         shutil.copy(path, home + '/.lambda_cloud/lambda_keys')
         from sky.provision.lambda_cloud import lambda_utils
+        # SkyPilot's client raises on a key file it refuses: that refusal is its verdict.
         try:
             ok = bool(lambda_utils.LambdaCloudClient().api_key)
-        except Exception:
-            ok = False
+        except Exception as refused:  # noqa: BLE001
+            ok = not refused
     elif cloud == 'runpod':
         os.makedirs(home + '/.runpod')
         shutil.copy(path, home + '/.runpod/config.toml')
