@@ -97,7 +97,7 @@ stop_sky_server() {
   kill -KILL -- "-$pgid" 2>/dev/null || true
   local p
   for p in /proc/[0-9]*; do
-    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SKYPILOT_HOST_SERVER_MARKER=$dir"; then
+    if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qxF "SKYPILOT_HOST_SERVER_MARKER=$dir"; then
       kill -KILL "${p#/proc/}" 2>/dev/null || true
     fi
   done

@@ -33,11 +33,14 @@ metrics_port=9188; port_free "$metrics_port" || metrics_port=$(free_port)
 
 pids=()
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap "" INT TERM  # a second Ctrl-C must not cut the clean-up short
+  # Stop everything even if one step fails.
+  set +e
   log "stopping"
   local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   stop_sky_server "$run/sky"
 }
 trap cleanup EXIT
