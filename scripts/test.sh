@@ -58,5 +58,5 @@ log "cargo test --features real-server"
 # kept to add up the totals at the end.
 cargo test --features real-server --lib --bins --tests -- "${extra[@]}" 2>&1 | tee "$work/cargo-test.log"
 echo
-awk '/^test result:/ { p += $4; f += $6 } END { printf "rust tests: %d passed, %d failed\n", p, f }' \
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
   "$work/cargo-test.log"
