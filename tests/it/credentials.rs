@@ -552,3 +552,176 @@ for cloud, path in zip(args[0::2], args[1::2]):
         assert!(theirs.iter().any(|v| v == "ok") && theirs.iter().any(|v| v != "ok"));
     }
 }
+
+/// The secrets the host handles (a cloud credential named in `[credentials]`, the
+/// service-account token) never reach a role's log, `status`, or the metrics, even at
+/// debug level and while the API server answers errors.
+#[test]
+fn secrets_never_reach_logs_status_or_metrics() {
+    use crate::support::sim::{Fault, SimCluster, Simulator};
+    use std::time::{Duration, Instant};
+
+    const CLOUD_SECRET: &str = "wJalrXUtnFEMI-SENTINEL-CLOUD-SECRET";
+    const TOKEN: &str = "sky_SENTINELTOKEN0123456789";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(Simulator::start()).unwrap();
+    sim.enable_service_accounts(&[TOKEN]);
+    sim.add_cluster(SimCluster::new("secret-test").autostop(30, false));
+
+    let dir = tempfile::tempdir().unwrap();
+    let aws = dir.path().join("aws-credentials");
+    write_private(
+        &aws,
+        &format!(
+            "[default]\naws_access_key_id = AKIASENTINEL\naws_secret_access_key = {CLOUD_SECRET}\n"
+        ),
+    );
+    let token = dir.path().join("token");
+    write_private(&token, &format!("{TOKEN}\n"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = dir.path().join("host.db");
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skypilot]\napi_url = {:?}\ntoken_file = {:?}\nrequest_timeout_secs = 2\n\
+             [cluster_manager]\npoll_interval_secs = 1\ndatabase = {:?}\n\
+             [monitor]\nlisten = \"127.0.0.1:{port}\"\n\
+             [credentials]\naws = {:?}\n[log]\nlevel = \"trace\"\n",
+            sim.url(),
+            token.to_str().unwrap(),
+            db.to_str().unwrap(),
+            aws.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_skypilot-host");
+    let spawn = |role: &str, log: &Path| {
+        std::process::Command::new(bin)
+            .args([role, "--config", config.to_str().unwrap()])
+            .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let cm_log = dir.path().join("cluster-manager.log");
+    let mon_log = dir.path().join("monitor.log");
+    let mut cm = spawn("cluster-manager", &cm_log);
+    let mut mon = spawn("monitor", &mon_log);
+
+    // The token reaches the API server, so it is in use...
+    let start = Instant::now();
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}")))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "token never sent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and errors are logged too.
+    sim.set_fault(Fault::Http500Html);
+    std::thread::sleep(Duration::from_secs(2));
+    sim.clear_faults();
+    std::thread::sleep(Duration::from_secs(2));
+
+    let scrape = |accept: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", "-H", &format!("Accept: {accept}")])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scrape failed: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let metrics = scrape("text/plain") + &scrape("application/openmetrics-text; version=1.0.0");
+    assert!(
+        metrics.contains("secret-test"),
+        "the scrape shows the fleet"
+    );
+    let status = std::process::Command::new(bin)
+        .args([
+            "status",
+            "--json",
+            "--all",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let check = std::process::Command::new(bin)
+        .args(["credentials", "check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for (p, c) in [(&mut cm, "cluster-manager"), (&mut mon, "monitor")] {
+        std::process::Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(p.wait().unwrap().success(), "{c} exits cleanly");
+    }
+    let db_dump = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut dump = String::new();
+        for table in [
+            "clusters",
+            "poll_runs",
+            "api_server",
+            "transitions",
+            "audit",
+        ] {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).map(|v| v.as_str().unwrap_or(""))))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap();
+            for row in rows {
+                dump.push_str(&row.unwrap());
+                dump.push('\n');
+            }
+        }
+        dump
+    };
+    let outputs = [
+        (
+            "cluster-manager log",
+            std::fs::read_to_string(&cm_log).unwrap(),
+        ),
+        ("monitor log", std::fs::read_to_string(&mon_log).unwrap()),
+        ("metrics", metrics),
+        (
+            "status --json",
+            text(&status.stdout) + &text(&status.stderr),
+        ),
+        (
+            "credentials check",
+            text(&check.stdout) + &text(&check.stderr),
+        ),
+        ("host database", db_dump),
+    ];
+    assert!(
+        outputs[0].1.contains("poll failed"),
+        "the cluster manager logged the failed polls at trace level"
+    );
+    for (what, out) in &outputs {
+        for secret in [CLOUD_SECRET, TOKEN, "SENTINELTOKEN"] {
+            assert!(!out.contains(secret), "{what} shows a secret:\n{out}");
+        }
+    }
+}
