@@ -465,10 +465,10 @@ pub async fn run_until(
     notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog_interval();
     tokio::pin!(shutdown);
-    loop {
+    'polling: loop {
         let report = tokio::select! {
             r = manager.poll_once() => r,
-            () = &mut shutdown => break,
+            () = &mut shutdown => break 'polling,
         };
         release_freed_memory();
         let status = match &report.error {
@@ -488,11 +488,7 @@ pub async fn run_until(
             };
             tokio::select! {
                 () = tokio::time::sleep(slice) => {}
-                () = &mut shutdown => {
-                    notify(&[sd_notify::NotifyState::Stopping]);
-                    tracing::info!("cluster manager stopping");
-                    return Ok(());
-                }
+                () = &mut shutdown => break 'polling,
             }
             remaining = remaining.saturating_sub(slice);
             if watchdog.is_some() {
@@ -559,6 +555,11 @@ mod tests {
         }
     }
 
+    /// `diff` without fingerprints or costs.
+    fn plain(known: &HashMap<String, ClusterRow>, seen: Vec<Cluster>, now: i64) -> ClusterChanges {
+        diff(known, seen, &HashSet::new(), &HashMap::new(), now)
+    }
+
     fn known_from(changes: ClusterChanges) -> HashMap<String, ClusterRow> {
         let mut k = HashMap::new();
         apply(&mut k, changes);
@@ -567,14 +568,12 @@ mod tests {
 
     #[test]
     fn new_clusters_are_inserted_with_transitions() {
-        let d = diff(
+        let d = plain(
             &HashMap::new(),
             vec![
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Init),
             ],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         );
         assert_eq!(d.upserts.len(), 2);
@@ -585,39 +584,23 @@ mod tests {
 
     #[test]
     fn unchanged_poll_writes_nothing() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
-        let d = diff(
-            &k,
-            vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
-            200,
-        );
+        let d = plain(&k, vec![cluster("a", ClusterStatus::Up)], 200);
         assert!(d.is_empty(), "{d:?}");
     }
 
     #[test]
     fn status_change_is_a_transition_and_keeps_first_seen() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
-        let d = diff(
-            &k,
-            vec![cluster("a", ClusterStatus::Stopped)],
-            &HashSet::new(),
-            &HashMap::new(),
-            200,
-        );
+        let d = plain(&k, vec![cluster("a", ClusterStatus::Stopped)], 200);
         assert_eq!(d.upserts.len(), 1);
         assert_eq!(d.upserts[0].first_seen, 100);
         assert_eq!(d.upserts[0].last_changed, 200);
@@ -634,16 +617,14 @@ mod tests {
 
     #[test]
     fn autostop_change_is_an_update_without_transition() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
         let mut c = cluster("a", ClusterStatus::Up);
         c.autostop_minutes = 30;
-        let d = diff(&k, vec![c], &HashSet::new(), &HashMap::new(), 200);
+        let d = plain(&k, vec![c], 200);
         assert_eq!(d.upserts.len(), 1);
         assert!(d.transitions.is_empty());
         assert_eq!(d.upserts[0].cluster.autostop_minutes, 30);
@@ -651,46 +632,30 @@ mod tests {
 
     #[test]
     fn vanished_cluster_is_gone_and_may_come_back() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Up),
             ],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
-        let d = diff(
-            &k,
-            vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
-            200,
-        );
+        let d = plain(&k, vec![cluster("a", ClusterStatus::Up)], 200);
         assert_eq!(d.gone, vec![("b".to_string(), 200)]);
         assert_eq!(d.transitions[0].to, ClusterStatus::Gone);
         let mut k2 = k.clone();
         apply(&mut k2, d);
         assert_eq!(k2["b"].cluster.status, ClusterStatus::Gone);
         // Gone twice is not written twice.
-        let d = diff(
-            &k2,
-            vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
-            300,
-        );
+        let d = plain(&k2, vec![cluster("a", ClusterStatus::Up)], 300);
         assert!(d.is_empty());
         // It comes back.
-        let d = diff(
+        let d = plain(
             &k2,
             vec![
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Init),
             ],
-            &HashSet::new(),
-            &HashMap::new(),
             400,
         );
         assert_eq!(d.transitions[0].from, Some(ClusterStatus::Gone));
@@ -700,14 +665,12 @@ mod tests {
 
     #[test]
     fn unchanged_by_fingerprint_counts_as_present() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![
                 cluster("a", ClusterStatus::Up),
                 cluster("b", ClusterStatus::Up),
             ],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
         let unchanged: HashSet<&str> = ["a"].into_iter().collect();
@@ -725,16 +688,14 @@ mod tests {
 
     #[test]
     fn relaunch_under_same_name_is_a_new_lifecycle() {
-        let k = known_from(diff(
+        let k = known_from(plain(
             &HashMap::new(),
             vec![cluster("a", ClusterStatus::Up)],
-            &HashSet::new(),
-            &HashMap::new(),
             100,
         ));
         let mut c = cluster("a", ClusterStatus::Up);
         c.cluster_hash = "other".into();
-        let d = diff(&k, vec![c], &HashSet::new(), &HashMap::new(), 200);
+        let d = plain(&k, vec![c], 200);
         assert_eq!(d.upserts[0].first_seen, 200);
         assert_eq!(d.transitions.len(), 1);
     }

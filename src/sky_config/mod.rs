@@ -87,12 +87,6 @@ pub struct Rendered {
     pub policy_path: PathBuf,
 }
 
-/// `sky-config render IN OUT` with the schema from `$SKYPILOT_CONFIG_SCHEMA` and the
-/// launch policy next to OUT.
-pub fn render(input: &Path, output: &Path) -> anyhow::Result<()> {
-    run_render(input, output, &RenderOptions::default())
-}
-
 /// `sky-config render IN OUT [--schema FILE] [--policy-out FILE]`: renders and prints a
 /// one-line summary on stdout (warnings go to stderr).
 pub fn run_render(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
@@ -168,11 +162,6 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
         config_path: output.to_path_buf(),
         policy_path,
     })
-}
-
-/// `sky-config check FILE` with the schema from `$SKYPILOT_CONFIG_SCHEMA`.
-pub fn check(file: &Path) -> anyhow::Result<()> {
-    run_check(file, None)
 }
 
 /// `sky-config check FILE [--schema SCHEMA]`: prints `FILE: ok` when valid.

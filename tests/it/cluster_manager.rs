@@ -45,7 +45,8 @@ impl Host {
         Manager { child, log }
     }
 
-    pub fn status_json(&self) -> Value {
+    /// `status --json --all`, or its error output while the database cannot be read.
+    fn try_status_json(&self) -> Result<Value, String> {
         let out = bin()
             .args([
                 "status",
@@ -56,12 +57,16 @@ impl Host {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn status_json(&self) -> Value {
+        self.try_status_json()
+            .unwrap_or_else(|e| panic!("status failed: {e}"))
     }
 
     #[cfg_attr(not(feature = "real-server"), allow(dead_code))]
@@ -88,23 +93,11 @@ impl Host {
         let start = Instant::now();
         let mut last = Value::Null;
         while start.elapsed() < timeout {
-            if self.db.exists() {
-                let out = bin()
-                    .args([
-                        "status",
-                        "--json",
-                        "--all",
-                        "--config",
-                        self.config.to_str().unwrap(),
-                    ])
-                    .output()
-                    .unwrap();
-                if out.status.success() {
-                    last = serde_json::from_slice(&out.stdout).unwrap();
-                    if pred(&last) {
-                        return last;
-                    }
+            if let Some(Ok(s)) = self.db.exists().then(|| self.try_status_json()) {
+                if pred(&s) {
+                    return s;
                 }
+                last = s;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
