@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::time::Timestamp;
+
 /// A cluster's status. `Gone` is ours: the cluster was known and the API server no
 /// longer lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,10 +77,8 @@ pub struct Cluster {
     pub workspace: String,
     pub user_name: Option<String>,
     pub user_hash: Option<String>,
-    /// Unix seconds.
-    pub launched_at: Option<i64>,
-    /// Unix seconds.
-    pub status_updated_at: Option<i64>,
+    pub launched_at: Option<Timestamp>,
+    pub status_updated_at: Option<Timestamp>,
     /// Idle minutes before autostop; -1 = no autostop.
     pub autostop_minutes: i64,
     /// Autostop tears the cluster down instead of stopping it.

@@ -1,12 +1,15 @@
 //! `skypilot-host cluster-manager`: polls SkyPilot's API server and records cluster
 //! state in the host database. It is the only writer of cluster state.
 //!
-//! Each poll reads `/status` (without refresh; with `refresh = FORCE` once per
-//! `force_refresh_interval_secs`), diffs it against what it knows, and commits the
-//! changed rows, the status transitions and the poll's outcome in one transaction. A
-//! poll that fails leaves the state as it was (readers see it as stale, with its age)
-//! and the next attempt comes sooner, backing off up to the poll interval, so the state
-//! is fresh again within one poll of the server's return.
+//! A poll is a straight sequence: probe health; fetch `/status` (with `refresh = FORCE`
+//! once per `force_refresh_interval_secs`, falling back to an unrefreshed read when the
+//! forced one fails); with a forced poll, fetch the cost report; [`ingest`] the answer
+//! (a pure step: skip records whose fingerprint is unchanged, [`diff`] the rest against
+//! what is known); commit the changed rows, the transitions and the poll's outcome in
+//! one transaction; prune old poll records. A poll that fails leaves the state as it was
+//! (readers see it as stale, with its age) and the next attempt comes sooner, backing
+//! off up to the poll interval, so the state is fresh again within one poll of the
+//! server's return.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -15,14 +18,18 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::Config;
+use crate::skypilot::wire::StatusRecord;
 use crate::skypilot::{Client, ClientError, CostRecord, RefreshMode};
 use crate::store::{
     ApiServerHealth, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store, Transition,
 };
-use crate::time::{Clock, SystemClock};
+use crate::systemd;
+use crate::time::{Clock, SystemClock, Timestamp};
 
 /// How long poll records are kept.
 const POLL_RETENTION_SECS: f64 = 30.0 * 86_400.0;
+/// How often old poll records are pruned.
+const PRUNE_EVERY_SECS: f64 = 3600.0;
 /// Days of history asked of SkyPilot's cost report.
 const COST_REPORT_DAYS: u32 = 30;
 
@@ -36,7 +43,7 @@ pub fn diff(
     seen: Vec<Cluster>,
     unchanged: &HashSet<&str>,
     costs: &HashMap<String, CostRecord>,
-    now: i64,
+    now: Timestamp,
 ) -> ClusterChanges {
     let mut changes = ClusterChanges::default();
     let mut present = HashSet::with_capacity(seen.len());
@@ -124,6 +131,72 @@ pub fn diff(
     changes
 }
 
+/// What the cluster manager knows between polls: the rows as committed, and the
+/// fingerprints of the status records behind them.
+#[derive(Debug, Default, Clone)]
+pub struct Known {
+    pub rows: HashMap<String, ClusterRow>,
+    pub fingerprints: HashMap<String, u64>,
+}
+
+impl Known {
+    /// Applies committed changes and the fingerprints of the records behind them.
+    pub fn apply(&mut self, ingested: Ingested) {
+        for (name, _) in &ingested.changes.gone {
+            self.fingerprints.remove(name);
+        }
+        self.fingerprints.extend(ingested.fingerprints);
+        apply(&mut self.rows, ingested.changes);
+    }
+}
+
+/// The result of [`ingest`]: what to commit, and what to remember once committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub changes: ClusterChanges,
+    /// Fingerprints of the records that were compared.
+    pub fingerprints: Vec<(String, u64)>,
+    /// Clusters in the answer.
+    pub clusters: usize,
+}
+
+/// Turns one status answer into changes: records whose fingerprint matches a present
+/// known cluster are skipped (unless `compare_all`, as after new costs), the rest are
+/// converted and [`diff`]ed. Pure: no I/O, the time is a parameter. Fails, naming the
+/// cluster, on a record that does not convert.
+pub fn ingest(
+    known: &Known,
+    records: Vec<StatusRecord<'_>>,
+    costs: &HashMap<String, CostRecord>,
+    compare_all: bool,
+    now: Timestamp,
+) -> Result<Ingested, String> {
+    let clusters = records.len();
+    let mut unchanged_names = Vec::new();
+    let mut seen = Vec::new();
+    let mut fingerprints = Vec::new();
+    for record in records {
+        let fp = record.fingerprint();
+        let name = record.name.as_ref();
+        if !compare_all
+            && known.fingerprints.get(name) == Some(&fp)
+            && known.rows.get(name).is_some_and(|r| r.gone_at.is_none())
+        {
+            unchanged_names.push(record.name);
+            continue;
+        }
+        let cluster = record.into_cluster()?;
+        fingerprints.push((cluster.name.clone(), fp));
+        seen.push(cluster);
+    }
+    let unchanged: HashSet<&str> = unchanged_names.iter().map(|n| n.as_ref()).collect();
+    Ok(Ingested {
+        changes: diff(&known.rows, seen, &unchanged, costs, now),
+        fingerprints,
+        clusters,
+    })
+}
+
 /// Applies committed changes to the in-memory view.
 fn apply(known: &mut HashMap<String, ClusterRow>, changes: ClusterChanges) {
     for row in changes.upserts {
@@ -154,20 +227,22 @@ pub struct Manager {
     store: Store,
     clock: Arc<dyn Clock>,
     config: Config,
-    known: HashMap<String, ClusterRow>,
-    /// Fingerprints of the status records behind `known`, to skip unchanged ones.
-    fingerprints: HashMap<String, u64>,
+    known: Known,
     costs: HashMap<String, CostRecord>,
-    last_force: Option<f64>,
-    last_prune: f64,
+    last_force: Option<Timestamp>,
+    last_prune: Option<Timestamp>,
     failures: u32,
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Manager {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Manager> {
         let client = Client::new(&config.skypilot)?;
         let store = Store::open(&config.cluster_manager.database)?;
-        let known = store
+        let rows = store
             .clusters()?
             .into_iter()
             .map(|r| (r.cluster.name.clone(), r))
@@ -177,11 +252,13 @@ impl Manager {
             store,
             clock,
             config,
-            known,
-            fingerprints: HashMap::new(),
+            known: Known {
+                rows,
+                fingerprints: HashMap::new(),
+            },
             costs: HashMap::new(),
             last_force: None,
-            last_prune: 0.0,
+            last_prune: None,
             failures: 0,
         })
     }
@@ -192,7 +269,7 @@ impl Manager {
 
     /// Number of clusters known, gone ones included.
     pub fn known_len(&self) -> usize {
-        self.known.len()
+        self.known.rows.len()
     }
 
     /// Consecutive failed polls.
@@ -200,11 +277,11 @@ impl Manager {
         self.failures
     }
 
-    fn force_due(&self, now: f64) -> bool {
-        match self.last_force {
-            None => true,
-            Some(t) => now - t >= self.config.cluster_manager.force_refresh_interval_secs as f64,
-        }
+    fn force_due(&self, now: Timestamp) -> bool {
+        let every = self.config.cluster_manager.force_refresh_interval_secs;
+        // Intervals are validated to at most a day: exact as f64.
+        self.last_force
+            .is_none_or(|t| now.secs_since(t) >= every as f64)
     }
 
     /// Probes `/api/health` and records the result.
@@ -238,34 +315,61 @@ impl Manager {
         result.map(|_| ())
     }
 
-    /// One poll: health, status (forced when due), cost report with forced polls, diff,
-    /// commit. Never fails: the outcome is recorded and returned.
+    /// One poll: health, status (forced when due), cost report with forced polls,
+    /// ingest, commit, prune. Never fails: the outcome is recorded and returned.
     pub async fn poll_once(&mut self) -> PollReport {
-        let now = self.clock.now();
-        let force = self.force_due(now);
+        let started = self.clock.now();
         if let Err(e) = self.check_health().await {
-            return self.record_failure(RefreshMode::None, now, &e);
+            return self.record_failure(RefreshMode::None, started, &e);
         }
+        let force = self.force_due(started);
+        let (refresh, text) = match self.fetch_status(force, started).await {
+            Ok(answer) => answer,
+            Err((refresh, e)) => return self.record_failure(refresh, started, &e),
+        };
         if force {
-            self.last_force = Some(now);
-            match self.poll(RefreshMode::Force, now).await {
-                Ok(report) => return report,
-                // The server answered but the forced refresh failed (e.g. a cloud's
-                // credentials are missing): record it, then read SkyPilot's database so
-                // the state stays fresh.
-                Err(e) if !e.is_unreachable() => {
-                    tracing::warn!(error = %e, "forced refresh failed; reading without refresh");
-                    self.record_failure(RefreshMode::Force, now, &e);
-                }
-                Err(e) => return self.record_failure(RefreshMode::Force, now, &e),
-            }
             self.refresh_costs().await;
         }
-        let now = self.clock.now();
-        match self.poll(RefreshMode::None, now).await {
-            Ok(report) => report,
-            Err(e) => self.record_failure(RefreshMode::None, now, &e),
+        let finished = self.clock.now();
+        let ingested = match self.client.status_records(&text).and_then(|records| {
+            ingest(&self.known, records, &self.costs, force, finished.floor()).map_err(|what| {
+                ClientError::Malformed {
+                    url: self.client.base_url().to_string(),
+                    what: format!("status: {what}"),
+                }
+            })
+        }) {
+            Ok(i) => i,
+            Err(e) => return self.record_failure(refresh, started, &e),
+        };
+        drop(text);
+        self.commit(refresh, started, finished, ingested)
+    }
+
+    /// `/status`, forced when due. A forced read that the server answered with an error
+    /// (e.g. a cloud's credentials are missing) is recorded, then SkyPilot's database is
+    /// read without refresh so the state stays fresh.
+    async fn fetch_status(
+        &mut self,
+        force: bool,
+        started: Timestamp,
+    ) -> Result<(RefreshMode, String), (RefreshMode, ClientError)> {
+        if force {
+            self.last_force = Some(started);
+            match self.client.status_raw(RefreshMode::Force).await {
+                Ok(text) => return Ok((RefreshMode::Force, text)),
+                Err(e) if !e.is_unreachable() => {
+                    tracing::warn!(error = %e, "forced refresh failed; reading without refresh");
+                    self.record_failure(RefreshMode::Force, started, &e);
+                }
+                Err(e) => return Err((RefreshMode::Force, e)),
+            }
         }
+        self.client
+            .status_raw(RefreshMode::None)
+            .await
+            .map(|text| (RefreshMode::None, text))
+            .map_err(|e| (RefreshMode::None, e))
     }
 
     async fn refresh_costs(&mut self) {
@@ -279,94 +383,59 @@ impl Manager {
         }
     }
 
-    async fn poll(
+    fn commit(
         &mut self,
         refresh: RefreshMode,
-        started: f64,
-    ) -> Result<PollReport, ClientError> {
-        let text = self.client.status_raw(refresh).await?;
-        let records = self.client.status_records(&text)?;
-        // A forced poll also brings new costs: compare every cluster then.
-        let use_fingerprints = refresh != RefreshMode::Force;
-        if !use_fingerprints {
-            self.refresh_costs().await;
-        }
-        let count = records.len();
-        let mut unchanged_names = Vec::new();
-        let mut seen = Vec::new();
-        let mut fingerprints = Vec::new();
-        for record in records {
-            let fp = record.fingerprint();
-            if use_fingerprints
-                && self.fingerprints.get(record.name.as_ref()) == Some(&fp)
-                && self
-                    .known
-                    .get(record.name.as_ref())
-                    .is_some_and(|r| r.gone_at.is_none())
-            {
-                unchanged_names.push(record.name);
-                continue;
-            }
-            let cluster = record
-                .into_cluster()
-                .map_err(|what| ClientError::Malformed {
-                    url: self.client.base_url().to_string(),
-                    what: format!("status: {what}"),
-                })?;
-            fingerprints.push((cluster.name.clone(), fp));
-            seen.push(cluster);
-        }
-        let unchanged: HashSet<&str> = unchanged_names.iter().map(|n| n.as_ref()).collect();
-        let finished = self.clock.now();
-        let changes = diff(&self.known, seen, &unchanged, &self.costs, finished as i64);
+        started: Timestamp,
+        finished: Timestamp,
+        ingested: Ingested,
+    ) -> PollReport {
+        let changes = &ingested.changes;
         let n = changes.upserts.len() + changes.gone.len();
+        let clusters = ingested.clusters;
         let run = PollRun {
             id: 0,
             started_at: started,
             finished_at: finished,
-            refresh: refresh.as_str().to_string(),
+            refresh,
             outcome: PollOutcome::Ok,
             error_kind: None,
             error: None,
-            clusters: Some(count as i64),
-            changes: Some(n as i64),
+            clusters: Some(count(clusters)),
+            changes: Some(count(n)),
         };
-        if let Err(e) = self.store.commit_poll(&changes, &run) {
+        if let Err(e) = self.store.commit_poll(changes, &run) {
             // The database refused the write: keep the in-memory view as it was, so the
             // next poll writes the same changes again.
             tracing::error!(error = %e, "cannot record the poll");
             self.failures += 1;
-            return Ok(PollReport {
+            return PollReport {
                 refresh,
                 outcome: PollOutcome::Error,
-                clusters: count,
+                clusters,
                 changes: 0,
                 error: Some(e.to_string()),
-            });
+            };
         }
         for t in &changes.transitions {
             tracing::info!(cluster = %t.cluster, from = ?t.from, to = %t.to, "cluster status changed");
         }
-        for (name, _) in &changes.gone {
-            self.fingerprints.remove(name);
-        }
-        self.fingerprints.extend(fingerprints);
-        apply(&mut self.known, changes);
+        self.known.apply(ingested);
         self.failures = 0;
         self.prune(finished);
-        Ok(PollReport {
+        PollReport {
             refresh,
             outcome: PollOutcome::Ok,
-            clusters: count,
+            clusters,
             changes: n,
             error: None,
-        })
+        }
     }
 
     fn record_failure(
         &mut self,
         refresh: RefreshMode,
-        started: f64,
+        started: Timestamp,
         e: &ClientError,
     ) -> PollReport {
         self.failures += 1;
@@ -375,7 +444,7 @@ impl Manager {
             id: 0,
             started_at: started,
             finished_at: self.clock.now(),
-            refresh: refresh.as_str().to_string(),
+            refresh,
             outcome: PollOutcome::Error,
             error_kind: Some(e.kind()),
             error: Some(e.to_string()),
@@ -394,12 +463,15 @@ impl Manager {
         }
     }
 
-    fn prune(&mut self, now: f64) {
-        if now - self.last_prune < 3600.0 {
+    fn prune(&mut self, now: Timestamp) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.secs_since(t) < PRUNE_EVERY_SECS)
+        {
             return;
         }
-        self.last_prune = now;
-        match self.store.prune_polls(now - POLL_RETENTION_SECS) {
+        self.last_prune = Some(now);
+        match self.store.prune_polls(now.minus_secs(POLL_RETENTION_SECS)) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old poll records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune old poll records"),
@@ -432,23 +504,6 @@ fn release_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory() {}
 
-/// systemd notification; a no-op outside systemd.
-fn notify(state: &[sd_notify::NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, state) {
-        tracing::debug!(error = %e, "sd_notify failed");
-    }
-}
-
-/// The watchdog interval systemd asked for, if any.
-fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec))
-    } else {
-        None
-    }
-}
-
 /// Runs the poll loop until `shutdown` resolves.
 pub async fn run_until(
     config: Config,
@@ -462,8 +517,8 @@ pub async fn run_until(
         clusters = manager.known_len(),
         "cluster manager started"
     );
-    notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = watchdog_interval();
+    systemd::ready("started; first poll running");
+    let watchdog = systemd::watchdog_interval();
     tokio::pin!(shutdown);
     'polling: loop {
         let report = tokio::select! {
@@ -475,10 +530,8 @@ pub async fn run_until(
             None => format!("{} clusters, {} changed", report.clusters, report.changes),
             Some(e) => format!("poll failed ({} in a row): {e}", manager.failures()),
         };
-        notify(&[
-            sd_notify::NotifyState::Watchdog,
-            sd_notify::NotifyState::Status(&status),
-        ]);
+        systemd::watchdog();
+        systemd::status(&status);
         let mut remaining = manager.next_delay();
         // Sleep in slices short enough to keep the watchdog fed.
         while !remaining.is_zero() {
@@ -492,42 +545,26 @@ pub async fn run_until(
             }
             remaining = remaining.saturating_sub(slice);
             if watchdog.is_some() {
-                notify(&[sd_notify::NotifyState::Watchdog]);
+                systemd::watchdog();
             }
         }
     }
-    notify(&[sd_notify::NotifyState::Stopping]);
+    systemd::stopping();
     tracing::info!("cluster manager stopping");
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            tracing::warn!("cannot install signal handlers; stopping only on Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    run_until(config, Arc::new(SystemClock), shutdown_signal()).await
+    run_until(config, Arc::new(SystemClock), systemd::shutdown_signal()).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
 
     fn cluster(name: &str, status: ClusterStatus) -> Cluster {
         Cluster {
@@ -546,8 +583,8 @@ mod tests {
             workspace: "default".into(),
             user_name: Some("alice".into()),
             user_hash: Some("abcd".into()),
-            launched_at: Some(1000),
-            status_updated_at: Some(1000),
+            launched_at: Some(ts(1000)),
+            status_updated_at: Some(ts(1000)),
             autostop_minutes: -1,
             autostop_to_down: false,
             is_managed: false,
@@ -557,7 +594,7 @@ mod tests {
 
     /// `diff` without fingerprints or costs.
     fn plain(known: &HashMap<String, ClusterRow>, seen: Vec<Cluster>, now: i64) -> ClusterChanges {
-        diff(known, seen, &HashSet::new(), &HashMap::new(), now)
+        diff(known, seen, &HashSet::new(), &HashMap::new(), ts(now))
     }
 
     fn known_from(changes: ClusterChanges) -> HashMap<String, ClusterRow> {
@@ -579,7 +616,7 @@ mod tests {
         assert_eq!(d.upserts.len(), 2);
         assert_eq!(d.transitions.len(), 2);
         assert_eq!(d.transitions[0].from, None);
-        assert_eq!(d.upserts[0].first_seen, 100);
+        assert_eq!(d.upserts[0].first_seen, ts(100));
     }
 
     #[test]
@@ -602,15 +639,15 @@ mod tests {
         ));
         let d = plain(&k, vec![cluster("a", ClusterStatus::Stopped)], 200);
         assert_eq!(d.upserts.len(), 1);
-        assert_eq!(d.upserts[0].first_seen, 100);
-        assert_eq!(d.upserts[0].last_changed, 200);
+        assert_eq!(d.upserts[0].first_seen, ts(100));
+        assert_eq!(d.upserts[0].last_changed, ts(200));
         assert_eq!(
             d.transitions,
             vec![Transition {
                 cluster: "a".into(),
                 from: Some(ClusterStatus::Up),
                 to: ClusterStatus::Stopped,
-                at: 200
+                at: ts(200)
             }]
         );
     }
@@ -641,7 +678,7 @@ mod tests {
             100,
         ));
         let d = plain(&k, vec![cluster("a", ClusterStatus::Up)], 200);
-        assert_eq!(d.gone, vec![("b".to_string(), 200)]);
+        assert_eq!(d.gone, vec![("b".to_string(), ts(200))]);
         assert_eq!(d.transitions[0].to, ClusterStatus::Gone);
         let mut k2 = k.clone();
         apply(&mut k2, d);
@@ -660,7 +697,7 @@ mod tests {
         );
         assert_eq!(d.transitions[0].from, Some(ClusterStatus::Gone));
         assert_eq!(d.transitions[0].to, ClusterStatus::Init);
-        assert_eq!(d.upserts[0].first_seen, 400);
+        assert_eq!(d.upserts[0].first_seen, ts(400));
     }
 
     #[test]
@@ -679,11 +716,11 @@ mod tests {
             vec![cluster("b", ClusterStatus::Up)],
             &unchanged,
             &HashMap::new(),
-            200,
+            ts(200),
         );
         assert!(d.is_empty(), "{d:?}");
-        let d = diff(&k, vec![], &unchanged, &HashMap::new(), 200);
-        assert_eq!(d.gone, vec![("b".to_string(), 200)]);
+        let d = diff(&k, vec![], &unchanged, &HashMap::new(), ts(200));
+        assert_eq!(d.gone, vec![("b".to_string(), ts(200))]);
     }
 
     #[test]
@@ -696,7 +733,7 @@ mod tests {
         let mut c = cluster("a", ClusterStatus::Up);
         c.cluster_hash = "other".into();
         let d = plain(&k, vec![c], 200);
-        assert_eq!(d.upserts[0].first_seen, 200);
+        assert_eq!(d.upserts[0].first_seen, ts(200));
         assert_eq!(d.transitions.len(), 1);
     }
 
@@ -733,7 +770,7 @@ mod tests {
             ],
             &HashSet::new(),
             &costs,
-            100,
+            ts(100),
         );
         assert_eq!(d.upserts[0].hourly_cost, Some(1.0));
         assert_eq!(d.upserts[0].total_cost, Some(1.0));
@@ -741,5 +778,64 @@ mod tests {
             d.upserts[1].hourly_cost, None,
             "cost of another cluster's life"
         );
+    }
+
+    fn records(text: &str) -> Vec<StatusRecord<'_>> {
+        crate::skypilot::wire::parse_records(text).unwrap()
+    }
+
+    const TWO: &str = r#"[{"name":"a","status":"UP","cluster_hash":"ha","autostop":-1,"to_down":false,"launched_at":1000},
+                          {"name":"b","status":"INIT","cluster_hash":"hb","autostop":30,"to_down":true}]"#;
+
+    #[test]
+    fn ingest_skips_unchanged_records_by_fingerprint() {
+        let mut known = Known::default();
+        let first = ingest(&known, records(TWO), &HashMap::new(), false, ts(100)).unwrap();
+        assert_eq!(first.clusters, 2);
+        assert_eq!(first.changes.upserts.len(), 2);
+        assert_eq!(first.fingerprints.len(), 2);
+        known.apply(first);
+
+        let again = ingest(&known, records(TWO), &HashMap::new(), false, ts(200)).unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        assert!(
+            again.fingerprints.is_empty(),
+            "unchanged records are not converted"
+        );
+        assert_eq!(again.clusters, 2);
+
+        let all = ingest(&known, records(TWO), &HashMap::new(), true, ts(200)).unwrap();
+        assert!(all.changes.is_empty(), "{:?}", all.changes);
+        assert_eq!(
+            all.fingerprints.len(),
+            2,
+            "compare_all converts every record"
+        );
+
+        let changed = TWO.replace(r#""status":"INIT""#, r#""status":"UP""#);
+        let d = ingest(&known, records(&changed), &HashMap::new(), false, ts(300)).unwrap();
+        assert_eq!(d.changes.upserts.len(), 1);
+        assert_eq!(d.changes.transitions[0].cluster, "b");
+        assert_eq!(d.changes.transitions[0].at, ts(300));
+
+        let one = r#"[{"name":"a","status":"UP","cluster_hash":"ha","autostop":-1,"to_down":false,"launched_at":1000}]"#;
+        let gone = ingest(&known, records(one), &HashMap::new(), false, ts(400)).unwrap();
+        assert_eq!(gone.changes.gone, vec![("b".to_string(), ts(400))]);
+        known.apply(gone);
+        assert!(!known.fingerprints.contains_key("b"));
+    }
+
+    #[test]
+    fn ingest_names_a_record_it_cannot_convert() {
+        let bad = r#"[{"name":"weird","status":"EXPLODED","cluster_hash":"h","autostop":-1,"to_down":false}]"#;
+        let e = ingest(
+            &Known::default(),
+            records(bad),
+            &HashMap::new(),
+            false,
+            ts(1),
+        )
+        .unwrap_err();
+        assert!(e.contains("weird") && e.contains("EXPLODED"), "{e}");
     }
 }

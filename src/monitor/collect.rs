@@ -13,7 +13,7 @@ use rusqlite::{ErrorCode, OpenFlags};
 
 use crate::cluster::ClusterStatus;
 use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 
 /// Every kind of database-wide error the exporter reports (`skypilot_host_database_error`).
 pub const DB_ERROR_KINDS: [&str; 7] = [
@@ -40,8 +40,7 @@ pub struct FleetCluster {
     pub region: Arc<str>,
     pub instance_type: Arc<str>,
     pub workspace: Arc<str>,
-    /// Unix seconds.
-    pub launched_at: Option<i64>,
+    pub launched_at: Option<Timestamp>,
     /// Idle minutes before autostop; negative = none.
     pub autostop_minutes: i64,
     pub autostop_to_down: bool,
@@ -52,16 +51,16 @@ pub struct FleetCluster {
 /// The data of one scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Unix seconds, from the clock.
-    pub now: f64,
+    /// From the clock.
+    pub now: Timestamp,
     /// Database-wide errors met while reading (kinds from [`DB_ERROR_KINDS`]).
     pub db_errors: BTreeSet<&'static str>,
     /// Rows skipped because they do not parse, by table.
     pub malformed_rows: BTreeMap<&'static str, u64>,
     /// Every cluster row read, gone ones included, ordered by name.
     pub clusters: Vec<FleetCluster>,
-    /// When the last successful poll finished (Unix seconds).
-    pub last_ok_poll: Option<f64>,
+    /// When the last successful poll finished.
+    pub last_ok_poll: Option<Timestamp>,
     /// Outcome of the most recent poll.
     pub last_poll_ok: Option<bool>,
     /// Failed polls by error kind.
@@ -113,6 +112,7 @@ fn classify(e: &StoreError) -> Problem {
         StoreError::Dir { .. } => Problem::Database("unreadable"),
         StoreError::TooNew { .. } => Problem::Database("too_new"),
         StoreError::TooOld { .. } => Problem::Database("too_old"),
+        StoreError::InvalidVersion { .. } => Problem::Database("other"),
         StoreError::BadRow { .. } => Problem::Row,
     }
 }
@@ -309,7 +309,12 @@ impl Reader {
             Err(e) => snap.problem("api_server", &e),
         }
         match store.audit_counts() {
-            Ok(v) => snap.audit = v,
+            Ok(v) => {
+                snap.audit = v
+                    .into_iter()
+                    .map(|(a, o, n)| (a.as_str().to_string(), o.as_str().to_string(), n))
+                    .collect()
+            }
             Err(e) => snap.problem("audit", &e),
         }
     }

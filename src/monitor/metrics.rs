@@ -255,7 +255,7 @@ impl Snapshot {
         )?;
         if self.database_up() || self.last_ok_poll.is_some() {
             let age = match self.last_ok_poll {
-                Some(t) => (self.now - t).max(0.0),
+                Some(t) => self.now.age_since(t),
                 None => f64::INFINITY,
             };
             gauge(
@@ -272,7 +272,7 @@ impl Snapshot {
                 "skypilot_host_last_successful_poll_timestamp",
                 "Unix time at which the last successful poll finished.",
                 Some(&seconds()),
-                t,
+                t.as_secs_f64(),
             )?;
         }
         if let Some(ok) = self.last_poll_ok {
@@ -311,7 +311,7 @@ impl Snapshot {
             "skypilot_api_server_last_check_age",
             "Seconds since the last health check of SkyPilot's API server.",
             Some(&seconds()),
-            (self.now - h.checked_at).max(0.0),
+            self.now.age_since(h.checked_at),
         )?;
         if let Some(ms) = h.latency_ms {
             gauge(
@@ -417,12 +417,8 @@ impl Snapshot {
             present()
                 .filter(|c| c.status == ClusterStatus::Up)
                 .filter_map(|c| {
-                    c.launched_at.map(|t| {
-                        (
-                            [("cluster", c.name.as_str())],
-                            (self.now - t as f64).max(0.0),
-                        )
-                    })
+                    c.launched_at
+                        .map(|t| ([("cluster", c.name.as_str())], self.now.age_since(t)))
                 }),
         )?;
         gauges(

@@ -96,33 +96,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         skypilot_metrics = config.monitor.skypilot_metrics_url.as_deref().unwrap_or("-"),
         "monitor serving /metrics and /healthz"
     );
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        tracing::debug!(error = %e, "sd_notify READY not sent");
-    }
-    serve(listener, config, Arc::new(SystemClock), shutdown_signal()).await?;
+    crate::systemd::ready(&format!("serving /metrics on {addr}"));
+    let shutdown = async {
+        crate::systemd::shutdown_signal().await;
+        crate::systemd::stopping();
+    };
+    serve(listener, config, Arc::new(SystemClock), shutdown).await?;
     tracing::info!("monitor stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::warn!(error = %e, "cannot watch SIGINT either; serving until killed");
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-    tracing::info!("monitor: shutdown requested");
 }
 
 async fn healthz() -> &'static str {

@@ -32,7 +32,8 @@ pub const CLIENT_SKYPILOT_VERSION: &str = "0.14.1";
 
 /// `refresh` of `POST /status`: `None` reads SkyPilot's database, `Auto` and `Force`
 /// ask the clouds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum RefreshMode {
     None,
     Auto,
@@ -45,6 +46,20 @@ impl RefreshMode {
             RefreshMode::None => "NONE",
             RefreshMode::Auto => "AUTO",
             RefreshMode::Force => "FORCE",
+        }
+    }
+}
+
+impl std::str::FromStr for RefreshMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "NONE" => Ok(RefreshMode::None),
+            "AUTO" => Ok(RefreshMode::Auto),
+            "FORCE" => Ok(RefreshMode::Force),
+            other => Err(format!(
+                "unknown refresh mode {other:?}: expected NONE, AUTO or FORCE"
+            )),
         }
     }
 }

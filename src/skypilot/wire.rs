@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 use serde::Deserialize;
 
 use crate::cluster::{instance_type_from_resources, Cluster, ClusterStatus};
+use crate::time::Timestamp;
 
 /// `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -147,8 +148,8 @@ impl StatusRecord<'_> {
             workspace: owned(self.workspace).unwrap_or_else(|| "default".to_string()),
             user_name: owned(self.user_name),
             user_hash: owned(self.user_hash),
-            launched_at: self.launched_at,
-            status_updated_at: self.status_updated_at,
+            launched_at: self.launched_at.map(Timestamp::from_secs),
+            status_updated_at: self.status_updated_at.map(Timestamp::from_secs),
             autostop_minutes: self.autostop,
             autostop_to_down: self.to_down,
             is_managed: self.is_managed.unwrap_or(false),

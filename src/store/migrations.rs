@@ -1,7 +1,7 @@
 //! Versioned schema migrations, tracked in `PRAGMA user_version`. Each step runs in its
 //! own transaction; a step is never edited once released, only followed by a new one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: clusters, transitions, poll runs, API server health, audit.
@@ -76,14 +76,55 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_cluster ON audit (cluster, id);
 "#,
+    // 2: audit action/outcome and the poll's refresh mode are closed sets. SQLite adds a
+    // CHECK only by rebuilding the table. Audit rows of an unknown kind (no release ever
+    // wrote one) are kept in `audit_v1`, not dropped.
+    r#"
+ALTER TABLE audit RENAME TO audit_v1;
+DROP INDEX audit_by_cluster;
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('autostop', 'cancel_autostop', 'stop', 'down', 'start', 'login', 'logout')),
+    cluster TEXT,
+    outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'dry_run', 'refused', 'failure')),
+    detail  TEXT
+);
+CREATE INDEX audit_by_cluster ON audit (cluster, id);
+CREATE INDEX audit_by_time ON audit (at);
+INSERT INTO audit (id, at, actor, action, cluster, outcome, detail)
+    SELECT id, at, actor, action, cluster, outcome, detail FROM audit_v1
+    WHERE action IN ('autostop', 'cancel_autostop', 'stop', 'down', 'start', 'login', 'logout')
+      AND outcome IN ('ok', 'error', 'dry_run', 'refused', 'failure');
+DELETE FROM audit_v1 WHERE id IN (SELECT id FROM audit);
+ALTER TABLE poll_runs RENAME TO poll_runs_v1;
+DROP INDEX poll_runs_by_outcome;
+CREATE TABLE poll_runs (
+    id          INTEGER PRIMARY KEY,
+    started_at  REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    refresh     TEXT NOT NULL CHECK (refresh IN ('NONE', 'AUTO', 'FORCE')),
+    outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'error')),
+    error_kind  TEXT,
+    error       TEXT,
+    clusters    INTEGER,
+    changes     INTEGER
+);
+CREATE INDEX poll_runs_by_outcome ON poll_runs (outcome, id);
+INSERT INTO poll_runs SELECT * FROM poll_runs_v1;
+DROP TABLE poll_runs_v1;
+"#,
 ];
 
+/// The schema version of this binary: the number of migrations (a small constant).
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Debug)]
 pub enum MigrateError {
     Sqlite(rusqlite::Error),
     TooNew { found: i64, known: i64 },
+    Invalid { found: i64 },
 }
 
 impl From<rusqlite::Error> for MigrateError {
@@ -92,20 +133,123 @@ impl From<rusqlite::Error> for MigrateError {
     }
 }
 
+/// Brings the schema up to date. Each step reads the version and applies itself inside
+/// one `BEGIN IMMEDIATE` transaction, so two processes migrating at once take turns and
+/// the second finds the work done.
 pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current > LATEST {
-        return Err(MigrateError::TooNew {
-            found: current,
-            known: LATEST,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > LATEST {
+            return Err(MigrateError::TooNew {
+                found: current,
+                known: LATEST,
+            });
+        }
+        // A negative version is none that skypilot-host ever wrote.
+        let Ok(done) = usize::try_from(current) else {
+            return Err(MigrateError::Invalid { found: current });
+        };
+        let Some(sql) = MIGRATIONS.get(done) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        let version = done + 1;
+        tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "host database migrated");
+        tracing::info!(version, "host database migrated");
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skypilot::RefreshMode;
+    use crate::store::{AuditAction, AuditOutcome};
+
+    fn migrated() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        c
+    }
+
+    #[test]
+    fn check_constraints_match_the_enums() {
+        let c = migrated();
+        for a in AuditAction::ALL {
+            for o in AuditOutcome::ALL {
+                c.execute(
+                    "INSERT INTO audit (at, actor, action, outcome) VALUES (1, 't', ?1, ?2)",
+                    (a, o),
+                )
+                .unwrap_or_else(|e| panic!("{a}/{o}: {e}"));
+            }
+        }
+        for r in [RefreshMode::None, RefreshMode::Auto, RefreshMode::Force] {
+            c.execute(
+                "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome) VALUES (1, 2, ?1, 'ok')",
+                [r],
+            )
+            .unwrap_or_else(|e| panic!("{r}: {e}"));
+        }
+        let bad_action = c.execute(
+            "INSERT INTO audit (at, actor, action, outcome) VALUES (1, 't', 'reboot', 'ok')",
+            [],
+        );
+        assert!(bad_action.is_err());
+        let bad_outcome = c.execute(
+            "INSERT INTO audit (at, actor, action, outcome) VALUES (1, 't', 'stop', 'maybe')",
+            [],
+        );
+        assert!(bad_outcome.is_err());
+        let bad_refresh = c.execute(
+            "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome) VALUES (1, 2, 'SOMETIMES', 'ok')",
+            [],
+        );
+        assert!(bad_refresh.is_err());
+    }
+
+    #[test]
+    fn version_one_rows_survive_and_unknown_audit_rows_are_kept_aside() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute_batch(
+            "INSERT INTO audit (at, actor, action, cluster, outcome) VALUES (5, 'autostop', 'stop', 'a', 'ok');
+             INSERT INTO audit (at, actor, action, cluster, outcome) VALUES (6, 'x', 'frobnicate', 'b', 'ok');
+             INSERT INTO poll_runs (started_at, finished_at, refresh, outcome) VALUES (1, 2, 'FORCE', 'ok');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST);
+        let kept: Vec<String> = c
+            .prepare("SELECT action FROM audit")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, ["stop"]);
+        let aside: String = c
+            .query_row("SELECT action FROM audit_v1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(aside, "frobnicate");
+        let polls: i64 = c
+            .query_row("SELECT COUNT(*) FROM poll_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(polls, 1);
+    }
+
+    #[test]
+    fn a_negative_version_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", -1).unwrap();
+        assert!(matches!(
+            migrate(&mut c),
+            Err(MigrateError::Invalid { found: -1 })
+        ));
+    }
 }

@@ -1,0 +1,168 @@
+//! The fleet as the roles present and judge it: how fresh the recorded state is (the
+//! staleness rule every role applies before it trusts or acts on the data) and the
+//! status report that `status`, the web UI's JSON API and the autostop enforcer share.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::{ApiServerHealth, ClusterQuery, ClusterRow, PollOutcome, PollRun, Store};
+use crate::time::Timestamp;
+
+/// How many poll intervals may pass without a successful poll before the state is stale.
+pub const STALE_AFTER_INTERVALS: f64 = 3.0;
+
+/// How fresh the recorded state is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freshness {
+    pub stale: bool,
+    /// Seconds since the last successful poll (`None`: never polled successfully).
+    pub age_secs: Option<f64>,
+    pub last_ok_poll_at: Option<Timestamp>,
+    /// The error of the last poll, when the last poll failed.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
+/// The state is stale when the last poll failed, when there was never a successful
+/// poll, or when the last success is older than [`STALE_AFTER_INTERVALS`] poll intervals
+/// (the cluster manager is not running).
+pub fn freshness(
+    last: Option<&PollRun>,
+    last_ok: Option<&PollRun>,
+    now: Timestamp,
+    poll_interval_secs: u64,
+) -> Freshness {
+    let age = last_ok.map(|p| now.age_since(p.finished_at));
+    let failed = last.filter(|p| p.outcome == PollOutcome::Error);
+    // Poll intervals are validated to at most a day, far below f64's exact range.
+    let limit = STALE_AFTER_INTERVALS * poll_interval_secs as f64;
+    let too_old = age.is_none_or(|a| a > limit);
+    Freshness {
+        stale: failed.is_some() || too_old,
+        age_secs: age,
+        last_ok_poll_at: last_ok.map(|p| p.finished_at),
+        last_error: failed.and_then(|p| p.error.clone()),
+        last_error_at: failed.map(|p| p.finished_at),
+    }
+}
+
+/// The freshness of what `store` holds, now.
+pub fn freshness_of(
+    store: &Store,
+    config: &Config,
+    now: Timestamp,
+) -> crate::store::Result<Freshness> {
+    let last = store.last_poll()?;
+    let last_ok = store.last_ok_poll()?;
+    Ok(freshness(
+        last.as_ref(),
+        last_ok.as_ref(),
+        now,
+        config.cluster_manager.poll_interval_secs,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub generated_at: Timestamp,
+    pub database: String,
+    pub state: Freshness,
+    pub api_server: Option<ApiServerHealth>,
+    pub clusters: Vec<ClusterView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    #[serde(flatten)]
+    pub row: ClusterRow,
+    /// Seconds since launch.
+    pub age_secs: Option<f64>,
+    pub stale: bool,
+}
+
+impl ClusterView {
+    pub fn new(row: ClusterRow, state: &Freshness, now: Timestamp) -> ClusterView {
+        ClusterView {
+            age_secs: row.cluster.launched_at.map(|t| now.age_since(t)),
+            stale: state.stale,
+            row,
+        }
+    }
+}
+
+/// The clusters `query` selects, with the state's freshness and the API server's health.
+pub fn report(
+    store: &Store,
+    config: &Config,
+    now: Timestamp,
+    query: &ClusterQuery,
+) -> anyhow::Result<StatusReport> {
+    let state = freshness_of(store, config, now)?;
+    let clusters = store
+        .query_clusters(query)?
+        .into_iter()
+        .map(|row| ClusterView::new(row, &state, now))
+        .collect();
+    Ok(StatusReport {
+        generated_at: now,
+        database: store.path().display().to_string(),
+        state,
+        api_server: store.api_server_health()?,
+        clusters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skypilot::RefreshMode;
+
+    fn poll(id: i64, at: i64, ok: bool) -> PollRun {
+        PollRun {
+            id,
+            started_at: Timestamp::from_secs(at).minus_secs(0.1),
+            finished_at: Timestamp::from_secs(at),
+            refresh: RefreshMode::None,
+            outcome: if ok {
+                PollOutcome::Ok
+            } else {
+                PollOutcome::Error
+            },
+            error_kind: (!ok).then(|| "connect".into()),
+            error: (!ok).then(|| "refused".into()),
+            clusters: None,
+            changes: None,
+        }
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
+    #[test]
+    fn fresh_after_recent_ok_poll() {
+        let ok = poll(1, 1000, true);
+        let f = freshness(Some(&ok), Some(&ok), t(1010), 30);
+        assert!(!f.stale);
+        assert_eq!(f.age_secs, Some(10.0));
+        assert_eq!(f.last_error, None);
+    }
+
+    #[test]
+    fn stale_after_failed_poll() {
+        let ok = poll(1, 1000, true);
+        let bad = poll(2, 1030, false);
+        let f = freshness(Some(&bad), Some(&ok), t(1040), 30);
+        assert!(f.stale);
+        assert_eq!(f.age_secs, Some(40.0));
+        assert_eq!(f.last_error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn stale_when_manager_silent() {
+        let ok = poll(1, 1000, true);
+        assert!(freshness(Some(&ok), Some(&ok), t(1000 + 91), 30).stale);
+        assert!(!freshness(Some(&ok), Some(&ok), t(1000 + 89), 30).stale);
+        assert!(freshness(None, None, t(1000), 30).stale);
+    }
+}

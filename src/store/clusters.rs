@@ -1,0 +1,514 @@
+//! The `clusters` and `transitions` tables: the cluster manager's writes and the
+//! readers' typed queries.
+//!
+//! The mapping between [`ClusterRow`] and the table's columns is written once for each
+//! direction, by column name: [`values`] for writes (the SQL is derived from it) and
+//! [`read_row`] for reads.
+
+use std::fmt::Write as _;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, Row};
+
+use super::{At, AuditEntry, PollRun, Result, Store, StoreError};
+use crate::cluster::{Cluster, ClusterStatus};
+use crate::time::Timestamp;
+
+/// A cluster row: SkyPilot's record plus what the host knows of its history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClusterRow {
+    #[serde(flatten)]
+    pub cluster: Cluster,
+    /// Price per hour of the whole cluster (all nodes), in dollars, when known.
+    pub hourly_cost: Option<f64>,
+    /// Accrued cost from SkyPilot's cost report, in dollars, when known.
+    pub total_cost: Option<f64>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub last_changed: Timestamp,
+    pub gone_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transition {
+    pub cluster: String,
+    pub from: Option<ClusterStatus>,
+    pub to: ClusterStatus,
+    pub at: Timestamp,
+}
+
+/// A write the cluster manager makes after one successful poll.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterChanges {
+    /// New or changed clusters (full rows to upsert).
+    pub upserts: Vec<ClusterRow>,
+    /// Clusters that vanished: name -> when.
+    pub gone: Vec<(String, Timestamp)>,
+    pub transitions: Vec<Transition>,
+}
+
+impl ClusterChanges {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.gone.is_empty() && self.transitions.is_empty()
+    }
+}
+
+/// Which clusters a reader wants, in which order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterQuery {
+    /// Also clusters SkyPilot no longer lists (status GONE).
+    pub include_gone: bool,
+    /// Only these statuses (empty: any).
+    pub statuses: Vec<ClusterStatus>,
+    /// Exact matches; `None`: any.
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    pub workspace: Option<String>,
+    pub user: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+    pub order: ClusterOrder,
+    pub descending: bool,
+    pub limit: Option<usize>,
+}
+
+/// Sort keys of [`ClusterQuery`]; ties are broken by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClusterOrder {
+    #[default]
+    Name,
+    Status,
+    Cloud,
+    Region,
+    User,
+    Workspace,
+    LaunchedAt,
+    Autostop,
+    HourlyCost,
+    TotalCost,
+    LastChanged,
+}
+
+impl ClusterOrder {
+    pub const ALL: [ClusterOrder; 11] = [
+        ClusterOrder::Name,
+        ClusterOrder::Status,
+        ClusterOrder::Cloud,
+        ClusterOrder::Region,
+        ClusterOrder::User,
+        ClusterOrder::Workspace,
+        ClusterOrder::LaunchedAt,
+        ClusterOrder::Autostop,
+        ClusterOrder::HourlyCost,
+        ClusterOrder::TotalCost,
+        ClusterOrder::LastChanged,
+    ];
+
+    /// The name used in URLs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterOrder::Name => "name",
+            ClusterOrder::Status => "status",
+            ClusterOrder::Cloud => "cloud",
+            ClusterOrder::Region => "region",
+            ClusterOrder::User => "user",
+            ClusterOrder::Workspace => "workspace",
+            ClusterOrder::LaunchedAt => "launched",
+            ClusterOrder::Autostop => "autostop",
+            ClusterOrder::HourlyCost => "hourly_cost",
+            ClusterOrder::TotalCost => "total_cost",
+            ClusterOrder::LastChanged => "last_changed",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            ClusterOrder::Name => "name",
+            ClusterOrder::Status => "status",
+            ClusterOrder::Cloud => "cloud",
+            ClusterOrder::Region => "region",
+            ClusterOrder::User => "user_name",
+            ClusterOrder::Workspace => "workspace",
+            ClusterOrder::LaunchedAt => "launched_at",
+            ClusterOrder::Autostop => "autostop_minutes",
+            ClusterOrder::HourlyCost => "hourly_cost",
+            ClusterOrder::TotalCost => "total_cost",
+            ClusterOrder::LastChanged => "last_changed",
+        }
+    }
+}
+
+impl std::str::FromStr for ClusterOrder {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ClusterOrder::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ClusterOrder::ALL.iter().map(|o| o.as_str()).collect();
+                format!(
+                    "unknown sort key {s:?}: expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One cluster with its history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClusterDetail {
+    #[serde(flatten)]
+    pub row: ClusterRow,
+    /// Oldest first.
+    pub transitions: Vec<Transition>,
+    /// Actions taken on the cluster, newest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+impl ToSql for ClusterStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for ClusterStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|m: String| FromSqlError::Other(m.into()))
+    }
+}
+
+/// The columns of `clusters` and a row's values, by name: the one mapping of a write.
+fn values(r: &ClusterRow) -> [(&'static str, &dyn ToSql); 27] {
+    let c = &r.cluster;
+    [
+        (":name", &c.name),
+        (":cluster_hash", &c.cluster_hash),
+        (":status", &c.status),
+        (":cloud", &c.cloud),
+        (":region", &c.region),
+        (":zone", &c.zone),
+        (":instance_type", &c.instance_type),
+        (":nodes", &c.nodes),
+        (":cpus", &c.cpus),
+        (":memory", &c.memory),
+        (":accelerators", &c.accelerators),
+        (":resources", &c.resources),
+        (":workspace", &c.workspace),
+        (":user_name", &c.user_name),
+        (":user_hash", &c.user_hash),
+        (":launched_at", &c.launched_at),
+        (":status_updated_at", &c.status_updated_at),
+        (":autostop_minutes", &c.autostop_minutes),
+        (":autostop_to_down", &c.autostop_to_down),
+        (":is_managed", &c.is_managed),
+        (":last_use", &c.last_use),
+        (":hourly_cost", &r.hourly_cost),
+        (":total_cost", &r.total_cost),
+        (":first_seen", &r.first_seen),
+        (":last_seen", &r.last_seen),
+        (":last_changed", &r.last_changed),
+        (":gone_at", &r.gone_at),
+    ]
+}
+
+/// `INSERT … ON CONFLICT(name) DO UPDATE` over the columns [`values`] names.
+fn upsert_sql(values: &[(&'static str, &dyn ToSql)]) -> String {
+    let cols: Vec<&str> = values.iter().map(|(p, _)| &p[1..]).collect();
+    let mut sql = format!(
+        "INSERT INTO clusters ({}) VALUES ({}) ON CONFLICT(name) DO UPDATE SET ",
+        cols.join(", "),
+        values
+            .iter()
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (i, c) in cols.iter().filter(|c| **c != "name").enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "{c} = excluded.{c}");
+    }
+    sql
+}
+
+/// Reads one cluster row by column name; an error names the cluster when its name could
+/// be read.
+fn read_row(r: &Row<'_>) -> std::result::Result<ClusterRow, (String, String)> {
+    let name: String = r
+        .get("name")
+        .map_err(|e| (String::from("<unreadable name>"), e.to_string()))?;
+    let read = || -> rusqlite::Result<ClusterRow> {
+        Ok(ClusterRow {
+            cluster: Cluster {
+                name: name.clone(),
+                cluster_hash: r.get("cluster_hash")?,
+                status: r.get("status")?,
+                cloud: r.get("cloud")?,
+                region: r.get("region")?,
+                zone: r.get("zone")?,
+                instance_type: r.get("instance_type")?,
+                nodes: r.get("nodes")?,
+                cpus: r.get("cpus")?,
+                memory: r.get("memory")?,
+                accelerators: r.get("accelerators")?,
+                resources: r.get("resources")?,
+                workspace: r.get("workspace")?,
+                user_name: r.get("user_name")?,
+                user_hash: r.get("user_hash")?,
+                launched_at: r.get("launched_at")?,
+                status_updated_at: r.get("status_updated_at")?,
+                autostop_minutes: r.get("autostop_minutes")?,
+                autostop_to_down: r.get("autostop_to_down")?,
+                is_managed: r.get("is_managed")?,
+                last_use: r.get("last_use")?,
+            },
+            hourly_cost: r.get("hourly_cost")?,
+            total_cost: r.get("total_cost")?,
+            first_seen: r.get("first_seen")?,
+            last_seen: r.get("last_seen")?,
+            last_changed: r.get("last_changed")?,
+            gone_at: r.get("gone_at")?,
+        })
+    };
+    read().map_err(|e| {
+        let message = match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner) => inner.to_string(),
+            e => e.to_string(),
+        };
+        (name.clone(), message)
+    })
+}
+
+fn read_transition(r: &Row<'_>) -> rusqlite::Result<Transition> {
+    Ok(Transition {
+        cluster: r.get("cluster")?,
+        from: r.get("from_status")?,
+        to: r.get("to_status")?,
+        at: r.get("at")?,
+    })
+}
+
+impl Store {
+    /// Every cluster row, gone ones included, ordered by name. `last_seen` of a present
+    /// cluster is the later of its stored value and the last successful poll.
+    pub fn clusters(&self) -> Result<Vec<ClusterRow>> {
+        self.query_clusters(&ClusterQuery {
+            include_gone: true,
+            ..ClusterQuery::default()
+        })
+    }
+
+    /// The clusters a query selects, in its order (ties by name).
+    pub fn query_clusters(&self, q: &ClusterQuery) -> Result<Vec<ClusterRow>> {
+        let mut sql = String::from("SELECT * FROM clusters WHERE 1 = 1");
+        let mut args: Vec<(String, Box<dyn ToSql>)> = Vec::new();
+        if !q.include_gone {
+            sql.push_str(" AND gone_at IS NULL");
+        }
+        if !q.statuses.is_empty() {
+            let names: Vec<String> = (0..q.statuses.len()).map(|i| format!(":s{i}")).collect();
+            let _ = write!(sql, " AND status IN ({})", names.join(", "));
+            for (n, s) in names.into_iter().zip(&q.statuses) {
+                args.push((n, Box::new(*s)));
+            }
+        }
+        for (col, value) in [
+            ("cloud", &q.cloud),
+            ("region", &q.region),
+            ("workspace", &q.workspace),
+            ("user_name", &q.user),
+        ] {
+            if let Some(v) = value {
+                let _ = write!(sql, " AND {col} = :{col}");
+                args.push((format!(":{col}"), Box::new(v.clone())));
+            }
+        }
+        if let Some(n) = &q.name_contains {
+            sql.push_str(" AND instr(lower(name), lower(:name_part)) > 0");
+            args.push((":name_part".into(), Box::new(n.clone())));
+        }
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let _ = write!(sql, " ORDER BY {} {dir}", q.order.column());
+        if q.order != ClusterOrder::Name {
+            sql.push_str(", name ASC");
+        }
+        if let Some(limit) = q.limit {
+            let _ = write!(sql, " LIMIT {limit}");
+        }
+        let named: Vec<(&str, &dyn ToSql)> =
+            args.iter().map(|(n, v)| (n.as_str(), v.as_ref())).collect();
+        self.read_clusters(&sql, &named)
+    }
+
+    /// One cluster, with its transitions and the audit entries that name it.
+    pub fn cluster_detail(&self, name: &str) -> Result<Option<ClusterDetail>> {
+        let rows = self.read_clusters(
+            "SELECT * FROM clusters WHERE name = :name",
+            &[(":name", &name)],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(ClusterDetail {
+            transitions: self.transitions(Some(name))?,
+            audit: self.audit_for_cluster(name, 1000)?,
+            row,
+        }))
+    }
+
+    fn read_clusters(&self, sql: &str, args: &[(&str, &dyn ToSql)]) -> Result<Vec<ClusterRow>> {
+        let last_ok = self.last_ok_second()?;
+        let mut stmt = self.conn.prepare_cached(sql).at(&self.path)?;
+        let mut rows = stmt.query(args).at(&self.path)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().at(&self.path)? {
+            let mut row = read_row(r).map_err(|(name, message)| StoreError::BadRow {
+                path: self.path.clone(),
+                table: "clusters",
+                row: name,
+                message,
+            })?;
+            if row.gone_at.is_none() {
+                if let Some(t) = last_ok {
+                    if t > row.last_seen {
+                        row.last_seen = t;
+                    }
+                }
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Transitions of one cluster (or all when `None`), oldest first.
+    pub fn transitions(&self, cluster: Option<&str>) -> Result<Vec<Transition>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT cluster, from_status, to_status, at FROM transitions WHERE :c IS NULL OR cluster = :c ORDER BY id",
+            )
+            .at(&self.path)?;
+        let mut rows = stmt.query(&[(":c", &cluster)]).at(&self.path)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().at(&self.path)? {
+            let t = read_transition(r).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                table: "transitions",
+                row: r
+                    .get("cluster")
+                    .unwrap_or_else(|_| "<unreadable name>".into()),
+                message: match e {
+                    rusqlite::Error::FromSqlConversionFailure(_, _, inner) => inner.to_string(),
+                    e => e.to_string(),
+                },
+            })?;
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Applies the changes of one successful poll and records the poll, in one transaction.
+    pub fn commit_poll(&mut self, changes: &ClusterChanges, run: &PollRun) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().at(&path)?;
+        if let Some(first) = changes.upserts.first() {
+            let mut up = tx.prepare_cached(&upsert_sql(&values(first))).at(&path)?;
+            for r in &changes.upserts {
+                up.execute(&values(r)[..]).at(&path)?;
+            }
+        }
+        if !changes.gone.is_empty() {
+            let prev_ok: Option<Timestamp> = tx
+                .query_row(
+                    "SELECT finished_at FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .at(&path)?;
+            let mut gone = tx
+                .prepare_cached(
+                    "UPDATE clusters SET status = 'GONE', gone_at = :at, last_changed = :at, last_seen = MAX(last_seen, :seen) WHERE name = :name",
+                )
+                .at(&path)?;
+            for (name, at) in &changes.gone {
+                let seen = prev_ok.map(Timestamp::floor).unwrap_or(*at);
+                gone.execute(rusqlite::named_params! {":name": name, ":at": at, ":seen": seen})
+                    .at(&path)?;
+            }
+        }
+        {
+            let mut tr = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (cluster, from_status, to_status, at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .at(&path)?;
+            for t in &changes.transitions {
+                tr.execute(params![t.cluster, t.from, t.to, t.at])
+                    .at(&path)?;
+            }
+        }
+        super::polls::insert_poll(&tx, run).at(&path)?;
+        tx.commit().at(&path)
+    }
+}
+
+use rusqlite::OptionalExtension as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_names_every_column_once() {
+        let row = ClusterRow {
+            cluster: Cluster {
+                name: "a".into(),
+                cluster_hash: "h".into(),
+                status: ClusterStatus::Up,
+                cloud: None,
+                region: None,
+                zone: None,
+                instance_type: None,
+                nodes: 1,
+                cpus: None,
+                memory: None,
+                accelerators: None,
+                resources: None,
+                workspace: "default".into(),
+                user_name: None,
+                user_hash: None,
+                launched_at: None,
+                status_updated_at: None,
+                autostop_minutes: -1,
+                autostop_to_down: false,
+                is_managed: false,
+                last_use: None,
+            },
+            hourly_cost: None,
+            total_cost: None,
+            first_seen: Timestamp::from_secs(1),
+            last_seen: Timestamp::from_secs(1),
+            last_changed: Timestamp::from_secs(1),
+            gone_at: None,
+        };
+        let sql = upsert_sql(&values(&row));
+        assert!(sql.starts_with("INSERT INTO clusters (name, cluster_hash, status,"));
+        assert!(sql.contains("VALUES (:name, :cluster_hash, :status,"));
+        assert!(sql.ends_with("gone_at = excluded.gone_at"), "{sql}");
+        assert!(!sql.contains("name = excluded.name,"), "{sql}");
+    }
+
+    #[test]
+    fn order_keys_round_trip() {
+        for o in ClusterOrder::ALL {
+            assert_eq!(o.as_str().parse::<ClusterOrder>(), Ok(o));
+        }
+        let e = "cost".parse::<ClusterOrder>().unwrap_err();
+        assert!(e.contains("hourly_cost"), "{e}");
+    }
+}

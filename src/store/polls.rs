@@ -1,0 +1,223 @@
+//! The `poll_runs` and `api_server` tables: what each poll did and the last health probe.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
+
+use super::{At, Result, Store};
+use crate::skypilot::RefreshMode;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollOutcome {
+    Ok,
+    Error,
+}
+
+impl PollOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollOutcome::Ok => "ok",
+            PollOutcome::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PollRun {
+    pub id: i64,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub refresh: RefreshMode,
+    pub outcome: PollOutcome,
+    /// A short, bounded kind (`connect`, `timeout`, `http_500`, `malformed`, or
+    /// SkyPilot's error type) for metrics; `error` has the full text.
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub clusters: Option<i64>,
+    pub changes: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApiServerHealth {
+    pub checked_at: Timestamp,
+    pub healthy: bool,
+    pub version: Option<String>,
+    pub api_version: Option<String>,
+    pub commit: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+impl ToSql for RefreshMode {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RefreshMode {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|m: String| FromSqlError::Other(m.into()))
+    }
+}
+
+impl ToSql for PollOutcome {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for PollOutcome {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "ok" => Ok(PollOutcome::Ok),
+            "error" => Ok(PollOutcome::Error),
+            other => Err(FromSqlError::Other(
+                format!("unknown poll outcome {other:?}: expected ok or error").into(),
+            )),
+        }
+    }
+}
+
+const POLL_COLUMNS: &str =
+    "id, started_at, finished_at, refresh, outcome, error_kind, error, clusters, changes";
+
+pub(super) fn insert_poll(conn: &Connection, run: &PollRun) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome, error_kind, error, clusters, changes)
+         VALUES (:started_at, :finished_at, :refresh, :outcome, :error_kind, :error, :clusters, :changes)",
+    )?
+    .execute(named_params! {
+        ":started_at": run.started_at,
+        ":finished_at": run.finished_at,
+        ":refresh": run.refresh,
+        ":outcome": run.outcome,
+        ":error_kind": run.error_kind,
+        ":error": run.error,
+        ":clusters": run.clusters,
+        ":changes": run.changes,
+    })?;
+    Ok(())
+}
+
+fn read_poll(r: &Row<'_>) -> rusqlite::Result<PollRun> {
+    Ok(PollRun {
+        id: r.get("id")?,
+        started_at: r.get("started_at")?,
+        finished_at: r.get("finished_at")?,
+        refresh: r.get("refresh")?,
+        outcome: r.get("outcome")?,
+        error_kind: r.get("error_kind")?,
+        error: r.get("error")?,
+        clusters: r.get("clusters")?,
+        changes: r.get("changes")?,
+    })
+}
+
+impl Store {
+    /// Records a poll that failed; cluster state is left as it was.
+    pub fn record_poll_failure(&mut self, run: &PollRun) -> Result<()> {
+        insert_poll(&self.conn, run).at(&self.path)
+    }
+
+    pub fn last_poll(&self) -> Result<Option<PollRun>> {
+        self.one_poll(&format!(
+            "SELECT {POLL_COLUMNS} FROM poll_runs ORDER BY id DESC LIMIT 1"
+        ))
+    }
+
+    pub fn last_ok_poll(&self) -> Result<Option<PollRun>> {
+        self.one_poll(&format!(
+            "SELECT {POLL_COLUMNS} FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1"
+        ))
+    }
+
+    fn one_poll(&self, sql: &str) -> Result<Option<PollRun>> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row([], read_poll).optional())
+            .at(&self.path)
+    }
+
+    /// The most recent polls, newest first.
+    pub fn recent_polls(&self, limit: usize) -> Result<Vec<PollRun>> {
+        let sql = format!("SELECT {POLL_COLUMNS} FROM poll_runs ORDER BY id DESC LIMIT :limit");
+        let mut stmt = self.conn.prepare_cached(&sql).at(&self.path)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(named_params! {":limit": limit}, read_poll)
+            .at(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+    }
+
+    /// Counts of failed polls by error kind since the database was created.
+    pub fn poll_errors_by_kind(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(error_kind, 'unknown') AS kind, COUNT(*) AS n FROM poll_runs WHERE outcome = 'error' GROUP BY 1 ORDER BY 1",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get("kind")?, r.get("n")?)))
+            .at(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+    }
+
+    /// Deletes poll runs that finished before `before`; returns how many.
+    pub fn prune_polls(&self, before: Timestamp) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM poll_runs WHERE finished_at < :before",
+                named_params! {":before": before},
+            )
+            .at(&self.path)
+    }
+
+    pub fn set_api_server_health(&self, h: &ApiServerHealth) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO api_server (id, checked_at, healthy, version, api_version, commit_hash, latency_ms, error)
+                 VALUES (1, :checked_at, :healthy, :version, :api_version, :commit_hash, :latency_ms, :error)
+                 ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at, healthy = excluded.healthy,
+                   version = excluded.version, api_version = excluded.api_version, commit_hash = excluded.commit_hash,
+                   latency_ms = excluded.latency_ms, error = excluded.error",
+            )
+            .and_then(|mut s| {
+                s.execute(named_params! {
+                    ":checked_at": h.checked_at,
+                    ":healthy": h.healthy,
+                    ":version": h.version,
+                    ":api_version": h.api_version,
+                    ":commit_hash": h.commit,
+                    ":latency_ms": h.latency_ms,
+                    ":error": h.error,
+                })
+            })
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    pub fn api_server_health(&self) -> Result<Option<ApiServerHealth>> {
+        self.conn
+            .prepare_cached("SELECT * FROM api_server WHERE id = 1")
+            .and_then(|mut s| {
+                s.query_row([], |r| {
+                    Ok(ApiServerHealth {
+                        checked_at: r.get("checked_at")?,
+                        healthy: r.get("healthy")?,
+                        version: r.get("version")?,
+                        api_version: r.get("api_version")?,
+                        commit: r.get("commit_hash")?,
+                        latency_ms: r.get("latency_ms")?,
+                        error: r.get("error")?,
+                    })
+                })
+                .optional()
+            })
+            .at(&self.path)
+    }
+}
