@@ -9,6 +9,7 @@ pub mod cluster_manager;
 pub mod config;
 pub mod credentials;
 pub mod fleet;
+pub mod launch_policy;
 pub mod monitor;
 pub mod sky_config;
 pub mod skypilot;

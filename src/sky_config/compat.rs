@@ -12,14 +12,13 @@
 //! Every other key passes through unchanged; leftovers under `cloud` or `spot` are
 //! errors that say where such a setting goes.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::schema::show_value;
+use super::values::show_value;
 use super::Problem;
+use crate::launch_policy::LaunchPolicy;
 
 /// Canonical module options named by the warnings.
 pub const OPT_REGION: &str = "services.skypilot.cluster.defaultRegion";
@@ -28,44 +27,42 @@ pub const OPT_SPOT: &str = "services.skypilot.cluster.useSpot";
 pub const OPT_MAX_PRICE: &str = "services.skypilot.cluster.maxHourlyPrice";
 pub const OPT_GCP_PROJECT: &str = "services.skypilot.config.workspaces.default.gcp.project_id";
 
-/// Version of the launch-policy file format.
-pub const POLICY_VERSION: u32 = 1;
+/// The seed's compatibility keys (relative to `services.skypilot.config`) and the module
+/// option each one stands for. The module's warnings name the same keys; the Nix suite
+/// checks that against `nix/seed-keys.json`, which a test here keeps equal to this table.
+pub const SEED_KEYS: [(&str, &str); 5] = [
+    ("cloud.<cloud>.region", OPT_REGION),
+    ("cloud.<cloud>.zone", OPT_ZONE),
+    ("cloud.gcp.project", OPT_GCP_PROJECT),
+    ("spot.enabled", OPT_SPOT),
+    ("spot.max_price", OPT_MAX_PRICE),
+];
 
-/// Launch-policy settings that SkyPilot's config cannot express; written as JSON for
-/// the policy role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LaunchPolicy {
-    pub version: u32,
-    /// Default region / zone per cloud (lower-case cloud name).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub clouds: BTreeMap<String, CloudDefaults>,
-    /// Default `use_spot` for tasks that do not say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub use_spot: Option<bool>,
-    /// Refuse instances whose hourly price in SkyPilot's catalog exceeds this (USD).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_hourly_price: Option<f64>,
-}
-
-impl Default for LaunchPolicy {
-    fn default() -> Self {
-        LaunchPolicy {
-            version: POLICY_VERSION,
-            clouds: BTreeMap::new(),
-            use_spot: None,
-            max_hourly_price: None,
-        }
+/// The hint for keys users copy from the seed's example (and close relatives).
+pub(crate) fn seed_hint(key: &str) -> Option<String> {
+    let segs: Vec<&str> = key.split('.').collect();
+    match segs.as_slice() {
+        ["cloud"] | ["cloud", ..] => Some(format!(
+            "not a SkyPilot key; it is the seed's compatibility layer, which `sky-config render` \
+             maps: `cloud.<cloud>.region`/`zone` are task resources (set `{OPT_REGION}` / \
+             `{OPT_ZONE}`), `cloud.gcp.project` is `workspaces.default.gcp.project_id` (set \
+             `{OPT_GCP_PROJECT}`); per-cloud SkyPilot settings go at the top level, e.g. `aws.vpc_name`"
+        )),
+        ["spot"] | ["spot", ..] => Some(format!(
+            "not a SkyPilot key; spot is a task resource (`use_spot`): set `{OPT_SPOT}` \
+             (and `{OPT_MAX_PRICE}` for a price limit)"
+        )),
+        [_, "region"] => Some(format!(
+            "not a SkyPilot key; region is a task resource: set `{OPT_REGION}`"
+        )),
+        [_, "zone"] => Some(format!(
+            "not a SkyPilot key; zone is a task resource: set `{OPT_ZONE}`"
+        )),
+        ["gcp", "project"] | ["gcp", "project_id"] => Some(format!(
+            "not a SkyPilot key; the GCP project is `workspaces.default.gcp.project_id`: set `{OPT_GCP_PROJECT}`"
+        )),
+        _ => None,
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudDefaults {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
 }
 
 /// One mapped compatibility key.
@@ -529,5 +526,20 @@ mod tests {
     fn policy_serialises_without_empty_fields() {
         let p = LaunchPolicy::default();
         assert_eq!(serde_json::to_value(&p).unwrap(), json!({"version": 1}));
+    }
+
+    #[test]
+    fn the_nix_suite_gets_the_same_seed_keys() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/nix/seed-keys.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file: std::collections::BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        let ours: std::collections::BTreeMap<String, String> = SEED_KEYS
+            .iter()
+            .map(|(k, o)| (k.to_string(), o.to_string()))
+            .collect();
+        assert_eq!(
+            file, ours,
+            "nix/seed-keys.json differs from compat::SEED_KEYS"
+        );
     }
 }

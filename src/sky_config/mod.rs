@@ -10,6 +10,7 @@
 
 pub mod compat;
 pub mod schema;
+mod values;
 pub mod yaml;
 
 use std::fmt;
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::Value;
 
-pub use compat::{LaunchPolicy, Mapped, Warning};
+pub use crate::launch_policy::LaunchPolicy;
+pub use compat::{Mapped, Warning};
 pub use schema::{Schema, SCHEMA_ENV};
 
 /// File name of the launch-policy settings written next to the rendered config when

@@ -16,6 +16,8 @@ use jsonschema::paths::{LazyLocation, Location};
 use jsonschema::{Keyword, ValidationError};
 use serde_json::Value;
 
+use super::compat::seed_hint;
+use super::values::show_value;
 use super::Problem;
 
 /// Environment variable naming the schema file when no `--schema` flag is given.
@@ -258,70 +260,6 @@ pub(crate) fn key_path(segments: &[String], root: &Value) -> String {
         }
     }
     out
-}
-
-/// Keys whose values must never be echoed (tokens, passwords, database URLs).
-fn is_sensitive(key: &str) -> bool {
-    key.split(['.', '[']).any(|seg| {
-        let seg = seg.to_ascii_lowercase();
-        seg == "db"
-            || seg.contains("token")
-            || seg.contains("password")
-            || seg.contains("secret")
-            || seg.contains("credential")
-    })
-}
-
-/// A short rendering of an offending value for messages.
-pub(crate) fn show_value(key: &str, v: &Value) -> String {
-    if is_sensitive(key) {
-        return "the value (not shown: it may be a secret)".to_string();
-    }
-    let s = serde_json::to_string(v).unwrap_or_else(|_| "?".to_string());
-    let kind = match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_f64() => "a number",
-        Value::Number(_) => "an integer",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an attribute set",
-    };
-    let s = if s.chars().count() > 60 {
-        let cut: String = s.chars().take(57).collect();
-        format!("{cut}…")
-    } else {
-        s
-    };
-    format!("{s} ({kind})")
-}
-
-/// The hint for keys users copy from the seed's example (and close relatives).
-pub(crate) fn seed_hint(key: &str) -> Option<String> {
-    use super::compat::{OPT_GCP_PROJECT, OPT_MAX_PRICE, OPT_REGION, OPT_SPOT, OPT_ZONE};
-    let segs: Vec<&str> = key.split('.').collect();
-    match segs.as_slice() {
-        ["cloud"] | ["cloud", ..] => Some(format!(
-            "not a SkyPilot key; it is the seed's compatibility layer, which `sky-config render` \
-             maps: `cloud.<cloud>.region`/`zone` are task resources (set `{OPT_REGION}` / \
-             `{OPT_ZONE}`), `cloud.gcp.project` is `workspaces.default.gcp.project_id` (set \
-             `{OPT_GCP_PROJECT}`); per-cloud SkyPilot settings go at the top level, e.g. `aws.vpc_name`"
-        )),
-        ["spot"] | ["spot", ..] => Some(format!(
-            "not a SkyPilot key; spot is a task resource (`use_spot`): set `{OPT_SPOT}` \
-             (and `{OPT_MAX_PRICE}` for a price limit)"
-        )),
-        [_, "region"] => Some(format!(
-            "not a SkyPilot key; region is a task resource: set `{OPT_REGION}`"
-        )),
-        [_, "zone"] => Some(format!(
-            "not a SkyPilot key; zone is a task resource: set `{OPT_ZONE}`"
-        )),
-        ["gcp", "project"] | ["gcp", "project_id"] => Some(format!(
-            "not a SkyPilot key; the GCP project is `workspaces.default.gcp.project_id`: set `{OPT_GCP_PROJECT}`"
-        )),
-        _ => None,
-    }
 }
 
 /// Levenshtein distance, for "did you mean".
