@@ -55,6 +55,29 @@ pub enum Command {
     /// Check the cloud credential files named in the host config.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Print the audit log: every action taken on a cluster, newest last.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only entries of the last SECONDS.
+        #[arg(long, value_name = "SECONDS")]
+        since: Option<u64>,
+        /// At most this many entries (the latest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON for scripts instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test aid: append COUNT audit entries through a second writer's connection, printing
+    /// each entry's id once committed (used to test two writers on one database).
+    #[command(hide = true)]
+    DebugAuditWriter {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +189,19 @@ pub fn run(cli: Cli) -> ExitCode {
             )),
             Command::SkyConfig(SkyConfigCommand::Check { file, schema }) => {
                 report(crate::sky_config::run_check(&file, schema.as_deref()))
+            }
+            Command::Audit {
+                config,
+                since,
+                limit,
+                json,
+            } => {
+                let config = load(&config.config)?;
+                report(crate::audit_log::run(&config, since, limit, json))
+            }
+            Command::DebugAuditWriter { config, count } => {
+                let config = load(&config.config)?;
+                report(crate::audit_log::debug_writer(&config, count))
             }
             Command::Credentials(CredentialsCommand::Check(a)) => {
                 let config = load(&a.config)?;

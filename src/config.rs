@@ -34,6 +34,10 @@ pub struct SkypilotConfig {
     pub api_url: String,
     /// File holding a service-account token (`sky_…`), sent as `Authorization: Bearer`.
     pub token_file: Option<PathBuf>,
+    /// PEM file with the certificate(s) of the CA that signed an `https://` API server's
+    /// (or `monitor.skypilot_metrics_url`'s) certificate, trusted in addition to the
+    /// system's roots: for SkyPilot behind TLS with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// Timeout of one HTTP request to the API server, in seconds.
     pub request_timeout_secs: u64,
     /// Attempts for one operation when the connection fails (1 = no retry).
@@ -136,6 +140,7 @@ impl Default for SkypilotConfig {
         SkypilotConfig {
             api_url: DEFAULT_API_URL.to_string(),
             token_file: None,
+            ca_file: None,
             request_timeout_secs: 30,
             connect_attempts: 3,
         }

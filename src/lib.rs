@@ -3,6 +3,7 @@
 //! Data flows one way: SkyPilot's API server -> [`cluster_manager`] -> [`store`] ->
 //! the reading roles ([`monitor`], `status`). Every role reads one [`config::Config`].
 
+pub mod audit_log;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_manager;
@@ -16,4 +17,5 @@ pub mod skypilot;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod terminal;
 pub mod time;

@@ -7,6 +7,7 @@ use crate::cluster::ClusterStatus;
 use crate::config::Config;
 use crate::fleet::{report, StatusReport};
 use crate::store::{ClusterQuery, Store};
+use crate::terminal::clean;
 use crate::time::{human_duration, Clock, SystemClock};
 
 fn autostop_text(minutes: i64, down: bool) -> String {
@@ -37,8 +38,9 @@ pub fn render_table(r: &StatusReport) -> String {
     }
     if let (Some(e), Some(at)) = (&r.state.last_error, r.state.last_error_at) {
         out.push_str(&format!(
-            "Last poll failed {} ago: {e}\n",
-            human_duration(r.generated_at.age_since(at))
+            "Last poll failed {} ago: {}\n",
+            human_duration(r.generated_at.age_since(at)),
+            clean(e)
         ));
     }
     let headers = [
@@ -76,13 +78,14 @@ pub fn render_table(r: &StatusReport) -> String {
             } else {
                 "fresh".into()
             };
+            // Every cell that holds SkyPilot's text is escaped for the terminal.
             [
-                c.name.clone(),
+                clean(&c.name).into_owned(),
                 c.status.to_string(),
-                infra,
-                res,
-                c.workspace.clone(),
-                c.user_name.clone().unwrap_or_else(|| "-".into()),
+                clean(&infra).into_owned(),
+                clean(&res).into_owned(),
+                clean(&c.workspace).into_owned(),
+                clean(c.user_name.as_deref().unwrap_or("-")).into_owned(),
                 autostop_text(c.autostop_minutes, c.autostop_to_down),
                 v.age_secs.map(human_duration).unwrap_or_else(|| "-".into()),
                 data,
@@ -153,5 +156,65 @@ mod tests {
         assert_eq!(autostop_text(-1, false), "-");
         assert_eq!(autostop_text(30, false), "30m");
         assert_eq!(autostop_text(10, true), "10m (down)");
+    }
+
+    #[test]
+    fn skypilot_text_reaches_the_table_escaped() {
+        use crate::cluster::Cluster;
+        use crate::fleet::{ClusterView, Freshness};
+        use crate::store::ClusterRow;
+        use crate::time::Timestamp;
+        let now = Timestamp::from_secs(1000);
+        let state = Freshness {
+            stale: true,
+            age_secs: Some(5.0),
+            last_ok_poll_at: Some(Timestamp::from_secs(995)),
+            last_error: Some("boom\x1b[2J".into()),
+            last_error_at: Some(now),
+        };
+        let row = ClusterRow {
+            cluster: Cluster {
+                name: "evil\x1b]0;owned\x07\nUP forged".into(),
+                cluster_hash: "h".into(),
+                status: ClusterStatus::Up,
+                cloud: Some("AWS".into()),
+                region: Some("us\u{202e}east".into()),
+                zone: None,
+                instance_type: None,
+                nodes: 1,
+                cpus: None,
+                memory: None,
+                accelerators: None,
+                resources: None,
+                workspace: "default".into(),
+                user_name: Some("bob\r".into()),
+                user_hash: None,
+                launched_at: None,
+                status_updated_at: None,
+                autostop_minutes: -1,
+                autostop_to_down: false,
+                is_managed: false,
+                last_use: None,
+            },
+            hourly_cost: None,
+            total_cost: None,
+            first_seen: now,
+            last_seen: now,
+            last_changed: now,
+            gone_at: None,
+        };
+        let report = StatusReport {
+            generated_at: now,
+            database: "db".into(),
+            clusters: vec![ClusterView::new(row, &state, now)],
+            state,
+            api_server: None,
+        };
+        let table = render_table(&report);
+        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(!table.contains('\u{202e}'), "{table:?}");
+        assert_eq!(table.lines().count(), 4, "no forged row: {table}");
+        assert!(table.contains("evil\\x1b]0;owned\\x07\\nUP forged"), "{table}");
+        assert!(table.contains("boom\\x1b[2J"), "{table}");
     }
 }

@@ -46,7 +46,7 @@ struct AppState {
 
 /// The monitor's routes, for a server or a test.
 pub fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Router> {
-    let http = reqwest::Client::builder()
+    let http = crate::skypilot::http_client_builder(&config.skypilot)?
         .timeout(SKYPILOT_METRICS_TIMEOUT)
         .build()
         .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;

@@ -103,6 +103,8 @@ pub enum ClientError {
     Token { path: String, message: String },
     #[error("skypilot.api_url {url:?}: {message}")]
     BadUrl { url: String, message: String },
+    #[error("{path}: cannot use it as skypilot.ca_file: {message}")]
+    CaFile { path: String, message: String },
 }
 
 impl ClientError {
@@ -124,7 +126,7 @@ impl ClientError {
             }
             ClientError::ServerTooOld { .. } => "server_too_old".into(),
             ClientError::Token { .. } => "token".into(),
-            ClientError::BadUrl { .. } => "config".into(),
+            ClientError::BadUrl { .. } | ClientError::CaFile { .. } => "config".into(),
         }
     }
 
@@ -168,6 +170,45 @@ impl fmt::Debug for Client {
     }
 }
 
+/// Largest CA file read (a bundle of a few hundred certificates fits).
+const CA_FILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// An HTTP client builder for talking to SkyPilot: TLS with the system's roots plus
+/// `skypilot.ca_file`'s certificates, and our user agent.
+pub fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilder> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .user_agent(concat!("skypilot-host/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &cfg.ca_file {
+        let err = |message: String| ClientError::CaFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(err("not a regular file: expected a PEM file of CA certificates".into()));
+        }
+        if meta.len() > CA_FILE_MAX_BYTES {
+            return Err(err(format!(
+                "{} bytes is larger than {CA_FILE_MAX_BYTES}: expected a PEM file of CA certificates",
+                meta.len()
+            )));
+        }
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| err(format!("not PEM certificates: {}", root_cause(&e))))?;
+        if certs.is_empty() {
+            return Err(err(
+                "holds no certificate: expected one or more -----BEGIN CERTIFICATE----- blocks".into(),
+            ));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    Ok(b)
+}
+
 /// How long to wait before retry `attempt` (1-based) after a connection failure.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1u64 << attempt.min(6)) / 2)
@@ -201,10 +242,9 @@ impl Client {
             }
         };
         let timeout = Duration::from_secs(cfg.request_timeout_secs);
-        let http = reqwest::Client::builder()
+        let http = http_client_builder(cfg)?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("skypilot-host/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::BadUrl {
                 url: cfg.api_url.clone(),
@@ -547,6 +587,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
             msg = format!("{msg}: {m}");
         }
         src = s.source();
+    }
+    if msg.contains("certificate") {
+        msg.push_str(" (TLS: the server's certificate is not trusted; set skypilot.ca_file to the CA that signed it)");
     }
     msg
 }

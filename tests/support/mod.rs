@@ -4,3 +4,4 @@
 
 pub mod sim;
 pub mod skyctl;
+pub mod tls;
