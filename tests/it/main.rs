@@ -14,6 +14,7 @@ mod contract;
 mod credentials;
 mod monitor;
 mod real;
+mod store;
 mod tls;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
