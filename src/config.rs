@@ -16,6 +16,8 @@ pub const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
 /// Default metrics port of `skypilot-host monitor`. Deliberately not 9090,
 /// which is both Prometheus's own port and SkyPilot's metrics port.
 pub const DEFAULT_METRICS_PORT: u16 = 9188;
+/// Largest host config read (a real one is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -196,11 +198,12 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Reads and validates the config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            key: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        })?;
+        let text =
+            crate::files::read_regular_text(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                message: format!("cannot read the config file: it {e}"),
+            })?;
         Config::parse(&text, path)
     }
 

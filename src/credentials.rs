@@ -16,7 +16,6 @@
 //! | runpod | `~/.runpod/config.toml` | TOML with `[default]` `api_key` |
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
@@ -182,13 +181,11 @@ fn read_limited(path: &Path, meta: &std::fs::Metadata) -> Result<Vec<u8>, String
             meta.uid()
         )
     };
-    let mut f = std::fs::File::open(path).map_err(unreadable)?;
-    let mut buf = Vec::new();
-    f.by_ref()
-        .take(MAX_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(unreadable)?;
-    Ok(buf)
+    match crate::files::read_regular(path, MAX_BYTES) {
+        Ok(buf) => Ok(buf),
+        Err(crate::files::ReadError::Io(e)) => Err(unreadable(e)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The real uid of this process, from /proc (no libc needed).

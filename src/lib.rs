@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cluster_manager;
 pub mod config;
 pub mod credentials;
+pub mod files;
 pub mod fleet;
 pub mod launch_policy;
 pub mod monitor;

@@ -211,10 +211,16 @@ mod tests {
             api_server: None,
         };
         let table = render_table(&report);
-        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
         assert!(!table.contains('\u{202e}'), "{table:?}");
         assert_eq!(table.lines().count(), 4, "no forged row: {table}");
-        assert!(table.contains("evil\\x1b]0;owned\\x07\\nUP forged"), "{table}");
+        assert!(
+            table.contains("evil\\x1b]0;owned\\x07\\nUP forged"),
+            "{table}"
+        );
         assert!(table.contains("boom\\x1b[2J"), "{table}");
     }
 }

@@ -28,6 +28,9 @@ pub use schema::{Schema, SCHEMA_ENV};
 /// no other path is given.
 pub const DEFAULT_POLICY_FILE: &str = "launch-policy.json";
 
+/// Largest SkyPilot config (or `config` value) read: far above any real one.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 /// One problem with a config: the key path (dotted, `[n]` for list items, empty for
 /// the whole value) and what is wrong and allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +120,7 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
             output.display()
         );
     }
-    let text = std::fs::read_to_string(input)
+    let text = crate::files::read_regular_text(input, MAX_CONFIG_BYTES)
         .with_context(|| format!("{}: cannot read the `config` value", input.display()))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
@@ -175,8 +178,8 @@ pub fn run_check(file: &Path, schema: Option<&Path>) -> anyhow::Result<()> {
 
 /// Validates a YAML or JSON SkyPilot config; returns the parsed value.
 pub fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
-    let schema = Schema::locate(schema)?;
     let value = read_config(file)?;
+    let schema = Schema::locate(schema)?;
     let problems = schema.validate(&value);
     if problems.is_empty() {
         Ok(value)
@@ -193,7 +196,7 @@ pub fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
 /// Reads a SkyPilot config file: JSON or YAML. An empty file is an empty config, as in
 /// SkyPilot.
 pub fn read_config(file: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(file)
+    let text = crate::files::read_regular_text(file, MAX_CONFIG_BYTES)
         .with_context(|| format!("{}: cannot read the SkyPilot config", file.display()))?;
     let value = yaml::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     Ok(match value {

@@ -54,7 +54,8 @@ impl Schema {
 
     /// Reads and compiles a schema file.
     pub fn load(path: &Path) -> anyhow::Result<Schema> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+        // SkyPilot 0.14.1's schema is ~100 KiB.
+        let text = crate::files::read_regular_text(path, 64 * 1024 * 1024).with_context(|| {
             format!("{}: cannot read the SkyPilot config schema", path.display())
         })?;
         let raw: Value = serde_json::from_str(&text).with_context(|| {

@@ -186,7 +186,9 @@ pub fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilde
         };
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
         if !meta.is_file() {
-            return Err(err("not a regular file: expected a PEM file of CA certificates".into()));
+            return Err(err(
+                "not a regular file: expected a PEM file of CA certificates".into(),
+            ));
         }
         if meta.len() > CA_FILE_MAX_BYTES {
             return Err(err(format!(
@@ -199,7 +201,8 @@ pub fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilde
             .map_err(|e| err(format!("not PEM certificates: {}", root_cause(&e))))?;
         if certs.is_empty() {
             return Err(err(
-                "holds no certificate: expected one or more -----BEGIN CERTIFICATE----- blocks".into(),
+                "holds no certificate: expected one or more -----BEGIN CERTIFICATE----- blocks"
+                    .into(),
             ));
         }
         for c in certs {
@@ -227,9 +230,11 @@ impl Client {
         let token = match &cfg.token_file {
             None => None,
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ClientError::Token {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
+                let text = crate::files::read_regular_text(path, 64 * 1024).map_err(|e| {
+                    ClientError::Token {
+                        path: path.display().to_string(),
+                        message: format!("it {e}"),
+                    }
                 })?;
                 let t = text.trim().to_string();
                 if t.is_empty() {

@@ -12,6 +12,7 @@ mod cli;
 mod cluster_manager;
 mod contract;
 mod credentials;
+mod hostile_files;
 mod monitor;
 mod real;
 mod store;

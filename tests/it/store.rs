@@ -51,12 +51,22 @@ async fn two_writers_under_kill_9_lose_no_committed_row() {
         // The writer opens without migrating: wait for the manager's first poll.
         let deadline = Instant::now() + Duration::from_secs(30);
         while ok_polls(&db) <= polls_before {
-            assert!(Instant::now() < deadline, "no poll in round {round}: {}", std::fs::read_to_string(&manager_log).unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "no poll in round {round}: {}",
+                std::fs::read_to_string(&manager_log).unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let writer_log = dir.path().join(format!("writer-{round}.log"));
         let mut writer = Command::new(BIN)
-            .args(["debug-audit-writer", "--config", config.to_str().unwrap(), "--count", "1000000"])
+            .args([
+                "debug-audit-writer",
+                "--config",
+                config.to_str().unwrap(),
+                "--count",
+                "1000000",
+            ])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&writer_log).unwrap())
             .spawn()
@@ -66,7 +76,11 @@ async fn two_writers_under_kill_9_lose_no_committed_row() {
         let mut flip = 0usize;
         while Instant::now() < churn_until {
             for n in names.iter().skip(flip % 3).step_by(3) {
-                let s = if flip % 2 == 0 { SimStatus::Stopped } else { SimStatus::Up };
+                let s = if flip % 2 == 0 {
+                    SimStatus::Stopped
+                } else {
+                    SimStatus::Up
+                };
                 sim.set_status(n, s);
             }
             flip += 1;
@@ -83,25 +97,43 @@ async fn two_writers_under_kill_9_lose_no_committed_row() {
         manager.wait().unwrap();
         writer.wait().unwrap();
         let mut out = String::new();
-        writer.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        writer
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         // Only complete lines name committed rows.
         let complete = out.rsplit_once('\n').map_or("", |(done, _)| done);
         let ids: Vec<i64> = complete.lines().map(|l| l.parse().unwrap()).collect();
-        assert!(ids.len() > 10, "round {round}: the writer committed only {} rows", ids.len());
+        assert!(
+            ids.len() > 10,
+            "round {round}: the writer committed only {} rows",
+            ids.len()
+        );
         committed.extend(ids);
         for log in [&manager_log, &writer_log] {
             let text = std::fs::read_to_string(log).unwrap();
             for bad in ["locked", "busy", "BUSY", "cannot record"] {
-                assert!(!text.contains(bad), "{} mentions {bad:?}:\n{text}", log.display());
+                assert!(
+                    !text.contains(bad),
+                    "{} mentions {bad:?}:\n{text}",
+                    log.display()
+                );
             }
         }
         let polls = ok_polls(&db);
-        assert!(polls > polls_before + 1, "round {round}: {polls} ok polls, {polls_before} before");
+        assert!(
+            polls > polls_before + 1,
+            "round {round}: {polls} ok polls, {polls_before} before"
+        );
         polls_before = polls;
     }
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(integrity, "ok");
     let mut stmt = conn.prepare("SELECT id FROM audit").unwrap();
     let stored: BTreeSet<i64> = stmt
@@ -110,9 +142,18 @@ async fn two_writers_under_kill_9_lose_no_committed_row() {
         .collect::<Result<_, _>>()
         .unwrap();
     let lost: Vec<&i64> = committed.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} committed audit rows lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} committed audit rows lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     let errors: i64 = conn
-        .query_row("SELECT COUNT(*) FROM poll_runs WHERE outcome = 'error'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM poll_runs WHERE outcome = 'error'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(errors, 0, "a poll failed while the other writer wrote");
     // Every transition the manager recorded belongs to a committed poll: the clusters

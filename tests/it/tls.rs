@@ -69,10 +69,16 @@ async fn a_ca_file_that_is_not_pem_is_named() {
         .to_string();
     assert!(err.contains(&ca.display().to_string()), "{err}");
     assert!(err.contains("skypilot.ca_file"), "{err}");
-    assert!(err.contains("no certificate") || err.contains("not PEM"), "{err}");
+    assert!(
+        err.contains("no certificate") || err.contains("not PEM"),
+        "{err}"
+    );
 
-    let err = Client::new(&skypilot("https://127.0.0.1:1".into(), Some(dir.path().into())))
-        .unwrap_err()
-        .to_string();
+    let err = Client::new(&skypilot(
+        "https://127.0.0.1:1".into(),
+        Some(dir.path().into()),
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("not a regular file"), "{err}");
 }

@@ -1,0 +1,156 @@
+//! Reading the files a role is pointed at (host config, SkyPilot config, tokens,
+//! credentials) without trusting them: only regular files, opened so that a FIFO cannot
+//! block, and never more than a cap.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Why a file could not be read. Displayed without the path: the caller names the
+/// file and the setting it came from.
+#[derive(Debug)]
+pub enum ReadError {
+    NotFound,
+    /// A FIFO, socket, device or directory: what it is.
+    NotRegular(&'static str),
+    TooLarge {
+        max: u64,
+    },
+    NotUtf8 {
+        offset: usize,
+    },
+    Io(std::io::Error),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotFound => f.write_str("does not exist"),
+            ReadError::NotRegular(kind) => {
+                write!(
+                    f,
+                    "is a {kind}, not a regular file; expected a regular file"
+                )
+            }
+            ReadError::TooLarge { max } => {
+                write!(
+                    f,
+                    "is larger than {max} bytes, more than such a file can hold; not reading it"
+                )
+            }
+            ReadError::NotUtf8 { offset } => {
+                write!(f, "is not UTF-8 text (invalid byte at offset {offset})")
+            }
+            ReadError::Io(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+/// The bytes of a regular file of at most `max` bytes.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO for reading would wait for a writer; non-blocking, it does not.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            _ => ReadError::Io(e),
+        })?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(kind_of(meta.file_type())));
+    }
+    if meta.len() > max {
+        return Err(ReadError::TooLarge { max });
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow while it is read: the cap holds whatever its size said.
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if u64::try_from(buf.len()).unwrap_or(u64::MAX) > max {
+        return Err(ReadError::TooLarge { max });
+    }
+    Ok(buf)
+}
+
+/// The text of a regular UTF-8 file of at most `max` bytes.
+pub fn read_regular_text(path: &Path, max: u64) -> Result<String, ReadError> {
+    let bytes = read_regular(path, max)?;
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "hello").unwrap();
+        assert_eq!(read_regular_text(&ok, 5).unwrap(), "hello");
+        assert!(matches!(
+            read_regular(&ok, 4),
+            Err(ReadError::TooLarge { max: 4 })
+        ));
+        assert!(matches!(
+            read_regular(&dir.path().join("nope"), 9),
+            Err(ReadError::NotFound)
+        ));
+        assert!(matches!(
+            read_regular(dir.path(), 9),
+            Err(ReadError::NotRegular("directory"))
+        ));
+        assert!(matches!(
+            read_regular(Path::new("/dev/zero"), 1024),
+            Err(ReadError::NotRegular("character device"))
+        ));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string and a plain mode.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            read_regular(&fifo, 9),
+            Err(ReadError::NotRegular("FIFO"))
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, b"ab\xffcd").unwrap();
+        assert!(matches!(
+            read_regular_text(&bad, 9),
+            Err(ReadError::NotUtf8 { offset: 2 })
+        ));
+        let e = read_regular(Path::new("/dev/zero"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("character device") && e.contains("expected a regular file"),
+            "{e}"
+        );
+    }
+}
