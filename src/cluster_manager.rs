@@ -22,11 +22,12 @@ use crate::skypilot::wire::StatusRecord;
 use crate::skypilot::{Client, ClientError, CostRecord, RefreshMode};
 use crate::store::{
     ApiServerHealth, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store, Transition,
+    WriterLock,
 };
 use crate::systemd;
 use crate::time::{Clock, SystemClock, Timestamp};
 
-/// How long poll records are kept.
+/// How long poll records and transitions are kept.
 const POLL_RETENTION_SECS: f64 = 30.0 * 86_400.0;
 /// How often old poll records are pruned.
 const PRUNE_EVERY_SECS: f64 = 3600.0;
@@ -172,6 +173,16 @@ pub fn ingest(
     now: Timestamp,
 ) -> Result<Ingested, String> {
     let clusters = records.len();
+    let mut names = HashSet::with_capacity(clusters);
+    for r in &records {
+        if !names.insert(r.name.as_ref()) {
+            return Err(format!(
+                "cluster {:?} appears more than once in the answer; a cluster name is unique in SkyPilot",
+                crate::terminal::clean(&r.name)
+            ));
+        }
+    }
+    drop(names);
     let mut unchanged_names = Vec::new();
     let mut seen = Vec::new();
     let mut fingerprints = Vec::new();
@@ -225,6 +236,7 @@ pub struct PollReport {
 pub struct Manager {
     client: Client,
     store: Store,
+    _lock: WriterLock,
     clock: Arc<dyn Clock>,
     config: Config,
     known: Known,
@@ -234,6 +246,14 @@ pub struct Manager {
     failures: u32,
 }
 
+fn known_rows(store: &Store) -> crate::store::Result<HashMap<String, ClusterRow>> {
+    Ok(store
+        .clusters()?
+        .into_iter()
+        .map(|r| (r.cluster.name.clone(), r))
+        .collect())
+}
+
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -241,15 +261,13 @@ fn count(n: usize) -> i64 {
 impl Manager {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Manager> {
         let client = Client::new(&config.skypilot)?;
+        let lock = WriterLock::acquire(&config.cluster_manager.database)?;
         let store = Store::open(&config.cluster_manager.database)?;
-        let rows = store
-            .clusters()?
-            .into_iter()
-            .map(|r| (r.cluster.name.clone(), r))
-            .collect();
+        let rows = known_rows(&store)?;
         Ok(Manager {
             client,
             store,
+            _lock: lock,
             clock,
             config,
             known: Known {
@@ -315,10 +333,40 @@ impl Manager {
         result.map(|_| ())
     }
 
+    /// Reopens the database when its file was deleted or replaced (a new file is
+    /// created and migrated), and starts over from what the new file holds.
+    fn reopen_if_replaced(&mut self) -> Result<(), String> {
+        if !self.store.file_replaced() {
+            return Ok(());
+        }
+        let path = self.config.cluster_manager.database.clone();
+        tracing::warn!(database = %path.display(), "the host database file was deleted or replaced; reopening it");
+        let store = Store::open(&path).map_err(|e| e.to_string())?;
+        let rows = known_rows(&store).map_err(|e| e.to_string())?;
+        tracing::info!(database = %path.display(), clusters = rows.len(), "host database reopened; the next poll records every cluster it lacks");
+        self.store = store;
+        self.known = Known {
+            rows,
+            fingerprints: HashMap::new(),
+        };
+        Ok(())
+    }
+
     /// One poll: health, status (forced when due), cost report with forced polls,
     /// ingest, commit, prune. Never fails: the outcome is recorded and returned.
     pub async fn poll_once(&mut self) -> PollReport {
         let started = self.clock.now();
+        if let Err(e) = self.reopen_if_replaced() {
+            self.failures += 1;
+            tracing::error!(error = %e, "cannot reopen the host database");
+            return PollReport {
+                refresh: RefreshMode::None,
+                outcome: PollOutcome::Error,
+                clusters: 0,
+                changes: 0,
+                error: Some(e),
+            };
+        }
         if let Err(e) = self.check_health().await {
             return self.record_failure(RefreshMode::None, started, &e);
         }
@@ -471,9 +519,18 @@ impl Manager {
             return;
         }
         self.last_prune = Some(now);
-        match self.store.prune_polls(now.minus_secs(POLL_RETENTION_SECS)) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned old poll records"),
+        match self
+            .store
+            .prune_history(now.minus_secs(POLL_RETENTION_SECS))
+        {
+            Ok((0, 0)) => {}
+            Ok((polls, transitions)) => {
+                tracing::info!(
+                    polls,
+                    transitions,
+                    "pruned old poll records and transitions"
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "cannot prune old poll records"),
         }
     }
@@ -837,5 +894,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("weird") && e.contains("EXPLODED"), "{e}");
+    }
+
+    #[test]
+    fn a_name_twice_in_the_answer_is_malformed() {
+        let dup = r#"[{"name":"twin","status":"UP","cluster_hash":"h1","autostop":-1,"to_down":false},
+                      {"name":"twin","status":"STOPPED","cluster_hash":"h2","autostop":-1,"to_down":false}]"#;
+        let e = ingest(
+            &Known::default(),
+            records(dup),
+            &HashMap::new(),
+            false,
+            ts(1),
+        )
+        .unwrap_err();
+        assert!(e.contains("\"twin\" appears more than once"), "{e}");
     }
 }

@@ -28,6 +28,7 @@ use crate::time::Timestamp;
 
 mod audit;
 mod clusters;
+mod lock;
 mod migrations;
 mod polls;
 
@@ -35,6 +36,7 @@ pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, Transition,
 };
+pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};
 
 /// How long a connection waits for another writer before giving up.
@@ -96,6 +98,13 @@ impl<T> At<T> for rusqlite::Result<T> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// (device, inode) of the file when opened, to notice a replaced or deleted file.
+    file: Option<(u64, u64)>,
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Store {
@@ -114,6 +123,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            file: identity(path),
         };
         store.configure()?;
         migrations::migrate(&mut store.conn).map_err(|e| match e {
@@ -146,6 +156,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            file: identity(path),
         };
         store.configure()?;
         store.check_version()?;
@@ -164,6 +175,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            file: identity(path),
         };
         store.check_version()?;
         Ok(store)
@@ -199,6 +211,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True when the file at the path is no longer the one this connection opened: it
+    /// was deleted, or replaced by another file.
+    pub fn file_replaced(&self) -> bool {
+        identity(&self.path) != self.file
     }
 
     pub fn schema_version(&self) -> Result<i64> {

@@ -167,14 +167,23 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().at(&self.path)
     }
 
-    /// Deletes poll runs that finished before `before`; returns how many.
-    pub fn prune_polls(&self, before: Timestamp) -> Result<usize> {
-        self.conn
+    /// Deletes poll runs and transitions older than `before`; returns how many of each.
+    pub fn prune_history(&self, before: Timestamp) -> Result<(usize, usize)> {
+        let polls = self
+            .conn
             .execute(
                 "DELETE FROM poll_runs WHERE finished_at < :before",
                 named_params! {":before": before},
             )
-            .at(&self.path)
+            .at(&self.path)?;
+        let transitions = self
+            .conn
+            .execute(
+                "DELETE FROM transitions WHERE at < :before",
+                named_params! {":before": before.floor()},
+            )
+            .at(&self.path)?;
+        Ok((polls, transitions))
     }
 
     pub fn set_api_server_health(&self, h: &ApiServerHealth) -> Result<()> {

@@ -14,6 +14,7 @@ mod contract;
 mod credentials;
 mod hostile_files;
 mod monitor;
+mod one_writer;
 mod real;
 mod store;
 mod tls;

@@ -1,0 +1,105 @@
+//! One cluster manager per database: an exclusive `flock` on `<database>.lock`, held
+//! while the manager runs, with the holder's pid inside for the next one's message.
+
+use std::io::{Read, Seek, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Held while the cluster manager runs; released when dropped (or the process dies).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("host database {database}: another cluster manager (pid {holder}) is running on it; only one may write it (lock file {lock})")]
+    Held {
+        database: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("host database {database}: cannot take the lock file {lock}: {source}")]
+    Io {
+        database: PathBuf,
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WriterLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the lock of `database`, or says who holds it.
+    pub fn acquire(database: &Path) -> Result<WriterLock, LockError> {
+        let mut lock = database.as_os_str().to_owned();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let io = |source| LockError::Io {
+            database: database.to_path_buf(),
+            lock: lock.clone(),
+            source,
+        };
+        if let Some(dir) = database.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(io)?;
+        // SAFETY: flock on a file descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut holder = String::new();
+                let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(LockError::Held {
+                    database: database.to_path_buf(),
+                    lock,
+                    holder: if holder.is_empty() {
+                        "unknown".into()
+                    } else {
+                        holder.chars().filter(char::is_ascii_digit).collect()
+                    },
+                });
+            }
+            return Err(io(e));
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(WriterLock {
+            _file: file,
+            path: lock,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_told_the_first_ones_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        let first = WriterLock::acquire(&db).unwrap();
+        let e = WriterLock::acquire(&db).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(e.contains(&db.display().to_string()), "{e}");
+        drop(first);
+        WriterLock::acquire(&db).unwrap();
+    }
+}
