@@ -16,6 +16,8 @@ pub const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
 /// Default metrics port of `skypilot-host monitor`. Deliberately not 9090,
 /// which is both Prometheus's own port and SkyPilot's metrics port.
 pub const DEFAULT_METRICS_PORT: u16 = 9188;
+/// Default of `skypilot.max_answer_bytes`: 256 MiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest host config read (a real one is a few hundred bytes).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -44,6 +46,9 @@ pub struct SkypilotConfig {
     pub request_timeout_secs: u64,
     /// Attempts for one operation when the connection fails (1 = no retry).
     pub connect_attempts: u32,
+    /// Largest answer read from the API server, in bytes; a larger one fails the poll
+    /// (the state is kept). 100,000 clusters answer ~70 MB.
+    pub max_answer_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +150,7 @@ impl Default for SkypilotConfig {
             ca_file: None,
             request_timeout_secs: 30,
             connect_attempts: 3,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 }
@@ -278,6 +284,15 @@ impl Config {
             if v == 0 {
                 return Err((key, "must be at least 1 (seconds)".to_string()));
             }
+        }
+        if self.skypilot.max_answer_bytes < 64 * 1024 {
+            return Err((
+                "skypilot.max_answer_bytes",
+                format!(
+                    "{} is too small to hold even a health answer: expected at least 65536 (default {DEFAULT_MAX_ANSWER_BYTES})",
+                    self.skypilot.max_answer_bytes
+                ),
+            ));
         }
         if self.skypilot.connect_attempts == 0 {
             return Err((

@@ -103,6 +103,8 @@ pub enum ClientError {
     Token { path: String, message: String },
     #[error("skypilot.api_url {url:?}: {message}")]
     BadUrl { url: String, message: String },
+    #[error("SkyPilot API server {url}: answer larger than {limit} bytes (skypilot.max_answer_bytes); not reading the rest")]
+    TooLarge { url: String, limit: u64 },
     #[error("{path}: cannot use it as skypilot.ca_file: {message}")]
     CaFile { path: String, message: String },
 }
@@ -116,6 +118,7 @@ impl ClientError {
             ClientError::Http { status, .. } => format!("http_{status}"),
             ClientError::Auth { .. } => "auth".into(),
             ClientError::Malformed { .. } => "malformed".into(),
+            ClientError::TooLarge { .. } => "too_large".into(),
             ClientError::Sky { error_type, .. } => {
                 let t: String = error_type
                     .chars()
@@ -155,6 +158,7 @@ pub struct Client {
     token: Option<String>,
     timeout: Duration,
     attempts: u32,
+    max_body: u64,
     /// The API version to send: ours until the server's is known, then the lower.
     api_version: AtomicU32,
 }
@@ -261,6 +265,7 @@ impl Client {
             token,
             timeout,
             attempts: cfg.connect_attempts.max(1),
+            max_body: cfg.max_answer_bytes,
             api_version: AtomicU32::new(CLIENT_API_VERSION),
         })
     }
@@ -338,12 +343,43 @@ impl Client {
         }
     }
 
-    /// The whole body, as bytes: large answers (10,000 clusters are ~7 MiB) are parsed
-    /// from this buffer without another copy.
-    async fn body_bytes(&self, url: &str, resp: reqwest::Response) -> Result<bytes::Bytes> {
-        resp.bytes()
+    /// The whole body, as bytes, read piece by piece up to `skypilot.max_answer_bytes`:
+    /// large answers (10,000 clusters are ~7 MiB) are parsed from this buffer without
+    /// another copy, and a larger one is refused before it fills the memory.
+    async fn body_bytes(&self, url: &str, mut resp: reqwest::Response) -> Result<bytes::Bytes> {
+        let too_large = || ClientError::TooLarge {
+            url: url.to_string(),
+            limit: self.max_body,
+        };
+        let declared = resp.content_length();
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(too_large());
+        }
+        let first = resp
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(url, e, 1))
+            .map_err(|e| self.transport_error(url, e, 1))?;
+        let Some(first) = first else {
+            return Ok(bytes::Bytes::new());
+        };
+        // One piece that is the whole body (the usual small answer): no copy.
+        let mut buf = match declared {
+            Some(n) if n == first.len() as u64 => return Ok(first),
+            Some(n) => bytes::BytesMut::with_capacity(usize::try_from(n).unwrap_or(0)),
+            None => bytes::BytesMut::with_capacity(first.len() * 2),
+        };
+        buf.extend_from_slice(&first);
+        while let Some(piece) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(url, e, 1))?
+        {
+            if (buf.len() + piece.len()) as u64 > self.max_body {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&piece);
+        }
+        Ok(buf.freeze())
     }
 
     /// `GET /api/health`; also learns the server's API version.
@@ -481,11 +517,13 @@ impl Client {
             return http();
         };
         match serde_json::from_str::<Option<wire::RequestError>>(err) {
+            // SkyPilot's text is shown to people and stored with each failed poll:
+            // bounded and on one line, like any other answer's snippet.
             Ok(Some(e)) => ClientError::Sky {
                 url: url.to_string(),
                 op: op.to_string(),
-                error_type: e.error_type.unwrap_or_else(|| "UnknownError".into()),
-                message: e.message.unwrap_or_default(),
+                error_type: bounded(e.error_type.as_deref().unwrap_or("UnknownError"), 100),
+                message: bounded(e.message.as_deref().unwrap_or_default(), SKY_MESSAGE_CHARS),
             },
             _ => http(),
         }
@@ -621,14 +659,29 @@ fn snippet_bytes(body: &[u8]) -> String {
     snippet(&String::from_utf8_lossy(&body[..body.len().min(2048)]))
 }
 
+/// Characters kept of SkyPilot's error message.
+const SKY_MESSAGE_CHARS: usize = 2000;
+
 /// At most 300 characters of a body, on one line.
 fn snippet(text: &str) -> String {
+    bounded(text, 300)
+}
+
+/// At most `max` characters of `text`, on one line: control characters and bidi
+/// controls become spaces.
+fn bounded(text: &str, max: usize) -> String {
     let one_line: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .take(max)
         .collect();
-    if text.chars().count() > 300 {
+    if text.chars().nth(max).is_some() {
         format!("{}…", one_line.trim())
     } else {
         one_line.trim().to_string()
@@ -691,5 +744,17 @@ mod tests {
         };
         let c = Client::new(&cfg).unwrap();
         assert!(!format!("{c:?}").contains("sky_secret123"));
+    }
+
+    #[test]
+    fn skypilot_error_text_is_bounded_and_on_one_line() {
+        let s = bounded(&format!("a\x1b[2Jb\nc\u{202e}{}", "x".repeat(5000)), 2000);
+        assert!(
+            !s.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{s:?}"
+        );
+        assert!(s.starts_with("a [2Jb c x"), "{s:?}");
+        assert_eq!(s.chars().count(), 2001, "2000 characters and an ellipsis");
+        assert_eq!(bounded("short", 10), "short");
     }
 }
