@@ -370,13 +370,16 @@ impl Manager {
         if let Err(e) = self.check_health().await {
             return self.record_failure(RefreshMode::None, started, &e);
         }
+        systemd::watchdog();
         let force = self.force_due(started);
         let (refresh, text) = match self.fetch_status(force, started).await {
             Ok(answer) => answer,
             Err((refresh, e)) => return self.record_failure(refresh, started, &e),
         };
+        systemd::watchdog();
         if force {
             self.refresh_costs().await;
+            systemd::watchdog();
         }
         let finished = self.clock.now();
         let ingested = match self.client.status_records(&text).and_then(|records| {
@@ -480,22 +483,42 @@ impl Manager {
         }
     }
 
+    /// A poll that ran out of its deadline (its future was dropped mid-request).
+    pub fn record_deadline(&mut self, started: Timestamp, deadline: Duration) -> PollReport {
+        let message = format!(
+            "the poll took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
+            deadline.as_secs(),
+            self.client.base_url()
+        );
+        self.record_error(RefreshMode::None, started, "deadline".into(), message)
+    }
+
     fn record_failure(
         &mut self,
         refresh: RefreshMode,
         started: Timestamp,
         e: &ClientError,
     ) -> PollReport {
+        self.record_error(refresh, started, e.kind(), e.to_string())
+    }
+
+    fn record_error(
+        &mut self,
+        refresh: RefreshMode,
+        started: Timestamp,
+        kind: String,
+        error: String,
+    ) -> PollReport {
         self.failures += 1;
-        tracing::warn!(error = %e, failures = self.failures, "poll failed; keeping the last known state");
+        tracing::warn!(error = %error, failures = self.failures, "poll failed; keeping the last known state");
         let run = PollRun {
             id: 0,
             started_at: started,
             finished_at: self.clock.now(),
             refresh,
             outcome: PollOutcome::Error,
-            error_kind: Some(e.kind()),
-            error: Some(e.to_string()),
+            error_kind: Some(kind),
+            error: Some(error.clone()),
             clusters: None,
             changes: None,
         };
@@ -507,7 +530,26 @@ impl Manager {
             outcome: PollOutcome::Error,
             clusters: 0,
             changes: 0,
-            error: Some(e.to_string()),
+            error: Some(error),
+        }
+    }
+
+    /// How long one poll may take: `poll_deadline_secs`, kept below three quarters of
+    /// the watchdog period when systemd set one.
+    pub fn poll_deadline(&self, watchdog: Option<Duration>) -> Duration {
+        let configured = Duration::from_secs(self.config.cluster_manager.poll_deadline_secs);
+        match watchdog {
+            Some(w) if configured >= w * 3 / 4 => {
+                let d = w * 3 / 4;
+                tracing::warn!(
+                    configured = configured.as_secs(),
+                    watchdog = w.as_secs_f64(),
+                    using = d.as_secs_f64(),
+                    "cluster_manager.poll_deadline_secs is not below WatchdogSec; using three quarters of it"
+                );
+                d
+            }
+            _ => configured,
         }
     }
 
@@ -576,10 +618,15 @@ pub async fn run_until(
     );
     systemd::ready("started; first poll running");
     let watchdog = systemd::watchdog_interval();
+    let deadline = manager.poll_deadline(watchdog);
     tokio::pin!(shutdown);
     'polling: loop {
+        let started = manager.clock.now();
         let report = tokio::select! {
-            r = manager.poll_once() => r,
+            r = tokio::time::timeout(deadline, manager.poll_once()) => match r {
+                Ok(report) => report,
+                Err(_) => manager.record_deadline(started, deadline),
+            },
             () = &mut shutdown => break 'polling,
         };
         release_freed_memory();

@@ -58,6 +58,10 @@ pub struct ClusterManagerConfig {
     pub poll_interval_secs: u64,
     /// Seconds between two polls with `refresh = FORCE` (asks the clouds).
     pub force_refresh_interval_secs: u64,
+    /// Seconds one poll may take in all (its several requests together); a slower poll
+    /// fails and the state is kept. Under systemd it must stay below `WatchdogSec`
+    /// (the module sets that from this value).
+    pub poll_deadline_secs: u64,
     /// The host database (SQLite). Shared by every role; only the cluster manager writes
     /// cluster state.
     pub database: PathBuf,
@@ -160,6 +164,7 @@ impl Default for ClusterManagerConfig {
         ClusterManagerConfig {
             poll_interval_secs: 30,
             force_refresh_interval_secs: 300,
+            poll_deadline_secs: 120,
             database: PathBuf::from("/var/lib/skypilot/host.db"),
         }
     }
@@ -291,6 +296,15 @@ impl Config {
                 format!(
                     "{} is too small to hold even a health answer: expected at least 65536 (default {DEFAULT_MAX_ANSWER_BYTES})",
                     self.skypilot.max_answer_bytes
+                ),
+            ));
+        }
+        if self.cluster_manager.poll_deadline_secs < self.skypilot.request_timeout_secs {
+            return Err((
+                "cluster_manager.poll_deadline_secs",
+                format!(
+                    "{} is shorter than skypilot.request_timeout_secs ({}): expected at least one request's timeout",
+                    self.cluster_manager.poll_deadline_secs, self.skypilot.request_timeout_secs
                 ),
             ));
         }

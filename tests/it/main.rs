@@ -19,6 +19,7 @@ mod one_writer;
 mod real;
 mod store;
 mod tls;
+mod watchdog;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
 mod sky_config;
