@@ -25,6 +25,7 @@ use crate::store::{
     WriterLock,
 };
 use crate::systemd;
+use crate::terminal::clean;
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// How long poll records and transitions are kept.
@@ -469,7 +470,7 @@ impl Manager {
             };
         }
         for t in &changes.transitions {
-            tracing::info!(cluster = %t.cluster, from = ?t.from, to = %t.to, "cluster status changed");
+            tracing::info!(cluster = %clean(&t.cluster), from = ?t.from, to = %t.to, "cluster status changed");
         }
         self.known.apply(ingested);
         self.failures = 0;
@@ -510,6 +511,9 @@ impl Manager {
         error: String,
     ) -> PollReport {
         self.failures += 1;
+        // The text may quote SkyPilot's answer: never a raw control character in a log,
+        // a terminal or the database.
+        let error = clean(&error).into_owned();
         tracing::warn!(error = %error, failures = self.failures, "poll failed; keeping the last known state");
         let run = PollRun {
             id: 0,

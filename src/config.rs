@@ -223,12 +223,17 @@ impl Config {
         let de = toml::Deserializer::new(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
+            let mut key = if key == "." { String::new() } else { key };
             let inner = e.into_inner();
             let mut message = inner.message().trim().to_string();
             if let Some(span) = inner.span() {
                 let (line, col) = line_col(text, span.start);
                 message = format!("{message} (line {line}, column {col})");
+                // Errors found while reading a value (an integer too large for any
+                // type) come without a key path: take it from the text.
+                if key.is_empty() {
+                    key = key_at(text, span.start).unwrap_or_default();
+                }
             }
             ConfigError {
                 file: path.to_path_buf(),
@@ -361,6 +366,27 @@ impl Config {
     }
 }
 
+/// The dotted key whose `key = value` line holds `offset`, under the nearest `[table]`
+/// header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let name = line.split_once('=')?.0.trim().trim_matches('"');
+    if name.is_empty() || name.starts_with('[') || name.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']'))
+            .then(|| l.trim_matches(['[', ']']).trim().to_string())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{name}"),
+        _ => name.to_string(),
+    })
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -455,5 +481,12 @@ mod tests {
         let c = Config::default();
         let s = toml::to_string(&c).unwrap();
         assert_eq!(parse(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn a_number_too_large_names_its_key() {
+        let e = parse("[skypilot]\napi_url = \"http://x:1\"\n[cluster_manager]\npoll_interval_secs = 99999999999999999999\n").unwrap_err();
+        assert_eq!(e.key, "cluster_manager.poll_interval_secs", "{e}");
+        assert!(e.message.contains("line 4"), "{e}");
     }
 }

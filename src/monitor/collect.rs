@@ -108,7 +108,7 @@ fn classify_sqlite(e: &rusqlite::Error) -> Problem {
 
 fn classify(e: &StoreError) -> Problem {
     match e {
-        StoreError::Sqlite { source, .. } => classify_sqlite(source),
+        StoreError::Sqlite { cause, .. } => classify_sqlite(cause),
         StoreError::Dir { .. } => Problem::Database("unreadable"),
         StoreError::TooNew { .. } => Problem::Database("too_new"),
         StoreError::TooOld { .. } => Problem::Database("too_old"),
@@ -321,9 +321,9 @@ impl Reader {
 }
 
 fn open_lean(database: &Path) -> Result<rusqlite::Connection, StoreError> {
-    let sq = |source| StoreError::Sqlite {
+    let sq = |cause| StoreError::Sqlite {
         path: database.to_path_buf(),
-        source,
+        cause,
     };
     let conn = rusqlite::Connection::open_with_flags(
         database,
@@ -357,9 +357,9 @@ fn read_clusters(
     conn: &rusqlite::Connection,
     database: &Path,
 ) -> Result<(Vec<FleetCluster>, u64, Option<String>), StoreError> {
-    let sq = |source| StoreError::Sqlite {
+    let sq = |cause| StoreError::Sqlite {
         path: database.to_path_buf(),
-        source,
+        cause,
     };
     let mut stmt = conn
         .prepare_cached(

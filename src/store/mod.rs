@@ -44,17 +44,17 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("host database {path}: {source}")]
+    /// SQLite's own error. Not exposed as a `source`: its text is already in the
+    /// message, and an error chain would print it again.
+    #[error("host database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("host database {path}: cannot create its directory: {source}")]
+    #[error("host database {path}: cannot create its directory: {cause}")]
     Dir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("host database {path}: schema version {found} is newer than this skypilot-host knows ({known}); upgrade skypilot-host")]
     TooNew {
@@ -88,9 +88,9 @@ trait At<T> {
 
 impl<T> At<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite {
+        self.map_err(|cause| StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 }
@@ -113,9 +113,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                std::fs::create_dir_all(dir).map_err(|cause| StoreError::Dir {
                     path: path.to_path_buf(),
-                    source,
+                    cause,
                 })?;
             }
         }
@@ -127,9 +127,9 @@ impl Store {
         };
         store.configure()?;
         migrations::migrate(&mut store.conn).map_err(|e| match e {
-            migrations::MigrateError::Sqlite(source) => StoreError::Sqlite {
+            migrations::MigrateError::Sqlite(cause) => StoreError::Sqlite {
                 path: path.to_path_buf(),
-                source,
+                cause,
             },
             migrations::MigrateError::TooNew { found, known } => StoreError::TooNew {
                 path: path.to_path_buf(),
@@ -240,5 +240,44 @@ impl Store {
             .and_then(|mut s| s.query_row([], |r| r.get::<_, Timestamp>(0)).optional())
             .map(|t| t.map(Timestamp::floor))
             .at(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sqlite_error_is_told_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        std::fs::write(&db, "not sqlite at all, but long enough to have a header............................................").unwrap();
+        let e = anyhow::Error::from(Store::open_read_only(&db).err().unwrap());
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("not a database").count(), 1, "{text}");
+        assert!(text.contains(&db.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn a_second_writer_never_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        assert!(
+            Store::open_writer(&db).is_err(),
+            "a missing file is not created"
+        );
+        assert!(!db.exists());
+        Store::open(&db).unwrap();
+        let w = Store::open_writer(&db).unwrap();
+        w.conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(w);
+        assert!(matches!(
+            Store::open_writer(&db),
+            Err(StoreError::TooOld { found: 1, .. })
+        ));
+        assert!(matches!(
+            Store::open_read_only(&db),
+            Err(StoreError::TooOld { found: 1, .. })
+        ));
     }
 }
