@@ -3,7 +3,10 @@
 //! Tests marked `#[cfg(feature = "real-server")]` need SkyPilot itself: the real API
 //! server that `scripts/test.sh` starts, or SkyPilot's config schema that it exports. They
 //! read the server's address and environment from variables the script exports (see
-//! `tests/it/real.rs`). Without the feature they are not compiled, so not counted.
+//! `tests/support/real.rs`). Without the feature they are not compiled, so not counted.
+//!
+//! Helpers shared by several files (the simulator, the protocol client, the binary and its
+//! process guard, the real-server environment, the test clock) are in `tests/support`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -13,7 +16,7 @@ mod cluster_manager;
 mod contract;
 mod credentials;
 mod monitor;
-mod real;
+mod simulator;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
 mod sky_config;

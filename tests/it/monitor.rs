@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use skypilot_host::cluster::{Cluster, ClusterStatus};
 use skypilot_host::config::Config;
@@ -13,28 +13,13 @@ use skypilot_host::store::{
     ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
 };
 use skypilot_host::time::Clock;
+
+use crate::support::clock::TestClock;
+use crate::support::host::{bin, free_port, HostProcess};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const NOW: f64 = 1_800_000_000.0;
-
-/// A clock the test sets.
-struct TestClock(Mutex<f64>);
-
-impl TestClock {
-    fn new(t: f64) -> Arc<TestClock> {
-        Arc::new(TestClock(Mutex::new(t)))
-    }
-    fn set(&self, t: f64) {
-        *self.0.lock().unwrap() = t;
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> f64 {
-        *self.0.lock().unwrap()
-    }
-}
 
 struct Server {
     base: String,
@@ -1020,11 +1005,7 @@ fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
     write_fleet(&db);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = dir.path().join("host.toml");
     std::fs::write(
         &cfg,
@@ -1034,12 +1015,7 @@ fn binary_serves_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
-        .args(["monitor", "--config"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let monitor = HostProcess::role("monitor", &cfg, &dir.path().join("monitor.log"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body = rt.block_on(async {
         let url = format!("http://127.0.0.1:{port}/metrics");
@@ -1053,22 +1029,8 @@ fn binary_serves_and_stops_on_sigterm() {
     });
     let m = parse(&body);
     assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    // SIGTERM, and an exit within 10 s.
+    let status = monitor.terminate();
     assert!(status.success(), "exit status {status}");
 }
 
@@ -1126,8 +1088,8 @@ mod real {
     use std::time::Duration;
 
     use super::*;
-    use crate::cluster_manager::{cluster, Host};
-    use crate::real::{api_url, skyctl, unique};
+    use crate::support::host::{cluster, Host};
+    use crate::support::real::{api_url, skyctl, unique};
 
     #[test]
     fn values_match_clusters_of_the_real_server() {
@@ -1448,11 +1410,7 @@ async fn later_writes_and_a_replaced_database_are_seen() {
 fn problems_are_logged_when_they_change() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = dir.path().join("host.toml");
     std::fs::write(
         &cfg,
@@ -1463,13 +1421,12 @@ fn problems_are_logged_when_they_change() {
     )
     .unwrap();
     let log = dir.path().join("monitor.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
+    let mut command = bin();
+    command
         .args(["monitor", "--config"])
         .arg(&cfg)
-        .env_remove("SKYPILOT_HOST_LOG")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .env_remove("SKYPILOT_HOST_LOG");
+    let monitor = HostProcess::spawn(command, &log);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scrape = |rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
@@ -1490,12 +1447,7 @@ fn problems_are_logged_when_they_change() {
     for _ in 0..3 {
         assert_eq!(get(&scrape(&rt), "skypilot_host_database_up"), 1.0);
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
+    assert!(monitor.terminate().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.matches("problems reading the host database").count(),
