@@ -1,10 +1,8 @@
 //! The binary's command line: `check-config` and `status` on bad input.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
-}
+use crate::support::host::bin;
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run skypilot-host")

@@ -1,26 +1,28 @@
-//! Contract tests: the same cases run against the SkyPilot simulator and, with
-//! `--features real-server`, against the real SkyPilot 0.14.1 API server, so that the
-//! simulator stays faithful. They compare shapes (the keys of each record and the JSON type
-//! of each value), error types and messages, and status codes, not hashes or timestamps.
+//! Contract tests: ONE list of cases (see `contract_cases!` at the end), each run against
+//! the SkyPilot simulator and, with `--features real-server`, against the real SkyPilot
+//! 0.14.1 API server, so that the simulator stays faithful. They compare shapes (the keys
+//! of each record and the JSON type of each value), error types and messages, and status
+//! codes, not hashes or timestamps.
 //!
 //! The expected shapes below were read from a real 0.14.1 server; the real-server run
 //! checks that they still hold, the simulator run that the simulator matches them.
 //!
-//! After the contract cases: tests of the simulator's own controls (faults, actions, the
-//! request log), which have no real-server counterpart.
+//! Tests of the simulator's own controls (faults, delays, actions, the request log) have
+//! no real-server counterpart: they are in `simulator.rs`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::sim::{Fault, Op, Outcome, SimCluster, SimStatus, Simulator};
+use crate::support::api::{
+    api_get, client, error_value, http, is_uuid_like, return_value, run_op, start_sim, status_of,
+};
 #[cfg(feature = "real-server")]
-use crate::support::skyctl::RealServer;
+use crate::support::real::RealServer;
+use crate::support::sim::{SimCluster, SimStatus, Simulator};
 
 use skypilot_host::cluster::ClusterStatus;
-use skypilot_host::config::SkypilotConfig;
 use skypilot_host::skypilot::{Client, RefreshMode};
 
 // ---------------------------------------------------------------------------------------
@@ -156,16 +158,7 @@ impl<'a> Target<'a> {
     }
 
     fn client(&self) -> Client {
-        let cfg = SkypilotConfig {
-            api_url: self.url.clone(),
-            token_file: None,
-            request_timeout_secs: 60,
-            connect_attempts: 1,
-        };
-        match Client::new(&cfg) {
-            Ok(c) => c,
-            Err(e) => panic!("client for {}: {e}", self.url),
-        }
+        client(&self.url, 60, 1)
     }
 }
 
@@ -175,124 +168,6 @@ fn sim_status(s: &str) -> SimStatus {
         "INIT" => SimStatus::Init,
         "STOPPED" => SimStatus::Stopped,
         other => panic!("unknown status {other}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The raw protocol.
-
-fn http() -> reqwest::Client {
-    match reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => panic!("reqwest client: {e}"),
-    }
-}
-
-/// True for `8-4-4-4-12` lowercase hex.
-fn is_uuid_like(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// `POST /<op>` as SkyPilot's own client sends it; checks the answer (200, body `null`,
-/// a request id) and returns the id.
-async fn post_op(url: &str, op: &str, body: Value) -> String {
-    let resp = http()
-        .post(format!("{url}/{op}"))
-        .header("X-SkyPilot-API-Version", "62")
-        .header("X-SkyPilot-Version", "0.14.1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}/{op}: {e}"));
-    assert_eq!(resp.status(), StatusCode::OK, "POST /{op}");
-    let id = resp
-        .headers()
-        .get("x-skypilot-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("POST /{op}: no x-skypilot-request-id header"));
-    assert!(is_uuid_like(&id), "request id {id:?} is not UUID-shaped");
-    assert_eq!(
-        resp.headers()
-            .get("x-skypilot-api-version")
-            .and_then(|v| v.to_str().ok()),
-        Some("62"),
-        "POST /{op} with version headers answers with the server's API version"
-    );
-    let text = resp.text().await.unwrap_or_default();
-    assert_eq!(text, "null", "POST /{op} body");
-    id
-}
-
-/// `GET /api/get?request_id=`: status code and JSON body.
-async fn api_get(url: &str, id: &str) -> (StatusCode, Value) {
-    let resp = http()
-        .get(format!("{url}/api/get"))
-        .query(&[("request_id", id)])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}/api/get: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("/api/get answered non-JSON ({e}): {text}"));
-    (status, v)
-}
-
-/// Run an op to completion: (HTTP status of /api/get, the request payload).
-async fn run_op(url: &str, op: &str, body: Value) -> (StatusCode, Value) {
-    let id = post_op(url, op, body).await;
-    let (status, v) = api_get(url, &id).await;
-    let payload = if status == StatusCode::OK {
-        v
-    } else {
-        v.get("detail").cloned().unwrap_or(Value::Null)
-    };
-    assert_eq!(payload["request_id"], json!(id), "payload of {op}");
-    (status, payload)
-}
-
-/// `return_value` of a successful payload, decoded.
-fn return_value(payload: &Value) -> Value {
-    assert_eq!(payload["status"], "SUCCEEDED", "payload: {payload}");
-    assert_eq!(payload["error"], "null");
-    let s = payload["return_value"]
-        .as_str()
-        .unwrap_or_else(|| panic!("return_value is not a string: {payload}"));
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("return_value is not JSON ({e}): {s}"))
-}
-
-/// `error` of a failed payload, decoded.
-fn error_value(payload: &Value) -> Value {
-    assert_eq!(payload["status"], "FAILED", "payload: {payload}");
-    assert_eq!(payload["return_value"], "null");
-    let s = payload["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error is not a string: {payload}"));
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("error is not JSON ({e}): {s}"))
-}
-
-async fn status_of(url: &str, names: &[&str]) -> Vec<Value> {
-    let (code, payload) = run_op(
-        url,
-        "status",
-        json!({"cluster_names": names, "refresh": "NONE",
-               "include_handle": false, "include_credentials": false}),
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
-    assert_eq!(payload["name"], "sky.status");
-    match return_value(&payload) {
-        Value::Array(a) => a,
-        other => panic!("status return_value is not a list: {other}"),
     }
 }
 
@@ -860,54 +735,23 @@ async fn case_client_cost_report(t: &Target<'_>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Against the simulator.
+// The list: each case runs against the simulator (`against_simulator::NAME`) and, with
+// `--features real-server`, against the real server (`against_real_server::NAME`).
 
-async fn sim() -> Simulator {
-    match Simulator::start().await {
-        Ok(s) => s,
-        Err(e) => panic!("simulator: {e}"),
-    }
-}
-
-macro_rules! sim_case {
+macro_rules! contract_cases {
     ($($name:ident => $case:ident),* $(,)?) => {
         mod against_simulator {
             use super::*;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let s = sim().await;
+                    let s = start_sim().await;
                     $case(&Target::sim(&s)).await;
                 }
             )*
         }
-    };
-}
 
-sim_case! {
-    health => case_health,
-    bearer_token_without_service_accounts => case_bearer_token_without_service_accounts,
-    http_basics => case_http_basics,
-    status_empty => case_status_empty,
-    status_payload => case_status_payload,
-    status_fleet => case_status_fleet,
-    status_transitions => case_status_transitions,
-    action_missing_cluster => case_action_missing_cluster,
-    cost_report => case_cost_report,
-    unknown_request_id => case_unknown_request_id,
-    old_api_version => case_old_api_version,
-    validation_error => case_validation_error,
-    client_status => case_client_status,
-    client_missing_cluster => case_client_missing_cluster,
-    client_cost_report => case_client_cost_report,
-}
-
-// ---------------------------------------------------------------------------------------
-// Against the real server.
-
-#[cfg(feature = "real-server")]
-macro_rules! real_case {
-    ($($name:ident => $case:ident),* $(,)?) => {
+        #[cfg(feature = "real-server")]
         mod against_real_server {
             use super::*;
             $(
@@ -921,8 +765,7 @@ macro_rules! real_case {
     };
 }
 
-#[cfg(feature = "real-server")]
-real_case! {
+contract_cases! {
     health => case_health,
     bearer_token_without_service_accounts => case_bearer_token_without_service_accounts,
     http_basics => case_http_basics,
@@ -946,7 +789,7 @@ real_case! {
 #[tokio::test]
 async fn simulator_and_real_server_records_have_the_same_shape() {
     let r = RealServer::require();
-    let s = sim().await;
+    let s = start_sim().await;
     let real = Target::real(&r);
     let simulated = Target::sim(&s);
     let mut shapes = Vec::new();
@@ -964,405 +807,4 @@ async fn simulator_and_real_server_records_have_the_same_shape() {
     }
     assert_eq!(shapes[0].0, shapes[1].0, "status record: real vs simulator");
     assert_eq!(shapes[0].1, shapes[1].1, "cost record: real vs simulator");
-}
-
-// ---------------------------------------------------------------------------------------
-// The simulator's own controls.
-
-mod simulator_controls {
-    use super::*;
-
-    fn client_for(s: &Simulator, timeout_secs: u64, attempts: u32) -> Client {
-        let cfg = SkypilotConfig {
-            api_url: s.url(),
-            token_file: None,
-            request_timeout_secs: timeout_secs,
-            connect_attempts: attempts,
-        };
-        match Client::new(&cfg) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn stop_changes_state_and_is_logged() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("a").autostop(30, false));
-        let (code, payload) = run_op(&s.url(), "stop", json!({"cluster_name": "a"})).await;
-        assert_eq!(code, StatusCode::OK);
-        assert_eq!(return_value(&payload), Value::Null);
-        let c = s.cluster("a").unwrap_or_else(|| panic!("a vanished"));
-        assert_eq!(c.status, SimStatus::Stopped);
-        assert!(c.usage_intervals.iter().all(|(_, e)| e.is_some()));
-        let log = s.requests_for(Op::Stop);
-        assert_eq!(log.len(), 1);
-        assert_eq!(log[0].body["cluster_name"], "a");
-        assert_eq!(log[0].api_version_header.as_deref(), Some("62"));
-    }
-
-    #[tokio::test]
-    async fn down_removes_and_keeps_cost_history() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("gone").launched_at(s.now() - 7200));
-        let client = client_for(&s, 10, 1);
-        client
-            .down("gone")
-            .await
-            .unwrap_or_else(|e| panic!("down: {e}"));
-        assert!(s.cluster("gone").is_none());
-        let rows = client
-            .cost_report(1)
-            .await
-            .unwrap_or_else(|e| panic!("cost_report: {e}"));
-        let row = rows
-            .iter()
-            .find(|r| r.name == "gone")
-            .unwrap_or_else(|| panic!("no cost row: {rows:?}"));
-        assert_eq!(row.status, None);
-        let cost = row.total_cost.unwrap_or(-1.0);
-        // Two hours of one m6i.large at 0.096/h.
-        assert!((cost - 0.192).abs() < 0.01, "total_cost {cost}");
-    }
-
-    #[tokio::test]
-    async fn autostop_sets_minutes_and_down_and_cancel_resets() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("idle"));
-        let client = client_for(&s, 10, 1);
-        client
-            .autostop("idle", 10, true)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let c = s.cluster("idle").unwrap_or_else(|| panic!("idle vanished"));
-        assert_eq!((c.autostop, c.to_down), (10, true));
-        client
-            .autostop("idle", -1, false)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let c = s.cluster("idle").unwrap_or_else(|| panic!("idle vanished"));
-        assert_eq!((c.autostop, c.to_down), (-1, false));
-        let bodies: Vec<Value> = s
-            .requests_for(Op::Autostop)
-            .into_iter()
-            .map(|r| r.body)
-            .collect();
-        assert_eq!(bodies.len(), 2);
-        assert_eq!(bodies[0]["idle_minutes"], 10);
-        assert_eq!(bodies[0]["down"], true);
-        assert_eq!(bodies[1]["idle_minutes"], -1);
-    }
-
-    #[tokio::test]
-    async fn autostop_on_stopped_cluster_is_cluster_not_up() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("zz").status(SimStatus::Stopped));
-        let err = match client_for(&s, 10, 1).autostop("zz", 5, false).await {
-            Ok(()) => panic!("autostop on STOPPED succeeded"),
-            Err(e) => e,
-        };
-        assert_eq!(err.sky_error_type(), Some("ClusterNotUpError"));
-        assert!(err.to_string().contains("(status: STOPPED)"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn configured_failure_keeps_the_cluster() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("locked"));
-        s.upsert_cluster(SimCluster::new("free"));
-        s.set_outcome_for(
-            Op::Stop,
-            "locked",
-            Outcome::fail("CloudUserIdentityError", "Failed to get AWS user identity"),
-        );
-        let client = client_for(&s, 10, 1);
-        let err = match client.stop("locked").await {
-            Ok(()) => panic!("stop succeeded despite the configured failure"),
-            Err(e) => e,
-        };
-        assert_eq!(err.sky_error_type(), Some("CloudUserIdentityError"));
-        assert!(err.to_string().contains("Failed to get AWS user identity"));
-        assert_eq!(s.cluster("locked").map(|c| c.status), Some(SimStatus::Up));
-        client
-            .stop("free")
-            .await
-            .unwrap_or_else(|e| panic!("stop free: {e}"));
-        assert_eq!(
-            s.cluster("free").map(|c| c.status),
-            Some(SimStatus::Stopped)
-        );
-    }
-
-    #[tokio::test]
-    async fn start_brings_a_stopped_cluster_up() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("sleepy").status(SimStatus::Stopped));
-        client_for(&s, 10, 1)
-            .start("sleepy")
-            .await
-            .unwrap_or_else(|e| panic!("start: {e}"));
-        let c = s.cluster("sleepy").unwrap_or_else(|| panic!("vanished"));
-        assert_eq!(c.status, SimStatus::Up);
-        assert_eq!(c.usage_intervals.last().map(|i| i.1), Some(None));
-    }
-
-    #[tokio::test]
-    async fn refused_connections_then_same_port_again() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("one"));
-        let client = client_for(&s, 5, 1);
-        assert_eq!(
-            client.status(RefreshMode::None).await.map(|c| c.len()).ok(),
-            Some(1)
-        );
-        s.stop_listening().await;
-        assert!(!s.is_listening());
-        let err = match client.status(RefreshMode::None).await {
-            Ok(c) => panic!("status answered while not listening: {c:?}"),
-            Err(e) => e,
-        };
-        assert!(err.is_unreachable(), "{err}");
-        let raw = tokio::net::TcpStream::connect(s.addr()).await;
-        assert!(raw.is_err(), "connect should be refused");
-        let port = s.addr().port();
-        s.resume_listening()
-            .await
-            .unwrap_or_else(|e| panic!("resume: {e}"));
-        assert_eq!(s.addr().port(), port);
-        assert_eq!(
-            client.status(RefreshMode::None).await.map(|c| c.len()).ok(),
-            Some(1)
-        );
-    }
-
-    #[tokio::test]
-    async fn hang_times_out_and_clearing_recovers() {
-        let s = sim().await;
-        s.set_fault(Fault::Hang);
-        let client = client_for(&s, 1, 1);
-        let started = std::time::Instant::now();
-        let err = match client.health().await {
-            Ok(h) => panic!("hanging server answered: {h:?}"),
-            Err(e) => e,
-        };
-        assert!(matches!(err.kind().as_str(), "timeout"), "{err}");
-        assert!(started.elapsed() >= Duration::from_millis(900));
-        s.clear_faults();
-        client.health().await.unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[tokio::test]
-    async fn stop_listening_drops_hanging_requests() {
-        let s = sim().await;
-        s.set_fault(Fault::Hang);
-        let url = s.url();
-        let pending = tokio::spawn(async move {
-            http()
-                .get(format!("{url}/api/health"))
-                .send()
-                .await
-                .map(|r| r.status())
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        s.stop_listening().await;
-        let outcome = tokio::time::timeout(Duration::from_secs(5), pending).await;
-        match outcome {
-            Ok(Ok(res)) => assert!(res.is_err(), "hanging request got an answer: {res:?}"),
-            other => panic!("hanging request was not dropped: {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn html_500_is_an_http_error() {
-        let s = sim().await;
-        s.set_fault_on("/api/get", Fault::Http500Html);
-        let resp = http()
-            .get(format!("{}/api/get?request_id=x", s.url()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html")));
-        let err = match client_for(&s, 5, 1).status(RefreshMode::None).await {
-            Ok(c) => panic!("status succeeded through an HTML 500: {c:?}"),
-            Err(e) => e,
-        };
-        assert_eq!(err.kind(), "http_500", "{err}");
-        // Health is not affected by a fault scoped to /api/get.
-        client_for(&s, 5, 1)
-            .health()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[tokio::test]
-    async fn malformed_return_value_and_missing_field() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("m"));
-        let client = client_for(&s, 5, 1);
-        s.set_fault_times(Fault::MalformedReturnValue, 1);
-        let err = match client.status(RefreshMode::None).await {
-            Ok(c) => panic!("malformed return_value accepted: {c:?}"),
-            Err(e) => e,
-        };
-        assert_eq!(err.kind(), "malformed", "{err}");
-        // Counted faults wear off.
-        assert_eq!(
-            client.status(RefreshMode::None).await.map(|c| c.len()).ok(),
-            Some(1)
-        );
-        s.set_fault(Fault::MissingField("cluster_hash".into()));
-        let records = status_of(&s.url(), &["m"]).await;
-        assert!(records[0].get("cluster_hash").is_none());
-        let err = match client.status(RefreshMode::None).await {
-            Ok(c) => panic!("record without cluster_hash accepted: {c:?}"),
-            Err(e) => e,
-        };
-        assert!(err.to_string().contains("cluster_hash"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn counted_http_faults_wear_off() {
-        let s = sim().await;
-        s.set_fault_on_times("/api/health", Fault::Http500Html, 2);
-        let client = client_for(&s, 5, 1);
-        for round in 0..2 {
-            match client.health().await {
-                Ok(h) => panic!("round {round}: answered through the fault: {h:?}"),
-                Err(e) => assert_eq!(e.kind(), "http_500", "{e}"),
-            }
-        }
-        client.health().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.count("/api/health"), 3);
-    }
-
-    #[tokio::test]
-    async fn malformed_body_is_rejected() {
-        let s = sim().await;
-        s.set_fault_on("/api/health", Fault::MalformedBody);
-        let err = match client_for(&s, 5, 1).health().await {
-            Ok(h) => panic!("cut-off body accepted: {h:?}"),
-            Err(e) => e,
-        };
-        assert_eq!(err.kind(), "malformed", "{err}");
-    }
-
-    #[tokio::test]
-    async fn delay_slows_answers() {
-        let s = sim().await;
-        s.set_delay(Duration::from_millis(300));
-        let started = std::time::Instant::now();
-        client_for(&s, 5, 1)
-            .health()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        s.set_delay(Duration::ZERO);
-        assert_eq!(s.count("/api/health"), 1);
-    }
-
-    #[tokio::test]
-    async fn ten_thousand_clusters() {
-        let s = sim().await;
-        s.generate_clusters("bulk", 10_000);
-        assert_eq!(s.cluster_count(), 10_000);
-        let clusters = client_for(&s, 30, 1)
-            .status(RefreshMode::None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(clusters.len(), 10_000);
-        let stopped = clusters
-            .iter()
-            .filter(|c| c.status == ClusterStatus::Stopped)
-            .count();
-        let init = clusters
-            .iter()
-            .filter(|c| c.status == ClusterStatus::Init)
-            .count();
-        assert_eq!(stopped, 1_000);
-        assert_eq!(
-            init,
-            (0..10_000).filter(|i| i % 10 != 0 && i % 25 == 1).count()
-        );
-        let mut hashes: Vec<&str> = clusters.iter().map(|c| c.cluster_hash.as_str()).collect();
-        hashes.sort();
-        hashes.dedup();
-        assert_eq!(hashes.len(), 10_000, "hashes are unique");
-    }
-
-    #[tokio::test]
-    async fn service_account_tokens() {
-        let s = sim().await;
-        s.upsert_cluster(SimCluster::new("t"));
-        s.enable_service_accounts(&["sky_good"]);
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let client_with = |token: &str| {
-            let path = dir.path().join(format!("{token}.token"));
-            std::fs::write(&path, format!("{token}\n")).unwrap_or_else(|e| panic!("{e}"));
-            let cfg = SkypilotConfig {
-                api_url: s.url(),
-                token_file: Some(path),
-                request_timeout_secs: 5,
-                connect_attempts: 1,
-            };
-            Client::new(&cfg).unwrap_or_else(|e| panic!("{e}"))
-        };
-        let health = client_with("sky_good")
-            .health()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(health.api_version_number(), Some(62));
-        let clusters = client_with("sky_good")
-            .status(RefreshMode::None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(clusters.len(), 1);
-        let log = s.requests_for(Op::Status);
-        assert_eq!(log[0].authorization.as_deref(), Some("Bearer sky_good"));
-        let err = match client_with("sky_bad").status(RefreshMode::None).await {
-            Ok(c) => panic!("a wrong token was accepted: {c:?}"),
-            Err(e) => e,
-        };
-        assert_eq!(err.kind(), "auth", "{err}");
-        let resp = http()
-            .get(format!("{}/api/health", s.url()))
-            .header("Authorization", "Bearer sky_bad")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert_eq!(v["detail"], "Invalid or expired service account token");
-    }
-
-    #[test]
-    fn new_clusters_get_distinct_hashes() {
-        let a = SimCluster::new("aa");
-        let b = SimCluster::new("bb");
-        assert_ne!(a.cluster_hash, b.cluster_hash);
-        assert!(is_uuid_like(&a.cluster_hash), "{}", a.cluster_hash);
-    }
-
-    #[tokio::test]
-    async fn empty_fleet() {
-        let s = sim().await;
-        let (code, payload) = run_op(&s.url(), "status", json!({"refresh": "NONE"})).await;
-        assert_eq!(code, StatusCode::OK);
-        assert_eq!(payload["return_value"], "[]");
-        let (_, payload) = run_op(&s.url(), "cost_report", json!({"days": 30})).await;
-        assert_eq!(payload["return_value"], "[]");
-    }
-
-    #[tokio::test]
-    async fn api_get_resolves_a_unique_prefix() {
-        let s = sim().await;
-        let id = post_op(&s.url(), "status", json!({})).await;
-        let (code, v) = api_get(&s.url(), &id[..13]).await;
-        assert_eq!(code, StatusCode::OK);
-        assert_eq!(v["request_id"], json!(id));
-    }
 }

@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skypilot-host");
+use crate::support::host::{free_port, HostProcess, BIN};
 
 /// A distinctive secret that must never show up in any output.
 const SENTINEL: &str = "SENTINEL-s3cr3t-7f3a9c1e";
@@ -532,9 +532,7 @@ for cloud, path in zip(args[0::2], args[1::2]):
             args.push(cloud.to_string());
             args.push(p.to_str().unwrap().to_string());
         }
-        let venv = std::env::var("SKYPILOT_VENV")
-            .expect("SKYPILOT_VENV is not set: run through scripts/test.sh");
-        let out = Command::new(Path::new(&venv).join("bin/python"))
+        let out = Command::new(crate::support::real::python())
             .args(["-c", JUDGE])
             .args(&args)
             .output()
@@ -582,11 +580,7 @@ fn secrets_never_reach_logs_status_or_metrics() {
     );
     let token = dir.path().join("token");
     write_private(&token, &format!("{TOKEN}\n"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let db = dir.path().join("host.db");
     let config = dir.path().join("host.toml");
     std::fs::write(
@@ -603,19 +597,17 @@ fn secrets_never_reach_logs_status_or_metrics() {
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_skypilot-host");
     let spawn = |role: &str, log: &Path| {
-        std::process::Command::new(bin)
+        let mut command = Command::new(BIN);
+        command
             .args([role, "--config", config.to_str().unwrap()])
-            .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
+            .stdout(std::fs::File::create(log.with_extension("out")).unwrap());
+        HostProcess::spawn(command, log)
     };
     let cm_log = dir.path().join("cluster-manager.log");
     let mon_log = dir.path().join("monitor.log");
-    let mut cm = spawn("cluster-manager", &cm_log);
-    let mut mon = spawn("monitor", &mon_log);
+    let cm = spawn("cluster-manager", &cm_log);
+    let mon = spawn("monitor", &mon_log);
 
     // The token reaches the API server, so it is in use...
     let start = Instant::now();
@@ -650,7 +642,7 @@ fn secrets_never_reach_logs_status_or_metrics() {
         metrics.contains("secret-test"),
         "the scrape shows the fleet"
     );
-    let status = std::process::Command::new(bin)
+    let status = Command::new(BIN)
         .args([
             "status",
             "--json",
@@ -660,16 +652,12 @@ fn secrets_never_reach_logs_status_or_metrics() {
         ])
         .output()
         .unwrap();
-    let check = std::process::Command::new(bin)
+    let check = Command::new(BIN)
         .args(["credentials", "check", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    for (p, c) in [(&mut cm, "cluster-manager"), (&mut mon, "monitor")] {
-        std::process::Command::new("kill")
-            .args(["-TERM", &p.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(p.wait().unwrap().success(), "{c} exits cleanly");
+    for (p, c) in [(cm, "cluster-manager"), (mon, "monitor")] {
+        assert!(p.terminate().success(), "{c} exits cleanly");
     }
     let db_dump = {
         let conn = rusqlite::Connection::open(&db).unwrap();

@@ -3,7 +3,10 @@
 //! Tests marked `#[cfg(feature = "real-server")]` need SkyPilot itself: the real API
 //! server that `scripts/test.sh` starts, or SkyPilot's config schema that it exports. They
 //! read the server's address and environment from variables the script exports (see
-//! `tests/it/real.rs`). Without the feature they are not compiled, so not counted.
+//! `tests/support/real.rs`). Without the feature they are not compiled, so not counted.
+//!
+//! Helpers shared by several files (the simulator, the protocol client, the binary and its
+//! process guard, the real-server environment, the test clock) are in `tests/support`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -16,7 +19,7 @@ mod credentials;
 mod hostile_files;
 mod monitor;
 mod one_writer;
-mod real;
+mod simulator;
 mod store;
 mod tls;
 mod watchdog;

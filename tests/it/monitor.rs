@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use skypilot_host::cluster::{Cluster, ClusterStatus};
 use skypilot_host::config::Config;
@@ -13,28 +13,13 @@ use skypilot_host::store::{
     ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
 };
 use skypilot_host::time::Clock;
+
+use crate::support::clock::TestClock;
+use crate::support::host::{bin, free_port, HostProcess};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const NOW: f64 = 1_800_000_000.0;
-
-/// A clock the test sets.
-struct TestClock(Mutex<f64>);
-
-impl TestClock {
-    fn new(t: f64) -> Arc<TestClock> {
-        Arc::new(TestClock(Mutex::new(t)))
-    }
-    fn set(&self, t: f64) {
-        *self.0.lock().unwrap() = t;
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> f64 {
-        *self.0.lock().unwrap()
-    }
-}
 
 struct Server {
     base: String,
@@ -323,263 +308,243 @@ fn fleet_db() -> (tempfile::TempDir, PathBuf) {
     (dir, db)
 }
 
+/// What the fleet of `write_fleet` exports at `NOW`: (series exactly as exposed, value).
+const FLEET_VALUES: &[(&str, f64)] = &[
+    // The database.
+    ("skypilot_host_database_up", 1.0),
+    (r#"skypilot_host_database_error{kind="missing"}"#, 0.0),
+    (
+        r#"skypilot_host_database_malformed_rows{table="clusters"}"#,
+        0.0,
+    ),
+    (
+        concat!(
+            r#"skypilot_host_build_info{version=""#,
+            env!("CARGO_PKG_VERSION"),
+            r#""}"#
+        ),
+        1.0,
+    ),
+    // Counts.
+    (r#"skypilot_clusters_by_status{status="UP"}"#, 3.0),
+    (r#"skypilot_clusters_by_status{status="STOPPED"}"#, 1.0),
+    (r#"skypilot_clusters_by_status{status="INIT"}"#, 1.0),
+    ("skypilot_clusters_gone", 1.0),
+    (
+        r#"skypilot_clusters{status="UP",cloud="aws",region="us-east-1",workspace="default"}"#,
+        2.0,
+    ),
+    (
+        r#"skypilot_clusters{status="UP",cloud="gcp",region="us-central1",workspace="research"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_clusters{status="STOPPED",cloud="aws",region="us-east-1",workspace="default"}"#,
+        1.0,
+    ),
+    // Per-cluster series.
+    (
+        r#"skypilot_cluster_info{cluster="c-up-gcp",cloud="gcp",region="us-central1",instance_type="n2-standard-4",workspace="research",status="UP"}"#,
+        1.0,
+    ),
+    // Uptime of UP clusters only, from the clock.
+    (
+        r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#,
+        3600.0,
+    ),
+    (
+        r#"skypilot_cluster_uptime_seconds{cluster="b-up-noauto"}"#,
+        7200.0,
+    ),
+    (
+        r#"skypilot_cluster_uptime_seconds{cluster="c-up-gcp"}"#,
+        60.0,
+    ),
+    // Autostop.
+    (
+        r#"skypilot_cluster_autostop_seconds{cluster="a-up-aws"}"#,
+        1800.0,
+    ),
+    (
+        r#"skypilot_cluster_autostop_seconds{cluster="b-up-noauto"}"#,
+        -1.0,
+    ),
+    (
+        r#"skypilot_cluster_autostop_seconds{cluster="c-up-gcp"}"#,
+        600.0,
+    ),
+    (
+        r#"skypilot_cluster_autostop_seconds{cluster="e-init"}"#,
+        300.0,
+    ),
+    (r#"skypilot_cluster_autostop_down{cluster="c-up-gcp"}"#, 1.0),
+    (r#"skypilot_cluster_autostop_down{cluster="a-up-aws"}"#, 0.0),
+    ("skypilot_clusters_up_without_autostop", 1.0),
+    // Cost.
+    (
+        r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up-noauto"}"#,
+        1.25,
+    ),
+    (
+        r#"skypilot_cluster_price_dollars_per_hour{cluster="d-stopped"}"#,
+        0.5,
+    ),
+    (
+        r#"skypilot_cluster_accrued_cost_dollars{cluster="b-up-noauto"}"#,
+        10.0,
+    ),
+    ("skypilot_burn_rate_dollars_per_hour", 1.75),
+    ("skypilot_clusters_up_without_price", 1.0),
+    ("skypilot_accrued_cost_dollars", 22.0),
+    // Freshness.
+    ("skypilot_host_state_age_seconds", 45.0),
+    (
+        "skypilot_host_last_successful_poll_timestamp_seconds",
+        NOW - 45.0,
+    ),
+    ("skypilot_host_last_poll_ok", 1.0),
+    (r#"skypilot_host_poll_errors_total{kind="timeout"}"#, 2.0),
+    (r#"skypilot_host_poll_errors_total{kind="connect"}"#, 1.0),
+    ("skypilot_api_server_up", 1.0),
+    ("skypilot_api_server_health_latency_seconds", 0.0125),
+    ("skypilot_api_server_last_check_age_seconds", 10.0),
+    (
+        r#"skypilot_api_server_info{version="0.14.1",api_version="62",commit="abc123"}"#,
+        1.0,
+    ),
+    // Actions.
+    (
+        r#"skypilot_cluster_actions_total{action="autostop",outcome="ok"}"#,
+        3.0,
+    ),
+    (
+        r#"skypilot_cluster_actions_total{action="autostop",outcome="error"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_cluster_actions_total{action="stop",outcome="ok"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_cluster_actions_total{action="down",outcome="error"}"#,
+        0.0,
+    ),
+    (r#"skypilot_web_ui_logins_total{outcome="ok"}"#, 2.0),
+    (r#"skypilot_web_ui_logins_total{outcome="failure"}"#, 1.0),
+];
+
+/// How many series of the fleet start with a prefix: (prefix, count, why).
+const FLEET_SERIES_COUNTS: &[(&str, usize, &str)] = &[
+    (
+        "skypilot_clusters_by_status{",
+        3,
+        "GONE is not a status series",
+    ),
+    (
+        "skypilot_cluster_info{",
+        5,
+        "per-cluster series: gone clusters are not there",
+    ),
+    (
+        "skypilot_cluster_uptime_seconds{",
+        3,
+        "uptime of UP clusters only",
+    ),
+    (
+        "skypilot_cluster_price_dollars_per_hour{",
+        4,
+        "a price for every present cluster that has one",
+    ),
+];
+
+/// Sums over all series of a family: (prefix, sum).
+const FLEET_SUMS: &[(&str, f64)] = &[("skypilot_clusters{", 5.0)];
+
+/// Text that no series name or label of the fleet may contain: (text, why).
+const FLEET_ABSENT: &[(&str, &str)] = &[
+    ("f-gone", "gone cluster in per-cluster series"),
+    ("@", "an e-mail address leaked into a label"),
+    ("free text", "audit detail leaked into a label"),
+    (
+        "config_change",
+        "an audit action that is not a cluster action",
+    ),
+];
+
+/// The same fleet with the clock moved 100 s on: time comes from the clock.
+const FLEET_VALUES_100S_LATER: &[(&str, f64)] = &[
+    ("skypilot_host_state_age_seconds", 145.0),
+    (
+        r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#,
+        3700.0,
+    ),
+];
+
+/// Every row of `table` that the scrape `m` does not match exactly, one line each.
+fn mismatches(m: &BTreeMap<String, f64>, table: &[(&str, f64)]) -> Vec<String> {
+    table
+        .iter()
+        .filter_map(|(series, want)| match m.get(*series) {
+            Some(got) if got == want => None,
+            Some(got) => Some(format!("{series}: {got}, expected {want}")),
+            None => Some(format!("{series}: missing, expected {want}")),
+        })
+        .collect()
+}
+
+/// Scrapes the fleet of `write_fleet` at `clock`'s time.
+async fn scrape_fleet_at(
+    clock: Arc<TestClock>,
+) -> (tempfile::TempDir, Server, BTreeMap<String, f64>) {
+    let (dir, db) = fleet_db();
+    let server = Server::start(config_for(&db), clock).await;
+    let m = parse(&server.metrics().await);
+    (dir, server, m)
+}
+
 #[tokio::test]
 async fn fleet_values_match_the_database() {
-    let (_dir, db) = fleet_db();
+    let (_dir, server, m) = scrape_fleet_at(TestClock::new(NOW)).await;
+    let wrong = mismatches(&m, FLEET_VALUES);
+    assert!(wrong.is_empty(), "{}\nscrape:\n{m:#?}", wrong.join("\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fleet_series_counts_match_the_database() {
+    let (_dir, server, m) = scrape_fleet_at(TestClock::new(NOW)).await;
+    for (prefix, want, why) in FLEET_SERIES_COUNTS {
+        assert_eq!(count_prefix(&m, prefix), *want, "{prefix}: {why}");
+    }
+    for (prefix, want) in FLEET_SUMS {
+        let sum: f64 = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(sum, *want, "sum of {prefix}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fleet_series_leak_nothing() {
+    let (_dir, server, m) = scrape_fleet_at(TestClock::new(NOW)).await;
+    for (text, why) in FLEET_ABSENT {
+        let leaked: Vec<&String> = m.keys().filter(|k| k.contains(text)).collect();
+        assert!(leaked.is_empty(), "{why}: {leaked:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fleet_values_follow_the_clock() {
     let clock = TestClock::new(NOW);
-    let server = Server::start(config_for(&db), clock.clone()).await;
-    let m = parse(&server.metrics().await);
-
-    assert_eq!(get(&m, "skypilot_host_database_up"), 1.0);
-    assert_eq!(
-        get(&m, r#"skypilot_host_database_error{kind="missing"}"#),
-        0.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_host_database_malformed_rows{table="clusters"}"#
-        ),
-        0.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            &format!(
-                r#"skypilot_host_build_info{{version="{}"}}"#,
-                env!("CARGO_PKG_VERSION")
-            )
-        ),
-        1.0
-    );
-
-    // Counts.
-    assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
-    assert_eq!(
-        get(&m, r#"skypilot_clusters_by_status{status="STOPPED"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_clusters_by_status{status="INIT"}"#),
-        1.0
-    );
-    assert_eq!(
-        count_prefix(&m, "skypilot_clusters_by_status{"),
-        3,
-        "GONE is not a status series"
-    );
-    assert_eq!(get(&m, "skypilot_clusters_gone"), 1.0);
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_clusters{status="UP",cloud="aws",region="us-east-1",workspace="default"}"#
-        ),
-        2.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_clusters{status="UP",cloud="gcp",region="us-central1",workspace="research"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_clusters{status="STOPPED",cloud="aws",region="us-east-1",workspace="default"}"#
-        ),
-        1.0
-    );
-    let total: f64 = m
-        .iter()
-        .filter(|(k, _)| k.starts_with("skypilot_clusters{"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(total, 5.0);
-
-    // Per-cluster series: gone clusters are not there.
-    assert_eq!(count_prefix(&m, "skypilot_cluster_info{"), 5);
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_info{cluster="c-up-gcp",cloud="gcp",region="us-central1",instance_type="n2-standard-4",workspace="research",status="UP"}"#
-        ),
-        1.0
-    );
-    assert!(
-        !m.keys().any(|k| k.contains("f-gone")),
-        "gone cluster in per-cluster series"
-    );
-    assert!(
-        !m.keys().any(|k| k.contains('@')),
-        "an e-mail address leaked into a label"
-    );
-    assert!(
-        !m.keys().any(|k| k.contains("free text")),
-        "audit detail leaked into a label"
-    );
-
-    // Uptime of UP clusters only, from the clock.
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#),
-        3600.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_uptime_seconds{cluster="b-up-noauto"}"#
-        ),
-        7200.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="c-up-gcp"}"#),
-        60.0
-    );
-    assert_eq!(count_prefix(&m, "skypilot_cluster_uptime_seconds{"), 3);
-
-    // Autostop.
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_autostop_seconds{cluster="a-up-aws"}"#
-        ),
-        1800.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_autostop_seconds{cluster="b-up-noauto"}"#
-        ),
-        -1.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_autostop_seconds{cluster="c-up-gcp"}"#
-        ),
-        600.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_autostop_seconds{cluster="e-init"}"#),
-        300.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_autostop_down{cluster="c-up-gcp"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_autostop_down{cluster="a-up-aws"}"#),
-        0.0
-    );
-    assert_eq!(get(&m, "skypilot_clusters_up_without_autostop"), 1.0);
-
-    // Cost.
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up-noauto"}"#
-        ),
-        1.25
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_price_dollars_per_hour{cluster="d-stopped"}"#
-        ),
-        0.5
-    );
-    assert_eq!(
-        count_prefix(&m, "skypilot_cluster_price_dollars_per_hour{"),
-        4
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_accrued_cost_dollars{cluster="b-up-noauto"}"#
-        ),
-        10.0
-    );
-    assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1.75);
-    assert_eq!(get(&m, "skypilot_clusters_up_without_price"), 1.0);
-    assert_eq!(get(&m, "skypilot_accrued_cost_dollars"), 22.0);
-
-    // Freshness.
-    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 45.0);
-    assert_eq!(
-        get(&m, "skypilot_host_last_successful_poll_timestamp_seconds"),
-        NOW - 45.0
-    );
-    assert_eq!(get(&m, "skypilot_host_last_poll_ok"), 1.0);
-    assert_eq!(
-        get(&m, r#"skypilot_host_poll_errors_total{kind="timeout"}"#),
-        2.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_host_poll_errors_total{kind="connect"}"#),
-        1.0
-    );
-    assert_eq!(get(&m, "skypilot_api_server_up"), 1.0);
-    assert_eq!(
-        get(&m, "skypilot_api_server_health_latency_seconds"),
-        0.0125
-    );
-    assert_eq!(get(&m, "skypilot_api_server_last_check_age_seconds"), 10.0);
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_api_server_info{version="0.14.1",api_version="62",commit="abc123"}"#
-        ),
-        1.0
-    );
-
-    // Actions.
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_actions_total{action="autostop",outcome="ok"}"#
-        ),
-        3.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_actions_total{action="autostop",outcome="error"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_actions_total{action="stop",outcome="ok"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        get(
-            &m,
-            r#"skypilot_cluster_actions_total{action="down",outcome="error"}"#
-        ),
-        0.0
-    );
-    assert!(!m.keys().any(|k| k.contains("config_change")));
-    assert_eq!(
-        get(&m, r#"skypilot_web_ui_logins_total{outcome="ok"}"#),
-        2.0
-    );
-    assert_eq!(
-        get(&m, r#"skypilot_web_ui_logins_total{outcome="failure"}"#),
-        1.0
-    );
-
-    // Time comes from the clock.
+    let (_dir, server, _) = scrape_fleet_at(clock.clone()).await;
     clock.set(NOW + 100.0);
     let m = parse(&server.metrics().await);
-    assert_eq!(get(&m, "skypilot_host_state_age_seconds"), 145.0);
-    assert_eq!(
-        get(&m, r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#),
-        3700.0
-    );
-
+    let wrong = mismatches(&m, FLEET_VALUES_100S_LATER);
+    assert!(wrong.is_empty(), "{}\nscrape:\n{m:#?}", wrong.join("\n"));
     server.stop().await;
 }
 
@@ -1020,11 +985,7 @@ fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
     write_fleet(&db);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = dir.path().join("host.toml");
     std::fs::write(
         &cfg,
@@ -1034,12 +995,7 @@ fn binary_serves_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
-        .args(["monitor", "--config"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let monitor = HostProcess::role("monitor", &cfg, &dir.path().join("monitor.log"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body = rt.block_on(async {
         let url = format!("http://127.0.0.1:{port}/metrics");
@@ -1053,22 +1009,8 @@ fn binary_serves_and_stops_on_sigterm() {
     });
     let m = parse(&body);
     assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    // SIGTERM, and an exit within 10 s.
+    let status = monitor.terminate();
     assert!(status.success(), "exit status {status}");
 }
 
@@ -1126,8 +1068,8 @@ mod real {
     use std::time::Duration;
 
     use super::*;
-    use crate::cluster_manager::{cluster, Host};
-    use crate::real::{api_url, skyctl, unique};
+    use crate::support::host::{cluster, Host};
+    use crate::support::real::{api_url, skyctl, unique};
 
     #[test]
     fn values_match_clusters_of_the_real_server() {
@@ -1448,11 +1390,7 @@ async fn later_writes_and_a_replaced_database_are_seen() {
 fn problems_are_logged_when_they_change() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = dir.path().join("host.toml");
     std::fs::write(
         &cfg,
@@ -1463,13 +1401,12 @@ fn problems_are_logged_when_they_change() {
     )
     .unwrap();
     let log = dir.path().join("monitor.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skypilot-host"))
+    let mut command = bin();
+    command
         .args(["monitor", "--config"])
         .arg(&cfg)
-        .env_remove("SKYPILOT_HOST_LOG")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .env_remove("SKYPILOT_HOST_LOG");
+    let monitor = HostProcess::spawn(command, &log);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scrape = |rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
@@ -1490,12 +1427,7 @@ fn problems_are_logged_when_they_change() {
     for _ in 0..3 {
         assert_eq!(get(&scrape(&rt), "skypilot_host_database_up"), 1.0);
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
+    assert!(monitor.terminate().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.matches("problems reading the host database").count(),

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skypilot-host");
+use crate::support::host::BIN;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -413,9 +413,7 @@ print(json.dumps(loaded))
 
     fn sky_load(config: &Path) -> Output {
         let home = tempfile::tempdir().unwrap();
-        let venv = std::env::var("SKYPILOT_VENV")
-            .expect("SKYPILOT_VENV is not set: run through scripts/test.sh");
-        Command::new(Path::new(&venv).join("bin/python"))
+        Command::new(crate::support::real::python())
             .args(["-c", LOADER])
             .env("HOME", home.path())
             .env("SKY_RUNTIME_DIR", home.path())
@@ -477,9 +475,8 @@ print(json.dumps(loaded))
 
     #[test]
     fn the_schema_in_use_is_the_one_this_skypilot_exports() {
-        let venv = std::env::var("SKYPILOT_VENV").unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sky-schema.py");
-        let out = Command::new(Path::new(&venv).join("bin/python"))
+        let out = Command::new(crate::support::real::python())
             .arg(script)
             .env("HOME", tempfile::tempdir().unwrap().path())
             .output()

@@ -1,7 +1,20 @@
-//! Test support shared by the integration tests and the benchmarks: the SkyPilot
-//! simulator and helpers. Included with `#[path]` so it can live at `tests/support`.
+//! Test support shared by the integration tests and the benchmarks. Included with
+//! `#[path]` so it can live at `tests/support`.
+//!
+//! - `sim`: the SkyPilot simulator.
+//! - `api`: SkyPilot's REST protocol as a client speaks it, for any server (simulated or
+//!   real), and the typed client of the crate for a URL.
+//! - `host`: the `skypilot-host` binary: its path, a guard for its processes, a host
+//!   config in a temp dir and its `status --json`.
+//! - `real`: the real SkyPilot API server `scripts/test.sh` starts (`SKYPILOT_TEST_*`),
+//!   SkyPilot's Python and `tests/real/skyctl.py`.
+//! - `clock`: a clock the test sets.
+//! - `tls`: a TLS front with a private CA for any loopback server.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod clock;
+pub mod host;
+pub mod real;
 pub mod sim;
-pub mod skyctl;
 pub mod tls;

@@ -1,0 +1,307 @@
+//! The real SkyPilot API server that `scripts/test.sh` starts, SkyPilot's own Python
+//! from the same venv, and `tests/real/skyctl.py` to create and change clusters in the
+//! server's state through SkyPilot's own Python API.
+//!
+//! One server serves every test of the run, in parallel: tests name their clusters
+//! uniquely (see [`unique`]) and never assume the fleet is empty.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The variables `scripts/test.sh` exports for the server's state, and the names SkyPilot
+/// reads them under.
+const SERVER_ENV: [(&str, &str); 3] = [
+    ("SKYPILOT_TEST_HOME", "HOME"),
+    ("SKYPILOT_TEST_RUNTIME_DIR", "SKY_RUNTIME_DIR"),
+    ("SKYPILOT_TEST_GLOBAL_CONFIG", "SKYPILOT_GLOBAL_CONFIG"),
+];
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| {
+        format!(
+            "environment variable {name} is not set: tests built with --features real-server \
+             must be run by scripts/test.sh, which starts SkyPilot's API server and exports it"
+        )
+    })
+}
+
+fn require(name: &str) -> String {
+    var(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The environment `scripts/test.sh` exports for tests that need the real server.
+#[derive(Debug, Clone)]
+pub struct RealServer {
+    /// `SKYPILOT_TEST_API_URL`, e.g. `http://127.0.0.1:46581`.
+    pub url: String,
+    /// `$SKYPILOT_VENV/bin/python`.
+    pub python: PathBuf,
+    /// The environment the server runs with, for skyctl.py.
+    pub env: Vec<(String, String)>,
+}
+
+impl RealServer {
+    /// Read the environment; an error names the missing variable.
+    pub fn from_env() -> Result<RealServer, String> {
+        let url = var("SKYPILOT_TEST_API_URL")?;
+        let venv = var("SKYPILOT_VENV")?;
+        let mut env = Vec::new();
+        for (ours, theirs) in SERVER_ENV {
+            env.push((theirs.to_string(), var(ours)?));
+        }
+        env.push((
+            "SKYPILOT_DISABLE_USAGE_COLLECTION".to_string(),
+            "1".to_string(),
+        ));
+        Ok(RealServer {
+            url: url.trim_end_matches('/').to_string(),
+            python: PathBuf::from(venv).join("bin").join("python"),
+            env,
+        })
+    }
+
+    /// Like [`from_env`](Self::from_env), panicking with the reason (for tests).
+    pub fn require() -> RealServer {
+        match RealServer::from_env() {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Run `skyctl.py ARGS` in the server's environment; an error carries its stderr.
+    pub async fn skyctl(&self, args: &[&str]) -> Result<(), String> {
+        let command: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.skyctl_batch(&[command]).await
+    }
+
+    /// Run several skyctl.py commands in one Python process, in order: SkyPilot is
+    /// imported once instead of once per command, which is most of a command's time.
+    pub async fn skyctl_batch(&self, commands: &[Vec<String>]) -> Result<(), String> {
+        const RUNNER: &str = r#"
+import json, runpy, sys
+script, commands = sys.argv[1], json.loads(sys.argv[2])
+for command in commands:
+    sys.argv = [script] + command
+    try:
+        runpy.run_path(script, run_name='__main__')
+    except SystemExit as e:
+        if e.code not in (0, None):
+            sys.exit('skyctl.py %s failed: %s' % (' '.join(command), e.code))
+"#;
+        let script = skyctl_script();
+        let list = serde_json::to_string(commands).map_err(|e| e.to_string())?;
+        let out = tokio::process::Command::new(&self.python)
+            .arg("-c")
+            .arg(RUNNER)
+            .arg(&script)
+            .arg(&list)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "skyctl.py {} failed ({}): {}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+/// `tests/real/skyctl.py`.
+pub fn skyctl_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("real")
+        .join("skyctl.py")
+}
+
+/// Base URL of the real API server (`SKYPILOT_TEST_API_URL`).
+pub fn api_url() -> String {
+    require("SKYPILOT_TEST_API_URL")
+}
+
+/// The venv's Python, which has SkyPilot 0.14.1 (`$SKYPILOT_VENV/bin/python`). Needs only
+/// `SKYPILOT_VENV`, not the server.
+pub fn python() -> PathBuf {
+    PathBuf::from(require("SKYPILOT_VENV")).join("bin/python")
+}
+
+/// A `Command` for SkyPilot's Python with the server's environment (HOME,
+/// SKY_RUNTIME_DIR, SKYPILOT_GLOBAL_CONFIG), so it reads and writes the server's state.
+pub fn sky_python() -> Command {
+    let mut c = Command::new(python());
+    for (ours, theirs) in SERVER_ENV {
+        c.env(theirs, require(ours));
+    }
+    c.env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1");
+    c
+}
+
+/// Runs `tests/real/skyctl.py ARGS` against the server's state; panics with its output
+/// when it fails.
+pub fn skyctl(args: &[&str]) {
+    let out = sky_python()
+        .arg(skyctl_script())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run skyctl.py: {e}"));
+    assert!(
+        out.status.success(),
+        "skyctl.py {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A cluster name unique to this test run and call site.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A SkyPilot API server of a test's own, with its own state dir and port, for tests
+/// that kill and restart it. Killed (its whole process group) on drop.
+pub struct OwnServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    pub url: String,
+    /// The server's main process, leader of its own process group.
+    child: Option<Child>,
+}
+
+impl OwnServer {
+    pub fn start() -> OwnServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut s = OwnServer {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            child: None,
+        };
+        for d in ["home", "runtime"] {
+            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
+        }
+        std::fs::write(s.dir.path().join("config.yaml"), "{}\n").unwrap();
+        s.skyctl(&["catalog"]);
+        s.spawn();
+        s
+    }
+
+    fn env(&self, c: &mut Command) {
+        let d = self.dir.path();
+        c.env("HOME", d.join("home"))
+            .env("SKY_RUNTIME_DIR", d.join("runtime"))
+            .env("SKYPILOT_GLOBAL_CONFIG", d.join("config.yaml"))
+            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1");
+    }
+
+    pub fn skyctl(&self, args: &[&str]) {
+        let mut c = Command::new(python());
+        self.env(&mut c);
+        let out = c.arg(skyctl_script()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "skyctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let sky = python().with_file_name("sky");
+        let mut c = Command::new(sky);
+        self.env(&mut c);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = c
+            .args([
+                "api",
+                "start",
+                "--foreground",
+                "--host",
+                "127.0.0.1",
+                "--port",
+            ])
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        let health = format!("{}/api/health", self.url);
+        loop {
+            let ok = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", &health])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "own SkyPilot server not healthy: {}",
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    pub fn kill(mut self) -> OwnServer {
+        self.stop();
+        self
+    }
+
+    pub fn restart(mut self) -> OwnServer {
+        self.spawn();
+        self
+    }
+
+    /// SIGKILL to the whole process group, then waits until the port is free.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = child.id();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status();
+            let _ = child.wait();
+            let start = Instant::now();
+            while std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "port {} still busy",
+                    self.port
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
