@@ -71,6 +71,42 @@ impl Timestamp {
     }
 }
 
+/// `t + secs`: later by `secs` seconds.
+impl std::ops::Add<f64> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, secs: f64) -> Timestamp {
+        self.plus_secs(secs)
+    }
+}
+
+/// `t - secs`: earlier by `secs` seconds.
+impl std::ops::Sub<f64> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, secs: f64) -> Timestamp {
+        self.minus_secs(secs)
+    }
+}
+
+/// `later - earlier`: seconds between two instants.
+impl std::ops::Sub<Timestamp> for Timestamp {
+    type Output = f64;
+    fn sub(self, earlier: Timestamp) -> f64 {
+        self.secs_since(earlier)
+    }
+}
+
+impl From<f64> for Timestamp {
+    fn from(secs: f64) -> Timestamp {
+        Timestamp::from_secs_f64(secs)
+    }
+}
+
+impl From<i64> for Timestamp {
+    fn from(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.whole_secs() {

@@ -12,7 +12,8 @@ use skypilot_host::monitor;
 use skypilot_host::store::{
     ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
 };
-use skypilot_host::time::Clock;
+use skypilot_host::skypilot::RefreshMode;
+use skypilot_host::time::{Clock, Timestamp};
 
 use crate::support::clock::TestClock;
 use crate::support::host::{bin, free_port, HostProcess};
@@ -120,7 +121,7 @@ fn row(
     hourly: Option<f64>,
     total: Option<f64>,
 ) -> ClusterRow {
-    let now = NOW as i64;
+    let now = Timestamp::from_secs_f64(NOW).floor();
     ClusterRow {
         cluster: Cluster {
             name: name.to_string(),
@@ -138,8 +139,8 @@ fn row(
             workspace: workspace.to_string(),
             user_name: Some("alice@example.com".into()),
             user_hash: Some("u1".into()),
-            launched_at: launched_ago.map(|a| now - a),
-            status_updated_at: Some(now - 30),
+            launched_at: launched_ago.map(|a| now - a as f64),
+            status_updated_at: Some(now - 30.0),
             autostop_minutes: autostop,
             autostop_to_down: down,
             is_managed: false,
@@ -147,19 +148,19 @@ fn row(
         },
         hourly_cost: hourly,
         total_cost: total,
-        first_seen: now - 10_000,
-        last_seen: now - 45,
-        last_changed: now - 45,
-        gone_at: (status == ClusterStatus::Gone).then_some(now - 500),
+        first_seen: now - 10_000.0,
+        last_seen: now - 45.0,
+        last_changed: now - 45.0,
+        gone_at: (status == ClusterStatus::Gone).then_some(now - 500.0),
     }
 }
 
 fn poll(finished_ago: f64, outcome: PollOutcome, kind: Option<&str>) -> PollRun {
     PollRun {
         id: 0,
-        started_at: NOW - finished_ago - 0.5,
-        finished_at: NOW - finished_ago,
-        refresh: "NONE".into(),
+        started_at: Timestamp::from(NOW - finished_ago - 0.5),
+        finished_at: Timestamp::from(NOW - finished_ago),
+        refresh: RefreshMode::None,
         outcome,
         error_kind: kind.map(str::to_string),
         error: kind.map(|k| format!("simulated {k} failure")),
@@ -172,11 +173,11 @@ fn audit(store: &Store, action: &str, outcome: &str, n: usize) {
     for _ in 0..n {
         store
             .append_audit(&AuditEntry {
-                at: NOW - 100.0,
+                at: Timestamp::from(NOW - 100.0),
                 actor: "autostop".into(),
-                action: action.into(),
+                action: action.parse().unwrap(),
                 cluster: Some("b-up-noauto".into()),
-                outcome: outcome.into(),
+                outcome: outcome.parse().unwrap(),
                 detail: Some("free text that must not become a label".into()),
             })
             .unwrap();
@@ -284,7 +285,7 @@ fn write_fleet(db: &Path) {
         .unwrap();
     store
         .set_api_server_health(&ApiServerHealth {
-            checked_at: NOW - 10.0,
+            checked_at: Timestamp::from(NOW - 10.0),
             healthy: true,
             version: Some("0.14.1".into()),
             api_version: Some("62".into()),
@@ -298,7 +299,7 @@ fn write_fleet(db: &Path) {
     audit(&store, "stop", "ok", 1);
     audit(&store, "login", "ok", 2);
     audit(&store, "login", "failure", 1);
-    audit(&store, "config_change", "ok", 1);
+    audit(&store, "logout", "ok", 1);
 }
 
 fn fleet_db() -> (tempfile::TempDir, PathBuf) {
@@ -466,7 +467,7 @@ const FLEET_ABSENT: &[(&str, &str)] = &[
     ("@", "an e-mail address leaked into a label"),
     ("free text", "audit detail leaked into a label"),
     (
-        "config_change",
+        "logout",
         "an audit action that is not a cluster action",
     ),
 ];
@@ -853,7 +854,7 @@ async fn api_server_down_and_stale_state() {
         let mut store = Store::open(&db).unwrap();
         store
             .set_api_server_health(&ApiServerHealth {
-                checked_at: NOW - 5.0,
+                checked_at: Timestamp::from(NOW - 5.0),
                 healthy: false,
                 version: None,
                 api_version: None,
@@ -1201,7 +1202,7 @@ mod real {
             if let (ClusterStatus::Up, Some(t)) = (c.status, c.launched_at) {
                 assert_eq!(
                     per("skypilot_cluster_uptime_seconds", &c.name),
-                    (now - t as f64).max(0.0),
+                    now.age_since(t),
                     "{}",
                     c.name
                 );

@@ -345,6 +345,7 @@ async fn service_account_tokens() {
             token_file: Some(path),
             request_timeout_secs: 5,
             connect_attempts: 1,
+            ..SkypilotConfig::default()
         };
         Client::new(&cfg).unwrap_or_else(|e| panic!("{e}"))
     };

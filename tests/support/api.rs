@@ -27,6 +27,7 @@ pub fn client(url: &str, timeout_secs: u64, attempts: u32) -> Client {
         token_file: None,
         request_timeout_secs: timeout_secs,
         connect_attempts: attempts,
+        ..SkypilotConfig::default()
     };
     match Client::new(&cfg) {
         Ok(c) => c,

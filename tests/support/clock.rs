@@ -2,23 +2,23 @@
 
 use std::sync::{Arc, Mutex};
 
-use skypilot_host::time::Clock;
+use skypilot_host::time::{Clock, Timestamp};
 
-/// Unix time in seconds, as the test sets it.
-pub struct TestClock(Mutex<f64>);
+/// The time as the test sets it.
+pub struct TestClock(Mutex<Timestamp>);
 
 impl TestClock {
-    pub fn new(t: f64) -> Arc<TestClock> {
-        Arc::new(TestClock(Mutex::new(t)))
+    pub fn new(t: impl Into<Timestamp>) -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(t.into())))
     }
 
-    pub fn set(&self, t: f64) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    pub fn set(&self, t: impl Into<Timestamp>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t.into();
     }
 }
 
 impl Clock for TestClock {
-    fn now(&self) -> f64 {
+    fn now(&self) -> Timestamp {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
