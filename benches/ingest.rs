@@ -20,7 +20,7 @@ use skypilot_host::config::Config;
 use skypilot_host::skypilot::wire::{parse_records, StatusRecord};
 use skypilot_host::skypilot::{parse_status, Client, RefreshMode};
 use skypilot_host::store::{PollOutcome, PollRun, Store};
-use skypilot_host::time::SystemClock;
+use skypilot_host::time::{SystemClock, Timestamp};
 use support::sim::Simulator;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -177,15 +177,15 @@ fn main() -> anyhow::Result<()> {
             clusters,
             &HashSet::new(),
             &HashMap::new(),
-            1,
+            Timestamp::from_secs(1),
         );
         diff_ms.push(ms(t.elapsed()));
         let mut store = Store::open(&dir.path().join("parts.db"))?;
         let run = PollRun {
             id: 0,
-            started_at: 0.0,
-            finished_at: 1.0,
-            refresh: "NONE".into(),
+            started_at: Timestamp::from_secs(0),
+            finished_at: Timestamp::from_secs(1),
+            refresh: RefreshMode::None,
             outcome: PollOutcome::Ok,
             error_kind: None,
             error: None,

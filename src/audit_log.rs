@@ -7,7 +7,12 @@ use crate::store::{AuditAction, AuditEntry, AuditOutcome, Store};
 use crate::terminal::clean;
 use crate::time::{Clock, SystemClock};
 
-pub fn run(config: &Config, since: Option<u64>, limit: usize, json: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config: &Config,
+    since: Option<u64>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
     let path = &config.cluster_manager.database;
     let store = Store::open_read_only(path)?;
     let mut entries = match since {
@@ -54,7 +59,7 @@ pub fn run(config: &Config, since: Option<u64>, limit: usize, json: bool) -> any
 
 /// Appends `count` entries through [`Store::open_writer`], printing each id after its
 /// commit (flushed), so a test that kills this process knows which rows must be there.
-pub fn debug_writer(config: &Config, count: u64) -> anyhow::Result<()> {
+pub(crate) fn debug_writer(config: &Config, count: u64) -> anyhow::Result<()> {
     let store = Store::open_writer(&config.cluster_manager.database)?;
     let mut stdout = std::io::stdout().lock();
     for i in 0..count {

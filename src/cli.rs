@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
-pub const DEFAULT_CONFIG: &str = "/etc/skypilot-host/config.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/skypilot-host/config.toml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,18 +17,18 @@ pub const DEFAULT_CONFIG: &str = "/etc/skypilot-host/config.toml";
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Host config file (TOML).
     #[arg(long, short = 'c', env = "SKYPILOT_HOST_CONFIG", default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Poll SkyPilot's API server and record cluster state in the host database.
     ClusterManager(ConfigArg),
     /// Show what the host database knows of the clusters.
@@ -81,7 +81,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SkyConfigCommand {
+pub(crate) enum SkyConfigCommand {
     /// Render the module's `config` value (JSON) into SkyPilot's config.yaml.
     Render {
         input: PathBuf,
@@ -103,7 +103,7 @@ pub enum SkyConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CredentialsCommand {
+pub(crate) enum CredentialsCommand {
     /// Report, per configured cloud, whether its credential is present, readable and well-formed.
     Check(ConfigArg),
 }

@@ -20,14 +20,7 @@ pub enum ClusterStatus {
 }
 
 impl ClusterStatus {
-    pub const ALL: [ClusterStatus; 4] = [
-        ClusterStatus::Init,
-        ClusterStatus::Up,
-        ClusterStatus::Stopped,
-        ClusterStatus::Gone,
-    ];
-
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ClusterStatus::Init => "INIT",
             ClusterStatus::Up => "UP",
@@ -90,7 +83,7 @@ pub struct Cluster {
 
 /// Instance type out of SkyPilot's resources string, e.g. `m6i.large` out of
 /// `1x(cpus=2, mem=8, m6i.large, disk=256)`: the first item without `=`.
-pub fn instance_type_from_resources(resources: &str) -> Option<String> {
+pub(crate) fn instance_type_from_resources(resources: &str) -> Option<String> {
     let open = resources.find('(')?;
     let inner = resources[open + 1..].strip_suffix(')')?;
     inner
@@ -121,7 +114,12 @@ mod tests {
 
     #[test]
     fn status_round_trip() {
-        for s in ClusterStatus::ALL {
+        for s in [
+            ClusterStatus::Init,
+            ClusterStatus::Up,
+            ClusterStatus::Stopped,
+            ClusterStatus::Gone,
+        ] {
             assert_eq!(s.as_str().parse::<ClusterStatus>().unwrap(), s);
         }
         assert!("RUNNING".parse::<ClusterStatus>().is_err());

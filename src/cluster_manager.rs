@@ -136,14 +136,14 @@ pub fn diff(
 /// What the cluster manager knows between polls: the rows as committed, and the
 /// fingerprints of the status records behind them.
 #[derive(Debug, Default, Clone)]
-pub struct Known {
-    pub rows: HashMap<String, ClusterRow>,
-    pub fingerprints: HashMap<String, u64>,
+pub(crate) struct Known {
+    pub(crate) rows: HashMap<String, ClusterRow>,
+    pub(crate) fingerprints: HashMap<String, u64>,
 }
 
 impl Known {
     /// Applies committed changes and the fingerprints of the records behind them.
-    pub fn apply(&mut self, ingested: Ingested) {
+    pub(crate) fn apply(&mut self, ingested: Ingested) {
         for (name, _) in &ingested.changes.gone {
             self.fingerprints.remove(name);
         }
@@ -154,19 +154,19 @@ impl Known {
 
 /// The result of [`ingest`]: what to commit, and what to remember once committed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ingested {
-    pub changes: ClusterChanges,
+pub(crate) struct Ingested {
+    pub(crate) changes: ClusterChanges,
     /// Fingerprints of the records that were compared.
-    pub fingerprints: Vec<(String, u64)>,
+    pub(crate) fingerprints: Vec<(String, u64)>,
     /// Clusters in the answer.
-    pub clusters: usize,
+    pub(crate) clusters: usize,
 }
 
 /// Turns one status answer into changes: records whose fingerprint matches a present
 /// known cluster are skipped (unless `compare_all`, as after new costs), the rest are
 /// converted and [`diff`]ed. Pure: no I/O, the time is a parameter. Fails, naming the
 /// cluster, on a record that does not convert.
-pub fn ingest(
+pub(crate) fn ingest(
     known: &Known,
     records: Vec<StatusRecord<'_>>,
     costs: &HashMap<String, CostRecord>,
@@ -226,7 +226,7 @@ fn apply(known: &mut HashMap<String, ClusterRow>, changes: ClusterChanges) {
 /// What one poll did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollReport {
-    pub refresh: RefreshMode,
+    pub(crate) refresh: RefreshMode,
     pub outcome: PollOutcome,
     pub clusters: usize,
     pub changes: usize,
@@ -287,12 +287,12 @@ impl Manager {
     }
 
     /// Number of clusters known, gone ones included.
-    pub fn known_len(&self) -> usize {
+    pub(crate) fn known_len(&self) -> usize {
         self.known.rows.len()
     }
 
     /// Consecutive failed polls.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
@@ -304,7 +304,7 @@ impl Manager {
     }
 
     /// Probes `/api/health` and records the result.
-    pub async fn check_health(&mut self) -> Result<(), ClientError> {
+    pub(crate) async fn check_health(&mut self) -> Result<(), ClientError> {
         let started = Instant::now();
         let result = self.client.health().await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -485,7 +485,7 @@ impl Manager {
     }
 
     /// A poll that ran out of its deadline (its future was dropped mid-request).
-    pub fn record_deadline(&mut self, started: Timestamp, deadline: Duration) -> PollReport {
+    pub(crate) fn record_deadline(&mut self, started: Timestamp, deadline: Duration) -> PollReport {
         let message = format!(
             "the poll took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
             deadline.as_secs(),
@@ -540,7 +540,7 @@ impl Manager {
 
     /// How long one poll may take: `poll_deadline_secs`, kept below three quarters of
     /// the watchdog period when systemd set one.
-    pub fn poll_deadline(&self, watchdog: Option<Duration>) -> Duration {
+    pub(crate) fn poll_deadline(&self, watchdog: Option<Duration>) -> Duration {
         let configured = Duration::from_secs(self.config.cluster_manager.poll_deadline_secs);
         match watchdog {
             Some(w) if configured >= w * 3 / 4 => {
@@ -583,7 +583,7 @@ impl Manager {
 
     /// Time to wait before the next poll: the poll interval, or after failures a
     /// back-off of 1, 2, 4, … seconds capped at the poll interval.
-    pub fn next_delay(&self) -> Duration {
+    pub(crate) fn next_delay(&self) -> Duration {
         let interval = self.config.cluster_manager.poll_interval_secs;
         if self.failures == 0 {
             Duration::from_secs(interval)
@@ -608,7 +608,7 @@ fn release_freed_memory() {
 fn release_freed_memory() {}
 
 /// Runs the poll loop until `shutdown` resolves.
-pub async fn run_until(
+pub(crate) async fn run_until(
     config: Config,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
@@ -662,7 +662,7 @@ pub async fn run_until(
     Ok(())
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     run_until(config, Arc::new(SystemClock), systemd::shutdown_signal()).await
 }
 

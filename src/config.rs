@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Port of SkyPilot's API server when nothing else is said.
-pub const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
+pub(crate) const DEFAULT_API_URL: &str = "http://127.0.0.1:46580";
 /// Default metrics port of `skypilot-host monitor`. Deliberately not 9090,
 /// which is both Prometheus's own port and SkyPilot's metrics port.
-pub const DEFAULT_METRICS_PORT: u16 = 9188;
+pub(crate) const DEFAULT_METRICS_PORT: u16 = 9188;
 /// Default of `skypilot.max_answer_bytes`: 256 MiB.
-pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest host config read (a real one is a few hundred bytes).
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,8 +27,8 @@ pub struct Config {
     pub skypilot: SkypilotConfig,
     pub cluster_manager: ClusterManagerConfig,
     pub monitor: MonitorConfig,
-    pub credentials: CredentialsConfig,
-    pub log: LogConfig,
+    pub(crate) credentials: CredentialsConfig,
+    pub(crate) log: LogConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,13 +55,13 @@ pub struct SkypilotConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterManagerConfig {
     /// Seconds between two polls of `/status` without refresh.
-    pub poll_interval_secs: u64,
+    pub(crate) poll_interval_secs: u64,
     /// Seconds between two polls with `refresh = FORCE` (asks the clouds).
     pub force_refresh_interval_secs: u64,
     /// Seconds one poll may take in all (its several requests together); a slower poll
     /// fails and the state is kept. Under systemd it must stay below `WatchdogSec`
     /// (the module sets that from this value).
-    pub poll_deadline_secs: u64,
+    pub(crate) poll_deadline_secs: u64,
     /// The host database (SQLite). Shared by every role; only the cluster manager writes
     /// cluster state.
     pub database: PathBuf,
@@ -71,7 +71,7 @@ pub struct ClusterManagerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
     /// Address and port of `/metrics` and `/healthz`.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// SkyPilot's own metrics endpoint (`SKY_API_SERVER_METRICS_ENABLED`), re-exposed
     /// under `/metrics/skypilot` when set.
     pub skypilot_metrics_url: Option<String>,
@@ -81,26 +81,26 @@ pub struct MonitorConfig {
 /// hands them over with systemd `LoadCredential`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CredentialsConfig {
-    pub aws: Option<PathBuf>,
-    pub gcp: Option<PathBuf>,
+pub(crate) struct CredentialsConfig {
+    pub(crate) aws: Option<PathBuf>,
+    pub(crate) gcp: Option<PathBuf>,
     /// Azure CLI state: a directory (`~/.azure`).
-    pub azure: Option<PathBuf>,
-    pub kubernetes: Option<PathBuf>,
-    pub lambda: Option<PathBuf>,
-    pub runpod: Option<PathBuf>,
+    pub(crate) azure: Option<PathBuf>,
+    pub(crate) kubernetes: Option<PathBuf>,
+    pub(crate) lambda: Option<PathBuf>,
+    pub(crate) runpod: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub level: LogLevel,
+pub(crate) struct LogConfig {
+    pub(crate) level: LogLevel,
 }
 
 /// Log level; accepts the seed's `DEBUG`/`INFO`/`WARNING`/`ERROR` and lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Trace,
     Debug,
     Info,
@@ -109,10 +109,10 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    pub const ACCEPTED: &'static str =
+    pub(crate) const ACCEPTED: &'static str =
         "one of trace, debug, info, warning (or warn), error, in any case";
 
-    pub fn parse(s: &str) -> Option<LogLevel> {
+    pub(crate) fn parse(s: &str) -> Option<LogLevel> {
         match s.to_ascii_lowercase().as_str() {
             "trace" => Some(LogLevel::Trace),
             "debug" => Some(LogLevel::Debug),
@@ -123,7 +123,7 @@ impl LogLevel {
         }
     }
 
-    pub fn as_filter(self) -> &'static str {
+    pub(crate) fn as_filter(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",
@@ -190,10 +190,10 @@ impl Default for LogConfig {
 /// A configuration error: the file, the key path (dotted, empty for the whole file) and
 /// what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub key: String,
-    pub message: String,
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
+    pub(crate) key: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -208,7 +208,7 @@ impl fmt::Display for ConfigError {
 
 impl Config {
     /// Reads and validates the config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             crate::files::read_regular_text(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
                 file: path.to_path_buf(),
@@ -219,7 +219,7 @@ impl Config {
     }
 
     /// Parses and validates config text; `path` is only used in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -350,7 +350,7 @@ impl Config {
     }
 
     /// The credential paths that are set, by cloud name.
-    pub fn credential_paths(&self) -> BTreeMap<&'static str, &Path> {
+    pub(crate) fn credential_paths(&self) -> BTreeMap<&'static str, &Path> {
         let c = &self.credentials;
         [
             ("aws", &c.aws),

@@ -32,23 +32,17 @@ const NIX_STORE: &str = "/nix/store/";
 /// The outcome of checking one cloud's credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudReport {
-    pub cloud: &'static str,
-    pub path: std::path::PathBuf,
+    pub(crate) cloud: &'static str,
+    pub(crate) path: std::path::PathBuf,
     /// `Ok(what was found)` or `Err(why it fails)`.
     pub outcome: Result<String, String>,
     /// Problems that do not fail the check (e.g. a world-readable file).
-    pub warnings: Vec<String>,
-}
-
-impl CloudReport {
-    pub fn ok(&self) -> bool {
-        self.outcome.is_ok()
-    }
+    pub(crate) warnings: Vec<String>,
 }
 
 /// `credentials check`: prints one line per configured cloud (ok lines on stdout,
 /// failures and warnings on stderr) and returns whether all passed.
-pub fn check(config: &Config) -> anyhow::Result<bool> {
+pub(crate) fn check(config: &Config) -> anyhow::Result<bool> {
     let paths = config.credential_paths();
     if paths.is_empty() {
         println!("no cloud credentials configured ([credentials] is empty)");

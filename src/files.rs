@@ -10,7 +10,7 @@ use std::path::Path;
 /// Why a file could not be read. Displayed without the path: the caller names the
 /// file and the setting it came from.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     NotFound,
     /// A FIFO, socket, device or directory: what it is.
     NotRegular(&'static str),
@@ -67,7 +67,7 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 }
 
 /// The bytes of a regular file of at most `max` bytes.
-pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         // Opening a FIFO for reading would wait for a writer; non-blocking, it does not.
@@ -96,7 +96,7 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
 }
 
 /// The text of a regular UTF-8 file of at most `max` bytes.
-pub fn read_regular_text(path: &Path, max: u64) -> Result<String, ReadError> {
+pub(crate) fn read_regular_text(path: &Path, max: u64) -> Result<String, ReadError> {
     let bytes = read_regular(path, max)?;
     String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
         offset: e.utf8_error().valid_up_to(),

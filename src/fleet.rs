@@ -9,24 +9,24 @@ use crate::store::{ApiServerHealth, ClusterQuery, ClusterRow, PollOutcome, PollR
 use crate::time::Timestamp;
 
 /// How many poll intervals may pass without a successful poll before the state is stale.
-pub const STALE_AFTER_INTERVALS: f64 = 3.0;
+pub(crate) const STALE_AFTER_INTERVALS: f64 = 3.0;
 
 /// How fresh the recorded state is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Freshness {
-    pub stale: bool,
+pub(crate) struct Freshness {
+    pub(crate) stale: bool,
     /// Seconds since the last successful poll (`None`: never polled successfully).
-    pub age_secs: Option<f64>,
-    pub last_ok_poll_at: Option<Timestamp>,
+    pub(crate) age_secs: Option<f64>,
+    pub(crate) last_ok_poll_at: Option<Timestamp>,
     /// The error of the last poll, when the last poll failed.
-    pub last_error: Option<String>,
-    pub last_error_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<Timestamp>,
 }
 
 /// The state is stale when the last poll failed, when there was never a successful
 /// poll, or when the last success is older than [`STALE_AFTER_INTERVALS`] poll intervals
 /// (the cluster manager is not running).
-pub fn freshness(
+pub(crate) fn freshness(
     last: Option<&PollRun>,
     last_ok: Option<&PollRun>,
     now: Timestamp,
@@ -47,7 +47,7 @@ pub fn freshness(
 }
 
 /// The freshness of what `store` holds, now.
-pub fn freshness_of(
+pub(crate) fn freshness_of(
     store: &Store,
     config: &Config,
     now: Timestamp,
@@ -63,21 +63,21 @@ pub fn freshness_of(
 }
 
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub generated_at: Timestamp,
-    pub database: String,
-    pub state: Freshness,
-    pub api_server: Option<ApiServerHealth>,
-    pub clusters: Vec<ClusterView>,
+pub(crate) struct StatusReport {
+    pub(crate) generated_at: Timestamp,
+    pub(crate) database: String,
+    pub(crate) state: Freshness,
+    pub(crate) api_server: Option<ApiServerHealth>,
+    pub(crate) clusters: Vec<ClusterView>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     #[serde(flatten)]
-    pub row: ClusterRow,
+    pub(crate) row: ClusterRow,
     /// Seconds since launch.
-    pub age_secs: Option<f64>,
-    pub stale: bool,
+    pub(crate) age_secs: Option<f64>,
+    pub(crate) stale: bool,
 }
 
 impl ClusterView {
@@ -91,7 +91,7 @@ impl ClusterView {
 }
 
 /// The clusters `query` selects, with the state's freshness and the API server's health.
-pub fn report(
+pub(crate) fn report(
     store: &Store,
     config: &Config,
     now: Timestamp,

@@ -7,23 +7,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Version of the launch-policy file format.
-pub const POLICY_VERSION: u32 = 1;
+pub(crate) const POLICY_VERSION: u32 = 1;
 
 /// Launch-policy settings that SkyPilot's config cannot express; written as JSON for
 /// the policy role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LaunchPolicy {
-    pub version: u32,
+pub(crate) struct LaunchPolicy {
+    pub(crate) version: u32,
     /// Default region / zone per cloud (lower-case cloud name).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub clouds: BTreeMap<String, CloudDefaults>,
+    pub(crate) clouds: BTreeMap<String, CloudDefaults>,
     /// Default `use_spot` for tasks that do not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub use_spot: Option<bool>,
+    pub(crate) use_spot: Option<bool>,
     /// Refuse instances whose hourly price in SkyPilot's catalog exceeds this (USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_hourly_price: Option<f64>,
+    pub(crate) max_hourly_price: Option<f64>,
 }
 
 impl Default for LaunchPolicy {
@@ -39,9 +39,9 @@ impl Default for LaunchPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CloudDefaults {
+pub(crate) struct CloudDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
+    pub(crate) zone: Option<String>,
 }

@@ -3,20 +3,20 @@
 //! Data flows one way: SkyPilot's API server -> [`cluster_manager`] -> [`store`] ->
 //! the reading roles ([`monitor`], `status`). Every role reads one [`config::Config`].
 
-pub mod audit_log;
+mod audit_log;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_manager;
 pub mod config;
 pub mod credentials;
-pub mod files;
-pub mod fleet;
-pub mod launch_policy;
+mod files;
+mod fleet;
+mod launch_policy;
 pub mod monitor;
 pub mod sky_config;
 pub mod skypilot;
-pub mod status;
+mod status;
 pub mod store;
-pub mod systemd;
-pub mod terminal;
+mod systemd;
+mod terminal;
 pub mod time;

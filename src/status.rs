@@ -21,7 +21,7 @@ fn autostop_text(minutes: i64, down: bool) -> String {
 }
 
 /// The report as a table like `sky status`, with a header line on freshness.
-pub fn render_table(r: &StatusReport) -> String {
+pub(crate) fn render_table(r: &StatusReport) -> String {
     let mut out = String::new();
     match (&r.state.age_secs, r.state.stale) {
         (None, _) => {
@@ -120,7 +120,7 @@ pub fn render_table(r: &StatusReport) -> String {
     out
 }
 
-pub fn run(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
+pub(crate) fn run(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
     let path = &config.cluster_manager.database;
     if !path.exists() {
         anyhow::bail!(

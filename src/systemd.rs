@@ -11,7 +11,7 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// `READY=1`, with a status line.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(status),
@@ -19,22 +19,22 @@ pub fn ready(status: &str) {
 }
 
 /// `STATUS=…`: the line `systemctl status` shows.
-pub fn status(status: &str) {
+pub(crate) fn status(status: &str) {
     notify(&[sd_notify::NotifyState::Status(status)]);
 }
 
 /// `WATCHDOG=1`: the role's loop is alive.
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     notify(&[sd_notify::NotifyState::Watchdog]);
 }
 
 /// `STOPPING=1`.
-pub fn stopping() {
+pub(crate) fn stopping() {
     notify(&[sd_notify::NotifyState::Stopping]);
 }
 
 /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
         Some(Duration::from_micros(usec))
@@ -46,7 +46,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Resolves on SIGTERM or SIGINT: the one shutdown signal of every role. SIGHUP is
 /// logged and ignored (a role does not reload its config; restart the unit to apply a
 /// new one), so a closed terminal or a stray `kill -HUP` does not stop a role uncleanly.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (term, int, hup) = (
         signal(SignalKind::terminate()),

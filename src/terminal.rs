@@ -12,7 +12,7 @@ fn is_unsafe(c: char) -> bool {
 
 /// `s` with every control character and bidi control written as an escape (`\x1b`,
 /// `\n`, `\u{202e}`); borrowed when there is none.
-pub fn clean(s: &str) -> Cow<'_, str> {
+pub(crate) fn clean(s: &str) -> Cow<'_, str> {
     if !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }

@@ -19,7 +19,7 @@ pub struct Timestamp(f64);
 const EXACT_SECS: f64 = 9_007_199_254_740_992.0;
 
 impl Timestamp {
-    pub const EPOCH: Timestamp = Timestamp(0.0);
+    pub(crate) const EPOCH: Timestamp = Timestamp(0.0);
 
     /// From whole Unix seconds (SkyPilot's `launched_at`, an INTEGER column).
     pub fn from_secs(secs: i64) -> Timestamp {
@@ -36,7 +36,7 @@ impl Timestamp {
         }
     }
 
-    pub fn as_secs_f64(self) -> f64 {
+    pub(crate) fn as_secs_f64(self) -> f64 {
         self.0
     }
 
@@ -46,7 +46,7 @@ impl Timestamp {
     }
 
     /// Whole seconds, when the timestamp is a whole second within `i64`'s exact range.
-    pub fn whole_secs(self) -> Option<i64> {
+    pub(crate) fn whole_secs(self) -> Option<i64> {
         let whole = self.0.fract() == 0.0 && self.0.abs() <= EXACT_SECS;
         // Within ±2^53 the conversion is exact.
         whole.then_some(self.0 as i64)
@@ -62,11 +62,11 @@ impl Timestamp {
         self.secs_since(earlier).max(0.0)
     }
 
-    pub fn plus_secs(self, secs: f64) -> Timestamp {
+    pub(crate) fn plus_secs(self, secs: f64) -> Timestamp {
         Timestamp::from_secs_f64(self.0 + secs)
     }
 
-    pub fn minus_secs(self, secs: f64) -> Timestamp {
+    pub(crate) fn minus_secs(self, secs: f64) -> Timestamp {
         Timestamp::from_secs_f64(self.0 - secs)
     }
 }
@@ -177,7 +177,7 @@ impl Clock for SystemClock {
 }
 
 /// Human form of a duration in seconds: `45s`, `12m`, `3h 5m`, `2d 4h`.
-pub fn human_duration(secs: f64) -> String {
+pub(crate) fn human_duration(secs: f64) -> String {
     let s = if secs.is_finite() && secs > 0.0 {
         // Saturating float-to-int conversion; whole seconds are all that is shown.
         secs as u64

@@ -16,7 +16,7 @@ use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
 use crate::time::{Clock, Timestamp};
 
 /// Every kind of database-wide error the exporter reports (`skypilot_host_database_error`).
-pub const DB_ERROR_KINDS: [&str; 7] = [
+pub(crate) const DB_ERROR_KINDS: [&str; 7] = [
     "missing",
     "unreadable",
     "locked",
@@ -27,56 +27,56 @@ pub const DB_ERROR_KINDS: [&str; 7] = [
 ];
 
 /// Tables whose rows are read; a row that does not parse is counted under its table.
-pub const TABLES: [&str; 4] = ["api_server", "audit", "clusters", "poll_runs"];
+pub(crate) const TABLES: [&str; 4] = ["api_server", "audit", "clusters", "poll_runs"];
 
 /// What the exporter uses of one cluster row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FleetCluster {
-    pub name: String,
-    pub status: ClusterStatus,
+pub(crate) struct FleetCluster {
+    pub(crate) name: String,
+    pub(crate) status: ClusterStatus,
     /// Cloud, region, instance type and workspace are shared between clusters (few
     /// distinct values); empty when unknown.
-    pub cloud: Arc<str>,
-    pub region: Arc<str>,
-    pub instance_type: Arc<str>,
-    pub workspace: Arc<str>,
-    pub launched_at: Option<Timestamp>,
+    pub(crate) cloud: Arc<str>,
+    pub(crate) region: Arc<str>,
+    pub(crate) instance_type: Arc<str>,
+    pub(crate) workspace: Arc<str>,
+    pub(crate) launched_at: Option<Timestamp>,
     /// Idle minutes before autostop; negative = none.
-    pub autostop_minutes: i64,
-    pub autostop_to_down: bool,
-    pub hourly_cost: Option<f64>,
-    pub total_cost: Option<f64>,
+    pub(crate) autostop_minutes: i64,
+    pub(crate) autostop_to_down: bool,
+    pub(crate) hourly_cost: Option<f64>,
+    pub(crate) total_cost: Option<f64>,
 }
 
 /// The data of one scrape.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// From the clock.
-    pub now: Timestamp,
+    pub(crate) now: Timestamp,
     /// Database-wide errors met while reading (kinds from [`DB_ERROR_KINDS`]).
-    pub db_errors: BTreeSet<&'static str>,
+    pub(crate) db_errors: BTreeSet<&'static str>,
     /// Rows skipped because they do not parse, by table.
-    pub malformed_rows: BTreeMap<&'static str, u64>,
+    pub(crate) malformed_rows: BTreeMap<&'static str, u64>,
     /// Every cluster row read, gone ones included, ordered by name.
-    pub clusters: Vec<FleetCluster>,
+    pub(crate) clusters: Vec<FleetCluster>,
     /// When the last successful poll finished.
-    pub last_ok_poll: Option<Timestamp>,
+    pub(crate) last_ok_poll: Option<Timestamp>,
     /// Outcome of the most recent poll.
-    pub last_poll_ok: Option<bool>,
+    pub(crate) last_poll_ok: Option<bool>,
     /// Failed polls by error kind.
-    pub poll_errors: Vec<(String, i64)>,
-    pub api_server: Option<ApiServerHealth>,
+    pub(crate) poll_errors: Vec<(String, i64)>,
+    pub(crate) api_server: Option<ApiServerHealth>,
     /// Audit entries by (action, outcome).
-    pub audit: Vec<(String, String, i64)>,
+    pub(crate) audit: Vec<(String, String, i64)>,
     /// Seconds spent reading the database.
-    pub read_seconds: f64,
+    pub(crate) read_seconds: f64,
     /// The first problem met, in words, for the log (never exported).
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
 }
 
 impl Snapshot {
     /// The database could be opened and every query ran (malformed rows aside).
-    pub fn database_up(&self) -> bool {
+    pub(crate) fn database_up(&self) -> bool {
         self.db_errors.is_empty()
     }
 }
@@ -136,7 +136,7 @@ impl Snapshot {
 
 /// Reads everything one scrape shows, opening the database for this read only. Never
 /// fails: problems are in the snapshot.
-pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
+pub(crate) fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
     Reader::new(database).collect(clock)
 }
 
@@ -144,7 +144,7 @@ pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
 /// scrapes (no transaction is held in between). They are reopened when the file is
 /// replaced (another inode), when its schema version changes, and after any
 /// database-wide error.
-pub struct Reader {
+pub(crate) struct Reader {
     path: PathBuf,
     open: Option<Open>,
     /// The problems of the previous scrape, to log only when they change.
@@ -177,7 +177,7 @@ impl Reader {
     }
 
     /// Reads everything one scrape shows. Never fails: problems are in the snapshot.
-    pub fn collect(&mut self, clock: &dyn Clock) -> Snapshot {
+    pub(crate) fn collect(&mut self, clock: &dyn Clock) -> Snapshot {
         let started = Instant::now();
         let mut snap = Snapshot {
             now: clock.now(),

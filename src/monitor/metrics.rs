@@ -20,30 +20,31 @@ use super::collect::{Snapshot, DB_ERROR_KINDS, TABLES};
 use crate::cluster::ClusterStatus;
 
 /// Version of this binary, in `skypilot_host_build_info`.
-pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Cluster actions reported by `skypilot_cluster_actions_total`; other audit actions
 /// (but `login`) are not exported.
-pub const CLUSTER_ACTIONS: [&str; 4] = ["autostop", "down", "start", "stop"];
+pub(crate) const CLUSTER_ACTIONS: [&str; 4] = ["autostop", "down", "start", "stop"];
 /// Action/outcome pairs always present (at 0) so `increase()` sees the first event.
 const ALWAYS_ACTIONS: [&str; 3] = ["autostop", "down", "stop"];
 const ALWAYS_OUTCOMES: [&str; 2] = ["error", "ok"];
 
 /// The exposition format of a scrape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Prometheus text format 0.0.4.
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
 }
 
-pub const OPENMETRICS_CONTENT_TYPE: &str =
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const TEXT_CONTENT_TYPE: &str =
+    prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 impl Format {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Text => TEXT_CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
@@ -52,7 +53,7 @@ impl Format {
 
     /// Picks the format from an `Accept` header: OpenMetrics when the client ranks it at
     /// least as high as plain text, else Prometheus text (also when nothing matches).
-    pub fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text;
         };
@@ -95,14 +96,14 @@ impl Format {
 }
 
 /// Renders a snapshot in the given format into a string.
-pub fn render(snapshot: Snapshot, format: Format) -> Result<String, fmt::Error> {
+pub(crate) fn render(snapshot: Snapshot, format: Format) -> Result<String, fmt::Error> {
     let mut out = String::with_capacity(4096 + snapshot.clusters.len() * 520);
     render_into(snapshot, format, &mut out)?;
     Ok(out)
 }
 
 /// Renders a snapshot in the given format into a writer (a fresh registry each time).
-pub fn render_into<W: fmt::Write>(
+pub(crate) fn render_into<W: fmt::Write>(
     snapshot: Snapshot,
     format: Format,
     out: &mut W,
@@ -117,7 +118,7 @@ pub fn render_into<W: fmt::Write>(
 
 /// A label value for a short, bounded vocabulary from the database (error kinds,
 /// outcomes): letters, digits and `_.:-` kept, anything else `_`, at most 64 characters.
-pub fn bounded_label(s: &str) -> String {
+pub(crate) fn bounded_label(s: &str) -> String {
     let s: String = s
         .chars()
         .take(64)

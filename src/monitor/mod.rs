@@ -6,8 +6,8 @@
 //! `/metrics/skypilot` passes SkyPilot's own metrics through when
 //! `monitor.skypilot_metrics_url` is set. `/healthz` answers while the process serves.
 
-pub mod collect;
-pub mod metrics;
+pub(crate) mod collect;
+pub(crate) mod metrics;
 
 use std::fmt;
 use std::future::Future;
@@ -30,11 +30,11 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::time::{Clock, SystemClock};
 
-pub use collect::{collect, Reader, Snapshot};
-pub use metrics::{render, render_into, Format};
+pub(crate) use collect::{collect, Reader, Snapshot};
+pub(crate) use metrics::{render, render_into, Format};
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
-pub const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 struct AppState {
@@ -45,7 +45,7 @@ struct AppState {
 }
 
 /// The monitor's routes, for a server or a test.
-pub fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Router> {
+pub(crate) fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Router> {
     let http = crate::skypilot::http_client_builder(&config.skypilot)?
         .timeout(SKYPILOT_METRICS_TIMEOUT)
         .build()
@@ -85,7 +85,7 @@ pub async fn serve(
 }
 
 /// The `monitor` role: binds `monitor.listen` and serves until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.monitor.listen;
     let listener = TcpListener::bind(addr)
         .await

@@ -21,16 +21,18 @@ use super::Problem;
 use crate::launch_policy::LaunchPolicy;
 
 /// Canonical module options named by the warnings.
-pub const OPT_REGION: &str = "services.skypilot.cluster.defaultRegion";
-pub const OPT_ZONE: &str = "services.skypilot.cluster.defaultZone";
-pub const OPT_SPOT: &str = "services.skypilot.cluster.useSpot";
-pub const OPT_MAX_PRICE: &str = "services.skypilot.cluster.maxHourlyPrice";
-pub const OPT_GCP_PROJECT: &str = "services.skypilot.config.workspaces.default.gcp.project_id";
+pub(crate) const OPT_REGION: &str = "services.skypilot.cluster.defaultRegion";
+pub(crate) const OPT_ZONE: &str = "services.skypilot.cluster.defaultZone";
+pub(crate) const OPT_SPOT: &str = "services.skypilot.cluster.useSpot";
+pub(crate) const OPT_MAX_PRICE: &str = "services.skypilot.cluster.maxHourlyPrice";
+pub(crate) const OPT_GCP_PROJECT: &str =
+    "services.skypilot.config.workspaces.default.gcp.project_id";
 
 /// The seed's compatibility keys (relative to `services.skypilot.config`) and the module
 /// option each one stands for. The module's warnings name the same keys; the Nix suite
 /// checks that against `nix/seed-keys.json`, which a test here keeps equal to this table.
-pub const SEED_KEYS: [(&str, &str); 5] = [
+#[cfg(test)]
+const SEED_KEYS: [(&str, &str); 5] = [
     ("cloud.<cloud>.region", OPT_REGION),
     ("cloud.<cloud>.zone", OPT_ZONE),
     ("cloud.gcp.project", OPT_GCP_PROJECT),
@@ -69,11 +71,11 @@ pub(crate) fn seed_hint(key: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     /// The key as given, relative to `config` (e.g. `cloud.aws.region`).
-    pub key: String,
+    pub(crate) key: String,
     /// What it means and where it went.
-    pub mapped_to: String,
+    pub(crate) mapped_to: String,
     /// The module option to set instead.
-    pub canonical: &'static str,
+    pub(crate) canonical: &'static str,
 }
 
 impl fmt::Display for Warning {
@@ -89,8 +91,8 @@ impl fmt::Display for Warning {
 /// The result of mapping: SkyPilot's config, the launch policy and the warnings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
-    pub config: Value,
-    pub policy: LaunchPolicy,
+    pub(crate) config: Value,
+    pub(crate) policy: LaunchPolicy,
     pub warnings: Vec<Warning>,
 }
 

@@ -9,7 +9,7 @@
 //! from a flag or from `$SKYPILOT_CONFIG_SCHEMA`.
 
 pub mod compat;
-pub mod schema;
+pub(crate) mod schema;
 mod values;
 pub mod yaml;
 
@@ -20,23 +20,22 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::Value;
 
-pub use crate::launch_policy::LaunchPolicy;
-pub use compat::{Mapped, Warning};
-pub use schema::{Schema, SCHEMA_ENV};
+pub(crate) use compat::Mapped;
+pub(crate) use schema::Schema;
 
 /// File name of the launch-policy settings written next to the rendered config when
 /// no other path is given.
-pub const DEFAULT_POLICY_FILE: &str = "launch-policy.json";
+pub(crate) const DEFAULT_POLICY_FILE: &str = "launch-policy.json";
 
 /// Largest SkyPilot config (or `config` value) read: far above any real one.
-pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// One problem with a config: the key path (dotted, `[n]` for list items, empty for
 /// the whole value) and what is wrong and allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub key: String,
-    pub message: String,
+    pub(crate) key: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Problem {
@@ -51,11 +50,11 @@ impl fmt::Display for Problem {
 
 /// The error of a failed render or check: the file and every problem found.
 #[derive(Debug, thiserror::Error)]
-pub struct ConfigProblems {
-    pub file: PathBuf,
+pub(crate) struct ConfigProblems {
+    pub(crate) file: PathBuf,
     /// What the problems were checked against, e.g. "SkyPilot 0.14.1's config schema".
-    pub against: String,
-    pub problems: Vec<Problem>,
+    pub(crate) against: String,
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl fmt::Display for ConfigProblems {
@@ -88,13 +87,13 @@ pub struct RenderOptions {
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub mapped: Mapped,
-    pub config_path: PathBuf,
+    pub(crate) config_path: PathBuf,
     pub policy_path: PathBuf,
 }
 
 /// `sky-config render IN OUT [--schema FILE] [--policy-out FILE]`: renders and prints a
 /// one-line summary on stdout (warnings go to stderr).
-pub fn run_render(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
+pub(crate) fn run_render(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
     let r = render_with(input, output, opts)?;
     let n = r.mapped.warnings.len();
     println!(
@@ -170,14 +169,14 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
 }
 
 /// `sky-config check FILE [--schema SCHEMA]`: prints `FILE: ok` when valid.
-pub fn run_check(file: &Path, schema: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn run_check(file: &Path, schema: Option<&Path>) -> anyhow::Result<()> {
     check_with(file, schema)?;
     println!("{}: ok", file.display());
     Ok(())
 }
 
 /// Validates a YAML or JSON SkyPilot config; returns the parsed value.
-pub fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
+pub(crate) fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
     let value = read_config(file)?;
     let schema = Schema::locate(schema)?;
     let problems = schema.validate(&value);
@@ -195,7 +194,7 @@ pub fn check_with(file: &Path, schema: Option<&Path>) -> anyhow::Result<Value> {
 
 /// Reads a SkyPilot config file: JSON or YAML. An empty file is an empty config, as in
 /// SkyPilot.
-pub fn read_config(file: &Path) -> anyhow::Result<Value> {
+pub(crate) fn read_config(file: &Path) -> anyhow::Result<Value> {
     let text = crate::files::read_regular_text(file, MAX_CONFIG_BYTES)
         .with_context(|| format!("{}: cannot read the SkyPilot config", file.display()))?;
     let value = yaml::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

@@ -21,10 +21,10 @@ use super::values::show_value;
 use super::Problem;
 
 /// Environment variable naming the schema file when no `--schema` flag is given.
-pub const SCHEMA_ENV: &str = "SKYPILOT_CONFIG_SCHEMA";
+pub(crate) const SCHEMA_ENV: &str = "SKYPILOT_CONFIG_SCHEMA";
 
 /// A loaded schema and its compiled validator.
-pub struct Schema {
+pub(crate) struct Schema {
     path: PathBuf,
     raw: Value,
     validator: jsonschema::Validator,
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Schema {
 impl Schema {
     /// The schema named by `flag`, else by `$SKYPILOT_CONFIG_SCHEMA`; an error that says
     /// how to get one when neither is set.
-    pub fn locate(flag: Option<&Path>) -> anyhow::Result<Schema> {
+    pub(crate) fn locate(flag: Option<&Path>) -> anyhow::Result<Schema> {
         if let Some(p) = flag {
             return Schema::load(p);
         }
@@ -53,7 +53,7 @@ impl Schema {
     }
 
     /// Reads and compiles a schema file.
-    pub fn load(path: &Path) -> anyhow::Result<Schema> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Schema> {
         // SkyPilot 0.14.1's schema is ~100 KiB.
         let text = crate::files::read_regular_text(path, 64 * 1024 * 1024).with_context(|| {
             format!("{}: cannot read the SkyPilot config schema", path.display())
@@ -68,7 +68,7 @@ impl Schema {
     }
 
     /// Compiles a schema value; `path` is only used in messages.
-    pub fn from_value(raw: Value, path: &Path) -> anyhow::Result<Schema> {
+    pub(crate) fn from_value(raw: Value, path: &Path) -> anyhow::Result<Schema> {
         if raw.get("properties").and_then(Value::as_object).is_none() {
             anyhow::bail!(
                 "{}: not a SkyPilot config schema: it has no top-level `properties` object",
@@ -98,12 +98,12 @@ impl Schema {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Which SkyPilot the schema came from, e.g. "SkyPilot 0.14.1", for messages.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.raw
             .get("$comment")
             .and_then(Value::as_str)
@@ -117,7 +117,7 @@ impl Schema {
 
     /// Cloud names SkyPilot knows (lower case), from `allowed_clouds`; empty if the
     /// schema does not list them.
-    pub fn clouds(&self) -> Vec<String> {
+    pub(crate) fn clouds(&self) -> Vec<String> {
         self.raw
             .pointer("/properties/allowed_clouds/items/case_insensitive_enum")
             .and_then(Value::as_array)
@@ -130,17 +130,8 @@ impl Schema {
             .unwrap_or_default()
     }
 
-    /// Keys SkyPilot accepts at the top level of its config.
-    pub fn top_level_keys(&self) -> Vec<String> {
-        self.raw
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// Every way `config` breaks the schema, sorted by key path; empty when valid.
-    pub fn validate(&self, config: &Value) -> Vec<Problem> {
+    pub(crate) fn validate(&self, config: &Value) -> Vec<Problem> {
         let mut problems = Vec::new();
         for err in self.validator.iter_errors(config) {
             problems.extend(describe(&err, config, &self.raw));

@@ -30,7 +30,7 @@ pub fn parse(text: &str) -> Result<Value, String> {
 
 /// Renders `value` as YAML that PyYAML loads back to the same value, after `header`
 /// as `#` comment lines.
-pub fn to_yaml(value: &Value, header: &str) -> String {
+pub(crate) fn to_yaml(value: &Value, header: &str) -> String {
     let mut out = String::new();
     for line in header.lines() {
         out.push_str("# ");
@@ -102,7 +102,7 @@ fn write_value(out: &mut String, value: &Value, level: usize) {
 
 /// A float as PyYAML's YAML 1.1 float pattern wants it: a dot in the mantissa and a
 /// sign on the exponent (`1.0e+300`, `2.5e-07`, `0.1`).
-pub fn format_float(f: f64) -> String {
+pub(crate) fn format_float(f: f64) -> String {
     if !f.is_finite() {
         // serde_json never holds these; keep the output loadable anyway.
         return if f.is_nan() {

@@ -20,15 +20,15 @@ use crate::config::SkypilotConfig;
 
 pub mod wire;
 
-pub use wire::{CostRecord, Health, JobRecord};
+pub(crate) use wire::{CostRecord, Health};
 
 /// The API version this client was written against (SkyPilot 0.14.1).
-pub const CLIENT_API_VERSION: u32 = 62;
+pub(crate) const CLIENT_API_VERSION: u32 = 62;
 /// The oldest API version whose wire format this client understands; SkyPilot itself
 /// refuses clients below 24 with HTTP 400.
-pub const MIN_API_VERSION: u32 = 24;
+pub(crate) const MIN_API_VERSION: u32 = 24;
 /// The SkyPilot version this client was tested with, sent as `X-SkyPilot-Version`.
-pub const CLIENT_SKYPILOT_VERSION: &str = "0.14.1";
+pub(crate) const CLIENT_SKYPILOT_VERSION: &str = "0.14.1";
 
 /// `refresh` of `POST /status`: `None` reads SkyPilot's database, `Auto` and `Force`
 /// ask the clouds.
@@ -41,7 +41,7 @@ pub enum RefreshMode {
 }
 
 impl RefreshMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RefreshMode::None => "NONE",
             RefreshMode::Auto => "AUTO",
@@ -179,7 +179,7 @@ const CA_FILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// An HTTP client builder for talking to SkyPilot: TLS with the system's roots plus
 /// `skypilot.ca_file`'s certificates, and our user agent.
-pub fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilder> {
+pub(crate) fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilder> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(concat!("skypilot-host/", env!("CARGO_PKG_VERSION")));
@@ -217,7 +217,7 @@ pub fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::ClientBuilde
 }
 
 /// How long to wait before retry `attempt` (1-based) after a connection failure.
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1u64 << attempt.min(6)) / 2)
 }
 
@@ -270,7 +270,7 @@ impl Client {
         })
     }
 
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         self.base.as_str()
     }
 
@@ -418,7 +418,7 @@ impl Client {
     }
 
     /// Like [`Client::call`], returning the `return_value` JSON text.
-    pub async fn call_raw(&self, op: &str, body: serde_json::Value) -> Result<String> {
+    pub(crate) async fn call_raw(&self, op: &str, body: serde_json::Value) -> Result<String> {
         let url = self.url(op);
         let resp = self
             .send(
@@ -540,7 +540,7 @@ impl Client {
 
     /// Parses a `/status` answer (from [`Client::status_raw`]) into records that borrow
     /// from it.
-    pub fn status_records<'a>(&self, text: &'a str) -> Result<Vec<wire::StatusRecord<'a>>> {
+    pub(crate) fn status_records<'a>(&self, text: &'a str) -> Result<Vec<wire::StatusRecord<'a>>> {
         wire::parse_records(text).map_err(|what| ClientError::Malformed {
             url: self.url("status"),
             what: format!("status: {what}"),
@@ -598,20 +598,6 @@ impl Client {
         self.call::<serde_json::Value>("start", json!({ "cluster_name": cluster }))
             .await
             .map(|_| ())
-    }
-
-    /// `POST /queue`: the jobs of one cluster.
-    pub async fn queue(&self, cluster: &str, all_users: bool) -> Result<Vec<JobRecord>> {
-        let text = self
-            .call_raw(
-                "queue",
-                json!({ "cluster_name": cluster, "skip_finished": false, "all_users": all_users }),
-            )
-            .await?;
-        wire::parse_records(&text).map_err(|what| ClientError::Malformed {
-            url: self.url("queue"),
-            what: format!("queue of cluster {cluster:?}: {what}"),
-        })
     }
 }
 

@@ -16,15 +16,15 @@ pub struct Health {
     pub status: String,
     /// A string in 0.14.1 ("62"); older servers sent a number.
     #[serde(default, deserialize_with = "string_or_number")]
-    pub api_version: Option<String>,
+    pub(crate) api_version: Option<String>,
     #[serde(default)]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     #[serde(default)]
-    pub commit: Option<String>,
+    pub(crate) commit: Option<String>,
     #[serde(default)]
-    pub basic_auth_enabled: Option<bool>,
+    pub(crate) basic_auth_enabled: Option<bool>,
     #[serde(default)]
-    pub user: Option<serde_json::Value>,
+    pub(crate) user: Option<serde_json::Value>,
 }
 
 impl Health {
@@ -36,25 +36,23 @@ impl Health {
 /// The payload of `GET /api/get` (and of its HTTP 500 `detail`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestPayload {
-    pub request_id: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub status: String,
+    pub(crate) request_id: String,
+    pub(crate) status: String,
     /// A JSON document encoded as a string.
     #[serde(default)]
     pub return_value: Option<String>,
     /// A JSON document encoded as a string (`"null"` when there is no error).
     #[serde(default)]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The `error` document of a failed request.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RequestError {
+pub(crate) struct RequestError {
     #[serde(rename = "type", default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// One record of `POST /status` (SkyPilot's `StatusResponse`). Only the fields the host
@@ -67,43 +65,43 @@ pub struct StatusRecord<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
     #[serde(borrow)]
-    pub status: Cow<'a, str>,
+    pub(crate) status: Cow<'a, str>,
     #[serde(borrow)]
-    pub cluster_hash: Cow<'a, str>,
-    pub autostop: i64,
-    pub to_down: bool,
+    pub(crate) cluster_hash: Cow<'a, str>,
+    pub(crate) autostop: i64,
+    pub(crate) to_down: bool,
     #[serde(default)]
-    pub launched_at: Option<i64>,
+    pub(crate) launched_at: Option<i64>,
     #[serde(default, borrow)]
-    pub last_use: Option<Cow<'a, str>>,
+    pub(crate) last_use: Option<Cow<'a, str>>,
     #[serde(default)]
-    pub status_updated_at: Option<i64>,
+    pub(crate) status_updated_at: Option<i64>,
     #[serde(default, borrow)]
-    pub user_hash: Option<Cow<'a, str>>,
+    pub(crate) user_hash: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub user_name: Option<Cow<'a, str>>,
+    pub(crate) user_name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub workspace: Option<Cow<'a, str>>,
+    pub(crate) workspace: Option<Cow<'a, str>>,
     #[serde(default)]
-    pub is_managed: Option<bool>,
+    pub(crate) is_managed: Option<bool>,
     #[serde(default, borrow)]
-    pub resources_str: Option<Cow<'a, str>>,
+    pub(crate) resources_str: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub resources_str_full: Option<Cow<'a, str>>,
+    pub(crate) resources_str_full: Option<Cow<'a, str>>,
     #[serde(default)]
-    pub nodes: Option<i64>,
+    pub(crate) nodes: Option<i64>,
     #[serde(default, borrow)]
-    pub cloud: Option<Cow<'a, str>>,
+    pub(crate) cloud: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub region: Option<Cow<'a, str>>,
+    pub(crate) region: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub zone: Option<Cow<'a, str>>,
+    pub(crate) zone: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub cpus: Option<Cow<'a, str>>,
+    pub(crate) cpus: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub memory: Option<Cow<'a, str>>,
+    pub(crate) memory: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub accelerators: Option<Cow<'a, str>>,
+    pub(crate) accelerators: Option<Cow<'a, str>>,
 }
 
 fn owned(s: Option<Cow<'_, str>>) -> Option<String> {
@@ -168,7 +166,7 @@ pub struct CostRecord {
     pub total_cost: Option<f64>,
     /// Seconds the cluster has been up, summed over its usage intervals.
     #[serde(default)]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     #[serde(default)]
     pub num_nodes: Option<i64>,
     #[serde(default)]
@@ -177,29 +175,12 @@ pub struct CostRecord {
 
 impl CostRecord {
     /// Dollars per hour, from the accrued cost and the time up.
-    pub fn hourly_cost(&self) -> Option<f64> {
+    pub(crate) fn hourly_cost(&self) -> Option<f64> {
         match (self.total_cost, self.duration) {
             (Some(c), Some(d)) if d > 0.0 && c.is_finite() => Some(c * 3600.0 / d),
             _ => None,
         }
     }
-}
-
-/// One job of `POST /queue`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct JobRecord {
-    pub job_id: i64,
-    #[serde(default)]
-    pub job_name: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    pub status: String,
-    #[serde(default)]
-    pub submitted_at: Option<f64>,
-    #[serde(default)]
-    pub start_at: Option<f64>,
-    #[serde(default)]
-    pub end_at: Option<f64>,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

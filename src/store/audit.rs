@@ -148,7 +148,7 @@ impl Store {
     }
 
     /// The latest audit entries, newest first.
-    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+    pub(crate) fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit_query(
             &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT :limit"),
             &[(":limit", &limit_arg(limit))],
@@ -166,7 +166,7 @@ impl Store {
     }
 
     /// Entries naming one cluster, newest first.
-    pub fn audit_for_cluster(&self, cluster: &str, limit: usize) -> Result<Vec<AuditEntry>> {
+    pub(crate) fn audit_for_cluster(&self, cluster: &str, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit_query(
             &format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE cluster = :cluster ORDER BY id DESC LIMIT :limit"
@@ -176,7 +176,7 @@ impl Store {
     }
 
     /// Counts of audit entries by (action, outcome).
-    pub fn audit_counts(&self) -> Result<Vec<(AuditAction, AuditOutcome, i64)>> {
+    pub(crate) fn audit_counts(&self) -> Result<Vec<(AuditAction, AuditOutcome, i64)>> {
         let mut stmt = self
             .conn
             .prepare_cached(

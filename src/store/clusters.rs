@@ -90,7 +90,7 @@ pub enum ClusterOrder {
 }
 
 impl ClusterOrder {
-    pub const ALL: [ClusterOrder; 11] = [
+    pub(crate) const ALL: [ClusterOrder; 11] = [
         ClusterOrder::Name,
         ClusterOrder::Status,
         ClusterOrder::Cloud,
@@ -105,7 +105,7 @@ impl ClusterOrder {
     ];
 
     /// The name used in URLs and on the command line.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ClusterOrder::Name => "name",
             ClusterOrder::Status => "status",

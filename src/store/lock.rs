@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct WriterLock {
     _file: std::fs::File,
-    path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +29,8 @@ pub enum LockError {
 }
 
 impl WriterLock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Takes the lock of `database`, or says who holds it.
-    pub fn acquire(database: &Path) -> Result<WriterLock, LockError> {
+    pub(crate) fn acquire(database: &Path) -> Result<WriterLock, LockError> {
         let mut lock = database.as_os_str().to_owned();
         lock.push(".lock");
         let lock = PathBuf::from(lock);
@@ -80,10 +75,7 @@ impl WriterLock {
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(WriterLock {
-            _file: file,
-            path: lock,
-        })
+        Ok(WriterLock { _file: file })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: clusters, transitions, poll runs, API server health, audit.
     r#"
 CREATE TABLE clusters (
@@ -118,10 +118,10 @@ DROP TABLE poll_runs_v1;
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).
-pub const LATEST: i64 = MIGRATIONS.len() as i64;
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Debug)]
-pub enum MigrateError {
+pub(crate) enum MigrateError {
     Sqlite(rusqlite::Error),
     TooNew { found: i64, known: i64 },
     Invalid { found: i64 },
@@ -136,7 +136,7 @@ impl From<rusqlite::Error> for MigrateError {
 /// Brings the schema up to date. Each step reads the version and applies itself inside
 /// one `BEGIN IMMEDIATE` transaction, so two processes migrating at once take turns and
 /// the second finds the work done.
-pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -40,7 +40,7 @@ pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};
 
 /// How long a connection waits for another writer before giving up.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,7 +79,7 @@ pub enum StoreError {
     },
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// Attaches the database's path to a SQLite error: `.at(&self.path)?`.
 trait At<T> {
@@ -147,7 +147,7 @@ impl Store {
     /// Opens an existing database for writing without migrating it: for roles that
     /// append audit entries next to the cluster manager. Fails when the file does not
     /// exist or its schema is not the one this binary knows.
-    pub fn open_writer(path: &Path) -> Result<Store> {
+    pub(crate) fn open_writer(path: &Path) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -209,17 +209,17 @@ impl Store {
             .at(&self.path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// True when the file at the path is no longer the one this connection opened: it
     /// was deleted, or replaced by another file.
-    pub fn file_replaced(&self) -> bool {
+    pub(crate) fn file_replaced(&self) -> bool {
         identity(&self.path) != self.file
     }
 
-    pub fn schema_version(&self) -> Result<i64> {
+    pub(crate) fn schema_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .at(&self.path)

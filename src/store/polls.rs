@@ -15,7 +15,7 @@ pub enum PollOutcome {
 }
 
 impl PollOutcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PollOutcome::Ok => "ok",
             PollOutcome::Error => "error",
@@ -123,7 +123,7 @@ impl Store {
         insert_poll(&self.conn, run).at(&self.path)
     }
 
-    pub fn last_poll(&self) -> Result<Option<PollRun>> {
+    pub(crate) fn last_poll(&self) -> Result<Option<PollRun>> {
         self.one_poll(&format!(
             "SELECT {POLL_COLUMNS} FROM poll_runs ORDER BY id DESC LIMIT 1"
         ))
@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// Counts of failed polls by error kind since the database was created.
-    pub fn poll_errors_by_kind(&self) -> Result<Vec<(String, i64)>> {
+    pub(crate) fn poll_errors_by_kind(&self) -> Result<Vec<(String, i64)>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -168,7 +168,7 @@ impl Store {
     }
 
     /// Deletes poll runs and transitions older than `before`; returns how many of each.
-    pub fn prune_history(&self, before: Timestamp) -> Result<(usize, usize)> {
+    pub(crate) fn prune_history(&self, before: Timestamp) -> Result<(usize, usize)> {
         let polls = self
             .conn
             .execute(
@@ -210,7 +210,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn api_server_health(&self) -> Result<Option<ApiServerHealth>> {
+    pub(crate) fn api_server_health(&self) -> Result<Option<ApiServerHealth>> {
         self.conn
             .prepare_cached("SELECT * FROM api_server WHERE id = 1")
             .and_then(|mut s| {

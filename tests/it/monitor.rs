@@ -9,10 +9,10 @@ use std::sync::Arc;
 use skypilot_host::cluster::{Cluster, ClusterStatus};
 use skypilot_host::config::Config;
 use skypilot_host::monitor;
+use skypilot_host::skypilot::RefreshMode;
 use skypilot_host::store::{
     ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
 };
-use skypilot_host::skypilot::RefreshMode;
 use skypilot_host::time::{Clock, Timestamp};
 
 use crate::support::clock::TestClock;
@@ -466,10 +466,7 @@ const FLEET_ABSENT: &[(&str, &str)] = &[
     ("f-gone", "gone cluster in per-cluster series"),
     ("@", "an e-mail address leaked into a label"),
     ("free text", "audit detail leaked into a label"),
-    (
-        "logout",
-        "an audit action that is not a cluster action",
-    ),
+    ("logout", "an audit action that is not a cluster action"),
 ];
 
 /// The same fleet with the clock moved 100 s on: time comes from the clock.

@@ -167,3 +167,201 @@ async fn two_writers_under_kill_9_lose_no_committed_row() {
         .unwrap();
     assert_eq!(mismatched, 0);
 }
+
+/// The typed queries the web UI and the autostop enforcer read through.
+mod queries {
+    use skypilot_host::cluster::{Cluster, ClusterStatus};
+    use skypilot_host::skypilot::RefreshMode;
+    use skypilot_host::store::{
+        AuditAction, AuditEntry, AuditOutcome, ClusterChanges, ClusterOrder, ClusterQuery,
+        ClusterRow, PollOutcome, PollRun, Store, Transition,
+    };
+    use skypilot_host::time::Timestamp;
+
+    fn row(
+        name: &str,
+        status: ClusterStatus,
+        cloud: &str,
+        user: &str,
+        launched: i64,
+        hourly: f64,
+    ) -> ClusterRow {
+        ClusterRow {
+            cluster: Cluster {
+                name: name.into(),
+                cluster_hash: format!("h-{name}"),
+                status,
+                cloud: Some(cloud.into()),
+                region: Some("r1".into()),
+                zone: None,
+                instance_type: None,
+                nodes: 1,
+                cpus: None,
+                memory: None,
+                accelerators: None,
+                resources: None,
+                workspace: "default".into(),
+                user_name: Some(user.into()),
+                user_hash: None,
+                launched_at: Some(Timestamp::from_secs(launched)),
+                status_updated_at: None,
+                autostop_minutes: -1,
+                autostop_to_down: false,
+                is_managed: false,
+                last_use: None,
+            },
+            hourly_cost: Some(hourly),
+            total_cost: None,
+            first_seen: Timestamp::from_secs(launched),
+            last_seen: Timestamp::from_secs(launched),
+            last_changed: Timestamp::from_secs(launched),
+            gone_at: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        use ClusterStatus::*;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("host.db")).unwrap();
+        let rows = vec![
+            row("alpha", Up, "AWS", "ann", 100, 3.0),
+            row("Bravo", Stopped, "GCP", "bob", 300, 1.0),
+            row("charlie", Up, "AWS", "bob", 200, 2.0),
+            row("delta", Init, "Kubernetes", "ann", 400, 0.5),
+        ];
+        let changes = ClusterChanges {
+            transitions: rows
+                .iter()
+                .map(|r| Transition {
+                    cluster: r.cluster.name.clone(),
+                    from: None,
+                    to: r.cluster.status,
+                    at: r.first_seen,
+                })
+                .collect(),
+            upserts: rows,
+            gone: vec![],
+        };
+        assert!(!changes.is_empty());
+        let run = |at: i64| PollRun {
+            id: 0,
+            started_at: Timestamp::from_secs(at),
+            finished_at: Timestamp::from_secs(at),
+            refresh: RefreshMode::None,
+            outcome: PollOutcome::Ok,
+            error_kind: None,
+            error: None,
+            clusters: Some(4),
+            changes: Some(4),
+        };
+        s.commit_poll(&changes, &run(500)).unwrap();
+        let gone = ClusterChanges {
+            upserts: vec![],
+            gone: vec![("delta".into(), Timestamp::from_secs(600))],
+            transitions: vec![Transition {
+                cluster: "delta".into(),
+                from: Some(Init),
+                to: Gone,
+                at: Timestamp::from_secs(600),
+            }],
+        };
+        s.commit_poll(&gone, &run(600)).unwrap();
+        (dir, s)
+    }
+
+    fn names(rows: &[ClusterRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.cluster.name.as_str()).collect()
+    }
+
+    #[test]
+    fn clusters_with_filters_and_order() {
+        let (_dir, s) = store();
+        let all = s.query_clusters(&ClusterQuery::default()).unwrap();
+        assert_eq!(
+            names(&all),
+            ["Bravo", "alpha", "charlie"],
+            "gone ones are left out, by name"
+        );
+        let with_gone = s
+            .query_clusters(&ClusterQuery {
+                include_gone: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(names(&with_gone), ["Bravo", "alpha", "charlie", "delta"]);
+        let up_by_cost = s
+            .query_clusters(&ClusterQuery {
+                statuses: vec![ClusterStatus::Up],
+                order: ClusterOrder::HourlyCost,
+                descending: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(names(&up_by_cost), ["alpha", "charlie"]);
+        let bobs = s
+            .query_clusters(&ClusterQuery {
+                user: Some("bob".into()),
+                order: ClusterOrder::LaunchedAt,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(names(&bobs), ["charlie", "Bravo"]);
+        let aws_named = s
+            .query_clusters(&ClusterQuery {
+                cloud: Some("AWS".into()),
+                name_contains: Some("ARL".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(names(&aws_named), ["charlie"]);
+        let first = s
+            .query_clusters(&ClusterQuery {
+                limit: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(names(&first), ["Bravo"]);
+        // A present cluster was last seen at the last successful poll.
+        assert_eq!(all[1].last_seen, Timestamp::from_secs(600));
+    }
+
+    #[test]
+    fn one_cluster_with_its_history_and_audit_since() {
+        let (_dir, s) = store();
+        for (at, action, cluster, outcome) in [
+            (700, AuditAction::Autostop, "alpha", AuditOutcome::Ok),
+            (710, AuditAction::Stop, "charlie", AuditOutcome::Error),
+            (720, AuditAction::Stop, "alpha", AuditOutcome::Ok),
+        ] {
+            s.append_audit(&AuditEntry {
+                at: Timestamp::from_secs(at),
+                actor: "autostop".into(),
+                action,
+                cluster: Some(cluster.into()),
+                outcome,
+                detail: None,
+            })
+            .unwrap();
+        }
+        let d = s.cluster_detail("delta").unwrap().unwrap();
+        assert_eq!(d.row.cluster.status, ClusterStatus::Gone);
+        let tos: Vec<ClusterStatus> = d.transitions.iter().map(|t| t.to).collect();
+        assert_eq!(tos, [ClusterStatus::Init, ClusterStatus::Gone]);
+        let a = s.cluster_detail("alpha").unwrap().unwrap();
+        let actions: Vec<AuditAction> = a.audit.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [AuditAction::Stop, AuditAction::Autostop],
+            "newest first"
+        );
+        assert!(s.cluster_detail("nobody").unwrap().is_none());
+        let since = s.audit_since(Timestamp::from_secs(710), 10).unwrap();
+        let at: Vec<Timestamp> = since.iter().map(|e| e.at).collect();
+        assert_eq!(
+            at,
+            [Timestamp::from_secs(710), Timestamp::from_secs(720)],
+            "oldest first"
+        );
+        assert_eq!(s.transitions(None).unwrap().len(), 5);
+    }
+}
