@@ -338,11 +338,22 @@ impl Config {
             ));
         }
         if let Some(u) = &self.monitor.skypilot_metrics_url {
-            if !matches!(url::Url::parse(u), Ok(p) if p.scheme() == "http" || p.scheme() == "https")
-            {
+            let parsed = url::Url::parse(u)
+                .ok()
+                .filter(|p| p.scheme() == "http" || p.scheme() == "https");
+            let Some(parsed) = parsed else {
                 return Err((
                     "monitor.skypilot_metrics_url",
                     format!("{u:?}: expected an http(s) URL such as http://127.0.0.1:9091/metrics"),
+                ));
+            };
+            if points_at(&parsed, self.monitor.listen) {
+                return Err((
+                    "monitor.skypilot_metrics_url",
+                    format!(
+                        "{u:?} is the monitor's own address (monitor.listen = {}): each scrape of /metrics/skypilot would fetch itself; expected SkyPilot's metrics endpoint",
+                        self.monitor.listen
+                    ),
                 ));
             }
         }
@@ -364,6 +375,28 @@ impl Config {
         .filter_map(|(k, v)| v.as_deref().map(|p| (k, p)))
         .collect()
     }
+}
+
+/// Whether `url` reaches the socket `listen` binds: the same port on its address, or on
+/// any local address when it binds a wildcard.
+fn points_at(url: &url::Url, listen: SocketAddr) -> bool {
+    use std::net::IpAddr;
+    if url.port_or_known_default() != Some(listen.port()) {
+        return false;
+    }
+    let host: Option<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        _ => None,
+    };
+    let Some(host) = host else { return false };
+    let listen_ip = listen.ip();
+    host == listen_ip
+        || (listen_ip.is_unspecified() && (host.is_loopback() || host.is_unspecified()))
+        || (host.is_loopback() && listen_ip.is_loopback())
 }
 
 /// The dotted key whose `key = value` line holds `offset`, under the nearest `[table]`
@@ -488,5 +521,28 @@ mod tests {
         let e = parse("[skypilot]\napi_url = \"http://x:1\"\n[cluster_manager]\npoll_interval_secs = 99999999999999999999\n").unwrap_err();
         assert_eq!(e.key, "cluster_manager.poll_interval_secs", "{e}");
         assert!(e.message.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn the_monitor_never_scrapes_itself() {
+        for (listen, url, loops) in [
+            ("127.0.0.1:9188", "http://127.0.0.1:9188/metrics", true),
+            ("127.0.0.1:9188", "http://localhost:9188/metrics", true),
+            ("0.0.0.0:9188", "http://127.0.0.1:9188/metrics", true),
+            ("[::]:9188", "http://[::1]:9188/metrics", true),
+            ("127.0.0.1:9188", "http://127.0.0.1:46580/metrics", false),
+            ("127.0.0.1:9188", "http://10.1.2.3:9188/metrics", false),
+        ] {
+            let text =
+                format!("[monitor]\nlisten = \"{listen}\"\nskypilot_metrics_url = \"{url}\"\n");
+            match parse(&text) {
+                Err(e) if loops => {
+                    assert_eq!(e.key, "monitor.skypilot_metrics_url");
+                    assert!(e.message.contains("own address"), "{e}");
+                }
+                Ok(_) if !loops => {}
+                other => panic!("{listen} / {url}: {other:?}"),
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ mod credentials;
 mod hostile_files;
 mod monitor;
 mod one_writer;
+mod signals;
 mod simulator;
 mod store;
 mod tls;
