@@ -17,8 +17,9 @@ pub(crate) fn run(
     let store = Store::open_read_only(path)?;
     let mut entries = match since {
         Some(secs) => {
-            // Seconds are bounded by the command line's u64; f64 is exact to 2^53 s.
-            let from = SystemClock.now().minus_secs(secs as f64);
+            let from = SystemClock
+                .now()
+                .minus_secs(std::time::Duration::from_secs(secs).as_secs_f64());
             let mut e = store.audit_since(from, usize::MAX)?;
             let skip = e.len().saturating_sub(limit);
             e.drain(..skip);

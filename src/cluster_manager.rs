@@ -298,9 +298,8 @@ impl Manager {
 
     fn force_due(&self, now: Timestamp) -> bool {
         let every = self.config.cluster_manager.force_refresh_interval_secs;
-        // Intervals are validated to at most a day: exact as f64.
-        self.last_force
-            .is_none_or(|t| now.secs_since(t) >= every as f64)
+        let every = Duration::from_secs(every).as_secs_f64();
+        self.last_force.is_none_or(|t| now.secs_since(t) >= every)
     }
 
     /// Probes `/api/health` and records the result.

@@ -34,8 +34,8 @@ pub(crate) fn freshness(
 ) -> Freshness {
     let age = last_ok.map(|p| now.age_since(p.finished_at));
     let failed = last.filter(|p| p.outcome == PollOutcome::Error);
-    // Poll intervals are validated to at most a day, far below f64's exact range.
-    let limit = STALE_AFTER_INTERVALS * poll_interval_secs as f64;
+    let limit =
+        STALE_AFTER_INTERVALS * std::time::Duration::from_secs(poll_interval_secs).as_secs_f64();
     let too_old = age.is_none_or(|a| a > limit);
     Freshness {
         stale: failed.is_some() || too_old,
