@@ -11,6 +11,7 @@ pub mod config;
 pub mod credentials;
 mod files;
 mod fleet;
+mod http;
 mod launch_policy;
 pub mod monitor;
 pub mod sky_config;

@@ -1,0 +1,335 @@
+//! The HTTP server setup every listening role shares (the monitor now, the web UI and
+//! the launch policy next): a client can hold a connection only while it makes
+//! progress, the number of connections is bounded below the file limit, and shutdown
+//! has a deadline.
+//!
+//! - Headers must arrive within `header_read` (a slow-loris client is cut off).
+//! - A connection on which no byte moves either way for `idle` is closed: an idle
+//!   keep-alive connection, and a client that asks and never reads its answer.
+//! - At most `max_connections` at once; one more is closed at accept, so the process
+//!   never reaches its file limit and an honest client gets in as soon as a slot frees.
+//! - On shutdown the listener closes at once; connections in flight get `shutdown_grace`
+//!   to finish, then are dropped.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+/// The limits of [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) header_read: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    /// Generous for a scraper or a browser, short for a client that hangs on: a
+    /// 10,000-cluster scrape is sent in well under a second.
+    fn default() -> Limits {
+        Limits {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+            max_connections: 256,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, within `limits`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of files or memory for a moment: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, max = limits.max_connections, "connection closed at accept: every slot is taken");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle));
+        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open,
+            grace_secs = limits.shutdown_grace.as_secs_f64(),
+            "connections still open after the shutdown grace period; dropping them"
+        );
+    }
+}
+
+/// A stream that fails once no byte has moved either way for `idle`.
+struct IdleTimeout<S> {
+    inner: S,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<S> IdleTimeout<S> {
+    fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
+        IdleTimeout {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// Called when the inner stream is pending: an error once the deadline passed (the
+    /// timer wakes the task then).
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no byte moved for {} s", self.idle.as_secs_f64()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.progress();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.pending(cx),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.progress();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.pending(cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => this.pending(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => this.pending(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const LIMITS: Limits = Limits {
+        header_read: Duration::from_millis(400),
+        idle: Duration::from_millis(400),
+        max_connections: 4,
+        shutdown_grace: Duration::from_millis(400),
+    };
+
+    async fn start() -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route("/big", get(|| async { vec![b'x'; 32 * 1024 * 1024] }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, app, LIMITS, async {
+            let _ = rx.await;
+        }));
+        (addr, tx, task)
+    }
+
+    async fn get_ok(addr: SocketAddr) -> bool {
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            return false;
+        };
+        if s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
+        out.starts_with("HTTP/1.1 200") && out.ends_with("ok")
+    }
+
+    /// Reads until the server closes; the time it took.
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout(limit, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("still open after {limit:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_and_slow_clients_are_cut_off() {
+        let (addr, _stop, _task) = start().await;
+        // An idle connection.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let t = closed_within(&mut idle, Duration::from_secs(3)).await;
+        assert!(t >= Duration::from_millis(300), "{t:?}");
+        // Headers one byte at a time, never finished.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let drip = tokio::spawn(async move {
+            for b in
+                b"GET / HTTP/1.1\r\nhost: x\r\nx-drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            {
+                if slow.write_all(&[*b]).await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), drip)
+                .await
+                .unwrap()
+                .unwrap(),
+            "the dripping client was never cut off"
+        );
+        assert!(get_ok(addr).await);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_frees_its_slot() {
+        let (addr, _stop, _task) = start().await;
+        let mut stuck = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            stuck.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every slot is taken: one more is closed at once.
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let t = closed_within(&mut extra, Duration::from_secs(1)).await;
+        assert!(t < Duration::from_millis(300), "{t:?}");
+        // The readers that never read are dropped after `idle`; the slots come back.
+        let started = Instant::now();
+        while !get_ok(addr).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no slot came back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(stuck);
+    }
+
+    #[tokio::test]
+    async fn shutdown_has_a_deadline() {
+        let (addr, stop, task) = start().await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("serve did not return")
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the listener is closed"
+        );
+        drop(s);
+    }
+}
