@@ -417,6 +417,9 @@ fn check_azure(dir: &Path, warnings: &mut Vec<String>) -> Result<String, String>
 // ---------------------------------------------------------------------------- Kubernetes
 
 pub fn check_kubeconfig(text: &str) -> Result<String, String> {
+    // The message names the line and column only, never the content.
+    crate::sky_config::yaml::check_flow_depth(text, crate::sky_config::yaml::MAX_FLOW_DEPTH)
+        .map_err(|e| e.replacen("not valid YAML at", "is not valid kubeconfig YAML: at", 1))?;
     let v: Value = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
         Some(l) => format!(
             "is not valid kubeconfig YAML (line {}, column {})",

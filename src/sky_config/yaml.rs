@@ -11,9 +11,74 @@
 
 use serde_json::Value;
 
+/// The deepest nesting of flow collections (`{…}`, `[…]`) read: far beyond any config,
+/// and the deserializer's own limit (128) is lower still.
+pub(crate) const MAX_FLOW_DEPTH: usize = 256;
+
+/// Refuses YAML whose flow collections nest deeper than `max`, before a YAML scanner
+/// sees it: the scanner's time grows faster than the square of that depth, so a small
+/// file of `{a: {a: …` would keep a check busy for minutes before being refused.
+/// Brackets inside quoted scalars and comments do not count.
+pub(crate) fn check_flow_depth(text: &str, max: usize) -> Result<(), String> {
+    let mut depth = 0usize;
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut chars = text.chars().peekable();
+    let mut prev = '\n';
+    while let Some(c) = chars.next() {
+        col += 1;
+        match c {
+            '\n' => {
+                line += 1;
+                col = 0;
+            }
+            '#' if prev.is_whitespace() => {
+                // A comment runs to the end of the line.
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            '"' => {
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' if !prev.is_alphanumeric() => {
+                // '' inside a single-quoted scalar is a quote; it closes and reopens here.
+                for q in chars.by_ref() {
+                    match q {
+                        '\'' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '{' | '[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(format!(
+                        "not valid YAML at line {line}, column {col}: collections nested more than {max} levels deep"
+                    ));
+                }
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
 /// Parses YAML (or JSON) into a JSON value; the error names line and column. Merge
 /// keys (`<<: *anchor`) are applied, as PyYAML does.
 pub fn parse(text: &str) -> Result<Value, String> {
+    check_flow_depth(text, MAX_FLOW_DEPTH)?;
     let mut v: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
             Some(l) => format!(
@@ -218,5 +283,27 @@ mod tests {
     fn parse_errors_name_the_line() {
         let e = parse("a: 1\nb: [\n").unwrap_err();
         assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_scanning() {
+        let deep = "{a: ".repeat(128 * 1024);
+        let started = std::time::Instant::now();
+        let e = parse(&deep).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(e.contains("nested more than 256 levels"), "{e}");
+        assert!(e.contains("line 1, column 1025"), "{e}");
+        // Brackets in quotes and comments do not count; plain nesting still parses.
+        let quoted = format!(
+            "a: \"{}\"\nb: '{}' # {}\nc: {{d: [1, 2]}}\n",
+            "{".repeat(1000),
+            "[".repeat(1000),
+            "{".repeat(1000)
+        );
+        let v = parse(&quoted).unwrap();
+        assert_eq!(v["c"]["d"][1], 2);
+        assert_eq!(v["a"].as_str().map(str::len), Some(1000));
+        assert!(check_flow_depth(&"[".repeat(256), 256).is_ok());
+        assert!(check_flow_depth(&"[".repeat(257), 256).is_err());
     }
 }
