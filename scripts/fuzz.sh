@@ -68,7 +68,8 @@ log "building the fuzz targets (instrumented, release with debug assertions and 
 (cd fuzz && cargo afl build --release --locked --quiet)
 
 mkdir -p "$out"
-scratch=$(mktemp -d)
+# Credential files are rewritten for every input: keep them in memory when possible.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then scratch=$(mktemp -d -p /dev/shm); else scratch=$(mktemp -d); fi
 trap 'rm -rf "$scratch"' EXIT
 
 stat_of() { sed -n "s/^$1 *: *//p" "$2"; }

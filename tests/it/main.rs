@@ -12,6 +12,7 @@ mod cli;
 mod cluster_manager;
 mod contract;
 mod credentials;
+mod fuzz_regressions;
 mod monitor;
 mod real;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
