@@ -3,7 +3,7 @@
 //! that reads such a file.
 //!
 //! Finding 1: YAML with deeply nested flow mappings (`{a: {a: {a: …`) takes time that
-//! grows faster than the square of the depth: the YAML scanner re-examines every open
+//! grows at least with the square of the depth: the YAML scanner re-examines every open
 //! level at each token, and the whole document is scanned before the nesting limit of
 //! the deserializer applies. 512 KiB of it kept `credentials check` (run as root before
 //! the API server starts) busy for 148 s and `sky-config check` for 200 s with the
