@@ -361,7 +361,7 @@ impl Config {
     }
 
     /// The credential paths that are set, by cloud name.
-    pub(crate) fn credential_paths(&self) -> BTreeMap<&'static str, &Path> {
+    pub fn credential_paths(&self) -> BTreeMap<&'static str, &Path> {
         let c = &self.credentials;
         [
             ("aws", &c.aws),

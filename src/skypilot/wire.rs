@@ -48,7 +48,7 @@ pub struct RequestPayload {
 
 /// The `error` document of a failed request.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct RequestError {
+pub struct RequestError {
     #[serde(rename = "type", default)]
     pub(crate) error_type: Option<String>,
     #[serde(default)]
@@ -175,7 +175,7 @@ pub struct CostRecord {
 
 impl CostRecord {
     /// Dollars per hour, from the accrued cost and the time up.
-    pub(crate) fn hourly_cost(&self) -> Option<f64> {
+    pub fn hourly_cost(&self) -> Option<f64> {
         match (self.total_cost, self.duration) {
             (Some(c), Some(d)) if d > 0.0 && c.is_finite() => Some(c * 3600.0 / d),
             _ => None,

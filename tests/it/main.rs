@@ -16,6 +16,7 @@ mod cli;
 mod cluster_manager;
 mod contract;
 mod credentials;
+mod fuzz_regressions;
 mod hostile_files;
 mod monitor;
 mod one_writer;
