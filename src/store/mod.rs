@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use crate::cluster::{Cluster, ClusterStatus};
 
 mod migrations;
+pub mod scrape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
