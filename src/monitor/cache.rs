@@ -87,6 +87,9 @@ impl Scraper {
             Served::Rendered
         };
         let body = exposition.body(snapshot.moment())?;
+        // The previous snapshot (and rendering) and the read's transient memory are
+        // freed by now.
+        release_freed_memory();
         // Only a clean read is kept: after a database-wide error the connection is
         // reopened and everything read again.
         if let Some(version) = version.filter(|_| snapshot.database_up()) {
@@ -98,6 +101,20 @@ impl Scraper {
         Ok((body, served))
     }
 }
+
+/// Returns freed heap memory to the system. Scrapes run on the runtime's blocking
+/// threads, each with its own glibc arena; without this a large fleet's transient
+/// rendering stays resident in several of them.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointers and only returns free pages of the heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
 
 #[cfg(test)]
 mod tests {

@@ -278,11 +278,13 @@ impl Collector for Part {
     }
 }
 
+/// Renders one part; `capacity` is the expected size (the same part's last time).
 fn render_part(
     snapshot: &Arc<Snapshot>,
     moment: Moment,
     encode: EncodePart,
     format: Format,
+    capacity: usize,
 ) -> Result<Bytes, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Part {
@@ -290,13 +292,15 @@ fn render_part(
         moment,
         encode,
     }));
-    let mut out = String::new();
+    let mut out = String::with_capacity(capacity + capacity / 16);
     match format {
         Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
         Format::OpenMetrics => {
             prometheus_client::encoding::text::encode_registry(&mut out, &registry)?
         }
     }
+    // Kept for many scrapes: without the spare capacity of the growing string.
+    out.shrink_to_fit();
     Ok(Bytes::from(out))
 }
 
@@ -324,6 +328,15 @@ impl Exposition {
         format: Format,
         previous: Option<Exposition>,
     ) -> Result<Exposition, fmt::Error> {
+        // The sizes of the previous parts, to render without growing the strings.
+        let sizes: Vec<usize> = match &previous {
+            Some(p) => p
+                .fixed
+                .iter()
+                .map(|f| f.as_ref().map_or(0, Bytes::len))
+                .collect(),
+            None => vec![0; PARTS.len()],
+        };
         let previous =
             previous.filter(|p| p.format == format && p.snapshot.clusters == snapshot.clusters);
         let reused_clusters = previous.is_some();
@@ -331,16 +344,17 @@ impl Exposition {
         let moment = snapshot.moment();
         let fixed = PARTS
             .iter()
+            .zip(sizes)
             .enumerate()
-            .map(|(i, (source, encode))| match source {
+            .map(|(i, ((source, encode), size))| match source {
                 Source::Clock => Ok(None),
                 Source::Clusters if reused_clusters => {
                     match previous_fixed.get_mut(i).and_then(Option::take) {
                         Some(text) => Ok(Some(text)),
-                        None => render_part(&snapshot, moment, *encode, format).map(Some),
+                        None => render_part(&snapshot, moment, *encode, format, size).map(Some),
                     }
                 }
-                _ => render_part(&snapshot, moment, *encode, format).map(Some),
+                _ => render_part(&snapshot, moment, *encode, format, size).map(Some),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Exposition {
@@ -372,7 +386,13 @@ impl Exposition {
         for ((_, encode), fixed) in PARTS.iter().zip(&self.fixed) {
             match fixed {
                 Some(text) => pieces.push(text.clone()),
-                None => pieces.push(render_part(&self.snapshot, moment, *encode, self.format)?),
+                None => pieces.push(render_part(
+                    &self.snapshot,
+                    moment,
+                    *encode,
+                    self.format,
+                    0,
+                )?),
             }
         }
         if self.format == Format::OpenMetrics {

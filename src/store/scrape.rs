@@ -1,7 +1,6 @@
 //! The monitor's typed reads of the host database: the fleet as one scrape shows it, and
 //! the version counter that tells whether anything was committed since the last scrape.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
@@ -42,18 +41,22 @@ pub struct FleetRead {
 }
 
 /// Shares equal strings: a fleet has few distinct clouds, regions, instance types and
-/// workspaces.
+/// workspaces, so a short list searched in order beats hashing every value.
 #[derive(Default)]
-struct Interner(HashMap<Box<str>, Arc<str>>);
+struct Interner(Vec<Arc<str>>);
 
 impl Interner {
     fn get(&mut self, s: Option<&str>) -> Arc<str> {
         let s = s.unwrap_or("");
-        if let Some(a) = self.0.get(s) {
+        if let Some(a) = self.0.iter().find(|a| a.len() == s.len() && ***a == *s) {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(s);
-        self.0.insert(Box::from(s), a.clone());
+        // Beyond a few hundred distinct values the list stops sharing rather than slow
+        // every row down.
+        if self.0.len() < 256 {
+            self.0.push(a.clone());
+        }
         a
     }
 }
@@ -71,7 +74,8 @@ impl Store {
             .map_err(|e| sq(&self.path, e))?;
         let mut rows = stmt.query([]).map_err(|e| sq(&self.path, e))?;
         let mut read = FleetRead::default();
-        let mut strings = Interner::default();
+        // One list per column: cloud, region, instance type, workspace.
+        let mut strings: [Interner; 4] = Default::default();
         while let Some(r) = rows.next().map_err(|e| sq(&self.path, e))? {
             match fleet_row(r, &mut strings) {
                 Ok(c) => read.clusters.push(c),
@@ -109,7 +113,7 @@ impl Store {
 /// One row of [`FLEET_QUERY`]; the error says which column does not parse and why.
 fn fleet_row(
     r: &rusqlite::Row<'_>,
-    strings: &mut Interner,
+    strings: &mut [Interner; 4],
 ) -> std::result::Result<FleetCluster, String> {
     let e = |e: rusqlite::Error| e.to_string();
     let text = |i: usize| -> std::result::Result<Option<&str>, String> {
@@ -122,10 +126,10 @@ fn fleet_row(
     Ok(FleetCluster {
         name: r.get(0).map_err(e)?,
         status: status.parse::<ClusterStatus>()?,
-        cloud: strings.get(text(2)?),
-        region: strings.get(text(3)?),
-        instance_type: strings.get(text(4)?),
-        workspace: strings.get(text(5)?),
+        cloud: strings[0].get(text(2)?),
+        region: strings[1].get(text(3)?),
+        instance_type: strings[2].get(text(4)?),
+        workspace: strings[3].get(text(5)?),
         launched_at: r.get(6).map_err(e)?,
         autostop_minutes: r.get(7).map_err(e)?,
         autostop_to_down: r.get(8).map_err(e)?,
