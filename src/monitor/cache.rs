@@ -87,9 +87,10 @@ impl Scraper {
             Served::Rendered
         };
         let body = exposition.body(snapshot.moment())?;
-        // The previous snapshot (and rendering) and the read's transient memory are
-        // freed by now.
-        release_freed_memory();
+        // The previous rendering and the read's transient memory are freed by now.
+        if served == Served::Rendered {
+            release_freed_memory();
+        }
         // Only a clean read is kept: after a database-wide error the connection is
         // reopened and everything read again.
         if let Some(version) = version.filter(|_| snapshot.database_up()) {
