@@ -99,6 +99,15 @@ impl Store {
         Ok(read)
     }
 
+    /// Caps SQLite's page cache of this connection at `kib` KiB (`PRAGMA cache_size`).
+    /// A reader that rereads only after another connection committed gains nothing from a
+    /// large cache: SQLite drops it on such a commit anyway.
+    pub fn limit_page_cache(&self, kib: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(|e| sq(&self.path, e))
+    }
+
     /// SQLite's `PRAGMA data_version` of this connection: it changes when another
     /// connection commits to the database, and only then. Values of different
     /// connections (or of a reopened store) are not comparable.
