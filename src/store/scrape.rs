@@ -242,4 +242,17 @@ mod tests {
             .expect("update");
         assert_ne!(store.data_version().expect("data_version"), v1);
     }
+
+    #[test]
+    fn page_cache_is_capped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, _writer) = database(&dir);
+        let store = Store::open_read_only(&path).expect("open read only");
+        store.limit_page_cache(256).expect("cap the page cache");
+        let size: i64 = store
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .expect("read cache_size");
+        assert_eq!(size, -256);
+    }
 }
