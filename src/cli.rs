@@ -175,7 +175,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 let config = load(&a.config)?;
                 init_logging(&config);
                 let rt = runtime(false)?;
-                report(rt.block_on(crate::monitor::run(config)))
+                let code = report(rt.block_on(crate::monitor::run(config)));
+                // Connections past their shutdown grace are dropped with the runtime.
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                code
             }
             Command::SkyConfig(SkyConfigCommand::Render {
                 input,

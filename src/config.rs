@@ -75,6 +75,9 @@ pub struct MonitorConfig {
     /// SkyPilot's own metrics endpoint (`SKY_API_SERVER_METRICS_ENABLED`), re-exposed
     /// under `/metrics/skypilot` when set.
     pub skypilot_metrics_url: Option<String>,
+    /// Largest answer passed on from `skypilot_metrics_url`, in bytes; a larger one is
+    /// cut off (SkyPilot's own scrape is well under a megabyte).
+    pub(crate) skypilot_metrics_max_bytes: u64,
 }
 
 /// Cloud credential files, by cloud. Each is a path outside the Nix store; the module
@@ -175,6 +178,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
             skypilot_metrics_url: None,
+            skypilot_metrics_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -4,14 +4,13 @@
 //! another schema version becomes an error kind; a row that does not parse is skipped
 //! and counted by table. The exporter turns both into metrics and keeps serving.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::{ErrorCode, OpenFlags};
+use rusqlite::ErrorCode;
 
-use crate::cluster::ClusterStatus;
+pub(crate) use crate::store::scrape::FleetCluster;
 use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
 use crate::time::{Clock, Timestamp};
 
@@ -26,31 +25,16 @@ pub(crate) const DB_ERROR_KINDS: [&str; 7] = [
     "other",
 ];
 
+/// SQLite page cache of the monitor's connection. Any commit empties it, and an
+/// unchanged database is not read again, so it only needs to serve one read.
+const PAGE_CACHE_KIB: u32 = 256;
+
 /// Tables whose rows are read; a row that does not parse is counted under its table.
 pub(crate) const TABLES: [&str; 4] = ["api_server", "audit", "clusters", "poll_runs"];
 
-/// What the exporter uses of one cluster row.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FleetCluster {
-    pub(crate) name: String,
-    pub(crate) status: ClusterStatus,
-    /// Cloud, region, instance type and workspace are shared between clusters (few
-    /// distinct values); empty when unknown.
-    pub(crate) cloud: Arc<str>,
-    pub(crate) region: Arc<str>,
-    pub(crate) instance_type: Arc<str>,
-    pub(crate) workspace: Arc<str>,
-    pub(crate) launched_at: Option<Timestamp>,
-    /// Idle minutes before autostop; negative = none.
-    pub(crate) autostop_minutes: i64,
-    pub(crate) autostop_to_down: bool,
-    pub(crate) hourly_cost: Option<f64>,
-    pub(crate) total_cost: Option<f64>,
-}
-
 /// The data of one scrape.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     /// From the clock.
     pub(crate) now: Timestamp,
     /// Database-wide errors met while reading (kinds from [`DB_ERROR_KINDS`]).
@@ -59,7 +43,7 @@ pub(crate) struct Snapshot {
     pub(crate) malformed_rows: BTreeMap<&'static str, u64>,
     /// Every cluster row read, gone ones included, ordered by name.
     pub(crate) clusters: Vec<FleetCluster>,
-    /// When the last successful poll finished.
+    /// When the last successful poll finished (Unix seconds).
     pub(crate) last_ok_poll: Option<Timestamp>,
     /// Outcome of the most recent poll.
     pub(crate) last_poll_ok: Option<bool>,
@@ -71,12 +55,12 @@ pub(crate) struct Snapshot {
     /// Seconds spent reading the database.
     pub(crate) read_seconds: f64,
     /// The first problem met, in words, for the log (never exported).
-    pub(crate) first_error: Option<String>,
+    pub first_error: Option<String>,
 }
 
 impl Snapshot {
     /// The database could be opened and every query ran (malformed rows aside).
-    pub(crate) fn database_up(&self) -> bool {
+    pub fn database_up(&self) -> bool {
         self.db_errors.is_empty()
     }
 }
@@ -136,17 +120,19 @@ impl Snapshot {
 
 /// Reads everything one scrape shows, opening the database for this read only. Never
 /// fails: problems are in the snapshot.
-pub(crate) fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
+pub fn collect(database: &Path, clock: &dyn Clock) -> Snapshot {
     Reader::new(database).collect(clock)
 }
 
-/// Reads the host database scrape after scrape, keeping its connections open between
-/// scrapes (no transaction is held in between). They are reopened when the file is
+/// Reads the host database scrape after scrape, keeping its connection open between
+/// scrapes (no transaction is held in between). It is reopened when the file is
 /// replaced (another inode), when its schema version changes, and after any
 /// database-wide error.
-pub(crate) struct Reader {
+pub struct Reader {
     path: PathBuf,
     open: Option<Open>,
+    /// Connections opened so far: tells a reopened connection from the one before.
+    opened: u64,
     /// The problems of the previous scrape, to log only when they change.
     last_problems: Option<Problems>,
 }
@@ -158,13 +144,50 @@ struct Problems {
     malformed: BTreeMap<&'static str, u64>,
 }
 
+/// Identity and state of the database file, from its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+
+    fn same_file(&self, other: &FileStamp) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+/// What a [`Reader`] last saw of the database. Two equal versions mean nothing was
+/// committed in between: same connection, same SQLite `data_version`, same file (device,
+/// inode, size and modification time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbVersion {
+    connection: u64,
+    data_version: i64,
+    file: FileStamp,
+}
+
 struct Open {
     store: Store,
-    /// The connection of the lean cluster query.
-    conn: rusqlite::Connection,
-    /// (device, inode) of the file when opened.
-    file: (u64, u64),
+    /// The file when opened.
+    file: FileStamp,
     version: i64,
+    /// Number of this connection (see [`Reader::opened`]).
+    connection: u64,
 }
 
 impl Reader {
@@ -172,13 +195,18 @@ impl Reader {
         Reader {
             path: database.to_path_buf(),
             open: None,
+            opened: 0,
             last_problems: None,
         }
     }
 
     /// Reads everything one scrape shows. Never fails: problems are in the snapshot.
-    pub(crate) fn collect(&mut self, clock: &dyn Clock) -> Snapshot {
-        let started = Instant::now();
+    pub fn collect(&mut self, clock: &dyn Clock) -> Snapshot {
+        self.collect_since(clock, Instant::now())
+    }
+
+    /// As [`Reader::collect`], with the read duration counted from `started`.
+    pub(crate) fn collect_since(&mut self, clock: &dyn Clock, started: Instant) -> Snapshot {
         let mut snap = Snapshot {
             now: clock.now(),
             ..Snapshot::default()
@@ -190,6 +218,26 @@ impl Reader {
         snap.read_seconds = started.elapsed().as_secs_f64();
         self.log_change(&snap);
         snap
+    }
+
+    /// The database's version as this reader sees it now, (re)opening the connection
+    /// when needed; `None` when it cannot be opened or asked (the next
+    /// [`Reader::collect`] reports why).
+    pub(crate) fn version(&mut self) -> Option<DbVersion> {
+        let (open, file) = self.connections().ok()?;
+        let connection = open.connection;
+        match open.store.data_version() {
+            Ok(data_version) => Some(DbVersion {
+                connection,
+                data_version,
+                file,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "monitor: cannot read the host database's data_version");
+                self.open = None;
+                None
+            }
+        }
     }
 
     /// Logs problems when they appear, change or clear, not on every scrape.
@@ -219,9 +267,9 @@ impl Reader {
         self.last_problems = Some(now);
     }
 
-    /// The open connections, (re)opened when needed. Errors are (kind, words).
-    fn connections(&mut self) -> Result<&mut Open, (&'static str, String)> {
-        use std::os::unix::fs::MetadataExt;
+    /// The open connection, (re)opened when needed, and the file as it is now. Errors
+    /// are (kind, words).
+    fn connections(&mut self) -> Result<(&mut Open, FileStamp), (&'static str, String)> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {
@@ -234,9 +282,9 @@ impl Reader {
                 return Err((kind, format!("host database {}: {e}", self.path.display())));
             }
         };
-        let file = (meta.dev(), meta.ino());
+        let file = FileStamp::of(&meta);
         if let Some(o) = &self.open {
-            let same = o.file == file && o.store.schema_version().ok() == Some(o.version);
+            let same = o.file.same_file(&file) && o.store.schema_version().ok() == Some(o.version);
             if !same {
                 self.open = None;
             }
@@ -251,43 +299,40 @@ impl Reader {
             };
             let store = Store::open_read_only(&self.path).map_err(failed)?;
             let version = store.schema_version().map_err(failed)?;
-            let conn = open_lean(&self.path).map_err(failed)?;
+            store.limit_page_cache(PAGE_CACHE_KIB).map_err(failed)?;
+            self.opened += 1;
             tracing::debug!(database = %self.path.display(), version, "monitor: host database opened");
             self.open = Some(Open {
                 store,
-                conn,
                 file,
                 version,
+                connection: self.opened,
             });
         }
-        self.open
-            .as_mut()
-            .ok_or(("other", "host database connection lost".to_string()))
+        match self.open.as_mut() {
+            Some(o) => Ok((o, file)),
+            None => Err(("other", "host database connection lost".to_string())),
+        }
     }
 
     fn read(&mut self, snap: &mut Snapshot) {
-        let path = self.path.clone();
-        let open = match self.connections() {
-            Ok(o) => o,
+        let store = match self.connections() {
+            Ok((o, _)) => &o.store,
             Err((kind, message)) => {
                 snap.db_errors.insert(kind);
                 snap.first_error = Some(message);
                 return;
             }
         };
-        let store = &open.store;
-        // Clusters are read with a lean query of their own (the columns the exporter
-        // uses, row by row) rather than `Store::clusters`, so one malformed row is
-        // skipped and counted instead of hiding the whole fleet, and a 10,000-cluster
-        // scrape stays cheap.
-        match read_clusters(&open.conn, &path) {
-            Ok((clusters, bad, first_bad)) => {
-                snap.clusters = clusters;
-                if let Some(m) = first_bad {
+        // One malformed cluster row is skipped and counted instead of hiding the fleet.
+        match store.fleet_for_scrape() {
+            Ok(fleet) => {
+                snap.clusters = fleet.clusters;
+                if let Some(m) = fleet.first_malformed {
                     snap.first_error.get_or_insert(m);
                 }
-                if bad > 0 {
-                    *snap.malformed_rows.entry("clusters").or_insert(0) += bad;
+                if fleet.malformed > 0 {
+                    *snap.malformed_rows.entry("clusters").or_insert(0) += fleet.malformed;
                 }
             }
             Err(e) => snap.problem("clusters", &e),
@@ -318,102 +363,4 @@ impl Reader {
             Err(e) => snap.problem("audit", &e),
         }
     }
-}
-
-fn open_lean(database: &Path) -> Result<rusqlite::Connection, StoreError> {
-    let sq = |cause| StoreError::Sqlite {
-        path: database.to_path_buf(),
-        cause,
-    };
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sq)?;
-    Ok(conn)
-}
-
-/// Shares equal strings: a fleet has few distinct clouds, regions, instance types and
-/// workspaces.
-#[derive(Default)]
-struct Interner(HashMap<Box<str>, Arc<str>>);
-
-impl Interner {
-    fn get(&mut self, s: Option<&str>) -> Arc<str> {
-        let s = s.unwrap_or("");
-        if let Some(a) = self.0.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.0.insert(Box::from(s), a.clone());
-        a
-    }
-}
-
-/// Reads the clusters table row by row, skipping (and counting) rows that do not parse.
-fn read_clusters(
-    conn: &rusqlite::Connection,
-    database: &Path,
-) -> Result<(Vec<FleetCluster>, u64, Option<String>), StoreError> {
-    let sq = |cause| StoreError::Sqlite {
-        path: database.to_path_buf(),
-        cause,
-    };
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost FROM clusters",
-        )
-        .map_err(sq)?;
-    let mut rows = stmt.query([]).map_err(sq)?;
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let mut first_bad = None;
-    let mut strings = Interner::default();
-    while let Some(r) = rows.next().map_err(sq)? {
-        let mut parsed = || -> Result<FleetCluster, String> {
-            let e = |e: rusqlite::Error| e.to_string();
-            let text = |i: usize| -> Result<Option<&str>, String> {
-                let v = r.get_ref(i).map_err(e)?;
-                match v {
-                    rusqlite::types::ValueRef::Null => Ok(None),
-                    v => v.as_str().map(Some).map_err(|e| format!("column {i}: {e}")),
-                }
-            };
-            let status = text(1)?.unwrap_or("");
-            Ok(FleetCluster {
-                name: r.get(0).map_err(e)?,
-                status: status.parse::<ClusterStatus>()?,
-                cloud: strings.get(text(2)?),
-                region: strings.get(text(3)?),
-                instance_type: strings.get(text(4)?),
-                workspace: strings.get(text(5)?),
-                launched_at: r.get(6).map_err(e)?,
-                autostop_minutes: r.get(7).map_err(e)?,
-                autostop_to_down: r.get(8).map_err(e)?,
-                hourly_cost: r.get(9).map_err(e)?,
-                total_cost: r.get(10).map_err(e)?,
-            })
-        };
-        match parsed() {
-            Ok(c) => out.push(c),
-            Err(message) => {
-                let name: String = r
-                    .get::<_, String>(0)
-                    .unwrap_or_else(|_| "<unreadable name>".to_string());
-                tracing::debug!(database = %database.display(), cluster = %name, %message, "monitor: skipping a malformed clusters row");
-                first_bad.get_or_insert_with(|| {
-                    format!(
-                        "host database {}: table clusters, row {name}: {message}",
-                        database.display()
-                    )
-                });
-                bad += 1;
-            }
-        }
-    }
-    // Sorting here is cheaper than walking the name index in SQLite.
-    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Ok((out, bad, first_bad))
 }

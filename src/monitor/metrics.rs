@@ -1,5 +1,10 @@
 //! The metric families: a [`Snapshot`] rendered through `prometheus-client` as Prometheus
-//! text (0.0.4) or OpenMetrics 1.0. A fresh registry is built for every scrape.
+//! text (0.0.4) or OpenMetrics 1.0.
+//!
+//! The exposition is cut into parts by what they are computed from (see [`PARTS`]): the
+//! database alone, the clusters alone, or the clock too. An [`Exposition`] keeps the
+//! first two as text while the database is unchanged, and renders the time-dependent
+//! series (ages, uptimes, the read duration) for every scrape.
 //!
 //! Gone clusters (known before, no longer listed by the API server) are not in the
 //! per-cluster series; they are only counted (`skypilot_clusters_gone`) and their accrued
@@ -7,6 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -18,6 +26,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::collect::{Snapshot, DB_ERROR_KINDS, TABLES};
 use crate::cluster::ClusterStatus;
+use crate::store::scrape::FleetCluster;
+use crate::time::Timestamp;
 
 /// Version of this binary, in `skypilot_host_build_info`.
 pub(crate) const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -31,7 +41,7 @@ const ALWAYS_OUTCOMES: [&str; 2] = ["error", "ok"];
 
 /// The exposition format of a scrape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     /// Prometheus text format 0.0.4.
     Text,
     /// OpenMetrics 1.0 text.
@@ -96,14 +106,14 @@ impl Format {
 }
 
 /// Renders a snapshot in the given format into a string.
-pub(crate) fn render(snapshot: Snapshot, format: Format) -> Result<String, fmt::Error> {
+pub fn render(snapshot: Snapshot, format: Format) -> Result<String, fmt::Error> {
     let mut out = String::with_capacity(4096 + snapshot.clusters.len() * 520);
     render_into(snapshot, format, &mut out)?;
     Ok(out)
 }
 
 /// Renders a snapshot in the given format into a writer (a fresh registry each time).
-pub(crate) fn render_into<W: fmt::Write>(
+pub fn render_into<W: fmt::Write>(
     snapshot: Snapshot,
     format: Format,
     out: &mut W,
@@ -200,18 +210,204 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// The moment a scrape is served at: what the time-dependent series are computed from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moment {
+    /// From the clock.
+    pub(crate) now: Timestamp,
+    /// Seconds this scrape spent reading the host database.
+    pub(crate) read_seconds: f64,
+}
+
+impl Snapshot {
+    /// The moment this snapshot was read at.
+    pub(crate) fn moment(&self) -> Moment {
+        Moment {
+            now: self.now,
+            read_seconds: self.read_seconds,
+        }
+    }
+}
+
+/// What a part of the exposition is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The database alone (small: host state, polls, API server, actions).
+    Database,
+    /// The clusters alone: the per-cluster series and their aggregates (the bulk of a
+    /// large fleet's exposition).
+    Clusters,
+    /// The clock too (ages, uptimes, the read duration): rendered for every scrape.
+    Clock,
+}
+
+type EncodePart = fn(&Snapshot, Moment, &mut DescriptorEncoder) -> fmt::Result;
+
+/// The exposition, family by family in this order, cut where the source changes.
+const PARTS: [(Source, EncodePart); 9] = [
+    (Source::Database, Snapshot::encode_host_state),
+    (Source::Clock, Snapshot::encode_host_ages),
+    (Source::Database, Snapshot::encode_polls),
+    (Source::Clock, Snapshot::encode_api_server_age),
+    (Source::Database, Snapshot::encode_api_server_version),
+    (Source::Clusters, Snapshot::encode_fleet),
+    (Source::Clock, Snapshot::encode_uptime),
+    (Source::Clusters, Snapshot::encode_autostop_and_cost),
+    (Source::Database, Snapshot::encode_actions),
+];
+
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        self.encode_host(&mut enc)?;
-        self.encode_api_server(&mut enc)?;
-        self.encode_fleet(&mut enc)?;
-        self.encode_cost(&mut enc)?;
-        self.encode_actions(&mut enc)
+        let moment = self.moment();
+        for (_, part) in PARTS {
+            part(self, moment, &mut enc)?;
+        }
+        Ok(())
+    }
+}
+
+/// One part of [`PARTS`] as a collector of its own.
+#[derive(Debug)]
+struct Part {
+    snapshot: Arc<Snapshot>,
+    moment: Moment,
+    encode: EncodePart,
+}
+
+impl Collector for Part {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        (self.encode)(&self.snapshot, self.moment, &mut enc)
+    }
+}
+
+/// Renders one part; `capacity` is the expected size (the same part's last time).
+fn render_part(
+    snapshot: &Arc<Snapshot>,
+    moment: Moment,
+    encode: EncodePart,
+    format: Format,
+    capacity: usize,
+) -> Result<Bytes, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Part {
+        snapshot: snapshot.clone(),
+        moment,
+        encode,
+    }));
+    let mut out = String::with_capacity(capacity + capacity / 16);
+    match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)?
+        }
+    }
+    // Kept for many scrapes: without the spare capacity of the growing string.
+    out.shrink_to_fit();
+    Ok(Bytes::from(out))
+}
+
+/// A snapshot rendered once for many scrapes: the parts computed from the database are
+/// kept as text, the time-dependent series are rendered for each scrape
+/// ([`Exposition::body`]). Concatenated, the pieces of a body are exactly what
+/// [`render`] gives for the same snapshot at the same moment.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    format: Format,
+    snapshot: Arc<Snapshot>,
+    /// Index-aligned with [`PARTS`]; `None` for the clock's parts.
+    fixed: Vec<Option<Bytes>>,
+    /// The per-cluster parts were taken over from the previous exposition.
+    reused_clusters: bool,
+}
+
+impl Exposition {
+    /// Renders the parts of `snapshot` that do not move with the clock. The per-cluster
+    /// parts are taken over from `previous` when it has the same format and the very
+    /// same clusters (a poll that changed no cluster); otherwise `previous` is dropped
+    /// before rendering, so two large expositions are never held at once.
+    pub(crate) fn new(
+        snapshot: Arc<Snapshot>,
+        format: Format,
+        previous: Option<Exposition>,
+    ) -> Result<Exposition, fmt::Error> {
+        // The sizes of the previous parts, to render without growing the strings.
+        let sizes: Vec<usize> = match &previous {
+            Some(p) => p
+                .fixed
+                .iter()
+                .map(|f| f.as_ref().map_or(0, Bytes::len))
+                .collect(),
+            None => vec![0; PARTS.len()],
+        };
+        let previous =
+            previous.filter(|p| p.format == format && p.snapshot.clusters == snapshot.clusters);
+        let reused_clusters = previous.is_some();
+        let mut previous_fixed = previous.map(|p| p.fixed).unwrap_or_default();
+        let moment = snapshot.moment();
+        let fixed = PARTS
+            .iter()
+            .zip(sizes)
+            .enumerate()
+            .map(|(i, ((source, encode), size))| match source {
+                Source::Clock => Ok(None),
+                Source::Clusters if reused_clusters => {
+                    match previous_fixed.get_mut(i).and_then(Option::take) {
+                        Some(text) => Ok(Some(text)),
+                        None => render_part(&snapshot, moment, *encode, format, size).map(Some),
+                    }
+                }
+                _ => render_part(&snapshot, moment, *encode, format, size).map(Some),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Exposition {
+            format,
+            snapshot,
+            fixed,
+            reused_clusters,
+        })
+    }
+
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The snapshot this exposition was rendered from.
+    pub(crate) fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Whether the per-cluster parts were taken over from the previous exposition
+    /// instead of rendered.
+    pub(crate) fn reused_clusters(&self) -> bool {
+        self.reused_clusters
+    }
+
+    /// The body of one scrape at `moment`, in pieces to send in order.
+    pub(crate) fn body(&self, moment: Moment) -> Result<Vec<Bytes>, fmt::Error> {
+        let mut pieces = Vec::with_capacity(PARTS.len() + 1);
+        for ((_, encode), fixed) in PARTS.iter().zip(&self.fixed) {
+            match fixed {
+                Some(text) => pieces.push(text.clone()),
+                None => pieces.push(render_part(
+                    &self.snapshot,
+                    moment,
+                    *encode,
+                    self.format,
+                    0,
+                )?),
+            }
+        }
+        if self.format == Format::OpenMetrics {
+            pieces.push(Bytes::from_static(b"# EOF\n"));
+        }
+        pieces.retain(|p| !p.is_empty());
+        Ok(pieces)
     }
 }
 
 impl Snapshot {
-    fn encode_host(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+    /// Build, database state, rows skipped.
+    fn encode_host_state(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         let mut m = enc.encode_descriptor(
             "skypilot_host_build",
             "Version of skypilot-host serving these metrics; value always 1.",
@@ -246,17 +442,21 @@ impl Snapshot {
                     self.malformed_rows.get(t).copied().unwrap_or(0),
                 )
             }),
-        )?;
+        )
+    }
+
+    /// The read duration and the age of the state.
+    fn encode_host_ages(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         gauge(
             enc,
             "skypilot_host_database_read_duration",
             "Time this scrape spent reading the host database.",
             Some(&seconds()),
-            self.read_seconds,
+            at.read_seconds,
         )?;
         if self.database_up() || self.last_ok_poll.is_some() {
             let age = match self.last_ok_poll {
-                Some(t) => self.now.age_since(t),
+                Some(t) => at.now.age_since(t),
                 None => f64::INFINITY,
             };
             gauge(
@@ -267,6 +467,11 @@ impl Snapshot {
                 age,
             )?;
         }
+        Ok(())
+    }
+
+    /// The polls, and whether the API server was up at the last check.
+    fn encode_polls(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         if let Some(t) = self.last_ok_poll {
             gauge(
                 enc,
@@ -294,26 +499,33 @@ impl Snapshot {
             "skypilot_host_poll_errors",
             "Failed polls of the API server recorded in the host database, by error kind.",
             errors.iter().map(|(k, n)| ([("kind", k.as_str())], *n)),
-        )
-    }
-
-    fn encode_api_server(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        let h = self.api_server.as_ref();
+        )?;
         gauge(
             enc,
             "skypilot_api_server_up",
             "1 when the cluster manager's last health check of SkyPilot's API server succeeded, else 0 (also when never checked).",
             None,
-            flag(h.is_some_and(|h| h.healthy)),
-        )?;
-        let Some(h) = h else { return Ok(()) };
+            flag(self.api_server.as_ref().is_some_and(|h| h.healthy)),
+        )
+    }
+
+    fn encode_api_server_age(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(h) = self.api_server.as_ref() else {
+            return Ok(());
+        };
         gauge(
             enc,
             "skypilot_api_server_last_check_age",
             "Seconds since the last health check of SkyPilot's API server.",
             Some(&seconds()),
-            self.now.age_since(h.checked_at),
-        )?;
+            at.now.age_since(h.checked_at),
+        )
+    }
+
+    fn encode_api_server_version(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(h) = self.api_server.as_ref() else {
+            return Ok(());
+        };
         if let Some(ms) = h.latency_ms {
             gauge(
                 enc,
@@ -339,12 +551,15 @@ impl Snapshot {
         Ok(())
     }
 
-    fn encode_fleet(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        let present = || {
-            self.clusters
-                .iter()
-                .filter(|c| c.status != ClusterStatus::Gone)
-        };
+    /// Clusters present (not gone).
+    fn present(&self) -> impl Iterator<Item = &FleetCluster> + '_ {
+        self.clusters
+            .iter()
+            .filter(|c| c.status != ClusterStatus::Gone)
+    }
+
+    /// The fleet's counts and one info series per cluster.
+    fn encode_fleet(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         let mut groups: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
         let mut by_status: BTreeMap<&str, u64> = [
             ClusterStatus::Init,
@@ -354,7 +569,7 @@ impl Snapshot {
         .iter()
         .map(|s| (s.as_str(), 0))
         .collect();
-        for c in present() {
+        for c in self.present() {
             *groups
                 .entry((c.status.as_str(), &*c.cloud, &*c.region, &*c.workspace))
                 .or_insert(0) += 1;
@@ -400,7 +615,7 @@ impl Snapshot {
             None,
             MetricType::Info,
         )?;
-        for c in present() {
+        for c in self.present() {
             m.encode_info(&[
                 ("cluster", c.name.as_str()),
                 ("cloud", &*c.cloud),
@@ -410,24 +625,31 @@ impl Snapshot {
                 ("status", c.status.as_str()),
             ])?;
         }
+        Ok(())
+    }
+
+    fn encode_uptime(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         gauges(
             enc,
             "skypilot_cluster_uptime",
             "Seconds since an UP cluster was launched (UP clusters with a known launch time only).",
             Some(&seconds()),
-            present()
+            self.present()
                 .filter(|c| c.status == ClusterStatus::Up)
                 .filter_map(|c| {
                     c.launched_at
-                        .map(|t| ([("cluster", c.name.as_str())], self.now.age_since(t)))
+                        .map(|t| ([("cluster", c.name.as_str())], at.now.age_since(t)))
                 }),
-        )?;
+        )
+    }
+
+    fn encode_autostop_and_cost(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         gauges(
             enc,
             "skypilot_cluster_autostop",
             "Idle time after which autostop acts on the cluster; -1 when the cluster has no autostop.",
             Some(&seconds()),
-            present().map(|c| {
+            self.present().map(|c| {
                 let v = if c.autostop_minutes < 0 {
                     -1
                 } else {
@@ -441,7 +663,7 @@ impl Snapshot {
             "skypilot_cluster_autostop_down",
             "1 when the cluster's autostop tears it down instead of stopping it, else 0.",
             None,
-            present().map(|c| {
+            self.present().map(|c| {
                 (
                     [("cluster", c.name.as_str())],
                     flag(c.autostop_minutes >= 0 && c.autostop_to_down),
@@ -453,24 +675,16 @@ impl Snapshot {
             "skypilot_clusters_up_without_autostop",
             "UP clusters that have no autostop configured.",
             None,
-            present()
+            self.present()
                 .filter(|c| c.status == ClusterStatus::Up && c.autostop_minutes < 0)
                 .count() as u64,
-        )
-    }
-
-    fn encode_cost(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        let present = || {
-            self.clusters
-                .iter()
-                .filter(|c| c.status != ClusterStatus::Gone)
-        };
+        )?;
         gauges(
             enc,
             "skypilot_cluster_price",
             "Price of running the whole cluster (all nodes), where known.",
             Some(&dollars_per_hour()),
-            present().filter_map(|c| {
+            self.present().filter_map(|c| {
                 c.hourly_cost
                     .filter(|v| v.is_finite())
                     .map(|v| ([("cluster", c.name.as_str())], v))
@@ -481,13 +695,13 @@ impl Snapshot {
             "skypilot_cluster_accrued_cost",
             "Cost the cluster has accrued according to SkyPilot's cost report, where known.",
             Some(&dollars()),
-            present().filter_map(|c| {
+            self.present().filter_map(|c| {
                 c.total_cost
                     .filter(|v| v.is_finite())
                     .map(|v| ([("cluster", c.name.as_str())], v))
             }),
         )?;
-        let up = || present().filter(|c| c.status == ClusterStatus::Up);
+        let up = || self.present().filter(|c| c.status == ClusterStatus::Up);
         gauge(
             enc,
             "skypilot_burn_rate",
@@ -516,7 +730,7 @@ impl Snapshot {
         )
     }
 
-    fn encode_actions(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+    fn encode_actions(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
         let mut actions: BTreeMap<(String, String), u64> = BTreeMap::new();
         for a in ALWAYS_ACTIONS {
             for o in ALWAYS_OUTCOMES {
@@ -590,5 +804,124 @@ mod tests {
         assert_eq!(bounded_label("bad kind\n\"x\""), "bad_kind__x_");
         assert_eq!(bounded_label(""), "unknown");
         assert_eq!(bounded_label(&"a".repeat(100)).len(), 64);
+    }
+
+    fn snapshot(now: f64) -> Snapshot {
+        let now = Timestamp::from(now);
+        let cluster = |name: &str, status: ClusterStatus, launched_at: Option<i64>| FleetCluster {
+            name: name.to_string(),
+            status,
+            cloud: Arc::from("aws"),
+            region: Arc::from("us-east-1"),
+            instance_type: Arc::from("m6i.large"),
+            workspace: Arc::from("default"),
+            launched_at: launched_at.map(Timestamp::from_secs),
+            autostop_minutes: 10,
+            autostop_to_down: false,
+            hourly_cost: Some(0.5),
+            total_cost: Some(1.5),
+        };
+        Snapshot {
+            now,
+            clusters: vec![
+                cluster("a", ClusterStatus::Up, Some(1000)),
+                cluster("b", ClusterStatus::Stopped, Some(500)),
+                cluster("c", ClusterStatus::Gone, None),
+            ],
+            last_ok_poll: Some(now - 20.0),
+            last_poll_ok: Some(true),
+            poll_errors: vec![("timeout".into(), 2)],
+            api_server: Some(crate::store::ApiServerHealth {
+                checked_at: now - 5.0,
+                healthy: true,
+                version: Some("0.14.1".into()),
+                api_version: None,
+                commit: None,
+                latency_ms: Some(3.0),
+                error: None,
+            }),
+            audit: vec![("stop".into(), "ok".into(), 1)],
+            read_seconds: 0.25,
+            ..Snapshot::default()
+        }
+    }
+
+    fn joined(pieces: &[Bytes]) -> String {
+        pieces
+            .iter()
+            .map(|p| std::str::from_utf8(p).expect("UTF-8 piece"))
+            .collect()
+    }
+
+    #[test]
+    fn an_exposition_is_the_rendering_piece_by_piece() {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let snap = Arc::new(snapshot(2000.0));
+            let expo = Exposition::new(snap.clone(), format, None).expect("exposition");
+            assert!(!expo.reused_clusters());
+            let whole = render(snapshot(2000.0), format).expect("render");
+            assert_eq!(joined(&expo.body(snap.moment()).expect("body")), whole);
+            // Later: only the clock's series move.
+            let later = Moment {
+                now: Timestamp::from(2100.0),
+                read_seconds: 0.5,
+            };
+            let mut moved = snapshot(2000.0);
+            moved.now = later.now;
+            moved.read_seconds = later.read_seconds;
+            let body = joined(&expo.body(later).expect("body"));
+            assert_eq!(body, render(moved, format).expect("render"));
+            assert!(
+                body.contains("skypilot_cluster_uptime_seconds{cluster=\"a\"} 1100.0"),
+                "{body}"
+            );
+            assert!(
+                body.contains("skypilot_host_state_age_seconds 120.0"),
+                "{body}"
+            );
+            assert!(
+                body.contains("skypilot_api_server_last_check_age_seconds 105.0"),
+                "{body}"
+            );
+            assert!(
+                body.contains("skypilot_host_database_read_duration_seconds 0.5"),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_series_are_reused_only_for_the_same_clusters() {
+        let first =
+            Exposition::new(Arc::new(snapshot(2000.0)), Format::Text, None).expect("exposition");
+        // A new poll: other times, same clusters.
+        let mut polled = snapshot(2030.0);
+        polled.audit.push(("down".into(), "ok".into(), 1));
+        let whole = render(polled.clone(), Format::Text).expect("render");
+        let second = Exposition::new(Arc::new(polled), Format::Text, Some(first.clone()))
+            .expect("exposition");
+        assert!(second.reused_clusters());
+        assert_eq!(
+            joined(&second.body(second.snapshot().moment()).expect("body")),
+            whole
+        );
+        // Another format, or another cluster: rendered afresh.
+        let om = Exposition::new(
+            Arc::new(snapshot(2000.0)),
+            Format::OpenMetrics,
+            Some(first.clone()),
+        )
+        .expect("exposition");
+        assert!(!om.reused_clusters());
+        let mut changed = snapshot(2000.0);
+        changed.clusters[1].status = ClusterStatus::Up;
+        let whole = render(changed.clone(), Format::Text).expect("render");
+        let third =
+            Exposition::new(Arc::new(changed), Format::Text, Some(first)).expect("exposition");
+        assert!(!third.reused_clusters());
+        assert_eq!(
+            joined(&third.body(third.snapshot().moment()).expect("body")),
+            whole
+        );
     }
 }

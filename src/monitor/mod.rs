@@ -1,15 +1,22 @@
 //! `skypilot-host monitor`: a Prometheus exporter for the fleet and the host services.
 //!
-//! Every scrape of `/metrics` reads the host database afresh (read only) and renders a
-//! new registry, in Prometheus text 0.0.4 or OpenMetrics 1.0 by `Accept` negotiation.
-//! A missing or broken database never fails the endpoint: the problem is a metric.
+//! `/metrics` shows the host database (read only) in Prometheus text 0.0.4 or OpenMetrics
+//! 1.0 by `Accept` negotiation. Every scrape checks whether the database changed; the
+//! text rendered from it is reused while it did not, and the time-dependent series are
+//! computed for every scrape ([`cache`]). A missing or broken database never fails the
+//! endpoint: the problem is a metric.
 //! `/metrics/skypilot` passes SkyPilot's own metrics through when
-//! `monitor.skypilot_metrics_url` is set. `/healthz` answers while the process serves.
+//! `monitor.skypilot_metrics_url` is set, streamed and capped at
+//! `monitor.skypilot_metrics_max_bytes`. `/healthz` answers while the process serves.
+//!
+//! It listens with the shared server setup of [`crate::http`] (timeouts, bounded
+//! connections, a shutdown deadline). Scrapes wait their turn without holding a thread;
+//! one that waited while another read the database gets that reading's text.
 
-pub(crate) mod collect;
+pub(crate) mod cache;
+pub mod collect;
 pub(crate) mod metrics;
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,19 +26,19 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::time::{Clock, SystemClock};
 
-pub(crate) use collect::{collect, Reader, Snapshot};
-pub(crate) use metrics::{render, render_into, Format};
+pub use cache::{Scraper, Served};
+pub use collect::{collect, DbVersion, Reader, Snapshot};
+pub use metrics::{render, render_into, Exposition, Format, Moment};
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
 pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,7 +46,10 @@ pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 struct AppState {
     config: Arc<Config>,
-    reader: Arc<std::sync::Mutex<collect::Reader>>,
+    /// Taken (without a thread) before a scrape goes to a blocking thread, so waiting
+    /// scrapes never pile up on the blocking pool.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    scraper: Arc<std::sync::Mutex<Scraper>>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
 }
@@ -51,7 +61,8 @@ pub(crate) fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ro
         .build()
         .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;
     let state = AppState {
-        reader: Arc::new(std::sync::Mutex::new(collect::Reader::new(
+        turn: Arc::new(tokio::sync::Mutex::new(())),
+        scraper: Arc::new(std::sync::Mutex::new(Scraper::new(
             &config.cluster_manager.database,
         ))),
         config: Arc::new(config),
@@ -66,22 +77,16 @@ pub(crate) fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ro
 }
 
 /// Serves the monitor on an already bound listener until `shutdown` completes, then
-/// finishes the requests in flight.
+/// gives the requests in flight a few seconds to finish.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener
-        .local_addr()
-        .context("monitor: cannot read the listening address")?;
     let app = router(config, clock)?;
-    axum::serve(listener, app)
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .with_context(|| format!("monitor: serving on {addr} failed"))
+    crate::http::serve(listener, app, crate::http::Limits::default(), shutdown).await;
+    Ok(())
 }
 
 /// The `monitor` role: binds `monitor.listen` and serves until SIGTERM or SIGINT.
@@ -110,84 +115,65 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Size of the pieces a scrape's body is sent in.
-const CHUNK_BYTES: usize = 256 * 1024;
-/// Pieces rendered ahead of the client.
-const CHUNKS_AHEAD: usize = 2;
+/// A scrape's body: its pieces in order, sent without copying them together.
+struct Pieces(std::vec::IntoIter<Bytes>);
 
-/// A `fmt::Write` that hands the text over in [`CHUNK_BYTES`] pieces, so a large fleet
-/// never holds its whole exposition in memory. Fails (and stops the rendering) when the
-/// client went away.
-struct ChunkWriter {
-    buf: String,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-}
+impl futures_core::Stream for Pieces {
+    type Item = Result<Bytes, std::convert::Infallible>;
 
-impl ChunkWriter {
-    fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> ChunkWriter {
-        ChunkWriter {
-            buf: String::with_capacity(CHUNK_BYTES + 4096),
-            tx,
-        }
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.0.next().map(Ok))
     }
 
-    fn flush(&mut self) -> fmt::Result {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK_BYTES + 4096));
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| fmt::Error)
-    }
-}
-
-impl fmt::Write for ChunkWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.buf.push_str(s);
-        if self.buf.len() >= CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-}
-
-/// The receiving end of a [`ChunkWriter`], as a response body stream.
-struct Chunks(mpsc::Receiver<Result<Bytes, std::io::Error>>);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let reader = state.reader.clone();
+    let _turn = state.turn.lock().await;
+    let scraper = state.scraper.clone();
     let clock = state.clock.clone();
-    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-    // Reading SQLite and rendering are blocking work; the body streams while it runs.
-    tokio::task::spawn_blocking(move || {
-        // One scrape reads at a time; a poisoned lock only means an earlier scrape
-        // panicked, and the reader reopens on any error anyway.
-        let snapshot = reader
+    // Asking SQLite is blocking work (it may wait on a lock), so it runs off the async
+    // workers. One scrape reads at a time; a poisoned lock only means an earlier scrape
+    // panicked, and the reader reopens on any error anyway.
+    let scraped = tokio::task::spawn_blocking(move || {
+        scraper
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .collect(clock.as_ref());
-        let mut out = ChunkWriter::new(tx);
-        let rendered = render_into(snapshot, format, &mut out).and_then(|()| out.flush());
-        if rendered.is_err() && !out.tx.is_closed() {
+            .scrape(clock.as_ref(), format)
+    })
+    .await;
+    let pieces = match scraped {
+        Ok(Ok(pieces)) => pieces,
+        Ok(Err(std::fmt::Error)) => {
             tracing::error!("monitor: cannot encode the metrics");
-            let _ = out
-                .tx
-                .blocking_send(Err(std::io::Error::other("cannot encode the metrics")));
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics\n",
+            )
+                .into_response();
         }
-    });
+        Err(e) => {
+            tracing::error!(error = %e, "monitor: the scrape did not complete");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the scrape did not complete\n",
+            )
+                .into_response();
+        }
+    };
+    let length: usize = pieces.iter().map(Bytes::len).sum();
     (
-        [(CONTENT_TYPE, format.content_type())],
-        Body::from_stream(Chunks(rx)),
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        Body::from_stream(Pieces(pieces.into_iter())),
     )
         .into_response()
 }
@@ -231,12 +217,51 @@ async fn skypilot_metrics_handler(State(state): State<AppState>, headers: Header
         .get(CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static(metrics::TEXT_CONTENT_TYPE));
-    match resp.bytes().await {
-        Ok(body) => ([(CONTENT_TYPE, content_type)], body).into_response(),
-        Err(e) if e.is_timeout() => bad_gateway(format!(
-            "body not complete within {} s",
-            SKYPILOT_METRICS_TIMEOUT.as_secs()
-        )),
-        Err(e) => bad_gateway(format!("cannot read the body: {e}")),
+    let max = state.config.monitor.skypilot_metrics_max_bytes;
+    if resp.content_length().is_some_and(|n| n > max) {
+        return bad_gateway(format!(
+            "answer larger than {max} bytes (monitor.skypilot_metrics_max_bytes)"
+        ));
+    }
+    // Passed on piece by piece: a large or endless answer never sits in memory whole,
+    // and it is cut at the cap.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut resp = resp;
+        let mut sent = 0u64;
+        loop {
+            let piece = match resp.chunk().await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(url = %url, error = %e, "monitor: SkyPilot's metrics answer broke off");
+                    let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    return;
+                }
+            };
+            sent += piece.len() as u64;
+            if sent > max {
+                tracing::warn!(url = %url, max, "monitor: SkyPilot's metrics answer is larger than monitor.skypilot_metrics_max_bytes; cut off");
+                let _ = tx
+                    .send(Err(std::io::Error::other("answer larger than the cap")))
+                    .await;
+                return;
+            }
+            if tx.send(Ok(piece)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ([(CONTENT_TYPE, content_type)], Body::from_stream(Relay(rx))).into_response()
+}
+
+/// The receiving end of a relayed body.
+struct Relay(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
     }
 }

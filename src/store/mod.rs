@@ -31,6 +31,7 @@ mod clusters;
 mod lock;
 mod migrations;
 mod polls;
+pub(crate) mod scrape;
 
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use clusters::{

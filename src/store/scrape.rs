@@ -1,0 +1,255 @@
+//! The monitor's typed reads of the host database: the fleet as one scrape shows it, and
+//! the version counter that tells whether anything was committed since the last scrape.
+
+use std::sync::Arc;
+
+use rusqlite::types::ValueRef;
+
+use super::{At, Result, Store};
+use crate::cluster::ClusterStatus;
+use crate::time::Timestamp;
+
+/// What the exporter uses of one cluster row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FleetCluster {
+    pub(crate) name: String,
+    pub(crate) status: ClusterStatus,
+    /// Cloud, region, instance type and workspace are shared between clusters (few
+    /// distinct values); empty when unknown.
+    pub(crate) cloud: Arc<str>,
+    pub(crate) region: Arc<str>,
+    pub(crate) instance_type: Arc<str>,
+    pub(crate) workspace: Arc<str>,
+    pub(crate) launched_at: Option<Timestamp>,
+    /// Idle minutes before autostop; negative = none.
+    pub(crate) autostop_minutes: i64,
+    pub(crate) autostop_to_down: bool,
+    pub(crate) hourly_cost: Option<f64>,
+    pub(crate) total_cost: Option<f64>,
+}
+
+/// The clusters table as a scrape reads it: every row that parses, ordered by name, and
+/// the rows that do not, counted (one malformed row never hides the fleet).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct FleetRead {
+    /// Every cluster row that parses, gone ones included, ordered by name.
+    pub(crate) clusters: Vec<FleetCluster>,
+    /// Rows skipped because they do not parse.
+    pub(crate) malformed: u64,
+    /// The first skipped row and why, in words (names the database and the cluster).
+    pub(crate) first_malformed: Option<String>,
+}
+
+/// Shares equal strings: a fleet has few distinct clouds, regions, instance types and
+/// workspaces, so a short list searched in order beats hashing every value.
+#[derive(Default)]
+struct Interner(Vec<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: Option<&str>) -> Arc<str> {
+        let s = s.unwrap_or("");
+        if let Some(a) = self.0.iter().find(|a| a.len() == s.len() && ***a == *s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        // Beyond a few hundred distinct values the list stops sharing rather than slow
+        // every row down.
+        if self.0.len() < 256 {
+            self.0.push(a.clone());
+        }
+        a
+    }
+}
+
+const FLEET_QUERY: &str = "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost FROM clusters";
+
+impl Store {
+    /// The clusters table as the monitor shows it: the eleven columns it uses, read row
+    /// by row. A row that does not parse is skipped and counted in
+    /// [`FleetRead::malformed`]; only a database-wide failure is an error.
+    pub(crate) fn fleet_for_scrape(&self) -> Result<FleetRead> {
+        let mut stmt = self.conn.prepare_cached(FLEET_QUERY).at(&self.path)?;
+        let mut rows = stmt.query([]).at(&self.path)?;
+        let mut read = FleetRead::default();
+        // One list per column: cloud, region, instance type, workspace.
+        let mut strings: [Interner; 4] = Default::default();
+        while let Some(r) = rows.next().at(&self.path)? {
+            match fleet_row(r, &mut strings) {
+                Ok(c) => read.clusters.push(c),
+                Err(message) => {
+                    let name = r
+                        .get::<_, String>(0)
+                        .unwrap_or_else(|_| "<unreadable name>".to_string());
+                    tracing::debug!(database = %self.path.display(), cluster = %name, %message, "skipping a malformed clusters row");
+                    read.first_malformed.get_or_insert_with(|| {
+                        format!(
+                            "host database {}: table clusters, row {name}: {message}",
+                            self.path.display()
+                        )
+                    });
+                    read.malformed += 1;
+                }
+            }
+        }
+        // Sorting here is cheaper than walking the name index in SQLite.
+        read.clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(read)
+    }
+
+    /// Caps SQLite's page cache of this connection at `kib` KiB (`PRAGMA cache_size`).
+    /// A reader that rereads only after another connection committed gains nothing from a
+    /// large cache: SQLite drops it on such a commit anyway.
+    pub(crate) fn limit_page_cache(&self, kib: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .at(&self.path)
+    }
+
+    /// SQLite's `PRAGMA data_version` of this connection: it changes when another
+    /// connection commits to the database, and only then. Values of different
+    /// connections (or of a reopened store) are not comparable.
+    pub(crate) fn data_version(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .at(&self.path)
+    }
+}
+
+/// One row of [`FLEET_QUERY`]; the error says which column does not parse and why.
+fn fleet_row(
+    r: &rusqlite::Row<'_>,
+    strings: &mut [Interner; 4],
+) -> std::result::Result<FleetCluster, String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let text = |i: usize| -> std::result::Result<Option<&str>, String> {
+        match r.get_ref(i).map_err(e)? {
+            ValueRef::Null => Ok(None),
+            v => v.as_str().map(Some).map_err(|e| format!("column {i}: {e}")),
+        }
+    };
+    let status = text(1)?.unwrap_or("");
+    Ok(FleetCluster {
+        name: r.get(0).map_err(e)?,
+        status: status.parse::<ClusterStatus>()?,
+        cloud: strings[0].get(text(2)?),
+        region: strings[1].get(text(3)?),
+        instance_type: strings[2].get(text(4)?),
+        workspace: strings[3].get(text(5)?),
+        launched_at: r.get(6).map_err(e)?,
+        autostop_minutes: r.get(7).map_err(e)?,
+        autostop_to_down: r.get(8).map_err(e)?,
+        hourly_cost: r.get(9).map_err(e)?,
+        total_cost: r.get(10).map_err(e)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migrated database at `dir/host.db` and a writer connection to it.
+    fn database(dir: &tempfile::TempDir) -> (std::path::PathBuf, rusqlite::Connection) {
+        let path = dir.path().join("host.db");
+        drop(Store::open(&path).expect("create the database"));
+        let writer = rusqlite::Connection::open(&path).expect("open a writer");
+        (path, writer)
+    }
+
+    fn insert(writer: &rusqlite::Connection, name: &str, status: &str, cloud: Option<&str>) {
+        writer
+            .execute(
+                "INSERT INTO clusters (name, cluster_hash, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost, first_seen, last_seen, last_changed)
+                 VALUES (?1, 'h', ?2, ?3, 'r1', 't1', 'default', 1000, 30, 1, 0.5, 2.0, 0, 0, 0)",
+                rusqlite::params![name, status, cloud],
+            )
+            .expect("insert a cluster");
+    }
+
+    #[test]
+    fn fleet_is_read_by_name_with_shared_strings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = database(&dir);
+        insert(&writer, "b", "UP", Some("aws"));
+        insert(&writer, "a", "STOPPED", Some("aws"));
+        insert(&writer, "c", "GONE", None);
+        let store = Store::open_read_only(&path).expect("open read only");
+        let fleet = store.fleet_for_scrape().expect("read the fleet");
+        assert_eq!(fleet.malformed, 0);
+        assert_eq!(fleet.first_malformed, None);
+        let names: Vec<&str> = fleet.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let a = &fleet.clusters[0];
+        assert_eq!(a.status, ClusterStatus::Stopped);
+        assert_eq!(&*a.cloud, "aws");
+        assert_eq!(&*a.region, "r1");
+        assert_eq!(&*a.instance_type, "t1");
+        assert_eq!(&*a.workspace, "default");
+        assert_eq!(a.launched_at, Some(Timestamp::from_secs(1000)));
+        assert_eq!(a.autostop_minutes, 30);
+        assert!(a.autostop_to_down);
+        assert_eq!(a.hourly_cost, Some(0.5));
+        assert_eq!(a.total_cost, Some(2.0));
+        assert!(Arc::ptr_eq(&a.cloud, &fleet.clusters[1].cloud));
+        assert_eq!(&*fleet.clusters[2].cloud, "", "unknown cloud is empty");
+    }
+
+    #[test]
+    fn malformed_rows_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = database(&dir);
+        insert(&writer, "good", "UP", Some("aws"));
+        writer
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO clusters (name, cluster_hash, status, workspace, first_seen, last_seen, last_changed)
+                     VALUES ('bad-status', 'h', 'RUNNING', 'default', 0, 0, 0);
+                 INSERT INTO clusters (name, cluster_hash, status, workspace, autostop_minutes, first_seen, last_seen, last_changed)
+                     VALUES ('bad-autostop', 'h', 'UP', 'default', 'soon', 0, 0, 0);",
+            )
+            .expect("insert malformed rows");
+        let store = Store::open_read_only(&path).expect("open read only");
+        let fleet = store.fleet_for_scrape().expect("read the fleet");
+        assert_eq!(fleet.malformed, 2);
+        let names: Vec<&str> = fleet.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["good"]);
+        let first = fleet.first_malformed.expect("first malformed row");
+        assert!(first.contains("table clusters"), "{first}");
+        assert!(first.contains(&path.display().to_string()), "{first}");
+        assert!(
+            first.contains("bad-status") || first.contains("bad-autostop"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn data_version_moves_only_with_commits_of_others() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = database(&dir);
+        let store = Store::open_read_only(&path).expect("open read only");
+        let v0 = store.data_version().expect("data_version");
+        store.fleet_for_scrape().expect("read the fleet");
+        assert_eq!(store.data_version().expect("data_version"), v0);
+        insert(&writer, "new", "UP", Some("aws"));
+        let v1 = store.data_version().expect("data_version");
+        assert_ne!(v1, v0, "a commit of another connection");
+        assert_eq!(store.data_version().expect("data_version"), v1);
+        writer
+            .execute("UPDATE clusters SET status = 'STOPPED'", [])
+            .expect("update");
+        assert_ne!(store.data_version().expect("data_version"), v1);
+    }
+
+    #[test]
+    fn page_cache_is_capped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, _writer) = database(&dir);
+        let store = Store::open_read_only(&path).expect("open read only");
+        store.limit_page_cache(256).expect("cap the page cache");
+        let size: i64 = store
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .expect("read cache_size");
+        assert_eq!(size, -256);
+    }
+}
