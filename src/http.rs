@@ -6,8 +6,9 @@
 //! - Headers must arrive within `header_read` (a slow-loris client is cut off).
 //! - A connection on which no byte moves either way for `idle` is closed: an idle
 //!   keep-alive connection, and a client that asks and never reads its answer.
-//! - At most `max_connections` at once; one more is closed at accept, so the process
-//!   never reaches its file limit and an honest client gets in as soon as a slot frees.
+//! - At most `max_connections` at once (4,096; the module's `LimitNOFILE` leaves room
+//!   above it); one more is closed at accept, so the process never runs out of files. A
+//!   connection costs little: a scrape's body is shared text, not a copy per client.
 //! - On shutdown the listener closes at once; connections in flight get `shutdown_grace`
 //!   to finish, then are dropped.
 
@@ -43,7 +44,7 @@ impl Default for Limits {
         Limits {
             header_read: Duration::from_secs(10),
             idle: Duration::from_secs(30),
-            max_connections: 256,
+            max_connections: 4096,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -170,6 +171,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
             }
             Poll::Pending => this.pending(cx),
         }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.progress();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.pending(cx),
+        }
+    }
+
+    /// Vectored as the socket is, so the server sends a body's pieces as they are
+    /// instead of copying them into a buffer per connection.
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -10,8 +10,10 @@
 //! `monitor.skypilot_metrics_max_bytes`. `/healthz` answers while the process serves.
 //!
 //! It listens with the shared server setup of [`crate::http`] (timeouts, bounded
-//! connections, a shutdown deadline). Scrapes wait their turn without holding a thread;
-//! one that waited while another read the database gets that reading's text.
+//! connections, a shutdown deadline). Scrapes wait their turn without holding a thread,
+//! and share work: a scrape that arrived before the latest answer began rendering, or
+//! within [`SHARE_WITHIN`] of it, is given that answer (its pieces are shared, not
+//! copied), so a crowd of scrapes costs one rendering and one answer's memory.
 
 pub(crate) mod cache;
 pub mod collect;
@@ -40,6 +42,10 @@ pub use cache::{Scraper, Served};
 pub use collect::{collect, DbVersion, Reader, Snapshot};
 pub use metrics::{render, render_into, Exposition, Format, Moment};
 
+/// How old an answer may be and still be given to a scrape that arrives after it began:
+/// far below any scrape interval.
+pub const SHARE_WITHIN: Duration = Duration::from_secs(1);
+
 /// Timeout of one request to SkyPilot's own metrics endpoint.
 pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -47,8 +53,8 @@ pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 struct AppState {
     config: Arc<Config>,
     /// Taken (without a thread) before a scrape goes to a blocking thread, so waiting
-    /// scrapes never pile up on the blocking pool.
-    turn: Arc<tokio::sync::Mutex<()>>,
+    /// scrapes never pile up on the blocking pool; holds the latest answer.
+    turn: Arc<tokio::sync::Mutex<Option<Latest>>>,
     scraper: Arc<std::sync::Mutex<Scraper>>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
@@ -61,7 +67,7 @@ pub(crate) fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ro
         .build()
         .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;
     let state = AppState {
-        turn: Arc::new(tokio::sync::Mutex::new(())),
+        turn: Arc::new(tokio::sync::Mutex::new(None)),
         scraper: Arc::new(std::sync::Mutex::new(Scraper::new(
             &config.cluster_manager.database,
         ))),
@@ -111,6 +117,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The latest answer of `/metrics`, for scrapes that were waiting while it rendered.
+struct Latest {
+    format: Format,
+    /// When its rendering began.
+    began: std::time::Instant,
+    pieces: Vec<Bytes>,
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -132,7 +146,16 @@ impl futures_core::Stream for Pieces {
 
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let _turn = state.turn.lock().await;
+    let arrived = std::time::Instant::now();
+    let mut turn = state.turn.lock().await;
+    if let Some(latest) = turn.as_ref() {
+        if latest.format == format
+            && (latest.began >= arrived || latest.began.elapsed() < SHARE_WITHIN)
+        {
+            return pieces_response(format, latest.pieces.clone());
+        }
+    }
+    let began = std::time::Instant::now();
     let scraper = state.scraper.clone();
     let clock = state.clock.clone();
     // Asking SQLite is blocking work (it may wait on a lock), so it runs off the async
@@ -164,6 +187,16 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
                 .into_response();
         }
     };
+    *turn = Some(Latest {
+        format,
+        began,
+        pieces: pieces.clone(),
+    });
+    drop(turn);
+    pieces_response(format, pieces)
+}
+
+fn pieces_response(format: Format, pieces: Vec<Bytes>) -> Response {
     let length: usize = pieces.iter().map(Bytes::len).sum();
     (
         [

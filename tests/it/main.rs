@@ -19,6 +19,7 @@ mod credentials;
 mod fuzz_regressions;
 mod hostile_files;
 mod monitor;
+mod monitor_load;
 mod one_writer;
 mod signals;
 mod simulator;
