@@ -147,6 +147,73 @@ fn fleet_row(
     })
 }
 
+/// Writes of the cluster manager, for tests of readers: a second connection to a
+/// migrated database.
+#[cfg(test)]
+pub(crate) struct TestWriter(rusqlite::Connection);
+
+#[cfg(test)]
+impl TestWriter {
+    /// Creates (and migrates) the database at `path`.
+    pub(crate) fn create(path: &std::path::Path) -> TestWriter {
+        drop(Store::open(path).expect("create the database"));
+        TestWriter(rusqlite::Connection::open(path).expect("open a writer"))
+    }
+
+    fn run(&self, sql: &str, params: impl rusqlite::Params) {
+        self.0
+            .execute(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// An AWS `m6i.large` cluster in us-east-1, autostop 30 min, $0.5/h.
+    pub(crate) fn add_cluster(&self, name: &str, status: &str, launched_at: i64) {
+        self.run(
+            "INSERT INTO clusters (name, cluster_hash, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, hourly_cost, first_seen, last_seen, last_changed)
+             VALUES (?1, 'h', ?2, 'aws', 'us-east-1', 'm6i.large', 'default', ?3, 30, 0.5, 0, 0, 0)",
+            rusqlite::params![name, status, launched_at],
+        );
+    }
+
+    pub(crate) fn set_status(&self, name: &str, status: &str) {
+        self.run(
+            "UPDATE clusters SET status = ?2 WHERE name = ?1",
+            rusqlite::params![name, status],
+        );
+    }
+
+    pub(crate) fn set_price(&self, name: &str, hourly_cost: f64) {
+        self.run(
+            "UPDATE clusters SET hourly_cost = ?2 WHERE name = ?1",
+            rusqlite::params![name, hourly_cost],
+        );
+    }
+
+    /// A successful poll that finished at `finished`.
+    pub(crate) fn add_poll(&self, finished: f64) {
+        self.run(
+            "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome) VALUES (?1, ?2, 'NONE', 'ok')",
+            [finished - 1.0, finished],
+        );
+    }
+
+    /// A healthy API server check of version 0.14.1.
+    pub(crate) fn set_api_server(&self, checked_at: f64, latency_ms: f64) {
+        self.run(
+            "INSERT INTO api_server (id, checked_at, healthy, version, latency_ms) VALUES (1, ?1, 1, '0.14.1', ?2)
+             ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at, latency_ms = excluded.latency_ms",
+            [checked_at, latency_ms],
+        );
+    }
+
+    pub(crate) fn add_audit(&self, at: f64, action: &str, outcome: &str) {
+        self.run(
+            "INSERT INTO audit (at, actor, action, outcome) VALUES (?1, 'test', ?2, ?3)",
+            rusqlite::params![at, action, outcome],
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
