@@ -127,7 +127,7 @@ mod tests {
 
     use super::*;
     use crate::monitor::metrics::render;
-    use crate::store::Store;
+    use crate::store::scrape::TestWriter;
     use crate::time::Timestamp;
 
     const T0: f64 = 1_800_000_000.0;
@@ -147,51 +147,21 @@ mod tests {
     }
 
     /// A database with two UP clusters, a STOPPED one, a successful poll, an API server
-    /// check and an audit entry; and a writer connection to it.
-    fn database(dir: &tempfile::TempDir) -> (std::path::PathBuf, rusqlite::Connection) {
+    /// check and an audit entry; and a writer to it.
+    fn database(dir: &tempfile::TempDir) -> (std::path::PathBuf, TestWriter) {
         let path = dir.path().join("host.db");
-        drop(Store::open(&path).expect("create the database"));
-        let writer = rusqlite::Connection::open(&path).expect("open a writer");
+        let writer = TestWriter::create(&path);
         for (name, status, launched) in [
             ("a-up", "UP", T0 - 3600.0),
             ("b-up", "UP", T0 - 60.0),
             ("c-stopped", "STOPPED", T0 - 7200.0),
         ] {
-            add_cluster(&writer, name, status, launched);
+            writer.add_cluster(name, status, launched as i64);
         }
-        add_poll(&writer, T0 - 30.0);
-        writer
-            .execute(
-                "INSERT INTO api_server (id, checked_at, healthy, version, latency_ms) VALUES (1, ?1, 1, '0.14.1', 12.5)",
-                [T0 - 10.0],
-            )
-            .expect("insert the API server check");
-        writer
-            .execute(
-                "INSERT INTO audit (at, actor, action, outcome) VALUES (?1, 'autostop', 'autostop', 'ok')",
-                [T0 - 100.0],
-            )
-            .expect("insert an audit entry");
+        writer.add_poll(T0 - 30.0);
+        writer.set_api_server(T0 - 10.0, 12.5);
+        writer.add_audit(T0 - 100.0, "autostop", "ok");
         (path, writer)
-    }
-
-    fn add_cluster(writer: &rusqlite::Connection, name: &str, status: &str, launched: f64) {
-        writer
-            .execute(
-                "INSERT INTO clusters (name, cluster_hash, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, hourly_cost, first_seen, last_seen, last_changed)
-                 VALUES (?1, 'h', ?2, 'aws', 'us-east-1', 'm6i.large', 'default', ?3, 30, 0.5, 0, 0, 0)",
-                rusqlite::params![name, status, launched as i64],
-            )
-            .expect("insert a cluster");
-    }
-
-    fn add_poll(writer: &rusqlite::Connection, finished: f64) {
-        writer
-            .execute(
-                "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome) VALUES (?1, ?2, 'NONE', 'ok')",
-                [finished - 1.0, finished],
-            )
-            .expect("insert a poll");
     }
 
     /// The body as text, with the read duration (which differs between any two reads)
@@ -276,7 +246,7 @@ mod tests {
         let clock = TestClock(Mutex::new(Timestamp::from(T0)));
         let mut s = Scraper::new(&path);
         scrape(&mut s, &clock, Format::Text);
-        add_cluster(&writer, "d-new", "UP", T0 - 5.0);
+        writer.add_cluster("d-new", "UP", (T0 - 5.0) as i64);
         let (body, served) = scrape(&mut s, &clock, Format::Text);
         assert_eq!(served, Served::Rendered);
         assert_eq!(body, fresh(&path, &clock, Format::Text));
@@ -301,12 +271,7 @@ mod tests {
         for format in [Format::OpenMetrics, Format::Text] {
             scrape(&mut s, &clock, format);
         }
-        writer
-            .execute(
-                "UPDATE clusters SET status = 'STOPPED' WHERE name = 'a-up'",
-                [],
-            )
-            .expect("stop a-up");
+        writer.set_status("a-up", "STOPPED");
         let (body, served) = scrape(&mut s, &clock, Format::Text);
         assert_eq!(served, Served::Rendered);
         assert_eq!(body, fresh(&path, &clock, Format::Text));
@@ -332,13 +297,8 @@ mod tests {
             value(&before, "skypilot_host_state_age_seconds").as_deref(),
             Some("30.0")
         );
-        add_poll(&writer, T0 - 2.0);
-        writer
-            .execute(
-                "UPDATE api_server SET checked_at = ?1, latency_ms = 7.0",
-                [T0 - 1.0],
-            )
-            .expect("a new check");
+        writer.add_poll(T0 - 2.0);
+        writer.set_api_server(T0 - 1.0, 7.0);
         let (body, served) = scrape(&mut s, &clock, Format::OpenMetrics);
         assert_eq!(served, Served::SameClusters);
         assert_eq!(body, fresh(&path, &clock, Format::OpenMetrics));
@@ -354,12 +314,7 @@ mod tests {
             assert_eq!(value(&body, series).as_deref(), Some(want), "{series}");
         }
         // A cluster change after that is rendered again.
-        writer
-            .execute(
-                "UPDATE clusters SET hourly_cost = 2.5 WHERE name = 'b-up'",
-                [],
-            )
-            .expect("price change");
+        writer.set_price("b-up", 2.5);
         let (body, served) = scrape(&mut s, &clock, Format::OpenMetrics);
         assert_eq!(served, Served::Rendered);
         assert_eq!(body, fresh(&path, &clock, Format::OpenMetrics));
@@ -384,10 +339,8 @@ mod tests {
 
         let other_dir = tempfile::tempdir().expect("temp dir");
         let (other, other_writer) = database(&other_dir);
-        add_cluster(&other_writer, "only-in-other", "UP", T0 - 1.0);
-        other_writer
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .expect("checkpoint");
+        other_writer.add_cluster("only-in-other", "UP", (T0 - 1.0) as i64);
+        // Closing the last connection folds the journal into the file.
         drop(other_writer);
         // The old database's journal files must not be taken for the new one's.
         for suffix in ["-wal", "-shm"] {

@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::ErrorCode;
 
 pub(crate) use crate::store::scrape::FleetCluster;
+use crate::store::scrape::FleetRead;
 use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
 use crate::time::{Clock, Timestamp};
 
@@ -41,8 +43,9 @@ pub struct Snapshot {
     pub(crate) db_errors: BTreeSet<&'static str>,
     /// Rows skipped because they do not parse, by table.
     pub(crate) malformed_rows: BTreeMap<&'static str, u64>,
-    /// Every cluster row read, gone ones included, ordered by name.
-    pub(crate) clusters: Vec<FleetCluster>,
+    /// Every cluster row read, gone ones included, ordered by name (shared with the
+    /// reader, which compares the next read with it).
+    pub(crate) clusters: Arc<Vec<FleetCluster>>,
     /// When the last successful poll finished (Unix seconds).
     pub(crate) last_ok_poll: Option<Timestamp>,
     /// Outcome of the most recent poll.
@@ -133,6 +136,8 @@ pub struct Reader {
     open: Option<Open>,
     /// Connections opened so far: tells a reopened connection from the one before.
     opened: u64,
+    /// The clusters of the last read, which the next read is compared with.
+    fleet: Option<FleetRead>,
     /// The problems of the previous scrape, to log only when they change.
     last_problems: Option<Problems>,
 }
@@ -196,6 +201,7 @@ impl Reader {
             path: database.to_path_buf(),
             open: None,
             opened: 0,
+            fleet: None,
             last_problems: None,
         }
     }
@@ -316,6 +322,7 @@ impl Reader {
     }
 
     fn read(&mut self, snap: &mut Snapshot) {
+        let previous = self.fleet.take();
         let store = match self.connections() {
             Ok((o, _)) => &o.store,
             Err((kind, message)) => {
@@ -325,17 +332,19 @@ impl Reader {
             }
         };
         // One malformed cluster row is skipped and counted instead of hiding the fleet.
-        match store.fleet_for_scrape() {
+        let fleet = store.fleet_for_scrape(previous.as_ref());
+        drop(previous);
+        match &fleet {
             Ok(fleet) => {
-                snap.clusters = fleet.clusters;
-                if let Some(m) = fleet.first_malformed {
-                    snap.first_error.get_or_insert(m);
+                snap.clusters = fleet.clusters.clone();
+                if let Some(m) = &fleet.first_malformed {
+                    snap.first_error.get_or_insert_with(|| m.clone());
                 }
                 if fleet.malformed > 0 {
                     *snap.malformed_rows.entry("clusters").or_insert(0) += fleet.malformed;
                 }
             }
-            Err(e) => snap.problem("clusters", &e),
+            Err(e) => snap.problem("clusters", e),
         }
         match store.last_ok_poll() {
             Ok(p) => snap.last_ok_poll = p.map(|p| p.finished_at),
@@ -362,5 +371,6 @@ impl Reader {
             }
             Err(e) => snap.problem("audit", &e),
         }
+        self.fleet = fleet.ok();
     }
 }

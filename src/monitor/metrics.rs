@@ -339,8 +339,11 @@ impl Exposition {
                 .collect(),
             None => vec![0; PARTS.len()],
         };
-        let previous =
-            previous.filter(|p| p.format == format && p.snapshot.clusters == snapshot.clusters);
+        let previous = previous.filter(|p| {
+            p.format == format
+                && (Arc::ptr_eq(&p.snapshot.clusters, &snapshot.clusters)
+                    || p.snapshot.clusters == snapshot.clusters)
+        });
         let reused_clusters = previous.is_some();
         let mut previous_fixed = previous.map(|p| p.fixed).unwrap_or_default();
         let moment = snapshot.moment();
@@ -823,11 +826,11 @@ mod tests {
         };
         Snapshot {
             now,
-            clusters: vec![
+            clusters: Arc::new(vec![
                 cluster("a", ClusterStatus::Up, Some(1000)),
                 cluster("b", ClusterStatus::Stopped, Some(500)),
                 cluster("c", ClusterStatus::Gone, None),
-            ],
+            ]),
             last_ok_poll: Some(now - 20.0),
             last_poll_ok: Some(true),
             poll_errors: vec![("timeout".into(), 2)],
@@ -914,7 +917,7 @@ mod tests {
         .expect("exposition");
         assert!(!om.reused_clusters());
         let mut changed = snapshot(2000.0);
-        changed.clusters[1].status = ClusterStatus::Up;
+        Arc::make_mut(&mut changed.clusters)[1].status = ClusterStatus::Up;
         let whole = render(changed.clone(), Format::Text).expect("render");
         let third =
             Exposition::new(Arc::new(changed), Format::Text, Some(first)).expect("exposition");

@@ -44,7 +44,7 @@ pub use metrics::{render, render_into, Exposition, Format, Moment};
 
 /// How old an answer may be and still be given to a scrape that arrives after it began:
 /// far below any scrape interval.
-pub const SHARE_WITHIN: Duration = Duration::from_secs(1);
+pub(crate) const SHARE_WITHIN: Duration = Duration::from_secs(1);
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
 pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
