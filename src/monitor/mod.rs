@@ -11,9 +11,9 @@
 //!
 //! It listens with the shared server setup of [`crate::http`] (timeouts, bounded
 //! connections, a shutdown deadline). Scrapes wait their turn without holding a thread,
-//! and share work: a scrape that arrived before the latest answer began rendering, or
-//! within [`SHARE_WITHIN`] of it, is given that answer (its pieces are shared, not
-//! copied), so a crowd of scrapes costs one rendering and one answer's memory.
+//! and share work: a scrape that arrived before the latest answer began rendering is
+//! given that answer (its pieces are shared, not copied), so a crowd of scrapes costs
+//! one rendering.
 
 pub(crate) mod cache;
 pub mod collect;
@@ -41,10 +41,6 @@ use crate::time::{Clock, SystemClock};
 pub use cache::{Scraper, Served};
 pub use collect::{collect, DbVersion, Reader, Snapshot};
 pub use metrics::{render, render_into, Exposition, Format, Moment};
-
-/// How old an answer may be and still be given to a scrape that arrives after it began:
-/// far below any scrape interval.
-pub(crate) const SHARE_WITHIN: Duration = Duration::from_secs(1);
 
 /// Timeout of one request to SkyPilot's own metrics endpoint.
 pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -149,9 +145,7 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
     let arrived = std::time::Instant::now();
     let mut turn = state.turn.lock().await;
     if let Some(latest) = turn.as_ref() {
-        if latest.format == format
-            && (latest.began >= arrived || latest.began.elapsed() < SHARE_WITHIN)
-        {
+        if latest.format == format && latest.began >= arrived {
             return pieces_response(format, latest.pieces.clone());
         }
     }

@@ -187,6 +187,7 @@ fn hostile_clients_do_not_exhaust_the_monitor() {
     assert!(monitor.is_running());
     let rss_kib = proc_status(pid, "VmRSS:");
     let threads = proc_status(pid, "Threads:");
+    eprintln!("under load: scrape {took:?}, RSS {rss_kib} KiB, {threads} threads");
     assert!(
         rss_kib < 256 * 1024,
         "RSS {rss_kib} KiB with 1,850 hostile clients"
