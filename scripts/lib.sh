@@ -23,18 +23,31 @@ ensure_apt() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Creates the venv with SkyPilot (pinned) unless it is already complete.
+# SkyPilot's extras the tests need: `aws` (boto3, botocore, the aws CLI) for the
+# credential checks of `sky check aws`, `kubernetes` (the kubernetes client) for
+# `sky check kubernetes`.
+SKYPILOT_EXTRAS=aws,kubernetes
+# Bumped whenever what ensure_venv installs changes: an older venv is then rebuilt.
+VENV_MARKER="$VENV_DIR/.complete-$SKYPILOT_VERSION-extras-${SKYPILOT_EXTRAS//,/-}-2"
+
+# Creates the venv with SkyPilot (pinned) and its extras unless it is already complete; a
+# venv of an earlier marker (SkyPilot without these extras) gets the extras added in place.
 ensure_venv() {
-  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
+  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_MARKER" ]; then
     return 0
   fi
-  command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
-  python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
-  log "creating $VENV_DIR with skypilot==$SKYPILOT_VERSION (about half a minute)"
-  rm -rf "$VENV_DIR"
-  python3 -m venv "$VENV_DIR"
-  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "skypilot==$SKYPILOT_VERSION"
-  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION"
+  local spec="skypilot[$SKYPILOT_EXTRAS]==$SKYPILOT_VERSION"
+  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
+    log "adding SkyPilot's extras to $VENV_DIR: $spec"
+  else
+    command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
+    python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
+    log "creating $VENV_DIR with $spec (a minute or two)"
+    rm -rf "$VENV_DIR"
+    python3 -m venv "$VENV_DIR"
+  fi
+  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "$spec"
+  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION" "$VENV_MARKER"
 }
 
 # Prints a free TCP port on 127.0.0.1.

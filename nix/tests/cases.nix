@@ -12,6 +12,17 @@
     };
   };
 
+  # Every role that exists and a cloud credential: nix/tests/run_rendered.py runs what this
+  # renders against SkyPilot itself.
+  run-roles = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring.enable = true;
+      cloudCredentials.aws = "/run/secrets/aws-credentials";
+    };
+  };
+
   disabled = {
     services.skypilot.enable = false;
   };

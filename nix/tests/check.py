@@ -426,6 +426,14 @@ def expect_seed_advanced_buildable(c, r, label):
             f'{label}: monitor on the asked port')
 
 
+def expect_run_roles(c, r, label):
+    # What it renders is run by nix/tests/run_rendered.py; here: what it is.
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['services']),
+            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            f'{label}: every role that exists')
+
+
 def expect_disabled(c, r, label):
     c.equal(r['services'], {}, f'{label}: no units')
     c.equal(r['users'], {}, f'{label}: no users')
@@ -639,6 +647,7 @@ EXPECT = {
     'seed-basic': expect_seed_basic,
     'seed-advanced': expect_seed_advanced,
     'seed-advanced-buildable': expect_seed_advanced_buildable,
+    'run-roles': expect_run_roles,
     'disabled': expect_disabled,
     'custom-user-dirs': expect_custom,
     'monitoring-open-firewall': expect_monitoring_open,

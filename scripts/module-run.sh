@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs what the NixOS module renders against SkyPilot itself (nix/tests/run_rendered.py):
+# the units of the `run-roles` case, evaluated with nixpkgs' lib, started as systemd would
+# start them (store paths replaced by the SkyPilot venv, the locally built skypilot-host and
+# Debian's programs) in a network and mount namespace of their own; every listening socket
+# of every role's process tree must be on loopback.
+#
+# Needs root (unshare), NIXPKGS_LIB (nixpkgs' lib, or a tree holding it as lib/),
+# SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema, scripts/sky-schema.py), the venv of
+# scripts/lib.sh, and Debian's iproute2, util-linux, rsync, openssh-client. Installs
+# nothing: scripts/test.sh does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+[ "$(id -u)" -eq 0 ] || die "scripts/module-run.sh needs root (network and mount namespaces)"
+[ -n "${NIXPKGS_LIB:-}" ] || die "NIXPKGS_LIB is not set (nixpkgs' lib directory)"
+[ -n "${SKYPILOT_CONFIG_SCHEMA:-}" ] || die "SKYPILOT_CONFIG_SCHEMA is not set (scripts/sky-schema.py)"
+[ -x "$VENV_DIR/bin/sky" ] || die "no SkyPilot venv at $VENV_DIR (scripts/lib.sh ensure_venv)"
+lib_dir=$NIXPKGS_LIB
+[ -f "$lib_dir/modules.nix" ] || lib_dir=$NIXPKGS_LIB/lib
+[ -f "$lib_dir/modules.nix" ] || die "NIXPKGS_LIB=$NIXPKGS_LIB is not nixpkgs' lib directory (no modules.nix there or in lib/)"
+
+cargo build --quiet --bin skypilot-host
+host_bin="${CARGO_TARGET_DIR:-target}/debug/skypilot-host"
+exec python3 nix/tests/run_rendered.py --nixpkgs-lib "$(cd "$lib_dir" && pwd)" \
+  --host-bin "$host_bin" --venv "$VENV_DIR" "$@"
