@@ -1,7 +1,9 @@
 # NixOS module `services.skypilot`: a team SkyPilot server.
 #
 # Units (only with `systemdServices = true`):
-#   skypilot-api-server       the real SkyPilot API server (`sky api start --deploy --foreground`)
+#   skypilot-api-server       the real SkyPilot API server (`python -m sky.server.server --deploy
+#                             --host 127.0.0.1`: what `sky api start --deploy --foreground`
+#                             runs, without its replacing the host with a wildcard)
 #   skypilot-cluster-manager  `skypilot-host cluster-manager` (enableCluster)
 #   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
 # The web UI and the autostop enforcer are declared as options but their roles are not
@@ -36,6 +38,37 @@ let
 
   cloudNames = [ "aws" "gcp" "azure" "kubernetes" "lambda" "runpod" ];
   configuredClouds = lib.filter (c: cfg.cloudCredentials.${c} != null) cloudNames;
+
+  # ---------------------------------------------------------------- cloud SDKs
+  # SkyPilot 0.14.1's extras (the wheel's Requires-Dist for each), by nixpkgs attribute name,
+  # and the programs SkyPilot runs for each cloud. The aws CLI comes with `awscli`.
+  cloudPython = {
+    aws = [ "boto3" "botocore" "awscli" ];
+    gcp = [ "google-api-python-client" "google-cloud-storage" "pyopenssl" ];
+    azure = [ "azure-core" "azure-identity" "azure-mgmt-network" "azure-mgmt-compute" "azure-storage-blob" "msgraph-sdk" "msrestazure" ];
+    kubernetes = [ "kubernetes" "websockets" "python-dateutil" ];
+    lambda = [ ];
+    runpod = [ "runpod" "tomli" "pycares" ];
+  };
+  cloudTools = {
+    aws = [ ];
+    gcp = [ "google-cloud-sdk" ];
+    azure = [ "azure-cli" ];
+    kubernetes = [ "kubectl" ];
+    lambda = [ ];
+    runpod = [ ];
+  };
+  pythonPackages = cfg.package.pythonPackages or { };
+  cloudPythonFound = c: lib.filter (n: pythonPackages ? ${n}) cloudPython.${c};
+  cloudPythonMissing = c: lib.filter (n: !(pythonPackages ? ${n})) cloudPython.${c};
+  cloudToolsMissing = c: lib.filter (n: !(pkgs ? ${n})) cloudTools.${c};
+  cloudToolPackages = lib.concatMap (c: map (n: pkgs.${n}) (lib.filter (n: pkgs ? ${n}) cloudTools.${c})) cfg.clouds;
+  # The Python that runs the API server: SkyPilot with the SDKs of `clouds`.
+  hasServerPython = cfg.package ? serverPython;
+  serverPython = cfg.package.serverPython (lib.unique (lib.concatMap cloudPythonFound cfg.clouds));
+  serverInterpreter = serverPython.interpreter or "${serverPython}/bin/python3";
+  credentialsWithoutSdk = lib.filter (c: !(builtins.elem c cfg.clouds)) configuredClouds;
+  cloudsMissingParts = lib.filter (c: cloudPythonMissing c != [ ] || cloudToolsMissing c != [ ]) cfg.clouds;
 
   home = "${cfg.stateDir}/home";
   runtimeDir = "${cfg.stateDir}/runtime";
@@ -270,6 +303,21 @@ in
 
     hostPackage = mkPackageOption pkgs "skypilot-host" {
       extraDescription = "The host services (cluster manager, monitor, config and credential checks).";
+    };
+
+    clouds = mkOption {
+      type = types.listOf (types.enum cloudNames);
+      default = configuredClouds;
+      defaultText = literalExpression "the clouds that have a cloudCredentials entry";
+      example = [ "aws" "kubernetes" ];
+      description = ''
+        Clouds whose SDKs the API server gets: SkyPilot's extras for each (Python packages in
+        the server's Python, e.g. boto3 and awscli for aws, the kubernetes client for
+        kubernetes) and the programs SkyPilot runs (`aws`, `gcloud`, `kubectl`, `az`) on its
+        PATH. The package must provide `serverPython` (the flake's SkyPilot does). A
+        credential for a cloud not listed here, or a cloud whose SDK the nixpkgs revision
+        lacks, gets a warning: SkyPilot would report that cloud as disabled.
+      '';
     };
 
     configSchema = mkOption {
@@ -531,6 +579,10 @@ in
             message = "services.skypilot.cluster.autoStop: the autostop role (skypilot-autostop service and timer) is not built yet in this version of the module; set cluster.autoStop = null until it is.";
           }
           {
+            assertion = !unitsEnabled || hasServerPython;
+            message = "services.skypilot.package has no `serverPython` (a function from Python package names to a Python with SkyPilot and them, as the flake's SkyPilot 0.14.1 provides): the API server is started as `python -m sky.server.server`, so the module needs SkyPilot's Python.";
+          }
+          {
             assertion = cfg.user != "root" && cfg.group != "root";
             message = "services.skypilot.user and .group must not be root: the API server runs untrusted requests.";
           }
@@ -593,7 +645,9 @@ in
         ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
-        ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only.";
+        ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
+        ++ map (c: "services.skypilot.cloudCredentials.${c} is set but ${c} is not in services.skypilot.clouds: the API server has no ${c} SDK, so SkyPilot reports ${c} as disabled. Add \"${c}\" to services.skypilot.clouds.") credentialsWithoutSdk
+        ++ map (c: "services.skypilot.clouds has ${c}, but this nixpkgs lacks part of its SDK (${lib.concatStringsSep ", " (map (n: "python3Packages.${n}") (cloudPythonMissing c) ++ cloudToolsMissing c)}): SkyPilot may report ${c} as disabled.") cloudsMissingParts;
 
       services.skypilot.settings = {
         skypilot.api_url = mkDefault apiUrl;
@@ -645,8 +699,9 @@ in
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
         after = [ "network-online.target" ];
-        # SkyPilot runs ssh and rsync to reach its clusters.
-        path = [ pkgs.openssh pkgs.rsync ];
+        # SkyPilot runs ssh and rsync to reach its clusters, and the clouds' programs; `sky`
+        # and the Python SDKs' programs (e.g. `aws`) come with the server's Python.
+        path = [ pkgs.openssh pkgs.rsync ] ++ optional hasServerPython serverPython ++ cloudToolPackages;
         environment =
           escapeSpecifiers (extraEnv // cfg.environment)
           // {
@@ -654,6 +709,9 @@ in
             SKY_RUNTIME_DIR = runtimeDir;
             SKYPILOT_GLOBAL_CONFIG = "${skyConfigDir}/config.yaml";
             XDG_CACHE_HOME = cfg.cacheDir;
+            # What `sky api start --foreground --port N` sets before it runs the server.
+            IS_SKYPILOT_SERVER = "true";
+            SKYPILOT_API_SERVER_LOCAL_PORT = toString cfg.apiServer.port;
           }
           // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; }
           // credentialEnv;
@@ -669,8 +727,10 @@ in
                   "${pkgs.coreutils}/bin/ln -sfn %d/${l.id} ${l.dir}/${l.file}"
                 ])
                 homeCredentialLinks;
-            # --host is always given: with --deploy alone SkyPilot binds every address.
-            ExecStart = "${cfg.package}/bin/sky api start --deploy --foreground --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
+            # The server module itself, as `sky api start --deploy --foreground` runs it, but
+            # with the host kept: `sky api start --deploy` replaces any --host with 0.0.0.0.
+            # --deploy keeps the deploy-mode worker sizing.
+            ExecStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
             # SIGTERM to the main process orphans SkyPilot's executors: stop the whole cgroup.
             KillMode = "control-group";
             TimeoutStopSec = cfg.apiServer.stopTimeout;
@@ -761,7 +821,9 @@ in
         serviceConfig =
           hostHardening
           // {
-            Type = "simple";
+            # It sends READY=1 once it listens.
+            Type = "notify";
+            NotifyAccess = "main";
             ExecStart = "${cfg.hostPackage}/bin/skypilot-host monitor --config ${hostConfig}";
             # Reads the host database (SQLite WAL needs its -shm file writable).
             ReadWritePaths = [ cfg.stateDir ];

@@ -293,10 +293,15 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
                       state='/var/lib/skypilot'):
     s = api(r)['serviceConfig']
     env = api(r)['environment']
-    c.equal(s['ExecStart'].split()[1:], ['api', 'start', '--deploy', '--foreground', '--host',
+    # Not `sky api start --deploy`, which binds 0.0.0.0 whatever --host says.
+    c.equal(s['ExecStart'].split()[1:], ['-m', 'sky.server.server', '--deploy', '--host',
                                          '127.0.0.1', '--port', str(port)],
             f'{label}: API server command line')
-    c.check(s['ExecStart'].split()[0].endswith('/bin/sky'), f'{label}: ExecStart runs sky')
+    c.check(re.search(r'-skypilot-server-python-0\.14\.1[^/]*/bin/python3$',
+                      s['ExecStart'].split()[0]) is not None,
+            f'{label}: ExecStart runs SkyPilot\'s Python: {s["ExecStart"]}')
+    c.equal((env.get('IS_SKYPILOT_SERVER'), env.get('SKYPILOT_API_SERVER_LOCAL_PORT')),
+            ('true', str(port)), f'{label}: what `sky api start --foreground` sets')
     c.equal((s['User'], s['Group']), (user, group), f'{label}: API server user and group')
     c.equal(s['KillMode'], 'control-group', f'{label}: KillMode')
     c.check(0 < s['TimeoutStopSec'] <= 120, f'{label}: bounded TimeoutStopSec')

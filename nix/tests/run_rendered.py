@@ -68,6 +68,34 @@ DEBIAN = {
 # What NixOS puts on every unit's PATH after the unit's own `path`.
 NIXOS_UNIT_PATH = ['coreutils', 'findutils', 'gnugrep', 'gnused', 'systemd']
 
+# The cloud SDKs of the venv by nixpkgs attribute name: their top-level modules, and the
+# programs they bring.
+SDK_MODULES = {
+    'boto3': ['boto3'],
+    'botocore': ['botocore'],
+    'awscli': ['awscli'],
+    'kubernetes': ['kubernetes'],
+}
+SDK_PROGRAMS = {'awscli': ['aws']}
+HIDDEN_ENV = 'SKYPILOT_RENDERED_RUN_HIDDEN_MODULES'
+# sitecustomize.py of a Python view: modules of SDKs the rendered Python does not have
+# cannot be imported, in this process and in every child (the variable is inherited).
+HIDE_MODULES = f"""import os
+import sys
+
+
+class _Hidden:
+    names = set(filter(None, os.environ.get({HIDDEN_ENV!r}, '').split(',')))
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in self.names:
+            raise ModuleNotFoundError(f'No module named {{name!r}}', name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Hidden())
+"""
+
 # AWS's documented example keys.
 AWS_CREDENTIALS = ('[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n'
                    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n')
@@ -105,8 +133,10 @@ class Substitutes:
             os.makedirs(d)
             os.symlink(os.path.abspath(self.host_bin), os.path.join(d, 'skypilot-host'))
             path = os.path.dirname(d)
-        elif re.fullmatch(r'skypilot-[0-9.]+', name) or name.startswith('skypilot-server-python'):
-            path = self.venv
+        elif re.fullmatch(r'skypilot-[0-9.]+', name):
+            path = self.python_view(name, [])
+        elif name.startswith('skypilot-server-python-'):
+            path = self.python_view(name, name.split('+')[1:])
         elif name == 'skypilot-host.toml':
             path = os.path.join(self.tmp, 'skypilot-host.toml')
             settings = self.apply(self.r['skypilot']['settings'])
@@ -128,6 +158,34 @@ class Substitutes:
             path = self.debian_farm(name, deb)
         self.by_name[name] = path
         return path
+
+    def python_view(self, name, packages):
+        """The venv as a Python that has SkyPilot and only the cloud SDKs in `packages`
+        (nixpkgs attribute names): the others are hidden from import, and only their
+        programs that are asked for are on bin/."""
+        root = os.path.join(self.tmp, 'pkgs', name)
+        bindir = os.path.join(root, 'bin')
+        hide_dir = os.path.join(root, 'hide')
+        os.makedirs(bindir)
+        os.makedirs(hide_dir)
+        hidden = sorted({m for pkg, mods in SDK_MODULES.items() if pkg not in packages
+                         for m in mods})
+        with open(os.path.join(hide_dir, 'sitecustomize.py'), 'w', encoding='utf-8') as f:
+            f.write(HIDE_MODULES)
+        programs = ['python3', 'python', 'sky'] + [p for pkg in packages
+                                                   for p in SDK_PROGRAMS.get(pkg, [])]
+        for prog in programs:
+            target = os.path.join(self.venv, 'bin', prog)
+            if not os.path.exists(target):
+                raise SystemExit(f'run_rendered.py: {target} missing for {name}')
+            wrapper = os.path.join(bindir, prog)
+            with open(wrapper, 'w', encoding='utf-8') as f:
+                f.write('#!/bin/sh\n'
+                        f'export PYTHONPATH={shlex.quote(hide_dir)}${{PYTHONPATH:+:$PYTHONPATH}}\n'
+                        f'export {HIDDEN_ENV}={",".join(hidden)}\n'
+                        f'exec {shlex.quote(target)} "$@"\n')
+            os.chmod(wrapper, 0o755)
+        return root
 
     def debian_farm(self, name, deb):
         p = subprocess.run(['dpkg-query', '-L', deb], capture_output=True, text=True)
