@@ -144,9 +144,9 @@ let
   loadedClouds = lib.filter (c: c != "azure") configuredClouds;
   overriddenByCredentials = lib.filter (n: credentialEnv ? ${n}) (lib.attrNames (extraEnv // cfg.environment));
 
-  # Files SkyPilot looks for under $HOME: linked to the loaded credential at each start.
-  # AWS too: SkyPilot's own AWS check looks at ~/.aws/credentials, not at
-  # AWS_SHARED_CREDENTIALS_FILE (which boto3 reads), so both point at the credential.
+  # Files SkyPilot looks for under $HOME: copied from the loaded credential (mode 0600) at
+  # each start. AWS too: SkyPilot's own AWS check looks at ~/.aws/credentials, not at
+  # AWS_SHARED_CREDENTIALS_FILE (which boto3 reads), so both hold the credential.
   homeCredentialLinks =
     optional (cfg.cloudCredentials.aws != null)
       {
@@ -721,12 +721,16 @@ in
             Type = "simple";
             ExecStartPre =
               optional (configuredClouds != [ ]) "+${cfg.hostPackage}/bin/skypilot-host credentials check --config ${hostConfig}"
+              # Copies, not links into /run/credentials: SkyPilot uploads these files to
+              # clusters with `rsync -a`, which would deliver a dangling link.
               ++ lib.concatMap
                 (l: [
-                  "${pkgs.coreutils}/bin/mkdir -p ${l.dir}"
-                  "${pkgs.coreutils}/bin/ln -sfn %d/${l.id} ${l.dir}/${l.file}"
+                  "${pkgs.coreutils}/bin/rm -f ${l.dir}/${l.file}"
+                  "${pkgs.coreutils}/bin/install -D -m 0600 -T %d/${l.id} ${l.dir}/${l.file}"
                 ])
                 homeCredentialLinks;
+            # The copies live only while the server runs.
+            ExecStopPost = map (l: "${pkgs.coreutils}/bin/rm -f ${l.dir}/${l.file}") homeCredentialLinks;
             # The server module itself, as `sky api start --deploy --foreground` runs it, but
             # with the host kept: `sky api start --deploy` replaces any --host with 0.0.0.0.
             # --deploy keeps the deploy-mode worker sizing.

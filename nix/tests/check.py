@@ -517,11 +517,11 @@ def expect_credentials(c, r, label):
     c.check(pre[0].startswith('+') and pre[0].split()[1:4] == ['credentials', 'check',
                                                                '--config'],
             f'{label}: credentials check first: {pre}')
-    c.check(any(x.endswith('ln -sfn %d/aws /var/lib/skypilot/home/.aws/credentials')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/aws /var/lib/skypilot/home/.aws/credentials')
                 for x in pre), f'{label}: AWS credentials where SkyPilot checks them, under HOME')
-    c.check(any(x.endswith('ln -sfn %d/lambda /var/lib/skypilot/home/.lambda_cloud/lambda_keys')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/lambda /var/lib/skypilot/home/.lambda_cloud/lambda_keys')
                 for x in pre), f'{label}: lambda key under HOME')
-    c.check(any(x.endswith('ln -sfn %d/runpod /var/lib/skypilot/home/.runpod/config.toml')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/runpod /var/lib/skypilot/home/.runpod/config.toml')
                 for x in pre), f'{label}: runpod config under HOME')
     c.equal(env['AWS_PROFILE'], 'skypilot', f'{label}: export NAME=value')
     c.equal(env['SKY_PLAIN'], 'value', f'{label}: NAME=value')

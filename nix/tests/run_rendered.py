@@ -96,6 +96,19 @@ class _Hidden:
 sys.meta_path.insert(0, _Hidden())
 """
 
+# What `sky check CLOUD` says once it has found the credential and tried it: enabled, or
+# (here, with no route to the cloud) the failed call with that credential.
+VERDICT = {
+    'aws': r'AWS: enabled|Failed to get AWS user\.\s+Reason: \[botocore\.exceptions\.'
+           r'EndpointConnectionError\]',
+}
+# Where SkyPilot reads a credential under HOME, and uploads it from to clusters.
+HOME_CREDENTIALS = {
+    'aws': '.aws/credentials',
+    'lambda': '.lambda_cloud/lambda_keys',
+    'runpod': '.runpod/config.toml',
+}
+
 # AWS's documented example keys.
 AWS_CREDENTIALS = ('[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n'
                    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n')
@@ -296,7 +309,7 @@ class Role:
     def environment(self):
         env = {'LANG': 'C.UTF-8', MARKER: self.marker,
                'USER': self.s.get('User', 'root'), 'LOGNAME': self.s.get('User', 'root')}
-        path = self.u['environment'].get('PATH', '')
+        path = self.subs.text(self.u['environment'].get('PATH', ''))
         defaults = ':'.join(f'{self.subs.package_dir(n)}/bin' for n in NIXOS_UNIT_PATH)
         env['PATH'] = f'{path}:{defaults}' if path else defaults
         for k, v in self.u['environment'].items():
@@ -412,6 +425,16 @@ class Role:
             pass
         if self.notify is not None:
             self.notify.close()
+            self.notify = None
+        post = self.s.get('ExecStopPost', [])
+        for line in post if isinstance(post, list) else [post]:
+            argv, may_fail = self.command(line)
+            p = subprocess.run(argv, env=self.environment(), capture_output=True, text=True)
+            if c is not None:
+                c.check(p.returncode == 0 or may_fail,
+                        f'{self.unit}: ExecStopPost {" ".join(argv)}: rc={p.returncode} '
+                        f'{p.stderr.strip()[-300:]}')
+        self.proc = None
 
 
 def wait_http(url, timeout, role):
@@ -510,8 +533,15 @@ def run(a):
                         f'{unit}: WatchdogSec={s["WatchdogSec"]} and it pings the watchdog')
         if roles and all(x.alive() for x in roles):
             check_listeners(c, roles, api_url)
+            check_clouds(c, r, subs, tmp)
+            check_credential_files(c, r, subs, tmp)
         for role in reversed(roles):
             role.stop(c)
+        home = subs.text(units['skypilot-api-server']['environment']['HOME'])
+        for cloud, rel in sorted(HOME_CREDENTIALS.items()):
+            if cloud in r['skypilot']['settings'].get('credentials', {}):
+                c.check(not os.path.lexists(os.path.join(home, rel)),
+                        f'~/{rel} removed when the API server stops')
     finally:
         for role in reversed(roles):
             role.stop()
@@ -538,6 +568,61 @@ def check_listeners(c, roles, api_url):
         if role.unit == 'skypilot-api-server':
             c.check(any(addr.endswith(f':{port}') for addr, _ in mine),
                     f'{role.unit}: listens on port {port}')
+
+
+def client_env(r, subs, home):
+    """A user's login environment as the module renders it: environment.variables and the
+    system packages on PATH."""
+    os.makedirs(home, exist_ok=True)
+    env = {'LANG': 'C.UTF-8', 'HOME': home, 'USER': 'alice', 'LOGNAME': 'alice'}
+    for k, v in r['variables'].items():
+        env[k] = subs.text(v if isinstance(v, str) else ':'.join(v))
+    dirs = [subs.package_dir(n) for n in r['systemPackages']]
+    env['PATH'] = ':'.join(f'{d}/bin' for d in dirs) + ':/usr/bin:/bin'
+    return env
+
+
+def check_clouds(c, r, subs, tmp):
+    """`sky check` of every cloud with a credential, through the API server as a user's `sky`
+    runs it: the server has the cloud's SDK and so reaches a credentials verdict (in this
+    network namespace the cloud is unreachable, so the verdict is not "enabled")."""
+    env = client_env(r, subs, os.path.join(tmp, 'home', 'alice'))
+    clouds = sorted(r['skypilot']['settings'].get('credentials', {}))
+    for cloud in clouds:
+        if cloud not in VERDICT:
+            continue
+        p = subprocess.run(['sky', 'check', cloud], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=env['HOME'])
+        out = re.sub(r'\x1b\[[0-9;]*m', '', p.stdout + p.stderr)
+        print('\n'.join(f'    sky check {cloud}: {ln}' for ln in out.splitlines()[:12]))
+        c.check('dependencies are not installed' not in out and 'pip install' not in out,
+                f'sky check {cloud}: the API server has {cloud}\'s SDK (no "dependencies are '
+                f'not installed")')
+        c.check(re.search(VERDICT[cloud], out) is not None,
+                f'sky check {cloud}: a verdict on the credential itself ({VERDICT[cloud]!r})')
+
+
+def check_credential_files(c, r, subs, tmp):
+    """SkyPilot uploads ~/.aws/credentials (and the lambda and runpod keys) to clusters with
+    `rsync -a`, which copies a symlink as a symlink: what arrives must be the credential."""
+    home = subs.text(r['services']['skypilot-api-server']['environment']['HOME'])
+    creds = r['skypilot']['settings'].get('credentials', {})
+    for cloud, rel in sorted(HOME_CREDENTIALS.items()):
+        if cloud not in creds:
+            continue
+        src = os.path.join(home, rel)
+        want = SECRETS[os.path.basename(creds[cloud])]
+        dest = os.path.join(tmp, 'cluster', cloud)
+        os.makedirs(dest)
+        p = subprocess.run(['rsync', '-a', src, dest + '/'], capture_output=True, text=True)
+        got = os.path.join(dest, os.path.basename(rel))
+        c.check(p.returncode == 0, f'rsync -a ~/{rel}: {p.stderr.strip()}')
+        kind = 'symlink' if os.path.islink(got) else 'file' if os.path.isfile(got) else 'none'
+        c.equal(kind, 'file', f'rsync -a ~/{rel} (as SkyPilot uploads it) delivers a file')
+        if kind == 'file':
+            with open(got, encoding='utf-8') as f:
+                c.check(f.read() == want, f'~/{rel} delivered holds the credential')
+            c.equal(oct(os.stat(got).st_mode & 0o777), '0o600', f'~/{rel} delivered mode')
 
 
 def main():
