@@ -11,6 +11,7 @@
 { config
 , lib
 , pkgs
+, options
 , ...
 }:
 let
@@ -285,13 +286,53 @@ let
     ++ optional cfg.monitoring.enable "skypilot-monitor";
   systemctl = "/run/current-system/sw/bin/systemctl";
 
+  # A path outside the store, as a string (a Nix path value would be copied to the store
+  # when used). With a nixpkgs lib that has types.pathWith, the type itself refuses store
+  # paths and relative paths; the assertions below say the same for an older lib.
+  externalPath =
+    if types ? pathWith
+    then
+      types.pathWith { inStore = false; absolute = true; }
+      // {
+        description = "absolute path outside the Nix store (the store is readable by every local user)";
+      }
+    else types.str;
   absPathOption = description:
     mkOption {
-      type = types.nullOr types.str;
+      type = types.nullOr externalPath;
       default = null;
       example = "/run/secrets/skypilot-cloud";
       inherit description;
     };
+
+  # The module creates the user and group only when they are its defaults; any other name is
+  # an account the configuration defines itself (or root, which the assertions refuse).
+  defaultUser = "skypilot";
+  defaultGroup = "skypilot";
+
+  # Members of `group` as the configuration declares them (primary or extraGroups).
+  groupMembers = lib.filterAttrs
+    (n: u: n != cfg.user && (u.group or null == cfg.group || builtins.elem cfg.group (u.extraGroups or [ ])))
+    config.users.users;
+  membersWithoutUid = lib.attrNames (lib.filterAttrs (_: u: u.uid or null == null) groupMembers);
+  memberUids = lib.sort (a: b: a < b) (lib.filter (x: x != null) (lib.mapAttrsToList (_: u: u.uid or null) groupMembers));
+
+  sudoRsAvailable = options ? security && options.security ? sudo-rs;
+  sudoRs = sudoRsAvailable && config.security.sudo-rs.enable;
+  sudoRules = [
+    {
+      groups = [ cfg.group ];
+      runAs = "root";
+      commands = lib.concatMap
+        (unit:
+          map
+            (verb: {
+              command = "${systemctl} ${verb} ${unit}.service";
+              options = [ "NOPASSWD" ];
+            }) [ "start" "stop" "restart" "status" ])
+        managedUnits;
+    }
+  ];
 in
 {
   options.services.skypilot = {
@@ -329,13 +370,13 @@ in
 
     user = mkOption {
       type = types.str;
-      default = "skypilot";
-      description = "System user of every SkyPilot unit. Created by the module.";
+      default = defaultUser;
+      description = "System user of every SkyPilot unit. The module creates it when it is the default (`skypilot`); any other name must be an account the configuration defines. Not root.";
     };
 
     group = mkOption {
       type = types.str;
-      default = "skypilot";
+      default = defaultGroup;
       description = "Group of the service. Members may use `sky` against this host's API server and, with `sudo.enable`, start and stop the SkyPilot units.";
     };
 
@@ -473,8 +514,12 @@ in
         default = true;
         description = ''
           Let members of `group` connect to the API server, so that their `sky` works. They are
-          SkyPilot admins then. With iptables the match covers supplementary groups; with
-          nftables only the primary group (use `sg ''${group} -c 'sky status'`).
+          SkyPilot admins then. A member is an account whose primary group or `extraGroups`
+          holds `group`. Both firewalls let every member in: iptables matches the connecting
+          process's groups (`--gid-owner --suppl-groups`); nftables, whose ruleset is checked at
+          build time and sees only the primary gid (`meta skgid`), also accepts the uids of the
+          members declared in `users.users` (`meta skuid`), so with nftables every member needs
+          a static `uid` (a warning names those without one).
         '';
       };
       enableUsageCollection = mkOption {
@@ -564,6 +609,7 @@ in
     };
 
     environmentFile = absPathOption "An `EnvironmentFile=` of the API server for secrets (outside the Nix store).";
+
   };
 
   config = mkIf cfg.enable (mkMerge [
@@ -581,6 +627,10 @@ in
           {
             assertion = !unitsEnabled || hasServerPython;
             message = "services.skypilot.package has no `serverPython` (a function from Python package names to a Python with SkyPilot and them, as the flake's SkyPilot 0.14.1 provides): the API server is started as `python -m sky.server.server`, so the module needs SkyPilot's Python.";
+          }
+          {
+            assertion = !(cfg.sudo.enable && unitsEnabled && !sudoRs && !config.security.sudo.enable);
+            message = "services.skypilot.sudo.enable needs security.sudo.enable or security.sudo-rs.enable: its rules would go nowhere.";
           }
           {
             assertion = cfg.user != "root" && cfg.group != "root";
@@ -646,6 +696,8 @@ in
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
+        ++ optional (unitsEnabled && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
+        ++ optional (unitsEnabled && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
         ++ map (c: "services.skypilot.cloudCredentials.${c} is set but ${c} is not in services.skypilot.clouds: the API server has no ${c} SDK, so SkyPilot reports ${c} as disabled. Add \"${c}\" to services.skypilot.clouds.") credentialsWithoutSdk
         ++ map (c: "services.skypilot.clouds has ${c}, but this nixpkgs lacks part of its SDK (${lib.concatStringsSep ", " (map (n: "python3Packages.${n}") (cloudPythonMissing c) ++ cloudToolsMissing c)}): SkyPilot may report ${c} as disabled.") cloudsMissingParts;
 
@@ -660,15 +712,19 @@ in
         log.level = mkDefault cfg.monitoring.logLevel;
       };
 
-      users.users.${cfg.user} =
-        {
-          isSystemUser = true;
-          group = cfg.group;
-          home = home;
-          description = "SkyPilot API server and host services";
-        }
-        // optionalAttrs (cfg.uid != null) { uid = cfg.uid; };
-      users.groups.${cfg.group} = optionalAttrs (cfg.gid != null) { gid = cfg.gid; };
+      users.users = mkIf (cfg.user == defaultUser) {
+        ${defaultUser} =
+          {
+            isSystemUser = true;
+            group = cfg.group;
+            home = home;
+            description = "SkyPilot API server and host services";
+          }
+          // optionalAttrs (cfg.uid != null) { uid = cfg.uid; };
+      };
+      users.groups = mkIf (cfg.group == defaultGroup) {
+        ${defaultGroup} = optionalAttrs (cfg.gid != null) { gid = cfg.gid; };
+      };
 
       systemd.tmpfiles.rules = [
         "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
@@ -741,6 +797,8 @@ in
             Restart = "on-failure";
             RestartSec = 10;
             ReadWritePaths = [ cfg.stateDir cfg.logsDir cfg.cacheDir ];
+            # SkyPilot runs /bin/bash (its subprocess and command runners), which NixOS lacks.
+            BindReadOnlyPaths = [ "${pkgs.bash}/bin/bash:/bin/bash" ];
             RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
             # SkyPilot forks ssh and its executors and reads /proc/meminfo: no ProcSubset,
             # no MemoryDenyWriteExecute (libffi closures in cloud SDKs).
@@ -789,6 +847,7 @@ in
               type filter hook output priority filter; policy accept;
               oifname "lo" tcp dport ${toString cfg.apiServer.port} meta skuid { 0, ${toString cfg.uid} } accept
               ${lib.optionalString cfg.apiServer.allowGroup "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
+              ${lib.optionalString (cfg.apiServer.allowGroup && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
               oifname "lo" tcp dport ${toString cfg.apiServer.port} reject with tcp reset
             }
           '';
@@ -845,21 +904,12 @@ in
         ++ optional (monitorEnabled && cfg.monitoring.openFirewall) cfg.monitoring.metricsPort;
     }
 
-    (mkIf (cfg.sudo.enable && unitsEnabled) {
-      security.sudo.extraRules = [
-        {
-          groups = [ cfg.group ];
-          runAs = "root";
-          commands = lib.concatMap
-            (unit:
-              map
-                (verb: {
-                  command = "${systemctl} ${verb} ${unit}.service";
-                  options = [ "NOPASSWD" ];
-                }) [ "start" "stop" "restart" "status" ])
-            managedUnits;
-        }
-      ];
+    # The same rules for sudo or sudo-rs, whichever the system uses.
+    (mkIf (cfg.sudo.enable && unitsEnabled && !sudoRs) {
+      security.sudo.extraRules = sudoRules;
     })
+    (mkIf (cfg.sudo.enable && unitsEnabled && sudoRs) (optionalAttrs sudoRsAvailable {
+      security.sudo-rs.extraRules = sudoRules;
+    }))
   ]);
 }

@@ -58,6 +58,7 @@ let
       };
       nftables = config.networking.nftables;
       sudoRules = config.security.sudo.extraRules;
+      sudoRsRules = config.security.sudo-rs.extraRules;
       variables = config.environment.variables;
       etc = lib.mapAttrs (_: e: toString e.source) config.environment.etc;
       systemPackages = map (p: p.name) config.environment.systemPackages;

@@ -294,6 +294,17 @@ let
         };
       };
 
+      security.sudo-rs = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        extraRules = mkOption {
+          default = [ ];
+          type = types.listOf types.anything;
+        };
+      };
+
       environment = {
         systemPackages = mkOption {
           type = types.listOf types.package;
