@@ -74,6 +74,11 @@ let
   home = "${cfg.stateDir}/home";
   runtimeDir = "${cfg.stateDir}/runtime";
   apiUrl = "http://127.0.0.1:${toString cfg.apiServer.port}";
+  # What users' `sky` is pointed at: the same server under a name of its own. SkyPilot treats
+  # http://127.0.0.1:<port>, localhost, 0.0.0.0 and ::1 as a *local* server and then skips
+  # uploading workdirs and file mounts (the server would read them from the user's home,
+  # which the service cannot see); a host name makes it upload them.
+  userApiUrl = "http://${cfg.apiServer.hostName}:${toString cfg.apiServer.port}";
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
@@ -499,6 +504,16 @@ in
         default = 46580;
         description = "Loopback port of SkyPilot's API server. Never opened in the firewall.";
       };
+      hostName = mkOption {
+        type = types.str;
+        default = "skypilot-api";
+        description = ''
+          Name of this host's API server for users' `sky` (SKYPILOT_API_SERVER_ENDPOINT), added
+          to `networking.hosts` as 127.0.0.1. Not an address: SkyPilot's client treats
+          127.0.0.1, localhost and ::1 as a server on the same machine, which reads workdirs
+          from the user's home instead of receiving them, and the service cannot read homes.
+        '';
+      };
       restrictAccess = mkOption {
         type = types.bool;
         default = true;
@@ -745,7 +760,7 @@ in
       # `sky` of every user talks to this host's server and never starts one of its own.
       environment.variables =
         {
-          SKYPILOT_API_SERVER_ENDPOINT = apiUrl;
+          SKYPILOT_API_SERVER_ENDPOINT = userApiUrl;
           SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
         }
         // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
@@ -813,6 +828,8 @@ in
             EnvironmentFile = cfg.environmentFile;
           };
       };
+
+      networking.hosts."127.0.0.1" = [ cfg.apiServer.hostName ];
 
       # The API server trusts an identity header from anyone and treats a loopback request
       # without one as an admin: only the service user, root and (optionally) the group may

@@ -321,8 +321,9 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
     c.check(any(re.fullmatch(r'/nix/store/[0-9a-z]{32}-bash/bin/bash:/bin/bash', x)
                 for x in s.get('BindReadOnlyPaths', [])),
             f'{label}: bash at /bin/bash, which SkyPilot runs: {s.get("BindReadOnlyPaths")}')
-    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), f'http://127.0.0.1:{port}',
-            f'{label}: users\' sky points at this host\'s server')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), f'http://skypilot-api:{port}',
+            f'{label}: users\' sky points at this host\'s server by name')
+    c.equal(r['hosts'].get('127.0.0.1'), ['skypilot-api'], f'{label}: the name is loopback')
     c.equal(r['variables'].get('SKYPILOT_DISABLE_LOCAL_API_SERVER'), '1',
             f'{label}: users\' sky never starts a server of its own')
     c.check(str(port) not in map(str, r['firewall']['allowedTCPPorts']),

@@ -57,6 +57,7 @@ let
         inherit (config.networking.firewall) enable allowedTCPPorts allowedUDPPorts extraCommands extraStopCommands;
       };
       nftables = config.networking.nftables;
+      hosts = config.networking.hosts;
       sudoRules = config.security.sudo.extraRules;
       sudoRsRules = config.security.sudo-rs.extraRules;
       variables = config.environment.variables;

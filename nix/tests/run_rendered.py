@@ -470,6 +470,17 @@ def apply_tmpfiles(rules, subs):
             raise SystemExit(f'run_rendered.py: tmpfiles rule {rule!r} is not emulated')
 
 
+def apply_hosts(hosts, tmp):
+    """networking.hosts: /etc/hosts of this mount namespace gets the module's entries."""
+    with open('/etc/hosts', encoding='utf-8') as f:
+        text = f.read()
+    text += ''.join(f'{addr} {" ".join(names)}\n' for addr, names in sorted(hosts.items()))
+    path = os.path.join(tmp, 'hosts')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+    subprocess.run(['mount', '--bind', path, '/etc/hosts'], check=True)
+
+
 def order(services):
     """Units in start order: each after the units it names in `after`."""
     done, out = set(), []
@@ -504,6 +515,7 @@ def run(a):
                 f.write(content)
             os.chmod(path, 0o600)
         apply_tmpfiles(r['tmpfiles'], subs)
+        apply_hosts(r['hosts'], tmp)
         units = {k: v for k, v in r['services'].items() if k.startswith('skypilot-')}
         c.check('skypilot-api-server' in units, f'{a.case}: renders the API server')
         api_url = r['skypilot']['settings']['skypilot']['api_url']
@@ -535,6 +547,7 @@ def run(a):
             check_listeners(c, roles, api_url)
             check_clouds(c, r, subs, tmp)
             check_credential_files(c, r, subs, tmp)
+            check_workdir_upload(c, r, subs, tmp)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -623,6 +636,42 @@ def check_credential_files(c, r, subs, tmp):
             with open(got, encoding='utf-8') as f:
                 c.check(f.read() == want, f'~/{rel} delivered holds the credential')
             c.equal(oct(os.stat(got).st_mode & 0o777), '0o600', f'~/{rel} delivered mode')
+
+
+def check_workdir_upload(c, r, subs, tmp):
+    """A user's `sky launch` with a workdir in their home: the service cannot read homes
+    (ProtectHome), so the client must upload the workdir to the server, which SkyPilot's
+    client does only for a server it does not take for a local one. The launch itself then
+    fails for want of an enabled cloud, which is fine."""
+    home = os.path.join(tmp, 'home', 'bob')
+    env = client_env(r, subs, home)
+    env['USER'] = env['LOGNAME'] = 'bob'
+    work = os.path.join(home, 'project')
+    os.makedirs(work)
+    marker = f'workdir-marker-{os.getpid()}-{time.monotonic_ns()}'
+    with open(os.path.join(work, 'marker.txt'), 'w', encoding='utf-8') as f:
+        f.write(marker)
+    with open(os.path.join(work, 'task.yaml'), 'w', encoding='utf-8') as f:
+        f.write('workdir: .\nrun: cat marker.txt\n')
+    p = subprocess.run(['sky', 'launch', '-y', '-c', 'upload-check', 'task.yaml'], env=env,
+                       cwd=work, capture_output=True, text=True, timeout=300)
+    out = re.sub(r'\x1b\[[0-9;]*m', '', p.stdout + p.stderr)
+    print('\n'.join(f'    sky launch: {ln}' for ln in out.strip().splitlines()[-6:]))
+    api = r['services']['skypilot-api-server']['environment']
+    found = []
+    for top in {subs.text(api['HOME']), subs.text(api['SKY_RUNTIME_DIR'])}:
+        for dirpath, _, files in os.walk(top):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name == 'marker.txt' or name.endswith(('.zip', '.tar', '.gz')):
+                    try:
+                        with open(path, 'rb') as f:
+                            if marker.encode() in f.read():
+                                found.append(path)
+                    except OSError:
+                        pass
+    c.check(bool(found), f'sky launch from {work}: the workdir reached the API server\'s '
+                         f'state (uploaded): {found}')
 
 
 def main():

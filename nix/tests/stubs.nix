@@ -252,6 +252,10 @@ let
           default = "";
         };
       };
+      networking.hosts = mkOption {
+        type = types.attrsOf (types.listOf types.str);
+        default = { };
+      };
       networking.nftables = {
         enable = mkOption {
           type = types.bool;
