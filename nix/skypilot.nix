@@ -113,6 +113,12 @@ let
           ${ps.python.interpreter} ${../scripts/sky-schema.py} > $out/share/skypilot/config.schema.json
       '';
 
+      # pythonImportsCheckPhase (after fixup, in the same shell) imports sky, which creates
+      # lock directories under $HOME at import; the sandbox's HOME is unwritable.
+      postFixup = (old.postFixup or "") + ''
+        export HOME=$(mktemp -d)
+      '';
+
       passthru = (old.passthru or { }) // {
         # The module starts the API server as `python -m sky.server.server` (not
         # `sky api start --deploy`, which binds every address), so it needs a Python that has

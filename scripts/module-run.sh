@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs what the NixOS module renders against SkyPilot itself (nix/tests/run_rendered.py):
-# the units of the `run-roles` case, evaluated with nixpkgs' lib, started as systemd would
-# start them (store paths replaced by the SkyPilot venv, the locally built skypilot-host and
-# Debian's programs) in a network and mount namespace of their own; every listening socket
-# of every role's process tree must be on loopback.
+# Runs what the Nix files render, against the real programs:
+#   nix/tests/run_rendered.py   the units of the `run-roles` case, evaluated with nixpkgs'
+#     lib, started as systemd would start them (store paths replaced by the SkyPilot venv,
+#     the locally built skypilot-host and Debian's programs) in a network and mount
+#     namespace of their own: sockets on loopback only, READY=1 and Type, sky check,
+#     credential files as rsync delivers them, workdir upload from a user's home;
+#   nix/tests/package_checks.py the package recipes' imports check and cargo check phase
+#     in sandbox-like conditions (unwritable HOME; no promtool, curl or contrib/).
 #
-# Needs root (unshare), NIXPKGS_LIB (nixpkgs' lib, or a tree holding it as lib/),
+# Needs root (unshare), cargo, NIXPKGS_LIB (nixpkgs' lib, or a tree holding it as lib/),
 # SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema, scripts/sky-schema.py), the venv of
 # scripts/lib.sh, and Debian's iproute2, util-linux, rsync, openssh-client. Installs
 # nothing: scripts/test.sh does.
@@ -21,7 +24,12 @@ lib_dir=$NIXPKGS_LIB
 [ -f "$lib_dir/modules.nix" ] || lib_dir=$NIXPKGS_LIB/lib
 [ -f "$lib_dir/modules.nix" ] || die "NIXPKGS_LIB=$NIXPKGS_LIB is not nixpkgs' lib directory (no modules.nix there or in lib/)"
 
+lib_dir=$(cd "$lib_dir" && pwd)
 cargo build --quiet --bin skypilot-host
 host_bin="${CARGO_TARGET_DIR:-target}/debug/skypilot-host"
-exec python3 nix/tests/run_rendered.py --nixpkgs-lib "$(cd "$lib_dir" && pwd)" \
-  --host-bin "$host_bin" --venv "$VENV_DIR" "$@"
+status=0
+python3 nix/tests/run_rendered.py --nixpkgs-lib "$lib_dir" --host-bin "$host_bin" \
+  --venv "$VENV_DIR" || status=1
+# The package recipes' imports check and cargo check phase, in sandbox-like conditions.
+python3 nix/tests/package_checks.py --nixpkgs-lib "$lib_dir" --venv "$VENV_DIR" || status=1
+exit "$status"

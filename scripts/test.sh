@@ -93,7 +93,7 @@ failed=0
 for f in "$work"/suite-*.log; do
   read -r p n < <(awk '
     /^test result:/ { p += $4; f += $6; next }
-    /^(nix evaluation checks|rendered run): [0-9]+ passed, [0-9]+ failed$/ {
+    /^(nix evaluation checks|rendered run|package checks): [0-9]+ passed, [0-9]+ failed$/ {
       p += $(NF - 3); f += $(NF - 1)
     }
     END { printf "%d %d\n", p, f }' "$f")

@@ -83,7 +83,7 @@ def nix_eval(nixpkgs_lib, **args):
             cmd += ['--argstr', k, v]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
-        raise RuntimeError(f'evaluation failed ({" ".join(args.values() if args else [])}):\n'
+        raise RuntimeError(f'evaluation failed ({" ".join(map(str, args.values()))}):\n'
                            f'{p.stderr.strip()}')
     return json.loads(p.stdout)
 
