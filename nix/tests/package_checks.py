@@ -78,10 +78,11 @@ def check_cargo(c, attrs, tmp):
         return
     bins = sorted({os.path.dirname(os.path.realpath(x)) for x in (cargo, rustc)}
                   | {os.path.dirname(cargo)})
-    # A C linker (cc) is in the sandbox's stdenv too.
-    linker = os.path.join(tmp, 'cc-only')
+    # The stdenv's C compiler and binutils are in the sandbox too (build scripts of
+    # dependencies compile C).
+    linker = os.path.join(tmp, 'stdenv')
     os.makedirs(linker)
-    for tool in ('cc', 'ld', 'as'):
+    for tool in ('cc', 'c++', 'ld', 'as', 'ar', 'ranlib', 'strip', 'nm', 'make'):
         t = shutil.which(tool)
         if t:
             os.symlink(t, os.path.join(linker, tool))

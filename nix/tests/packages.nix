@@ -31,7 +31,8 @@ let
 in
 {
   skypilot = {
-    inherit (skypilotAttrs) pythonImportsCheck postFixup;
+    inherit (skypilotAttrs) pythonImportsCheck;
+    postFixup = skypilotAttrs.postFixup or "";
   };
   skypilot-host = {
     root = toString ../..;

@@ -33,6 +33,7 @@ Usage: run_rendered.py --nixpkgs-lib DIR --host-bin PATH --venv DIR [--case NAME
 Needs: root, unshare, ip, ss; SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema).
 """
 import argparse
+import base64
 import json
 import os
 import re
@@ -44,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -163,6 +165,9 @@ class Substitutes:
                 json.dump(self.r['skypilot']['config'], f)
             subprocess.run([self.host_bin, 'sky-config', 'render', src,
                             os.path.join(path, 'config.yaml')], check=True)
+            # Read-only, as everything in the Nix store is.
+            subprocess.run(['mount', '--bind', path, path], check=True)
+            subprocess.run(['mount', '-o', 'remount,bind,ro', path], check=True)
         else:
             deb = DEBIAN.get(name)
             if deb is None:
@@ -548,6 +553,7 @@ def run(a):
             check_clouds(c, r, subs, tmp)
             check_credential_files(c, r, subs, tmp)
             check_workdir_upload(c, r, subs, tmp)
+            check_config_editor(c, r, api_url)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -672,6 +678,48 @@ def check_workdir_upload(c, r, subs, tmp):
                         pass
     c.check(bool(found), f'sky launch from {work}: the workdir reached the API server\'s '
                          f'state (uploaded): {found}')
+
+
+def check_config_editor(c, r, api_url):
+    """SKYPILOT_GLOBAL_CONFIG is the rendered file in the (read-only) store: what SkyPilot's
+    dashboard config editor sends (POST /workspaces/config) cannot be saved, and the
+    server's config stays the module's."""
+    body = json.dumps({'config': {'allowed_clouds': ['aws']}}).encode()
+    req = urllib.request.Request(f'{api_url}/workspaces/config', data=body, method='POST',
+                                 headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        request_id = resp.headers.get('X-Skypilot-Request-ID') or json.load(resp)['request_id']
+    status, error = None, ''
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f'{api_url}/api/get?request_id={request_id}',
+                                        timeout=60) as resp:
+                data = json.load(resp)
+        except urllib.error.HTTPError as e:
+            data = json.loads(e.read() or b'{}')
+        # A failed request comes back as an HTTP error whose `detail` is the request record.
+        record = data.get('detail', data)
+        if isinstance(record, str):
+            try:
+                record = json.loads(record)
+            except ValueError:
+                record = {'error': record}
+        status = record.get('status')
+        error = record.get('error') or ''
+        if isinstance(error, dict) and isinstance(error.get('object'), str):
+            # SkyPilot sends the exception pickled; its message is plain text inside.
+            raw = base64.b64decode(error['object'])
+            error = raw.decode('utf-8', errors='replace')
+        error = error if isinstance(error, str) else json.dumps(error)
+        if status in ('SUCCEEDED', 'FAILED', 'CANCELLED'):
+            break
+        time.sleep(1)
+    m = re.search(r'\[Errno \d+\] [^\x00-\x1f]*config\.yaml', error)
+    print(f'    POST /workspaces/config: status={status}: {m.group(0) if m else error[:300]}')
+    c.check(status == 'FAILED' and 'Read-only file system' in error,
+            'the dashboard config editor cannot save into the store\'s config.yaml '
+            f'(status={status})')
 
 
 def main():
