@@ -97,12 +97,18 @@ def check_cargo(c, attrs, tmp):
                 f'skypilot-host: {tool} is not on the check phase\'s PATH')
     argv = ['cargo', 'test', '--offline', *attrs['cargoTestFlags'], '--', *attrs['checkFlags']]
     print(f'-- {" ".join(argv)} (in the recipe\'s source, PATH={env["PATH"]})', flush=True)
-    p = subprocess.run(argv, cwd=src, env=env, capture_output=True, text=True)
-    results = [ln for ln in p.stdout.splitlines() if ln.startswith('test result:')]
-    print('\n'.join(f'    {ln}' for ln in results))
-    c.check(p.returncode == 0 and results,
+    # Output to a file, not a pipe: a test that leaves a child behind must not hold the run.
+    log_path = os.path.join(tmp, 'cargo-test.log')
+    with open(log_path, 'w', encoding='utf-8') as log:
+        p = subprocess.run(argv, cwd=src, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, encoding='utf-8', errors='replace') as log:
+        out = log.read()
+    results = [ln for ln in out.splitlines() if ln.startswith('test result:')]
+    failed = [ln for ln in out.splitlines() if ln.endswith('... FAILED')]
+    print('\n'.join(f'    {ln}' for ln in results + failed))
+    c.check(p.returncode == 0 and bool(results),
             f'skypilot-host: {" ".join(argv)} passes without promtool, curl, contrib/ and '
-            f'SkyPilot: rc={p.returncode}\n{(p.stdout + p.stderr)[-1500:] if p.returncode else ""}')
+            f'SkyPilot: rc={p.returncode}' + (f'\n{out[-1500:]}' if p.returncode else ''))
 
 
 def main():
