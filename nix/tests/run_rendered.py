@@ -2,15 +2,18 @@
 """Runs what the NixOS module renders, against SkyPilot itself (run by scripts/module-run.sh).
 
 The module's units are taken from an evaluation of a case of nix/tests/cases.nix (with its
-directories moved under a temporary directory), not rewritten by hand: ExecStartPre,
-ExecStart, Environment, PATH, LoadCredential and the tmpfiles rules are carried out as
-systemd and NixOS would, with the store paths replaced by what is on this machine:
+directories moved under a temporary directory), not rewritten by hand: tmpfiles rules,
+networking.hosts, LoadCredential, Environment and PATH, ExecStartPre, ExecStart and
+ExecStopPost are carried out as systemd and NixOS would, with the store paths replaced by
+what is on this machine:
 
-  the SkyPilot package and its server Python   the SkyPilot venv (bin/sky, bin/python)
+  the SkyPilot package, its serverPython       views of the SkyPilot venv that hide the
+                                               cloud SDKs the module did not ask for
   skypilot-host                                the locally built binary
   the rendered host config / SkyPilot config   rendered here from the evaluated settings
                                                (the host config in TOML, config.yaml with
-                                               `skypilot-host sky-config render`)
+                                               `skypilot-host sky-config render`, mounted
+                                               read-only like the store)
   any other package (openssh, rsync, ...)      a directory holding only the programs of
                                                the matching Debian package
   /run/secrets/...                             test credentials under the temporary dir
@@ -27,7 +30,11 @@ Checks (each prints PASS/FAIL; the closing line counts them):
     send READY=1; a role that sends READY=1 is Type=notify; a WatchdogSec role pings);
   - every listening socket of every role's whole process tree is on 127.0.0.1 or ::1 only
     (`ss -ltunp`), and the API server listens on its port;
-  - stopping a role's process group leaves none of its processes behind.
+  - `sky check <cloud>` through the server reaches a verdict on the credential;
+  - `rsync -a` of the credential files under the server's HOME delivers the credential;
+  - a user's `sky launch` of a workdir in their home uploads it to the server;
+  - the dashboard config editor cannot save into the store's config.yaml;
+  - stopping a role leaves none of its processes behind, and no credential copy.
 
 Usage: run_rendered.py --nixpkgs-lib DIR --host-bin PATH --venv DIR [--case NAME]
 Needs: root, unshare, ip, ss; SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema).
@@ -67,6 +74,11 @@ DEBIAN = {
     'bash': 'bash',
     'curl': 'curl',
 }
+# Programs at paths NixOS does not have, hidden in the run's mount namespace (SkyPilot runs
+# /bin/bash; on NixOS there is none): real path -> a copy the bash package's farm uses.
+NIXOS_ABSENT = ['/bin/bash']
+HIDDEN_COPIES = {}
+
 # What NixOS puts on every unit's PATH after the unit's own `path`.
 NIXOS_UNIT_PATH = ['coreutils', 'findutils', 'gnugrep', 'gnused', 'systemd']
 
@@ -205,6 +217,10 @@ class Substitutes:
             os.chmod(wrapper, 0o755)
         return root
 
+    def hidden_copy(self, path):
+        """A program of this machine that hide_nixos_absent() hid: its copy."""
+        return HIDDEN_COPIES.get(os.path.realpath(path), os.path.realpath(path))
+
     def debian_farm(self, name, deb):
         p = subprocess.run(['dpkg-query', '-L', deb], capture_output=True, text=True)
         if p.returncode != 0:
@@ -218,7 +234,7 @@ class Substitutes:
                     os.makedirs(d, exist_ok=True)
                     link = os.path.join(d, os.path.basename(f))
                     if not os.path.lexists(link):
-                        os.symlink(os.path.realpath(f), link)
+                        os.symlink(self.hidden_copy(f), link)
         os.makedirs(os.path.join(root, 'bin'), exist_ok=True)
         return root
 
@@ -475,6 +491,32 @@ def apply_tmpfiles(rules, subs):
             raise SystemExit(f'run_rendered.py: tmpfiles rule {rule!r} is not emulated')
 
 
+def hide_nixos_absent(tmp):
+    """Makes this mount namespace lack what NixOS lacks: each path of NIXOS_ABSENT is covered
+    by an empty file that cannot be run; a copy of the program stays for its package."""
+    for path in NIXOS_ABSENT:
+        real = os.path.realpath(path)
+        d = os.path.join(tmp, 'hidden', os.path.basename(real))
+        os.makedirs(d)
+        copy = os.path.join(d, os.path.basename(real))
+        shutil.copy2(real, copy)
+        HIDDEN_COPIES[real] = copy
+        empty = os.path.join(d, 'absent')
+        with open(empty, 'w', encoding='utf-8'):
+            pass
+        os.chmod(empty, 0)
+        subprocess.run(['mount', '--bind', empty, real], check=True)
+
+
+def apply_bind_paths(role):
+    """BindReadOnlyPaths=SRC:DST of a role (in the shared mount namespace of the run)."""
+    binds = role.s.get('BindReadOnlyPaths', [])
+    for spec in binds if isinstance(binds, list) else [binds]:
+        src, dst = role.subs.text(spec).split(':', 1)
+        subprocess.run(['mount', '--bind', os.path.realpath(src), dst], check=True)
+        subprocess.run(['mount', '-o', 'remount,bind,ro', dst], check=True)
+
+
 def apply_hosts(hosts, tmp):
     """networking.hosts: /etc/hosts of this mount namespace gets the module's entries."""
     with open('/etc/hosts', encoding='utf-8') as f:
@@ -521,6 +563,7 @@ def run(a):
             os.chmod(path, 0o600)
         apply_tmpfiles(r['tmpfiles'], subs)
         apply_hosts(r['hosts'], tmp)
+        hide_nixos_absent(tmp)
         units = {k: v for k, v in r['services'].items() if k.startswith('skypilot-')}
         c.check('skypilot-api-server' in units, f'{a.case}: renders the API server')
         api_url = r['skypilot']['settings']['skypilot']['api_url']
@@ -529,6 +572,7 @@ def run(a):
             roles.append(role)
             os.makedirs(os.path.dirname(role.marker), exist_ok=True)
             role.load_credentials()
+            apply_bind_paths(role)
             if not role.start_pre(c):
                 break
             role.start()
@@ -554,6 +598,7 @@ def run(a):
             check_credential_files(c, r, subs, tmp)
             check_workdir_upload(c, r, subs, tmp)
             check_config_editor(c, r, api_url)
+            check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -678,6 +723,24 @@ def check_workdir_upload(c, r, subs, tmp):
                         pass
     c.check(bool(found), f'sky launch from {work}: the workdir reached the API server\'s '
                          f'state (uploaded): {found}')
+
+
+def check_bin_bash(c, role):
+    """SkyPilot runs commands with /bin/bash (sky.utils.subprocess_utils.run, its command
+    runners), which NixOS lacks: run that code path with the API server's Python and
+    environment."""
+    code = ('from sky.utils import subprocess_utils; '
+            'p = subprocess_utils.run("echo bash-$((40 + 2))", capture_output=True); '
+            'print(p.stdout.decode().strip())')
+    # The unit's Python: ExecStart's program, or the python3 beside it (bin/sky).
+    python = role.command(role.s['ExecStart'])[0][0]
+    if not os.path.basename(python).startswith('python'):
+        python = os.path.join(os.path.dirname(python), 'python3')
+    p = subprocess.run([python, '-c', code], env=role.environment(), capture_output=True,
+                       text=True, cwd='/')
+    c.check(p.returncode == 0 and p.stdout.strip() == 'bash-42',
+            f'{role.unit}: SkyPilot\'s subprocess_utils.run runs /bin/bash in the unit: '
+            f'rc={p.returncode} {p.stdout.strip()} {p.stderr.strip()[-200:]}')
 
 
 def check_config_editor(c, r, api_url):
