@@ -5,9 +5,10 @@
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
 #
 # Installs what it needs: Debian packages (promtool, nix-instantiate, systemd-analyze,
-# visudo, rsync, unshare, ip, ssh), a venv with SkyPilot 0.14.1 and the cloud extras the
-# tests use. Starts SkyPilot's API server on a free loopback port with its state in a
-# temporary directory, and stops its whole process group afterwards.
+# visudo, rsync, unshare, ip, ssh), a venv with SkyPilot 0.14.1 (the API server of the Rust
+# tests) and one with SkyPilot 0.14.1 and its aws extra (for scripts/module-run.sh).
+# Starts SkyPilot's API server on a free loopback port with its state in a temporary
+# directory, and stops its whole process group afterwards.
 #
 # The NixOS module's evaluation suite and the run of what it renders need nixpkgs' lib:
 # NIXPKGS_LIB, or else ../shared/nixpkgs-lib beside the repository. Without either the run
@@ -25,6 +26,7 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux
 ensure_venv
+ensure_cloud_venv
 
 if [ -z "${NIXPKGS_LIB:-}" ]; then
   NIXPKGS_LIB=$(cd .. && pwd)/shared/nixpkgs-lib
