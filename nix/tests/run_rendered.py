@@ -38,6 +38,7 @@ Checks (each prints PASS/FAIL; the closing line counts them):
 
 Usage: run_rendered.py --nixpkgs-lib DIR --host-bin PATH --venv DIR [--case NAME]
 Needs: root, unshare, ip, ss; SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema).
+KEEP_RENDERED_RUN=1 keeps the temporary directory (logs of every role) for a look.
 """
 import argparse
 import base64
@@ -178,8 +179,7 @@ class Substitutes:
             subprocess.run([self.host_bin, 'sky-config', 'render', src,
                             os.path.join(path, 'config.yaml')], check=True)
             # Read-only, as everything in the Nix store is.
-            subprocess.run(['mount', '--bind', path, path], check=True)
-            subprocess.run(['mount', '-o', 'remount,bind,ro', path], check=True)
+            mount_bind(path, path, read_only=True)
         else:
             deb = DEBIAN.get(name)
             if deb is None:
@@ -491,6 +491,22 @@ def apply_tmpfiles(rules, subs):
             raise SystemExit(f'run_rendered.py: tmpfiles rule {rule!r} is not emulated')
 
 
+# Bind mounts made by the run (in its own mount namespace), undone before its files go.
+MOUNTS = []
+
+
+def mount_bind(src, dst, read_only=False):
+    subprocess.run(['mount', '--bind', src, dst], check=True)
+    MOUNTS.append(dst)
+    if read_only:
+        subprocess.run(['mount', '-o', 'remount,bind,ro', dst], check=True)
+
+
+def unmount_all():
+    while MOUNTS:
+        subprocess.run(['umount', MOUNTS.pop()], check=False)
+
+
 def hide_nixos_absent(tmp):
     """Makes this mount namespace lack what NixOS lacks: each path of NIXOS_ABSENT is covered
     by an empty file that cannot be run; a copy of the program stays for its package."""
@@ -505,7 +521,7 @@ def hide_nixos_absent(tmp):
         with open(empty, 'w', encoding='utf-8'):
             pass
         os.chmod(empty, 0)
-        subprocess.run(['mount', '--bind', empty, real], check=True)
+        mount_bind(empty, real)
 
 
 def apply_bind_paths(role):
@@ -513,8 +529,7 @@ def apply_bind_paths(role):
     binds = role.s.get('BindReadOnlyPaths', [])
     for spec in binds if isinstance(binds, list) else [binds]:
         src, dst = role.subs.text(spec).split(':', 1)
-        subprocess.run(['mount', '--bind', os.path.realpath(src), dst], check=True)
-        subprocess.run(['mount', '-o', 'remount,bind,ro', dst], check=True)
+        mount_bind(os.path.realpath(src), dst, read_only=True)
 
 
 def apply_hosts(hosts, tmp):
@@ -525,7 +540,7 @@ def apply_hosts(hosts, tmp):
     path = os.path.join(tmp, 'hosts')
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)
-    subprocess.run(['mount', '--bind', path, '/etc/hosts'], check=True)
+    mount_bind(path, '/etc/hosts')
 
 
 def order(services):
@@ -609,10 +624,11 @@ def run(a):
     finally:
         for role in reversed(roles):
             role.stop()
+        unmount_all()
         if os.environ.get('KEEP_RENDERED_RUN'):
             print(f'kept {tmp}')
         else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp)
     print(f'rendered run: {c.passed} passed, {len(c.failures)} failed')
     return 1 if c.failures else 0
 
