@@ -99,6 +99,16 @@
     };
   };
 
+  # A credential whose cloud's SDK is not asked for; kubernetes with its SDK.
+  credential-without-sdk = {
+    services.skypilot = {
+      enable = true;
+      cloudCredentials.aws = "/run/secrets/aws";
+      cloudCredentials.kubernetes = "/run/secrets/kubeconfig";
+      clouds = [ "kubernetes" ];
+    };
+  };
+
   restrict-access-off = {
     services.skypilot = {
       enable = true;

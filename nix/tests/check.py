@@ -675,6 +675,19 @@ def expect_nftables_members(c, r, label):
     c.equal(len(r['warnings']), 1, f'{label}: one warning')
 
 
+def expect_credential_without_sdk(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(has_warning(r, 'cloudCredentials.aws is set but aws is not in',
+                        'services.skypilot.clouds', 'disabled'),
+            f'{label}: warning for aws: {r["warnings"]}')
+    c.equal(len(r['warnings']), 1, f'{label}: one warning')
+    s = api(r)['serviceConfig']
+    c.check(re.search(r'-skypilot-server-python-0\.14\.1\+kubernetes\+websockets\+'
+                      r'python-dateutil/bin/python3 ', s['ExecStart']) is not None,
+            f'{label}: the server\'s Python has the kubernetes SDK only: {s["ExecStart"]}')
+    c.check('-kubectl/bin' in api(r)['environment']['PATH'], f'{label}: kubectl on PATH')
+
+
 def expect_restrict_access_off(c, r, label):
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
     c.check(has_warning(r, 'restrictAccess is false', 'every local account',
@@ -728,6 +741,7 @@ EXPECT = {
     'existing-user': expect_existing_user,
     'nftables-members': expect_nftables_members,
     'restrict-access-off': expect_restrict_access_off,
+    'credential-without-sdk': expect_credential_without_sdk,
     'sudo-rs': expect_sudo_rs,
     'sudo-none': expect_sudo_none,
 }
