@@ -1,7 +1,9 @@
 # NixOS module `services.skypilot`: a team SkyPilot server.
 #
 # Units (only with `systemdServices = true`):
-#   skypilot-api-server       the real SkyPilot API server (`sky api start --deploy --foreground`)
+#   skypilot-api-server       the real SkyPilot API server (`python -m sky.server.server --deploy
+#                             --host 127.0.0.1`: what `sky api start --deploy --foreground`
+#                             runs, without its replacing the host with a wildcard)
 #   skypilot-cluster-manager  `skypilot-host cluster-manager` (enableCluster)
 #   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
 # The web UI and the autostop enforcer are declared as options but their roles are not
@@ -9,6 +11,7 @@
 { config
 , lib
 , pkgs
+, options
 , ...
 }:
 let
@@ -37,9 +40,45 @@ let
   cloudNames = [ "aws" "gcp" "azure" "kubernetes" "lambda" "runpod" ];
   configuredClouds = lib.filter (c: cfg.cloudCredentials.${c} != null) cloudNames;
 
+  # ---------------------------------------------------------------- cloud SDKs
+  # SkyPilot 0.14.1's extras (the wheel's Requires-Dist for each), by nixpkgs attribute name,
+  # and the programs SkyPilot runs for each cloud. The aws CLI comes with `awscli`.
+  cloudPython = {
+    aws = [ "boto3" "botocore" "awscli" ];
+    gcp = [ "google-api-python-client" "google-cloud-storage" "pyopenssl" ];
+    azure = [ "azure-core" "azure-identity" "azure-mgmt-network" "azure-mgmt-compute" "azure-storage-blob" "msgraph-sdk" "msrestazure" ];
+    kubernetes = [ "kubernetes" "websockets" "python-dateutil" ];
+    lambda = [ ];
+    runpod = [ "runpod" "tomli" "pycares" ];
+  };
+  cloudTools = {
+    aws = [ ];
+    gcp = [ "google-cloud-sdk" ];
+    azure = [ "azure-cli" ];
+    kubernetes = [ "kubectl" ];
+    lambda = [ ];
+    runpod = [ ];
+  };
+  pythonPackages = cfg.package.pythonPackages or { };
+  cloudPythonFound = c: lib.filter (n: pythonPackages ? ${n}) cloudPython.${c};
+  cloudPythonMissing = c: lib.filter (n: !(pythonPackages ? ${n})) cloudPython.${c};
+  cloudToolsMissing = c: lib.filter (n: !(pkgs ? ${n})) cloudTools.${c};
+  cloudToolPackages = lib.concatMap (c: map (n: pkgs.${n}) (lib.filter (n: pkgs ? ${n}) cloudTools.${c})) cfg.clouds;
+  # The Python that runs the API server: SkyPilot with the SDKs of `clouds`.
+  hasServerPython = cfg.package ? serverPython;
+  serverPython = cfg.package.serverPython (lib.unique (lib.concatMap cloudPythonFound cfg.clouds));
+  serverInterpreter = serverPython.interpreter or "${serverPython}/bin/python3";
+  credentialsWithoutSdk = lib.filter (c: !(builtins.elem c cfg.clouds)) configuredClouds;
+  cloudsMissingParts = lib.filter (c: cloudPythonMissing c != [ ] || cloudToolsMissing c != [ ]) cfg.clouds;
+
   home = "${cfg.stateDir}/home";
   runtimeDir = "${cfg.stateDir}/runtime";
   apiUrl = "http://127.0.0.1:${toString cfg.apiServer.port}";
+  # What users' `sky` is pointed at: the same server under a name of its own. SkyPilot treats
+  # http://127.0.0.1:<port>, localhost, 0.0.0.0 and ::1 as a *local* server and then skips
+  # uploading workdirs and file mounts (the server would read them from the user's home,
+  # which the service cannot see); a host name makes it upload them.
+  userApiUrl = "http://${cfg.apiServer.hostName}:${toString cfg.apiServer.port}";
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
@@ -111,9 +150,9 @@ let
   loadedClouds = lib.filter (c: c != "azure") configuredClouds;
   overriddenByCredentials = lib.filter (n: credentialEnv ? ${n}) (lib.attrNames (extraEnv // cfg.environment));
 
-  # Files SkyPilot looks for under $HOME: linked to the loaded credential at each start.
-  # AWS too: SkyPilot's own AWS check looks at ~/.aws/credentials, not at
-  # AWS_SHARED_CREDENTIALS_FILE (which boto3 reads), so both point at the credential.
+  # Files SkyPilot looks for under $HOME: copied from the loaded credential (mode 0600) at
+  # each start. AWS too: SkyPilot's own AWS check looks at ~/.aws/credentials, not at
+  # AWS_SHARED_CREDENTIALS_FILE (which boto3 reads), so both hold the credential.
   homeCredentialLinks =
     optional (cfg.cloudCredentials.aws != null)
       {
@@ -252,13 +291,53 @@ let
     ++ optional cfg.monitoring.enable "skypilot-monitor";
   systemctl = "/run/current-system/sw/bin/systemctl";
 
+  # A path outside the store, as a string (a Nix path value would be copied to the store
+  # when used). With a nixpkgs lib that has types.pathWith, the type itself refuses store
+  # paths and relative paths; the assertions below say the same for an older lib.
+  externalPath =
+    if types ? pathWith
+    then
+      types.pathWith { inStore = false; absolute = true; }
+      // {
+        description = "absolute path outside the Nix store (the store is readable by every local user)";
+      }
+    else types.str;
   absPathOption = description:
     mkOption {
-      type = types.nullOr types.str;
+      type = types.nullOr externalPath;
       default = null;
       example = "/run/secrets/skypilot-cloud";
       inherit description;
     };
+
+  # The module creates the user and group only when they are its defaults; any other name is
+  # an account the configuration defines itself (or root, which the assertions refuse).
+  defaultUser = "skypilot";
+  defaultGroup = "skypilot";
+
+  # Members of `group` as the configuration declares them (primary or extraGroups).
+  groupMembers = lib.filterAttrs
+    (n: u: n != cfg.user && (u.group or null == cfg.group || builtins.elem cfg.group (u.extraGroups or [ ])))
+    config.users.users;
+  membersWithoutUid = lib.attrNames (lib.filterAttrs (_: u: u.uid or null == null) groupMembers);
+  memberUids = lib.sort (a: b: a < b) (lib.filter (x: x != null) (lib.mapAttrsToList (_: u: u.uid or null) groupMembers));
+
+  sudoRsAvailable = options ? security && options.security ? sudo-rs;
+  sudoRs = sudoRsAvailable && config.security.sudo-rs.enable;
+  sudoRules = [
+    {
+      groups = [ cfg.group ];
+      runAs = "root";
+      commands = lib.concatMap
+        (unit:
+          map
+            (verb: {
+              command = "${systemctl} ${verb} ${unit}.service";
+              options = [ "NOPASSWD" ];
+            }) [ "start" "stop" "restart" "status" ])
+        managedUnits;
+    }
+  ];
 in
 {
   options.services.skypilot = {
@@ -272,6 +351,21 @@ in
       extraDescription = "The host services (cluster manager, monitor, config and credential checks).";
     };
 
+    clouds = mkOption {
+      type = types.listOf (types.enum cloudNames);
+      default = configuredClouds;
+      defaultText = literalExpression "the clouds that have a cloudCredentials entry";
+      example = [ "aws" "kubernetes" ];
+      description = ''
+        Clouds whose SDKs the API server gets: SkyPilot's extras for each (Python packages in
+        the server's Python, e.g. boto3 and awscli for aws, the kubernetes client for
+        kubernetes) and the programs SkyPilot runs (`aws`, `gcloud`, `kubectl`, `az`) on its
+        PATH. The package must provide `serverPython` (the flake's SkyPilot does). A
+        credential for a cloud not listed here, or a cloud whose SDK the nixpkgs revision
+        lacks, gets a warning: SkyPilot would report that cloud as disabled.
+      '';
+    };
+
     configSchema = mkOption {
       type = types.str;
       default = "${cfg.package}/share/skypilot/config.schema.json";
@@ -281,13 +375,13 @@ in
 
     user = mkOption {
       type = types.str;
-      default = "skypilot";
-      description = "System user of every SkyPilot unit. Created by the module.";
+      default = defaultUser;
+      description = "System user of every SkyPilot unit. The module creates it when it is the default (`skypilot`); any other name must be an account the configuration defines. Not root.";
     };
 
     group = mkOption {
       type = types.str;
-      default = "skypilot";
+      default = defaultGroup;
       description = "Group of the service. Members may use `sky` against this host's API server and, with `sudo.enable`, start and stop the SkyPilot units.";
     };
 
@@ -410,6 +504,16 @@ in
         default = 46580;
         description = "Loopback port of SkyPilot's API server. Never opened in the firewall.";
       };
+      hostName = mkOption {
+        type = types.str;
+        default = "skypilot-api";
+        description = ''
+          Name of this host's API server for users' `sky` (SKYPILOT_API_SERVER_ENDPOINT), added
+          to `networking.hosts` as 127.0.0.1. Not an address: SkyPilot's client treats
+          127.0.0.1, localhost and ::1 as a server on the same machine, which reads workdirs
+          from the user's home instead of receiving them, and the service cannot read homes.
+        '';
+      };
       restrictAccess = mkOption {
         type = types.bool;
         default = true;
@@ -425,8 +529,12 @@ in
         default = true;
         description = ''
           Let members of `group` connect to the API server, so that their `sky` works. They are
-          SkyPilot admins then. With iptables the match covers supplementary groups; with
-          nftables only the primary group (use `sg ''${group} -c 'sky status'`).
+          SkyPilot admins then. A member is an account whose primary group or `extraGroups`
+          holds `group`. Both firewalls let every member in: iptables matches the connecting
+          process's groups (`--gid-owner --suppl-groups`); nftables, whose ruleset is checked at
+          build time and sees only the primary gid (`meta skgid`), also accepts the uids of the
+          members declared in `users.users` (`meta skuid`), so with nftables every member needs
+          a static `uid` (a warning names those without one).
         '';
       };
       enableUsageCollection = mkOption {
@@ -516,6 +624,7 @@ in
     };
 
     environmentFile = absPathOption "An `EnvironmentFile=` of the API server for secrets (outside the Nix store).";
+
   };
 
   config = mkIf cfg.enable (mkMerge [
@@ -529,6 +638,14 @@ in
           {
             assertion = !(cfg.enableCluster && cfg.cluster.autoStop != null);
             message = "services.skypilot.cluster.autoStop: the autostop role (skypilot-autostop service and timer) is not built yet in this version of the module; set cluster.autoStop = null until it is.";
+          }
+          {
+            assertion = !unitsEnabled || hasServerPython;
+            message = "services.skypilot.package has no `serverPython` (a function from Python package names to a Python with SkyPilot and them, as the flake's SkyPilot 0.14.1 provides): the API server is started as `python -m sky.server.server`, so the module needs SkyPilot's Python.";
+          }
+          {
+            assertion = !(cfg.sudo.enable && unitsEnabled && !sudoRs && !config.security.sudo.enable);
+            message = "services.skypilot.sudo.enable needs security.sudo.enable or security.sudo-rs.enable: its rules would go nowhere.";
           }
           {
             assertion = cfg.user != "root" && cfg.group != "root";
@@ -593,7 +710,11 @@ in
         ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
-        ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only.";
+        ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
+        ++ optional (unitsEnabled && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
+        ++ optional (unitsEnabled && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
+        ++ map (c: "services.skypilot.cloudCredentials.${c} is set but ${c} is not in services.skypilot.clouds: the API server has no ${c} SDK, so SkyPilot reports ${c} as disabled. Add \"${c}\" to services.skypilot.clouds.") credentialsWithoutSdk
+        ++ map (c: "services.skypilot.clouds has ${c}, but this nixpkgs lacks part of its SDK (${lib.concatStringsSep ", " (map (n: "python3Packages.${n}") (cloudPythonMissing c) ++ cloudToolsMissing c)}): SkyPilot may report ${c} as disabled.") cloudsMissingParts;
 
       services.skypilot.settings = {
         skypilot.api_url = mkDefault apiUrl;
@@ -606,15 +727,19 @@ in
         log.level = mkDefault cfg.monitoring.logLevel;
       };
 
-      users.users.${cfg.user} =
-        {
-          isSystemUser = true;
-          group = cfg.group;
-          home = home;
-          description = "SkyPilot API server and host services";
-        }
-        // optionalAttrs (cfg.uid != null) { uid = cfg.uid; };
-      users.groups.${cfg.group} = optionalAttrs (cfg.gid != null) { gid = cfg.gid; };
+      users.users = mkIf (cfg.user == defaultUser) {
+        ${defaultUser} =
+          {
+            isSystemUser = true;
+            group = cfg.group;
+            home = home;
+            description = "SkyPilot API server and host services";
+          }
+          // optionalAttrs (cfg.uid != null) { uid = cfg.uid; };
+      };
+      users.groups = mkIf (cfg.group == defaultGroup) {
+        ${defaultGroup} = optionalAttrs (cfg.gid != null) { gid = cfg.gid; };
+      };
 
       systemd.tmpfiles.rules = [
         "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
@@ -635,7 +760,7 @@ in
       # `sky` of every user talks to this host's server and never starts one of its own.
       environment.variables =
         {
-          SKYPILOT_API_SERVER_ENDPOINT = apiUrl;
+          SKYPILOT_API_SERVER_ENDPOINT = userApiUrl;
           SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
         }
         // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
@@ -645,8 +770,9 @@ in
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
         after = [ "network-online.target" ];
-        # SkyPilot runs ssh and rsync to reach its clusters.
-        path = [ pkgs.openssh pkgs.rsync ];
+        # SkyPilot runs ssh and rsync to reach its clusters, and the clouds' programs; `sky`
+        # and the Python SDKs' programs (e.g. `aws`) come with the server's Python.
+        path = [ pkgs.openssh pkgs.rsync ] ++ optional hasServerPython serverPython ++ cloudToolPackages;
         environment =
           escapeSpecifiers (extraEnv // cfg.environment)
           // {
@@ -654,6 +780,9 @@ in
             SKY_RUNTIME_DIR = runtimeDir;
             SKYPILOT_GLOBAL_CONFIG = "${skyConfigDir}/config.yaml";
             XDG_CACHE_HOME = cfg.cacheDir;
+            # What `sky api start --foreground --port N` sets before it runs the server.
+            IS_SKYPILOT_SERVER = "true";
+            SKYPILOT_API_SERVER_LOCAL_PORT = toString cfg.apiServer.port;
           }
           // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; }
           // credentialEnv;
@@ -663,20 +792,28 @@ in
             Type = "simple";
             ExecStartPre =
               optional (configuredClouds != [ ]) "+${cfg.hostPackage}/bin/skypilot-host credentials check --config ${hostConfig}"
+              # Copies, not links into /run/credentials: SkyPilot uploads these files to
+              # clusters with `rsync -a`, which would deliver a dangling link.
               ++ lib.concatMap
                 (l: [
-                  "${pkgs.coreutils}/bin/mkdir -p ${l.dir}"
-                  "${pkgs.coreutils}/bin/ln -sfn %d/${l.id} ${l.dir}/${l.file}"
+                  "${pkgs.coreutils}/bin/rm -f ${l.dir}/${l.file}"
+                  "${pkgs.coreutils}/bin/install -D -m 0600 -T %d/${l.id} ${l.dir}/${l.file}"
                 ])
                 homeCredentialLinks;
-            # --host is always given: with --deploy alone SkyPilot binds every address.
-            ExecStart = "${cfg.package}/bin/sky api start --deploy --foreground --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
+            # The copies live only while the server runs.
+            ExecStopPost = map (l: "${pkgs.coreutils}/bin/rm -f ${l.dir}/${l.file}") homeCredentialLinks;
+            # The server module itself, as `sky api start --deploy --foreground` runs it, but
+            # with the host kept: `sky api start --deploy` replaces any --host with 0.0.0.0.
+            # --deploy keeps the deploy-mode worker sizing.
+            ExecStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
             # SIGTERM to the main process orphans SkyPilot's executors: stop the whole cgroup.
             KillMode = "control-group";
             TimeoutStopSec = cfg.apiServer.stopTimeout;
             Restart = "on-failure";
             RestartSec = 10;
             ReadWritePaths = [ cfg.stateDir cfg.logsDir cfg.cacheDir ];
+            # SkyPilot runs /bin/bash (its subprocess and command runners), which NixOS lacks.
+            BindReadOnlyPaths = [ "${pkgs.bash}/bin/bash:/bin/bash" ];
             RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
             # SkyPilot forks ssh and its executors and reads /proc/meminfo: no ProcSubset,
             # no MemoryDenyWriteExecute (libffi closures in cloud SDKs).
@@ -691,6 +828,8 @@ in
             EnvironmentFile = cfg.environmentFile;
           };
       };
+
+      networking.hosts."127.0.0.1" = [ cfg.apiServer.hostName ];
 
       # The API server trusts an identity header from anyone and treats a loopback request
       # without one as an admin: only the service user, root and (optionally) the group may
@@ -725,6 +864,7 @@ in
               type filter hook output priority filter; policy accept;
               oifname "lo" tcp dport ${toString cfg.apiServer.port} meta skuid { 0, ${toString cfg.uid} } accept
               ${lib.optionalString cfg.apiServer.allowGroup "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
+              ${lib.optionalString (cfg.apiServer.allowGroup && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
               oifname "lo" tcp dport ${toString cfg.apiServer.port} reject with tcp reset
             }
           '';
@@ -761,7 +901,9 @@ in
         serviceConfig =
           hostHardening
           // {
-            Type = "simple";
+            # It sends READY=1 once it listens.
+            Type = "notify";
+            NotifyAccess = "main";
             ExecStart = "${cfg.hostPackage}/bin/skypilot-host monitor --config ${hostConfig}";
             # Reads the host database (SQLite WAL needs its -shm file writable).
             ReadWritePaths = [ cfg.stateDir ];
@@ -779,21 +921,12 @@ in
         ++ optional (monitorEnabled && cfg.monitoring.openFirewall) cfg.monitoring.metricsPort;
     }
 
-    (mkIf (cfg.sudo.enable && unitsEnabled) {
-      security.sudo.extraRules = [
-        {
-          groups = [ cfg.group ];
-          runAs = "root";
-          commands = lib.concatMap
-            (unit:
-              map
-                (verb: {
-                  command = "${systemctl} ${verb} ${unit}.service";
-                  options = [ "NOPASSWD" ];
-                }) [ "start" "stop" "restart" "status" ])
-            managedUnits;
-        }
-      ];
+    # The same rules for sudo or sudo-rs, whichever the system uses.
+    (mkIf (cfg.sudo.enable && unitsEnabled && !sudoRs) {
+      security.sudo.extraRules = sudoRules;
     })
+    (mkIf (cfg.sudo.enable && unitsEnabled && sudoRs) (optionalAttrs sudoRsAvailable {
+      security.sudo-rs.extraRules = sudoRules;
+    }))
   ]);
 }

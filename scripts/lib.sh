@@ -23,18 +23,42 @@ ensure_apt() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Creates the venv with SkyPilot (pinned) unless it is already complete.
+# Creates the venv with SkyPilot (pinned) unless it is already complete. No cloud SDK: the
+# Rust tests' API server runs from it, and their expectations are those of a server
+# without SDKs (with boto3 installed, a forced refresh of a test cluster fails otherwise).
 ensure_venv() {
   if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
     return 0
   fi
+  new_venv "$VENV_DIR" "skypilot==$SKYPILOT_VERSION"
+  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION"
+}
+
+# SkyPilot's extras the run of what the NixOS module renders needs (scripts/module-run.sh):
+# `aws` (boto3, botocore, the aws CLI) for `sky check aws` with the module's credential.
+SKYPILOT_EXTRAS=aws
+CLOUD_VENV_DIR=${SKYPILOT_CLOUD_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION-clouds}
+# Changes with what ensure_cloud_venv installs: a venv of another marker is rebuilt.
+CLOUD_VENV_MARKER="$CLOUD_VENV_DIR/.complete-$SKYPILOT_VERSION-${SKYPILOT_EXTRAS//,/-}"
+
+# Creates the venv with SkyPilot (pinned) and SKYPILOT_EXTRAS unless it is already complete.
+ensure_cloud_venv() {
+  if [ -x "$CLOUD_VENV_DIR/bin/sky" ] && [ -f "$CLOUD_VENV_MARKER" ]; then
+    return 0
+  fi
+  new_venv "$CLOUD_VENV_DIR" "skypilot[$SKYPILOT_EXTRAS]==$SKYPILOT_VERSION"
+  touch "$CLOUD_VENV_MARKER"
+}
+
+# new_venv DIR SPEC: a fresh venv at DIR with pip's SPEC installed.
+new_venv() {
+  local dir=$1 spec=$2
   command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
   python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
-  log "creating $VENV_DIR with skypilot==$SKYPILOT_VERSION (about half a minute)"
-  rm -rf "$VENV_DIR"
-  python3 -m venv "$VENV_DIR"
-  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "skypilot==$SKYPILOT_VERSION"
-  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION"
+  log "creating $dir with $spec (about a minute)"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$spec"
 }
 
 # Prints a free TCP port on 127.0.0.1.

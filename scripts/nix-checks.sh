@@ -2,13 +2,16 @@
 # Nix checks that run without nixpkgs' package set (CI and developers' machines):
 #   1. every .nix file parses (nix-instantiate --parse);
 #   2. formatting (nixpkgs-fmt --check; installed with cargo into a cache dir when missing);
-#   3. with NIXPKGS_LIB set: the evaluation suite of the NixOS module (nix/tests/check.py):
+#   3. the evaluation suite of the NixOS module (nix/tests/check.py), with NIXPKGS_LIB:
 #      cases and VM-test nodes evaluated with nixpkgs' lib, generated units checked with
 #      systemd-analyze verify and scored with systemd-analyze security, host configs checked
 #      with skypilot-host check-config, the VM test's testScript compiled and checked.
 # NIXPKGS_LIB is nixpkgs' `lib` directory (the one holding default.nix), or a nixpkgs
-# checkout / nixpkgs.lib tree that has it as `lib/`.
-# Exits non-zero when a check fails.
+# checkout / nixpkgs.lib tree that has it as `lib/`. Without it the run fails: the
+# evaluation suite is part of the checks, not an extra.
+# Installs no Debian package (scripts/test.sh installs what it needs: nix-bin, systemd, sudo);
+# a missing tool fails the run and names the package.
+# Exits non-zero when a check fails or cannot run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,16 +29,10 @@ nix_files() {
 format_excluded='^nix/tests/cases/seed-(basic|advanced)\.nix$'
 
 echo "== 1. every .nix file parses"
-if ! command -v nix-instantiate >/dev/null; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Debian's nix-bin for nix-instantiate"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin >/dev/null
-  fi
-  command -v nix-instantiate >/dev/null || {
-    echo "nix-instantiate not found (Debian: apt-get install nix-bin)" >&2
-    exit 1
-  }
-fi
+command -v nix-instantiate >/dev/null || {
+  echo "FAILED: nix-instantiate not found (Debian: apt-get install nix-bin)" >&2
+  exit 1
+}
 count=0
 while IFS= read -r f; do
   count=$((count + 1))
@@ -63,7 +60,7 @@ fi
 
 echo "== 3. NixOS module evaluation tests"
 if [ -z "${NIXPKGS_LIB:-}" ]; then
-  echo "NixOS module evaluation tests DID NOT RUN: NIXPKGS_LIB is not set"
+  fail "NixOS module evaluation tests cannot run: NIXPKGS_LIB is not set (nixpkgs' lib directory; scripts/test.sh uses ../shared/nixpkgs-lib)"
 else
   lib_dir="$NIXPKGS_LIB"
   if [ ! -f "$lib_dir/default.nix" ] || [ ! -f "$lib_dir/modules.nix" ]; then
@@ -72,11 +69,9 @@ else
   if [ ! -f "$lib_dir/modules.nix" ]; then
     fail "NIXPKGS_LIB=$NIXPKGS_LIB is not nixpkgs' lib directory (no modules.nix there or in lib/)"
   else
-    command -v systemd-analyze >/dev/null || fail "systemd-analyze not found"
-    # visudo checks the syntax of the generated sudo rules (Debian's sudo package).
-    if ! command -v visudo >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null || true
-    fi
+    command -v systemd-analyze >/dev/null || fail "systemd-analyze not found (Debian: apt-get install systemd)"
+    # visudo checks the syntax of the generated sudo rules.
+    command -v visudo >/dev/null || fail "visudo not found (Debian: apt-get install sudo)"
     echo "building skypilot-host for check-config"
     cargo build --quiet --bin skypilot-host
     host_bin="${CARGO_TARGET_DIR:-target}/debug/skypilot-host"
@@ -90,8 +85,6 @@ fi
 
 if [ "$status" -eq 0 ] && [ "$evaluated" = yes ]; then
   echo "nix checks: all passed (parse, format, module evaluation)"
-elif [ "$status" -eq 0 ]; then
-  echo "nix checks: parse and format passed; module evaluation tests DID NOT RUN (NIXPKGS_LIB not set)"
 else
   echo "nix checks: FAILED" >&2
 fi

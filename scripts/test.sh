@@ -4,9 +4,18 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
 #
-# Installs what it needs: Debian packages (promtool, nix-instantiate), a venv with
-# SkyPilot 0.14.1. Starts SkyPilot's API server on a free loopback port with its state in
-# a temporary directory, and stops its whole process group afterwards.
+# Installs what it needs: Debian packages (promtool, nix-instantiate, systemd-analyze,
+# visudo, rsync, unshare, ip, ssh), a venv with SkyPilot 0.14.1 (the API server of the Rust
+# tests) and one with SkyPilot 0.14.1 and its aws extra (for scripts/module-run.sh).
+# Starts SkyPilot's API server on a free loopback port with its state in a temporary
+# directory, and stops its whole process group afterwards.
+#
+# The NixOS module's evaluation suite and the run of what it renders need nixpkgs' lib:
+# NIXPKGS_LIB, or else ../shared/nixpkgs-lib beside the repository. Without either the run
+# fails.
+#
+# Every suite runs even when an earlier one failed; the last line adds them up
+# ("tests: N passed, N failed") and the exit status is non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,8 +24,15 @@ extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
-ensure_apt curl python3-venv prometheus nix-bin systemd
+ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux
 ensure_venv
+ensure_cloud_venv
+
+if [ -z "${NIXPKGS_LIB:-}" ]; then
+  NIXPKGS_LIB=$(cd .. && pwd)/shared/nixpkgs-lib
+fi
+[ -d "$NIXPKGS_LIB" ] || die "nixpkgs' lib not found at $NIXPKGS_LIB: set NIXPKGS_LIB (the module's evaluation suite must run)"
+export NIXPKGS_LIB
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -35,8 +51,22 @@ log "exporting SkyPilot's config schema"
 export SKYPILOT_CONFIG_SCHEMA="$work/sky-config-schema.json"
 "$VENV_DIR/bin/python" scripts/sky-schema.py >"$SKYPILOT_CONFIG_SCHEMA"
 
-log "Nix checks"
-scripts/nix-checks.sh
+# Suites run to the end even when one fails; each prints "<name>: N passed, N failed",
+# which the closing line adds up.
+failed_suites=()
+suite() {
+  local name=$1
+  shift
+  log "$name"
+  local rc=0
+  "$@" 2>&1 | tee "$work/suite-$name.log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    failed_suites+=("$name (exit $rc)")
+  fi
+}
+
+suite nix-checks scripts/nix-checks.sh
+suite module-run scripts/module-run.sh
 
 port=$(free_port)
 log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$port"
@@ -53,10 +83,35 @@ export SKYPILOT_TEST_RUNTIME_DIR="$work/server/runtime"
 export SKYPILOT_TEST_GLOBAL_CONFIG="$work/server/config.yaml"
 export SKYPILOT_TEST_SERVER_LOG="$work/server/server.log"
 
-log "cargo test --features real-server"
-# Library, binary and integration tests (the crate has no doc tests). The output is
-# kept to add up the totals at the end.
-cargo test --features real-server --lib --bins --tests -- "${extra[@]}" 2>&1 | tee "$work/cargo-test.log"
+# Library, binary and integration tests (the crate has no doc tests).
+suite cargo-test cargo test --features real-server --lib --bins --tests -- "${extra[@]}"
+
 echo
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
-  "$work/cargo-test.log"
+# cargo's "test result: ok. N passed; M failed; ...", and the module suites'
+# "...: N passed, M failed". A suite that failed without a failing test (a build error,
+# a crash) counts as one failure.
+passed=0
+failed=0
+for f in "$work"/suite-*.log; do
+  read -r p n < <(awk '
+    /^test result:/ { p += $4; f += $6; next }
+    /^(nix evaluation checks|rendered run|package checks): [0-9]+ passed, [0-9]+ failed$/ {
+      p += $(NF - 3); f += $(NF - 1)
+    }
+    END { printf "%d %d\n", p, f }' "$f")
+  passed=$((passed + p))
+  failed=$((failed + n))
+  name=${f##*/suite-}
+  name=${name%.log}
+  for s in "${failed_suites[@]}"; do
+    if [ "${s%% *}" = "$name" ] && [ "$n" -eq 0 ]; then
+      echo "$s failed without a failing test: counted as 1 failed" >&2
+      failed=$((failed + 1))
+    fi
+  done
+done
+if [ ${#failed_suites[@]} -gt 0 ]; then
+  echo "failed suites: ${failed_suites[*]}" >&2
+fi
+echo "tests: $passed passed, $failed failed"
+[ ${#failed_suites[@]} -eq 0 ] && [ "$failed" -eq 0 ]

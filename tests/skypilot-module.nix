@@ -54,7 +54,7 @@ in
         '';
       };
 
-      environment.systemPackages = [ pkgs.curl pkgs.jq pkgs.sqlite ];
+      environment.systemPackages = [ pkgs.curl pkgs.jq pkgs.sqlite pkgs.rsync ];
     };
 
     # Other user, group and directories; metrics opened to the network on a custom port.
@@ -62,6 +62,14 @@ in
       imports = [ ../nix/nixos-module.nix ];
       virtualisation.memorySize = 3072;
       virtualisation.cores = 2;
+
+      # Accounts other than the module's defaults are the configuration's own.
+      users.users.sky-svc = {
+        isSystemUser = true;
+        group = "sky-ops";
+        home = "/srv/skypilot/state/home";
+      };
+      users.groups.sky-ops = { };
 
       services.skypilot = {
         enable = true;
@@ -80,6 +88,32 @@ in
         };
       };
 
+      environment.systemPackages = [ pkgs.curl ];
+    };
+
+    # The nftables path of the owner match: bob is in the group through extraGroups only
+    # (nftables sees the primary gid, so the module accepts members by their static uid).
+    nft = { pkgs, ... }: {
+      imports = [ ../nix/nixos-module.nix ];
+      virtualisation.memorySize = 3072;
+      virtualisation.cores = 2;
+      networking.nftables.enable = true;
+
+      services.skypilot = {
+        enable = true;
+        uid = 947;
+        gid = 947;
+      };
+
+      users.users.bob = {
+        isNormalUser = true;
+        uid = 1001;
+        extraGroups = [ "skypilot" ];
+      };
+      users.users.eve = {
+        isNormalUser = true;
+        uid = 1002;
+      };
       environment.systemPackages = [ pkgs.curl ];
     };
   };
@@ -113,6 +147,20 @@ in
         return f"su - {user} -c '{command}'"
 
 
+    def unit_listeners(machine, unit):
+        """Listening sockets (ss -ltunp) of every process in the unit's cgroup."""
+        cgroup = machine.succeed(f"systemctl show -p ControlGroup --value {unit}").strip()
+        pids = set(machine.succeed(f"cat /sys/fs/cgroup{cgroup}/cgroup.procs").split())
+        assert pids, f"{unit} has no process"
+        lines = [l for l in machine.succeed("ss -ltunpH").splitlines() if l.strip()]
+        return [l for l in lines if set(re.findall(r"pid=(\d+)", l)) & pids]
+
+
+    def loopback_only(lines):
+        addrs = [l.split()[4].rsplit(":", 1)[0].split("%")[0] for l in lines]
+        return all(a.startswith("127.") or a == "[::1]" for a in addrs)
+
+
     start_all()
 
     with subtest("Basic installation and configuration"):
@@ -136,10 +184,15 @@ in
         server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
         health = json.loads(server.succeed("curl -sf http://127.0.0.1:46580/api/health"))
         assert health["status"] == "healthy", health
-        # Loopback only, although --deploy is given.
-        listeners = server.succeed("ss -ltnH 'sport = :46580'").split("\n")
-        listeners = [l for l in listeners if l.strip()]
-        assert listeners and all("127.0.0.1:46580" in l for l in listeners), listeners
+        # Loopback only, although --deploy is given: every listening socket of every
+        # process of the unit (uvicorn workers, the request queue, executors).
+        listeners = unit_listeners(server, "skypilot-api-server.service")
+        assert any("127.0.0.1:46580" in l for l in listeners), listeners
+        assert loopback_only(listeners), listeners
+        # NixOS has no /bin/bash; SkyPilot runs it, so the unit gets one.
+        server.fail("test -e /bin/bash")
+        pid = server.succeed("systemctl show -p MainPID --value skypilot-api-server.service").strip()
+        server.succeed(f"nsenter -t {pid} -m -- /bin/bash -c true")
         # Type=notify: active means the cluster manager has sent READY=1.
         server.wait_for_unit("skypilot-cluster-manager.service")
         server.wait_until_succeeds("runuser -u skypilot -- skypilot-host status --json --config /etc/skypilot-host/config.toml", timeout=120)
@@ -162,8 +215,10 @@ in
         server.fail("curl -s --max-time 5 http://127.0.0.1:8080/")
 
     with subtest("Monitoring"):
+        # Type=notify: active means the monitor sent READY=1.
         server.wait_for_unit("skypilot-monitor.service")
         server.wait_for_open_port(9188, "127.0.0.1")
+        assert loopback_only(unit_listeners(server, "skypilot-monitor.service"))
         samples = parse_metrics(server.succeed("curl -sf http://127.0.0.1:9188/metrics"))
         assert samples.get("skypilot_host_database_up") == 1.0, samples
         # The cluster manager has checked the API server's health and the monitor says so.
@@ -207,6 +262,21 @@ in
         server.succeed(as_user("alice", "curl -sf --max-time 5 http://127.0.0.1:46580/api/health"))
         server.fail(as_user("mallory", "curl -s --max-time 5 http://127.0.0.1:46580/api/health"))
         custom.fail("curl -s --max-time 5 http://server:46580/api/health")
+        # The same with nftables: bob is a member through extraGroups, eve is not.
+        nft.wait_for_unit("skypilot-api-server.service")
+        nft.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:46580/api/health", timeout=180)
+        nft.succeed("runuser -u skypilot -- curl -sf --max-time 5 http://127.0.0.1:46580/api/health")
+        nft.succeed(as_user("bob", "curl -sf --max-time 5 http://skypilot-api:46580/api/health"))
+        nft.fail(as_user("eve", "curl -s --max-time 5 http://skypilot-api:46580/api/health"))
+        assert loopback_only(unit_listeners(nft, "skypilot-api-server.service"))
+        # The credential under the service's HOME is a 0600 copy, and rsync -a (as SkyPilot
+        # uploads it to clusters) delivers the credential, not a link into /run/credentials.
+        assert stat(server, "/var/lib/skypilot/home/.aws/credentials") == "skypilot skypilot 600"
+        assert server.succeed("stat -c %F /var/lib/skypilot/home/.aws/credentials").strip() == "regular file"
+        server.succeed("rsync -a /var/lib/skypilot/home/.aws/credentials /tmp/uploaded-credentials")
+        assert server.succeed("stat -c %F /tmp/uploaded-credentials").strip() == "regular file"
+        server.succeed("grep -q ${awsKeyId} /tmp/uploaded-credentials")
+        server.succeed("rm -f /tmp/uploaded-credentials")
         # The credential: loaded for the unit, readable by nobody else, never logged.
         server.fail(as_user("mallory", "cat /run/secrets/aws-credentials"))
         server.fail(as_user("alice", "cat /run/credentials/skypilot-api-server.service/aws"))
@@ -231,7 +301,18 @@ in
         assert "Clusters" in out or "No existing clusters" in out, out
         clusters = json.loads(server.succeed(as_user("alice", "sky status -o json")))
         assert clusters == [], clusters
-        server.succeed(as_user("alice", "sky check"))
+        # The server has AWS's SDK (services.skypilot.clouds defaults to the credential's
+        # clouds) and finds the credential: the verdict is about the credential itself. With
+        # no route to AWS from the VM, that is the failed call to STS, not "enabled".
+        check = server.succeed(as_user("alice", "sky check aws 2>&1"))
+        assert "dependencies are not installed" not in check, check
+        assert re.search(r"AWS: enabled|Failed to get AWS user", check), check
+        # alice's endpoint is the server's host name, which SkyPilot treats as remote: a
+        # launch from her home uploads the workdir (the launch then fails: no cloud).
+        assert "http://skypilot-api:46580" in server.succeed(as_user("alice", "echo $SKYPILOT_API_SERVER_ENDPOINT"))
+        server.succeed(as_user("alice", "mkdir -p project && printf \"workdir: .\\nrun: cat marker.txt\\n\" > project/task.yaml && echo upload-marker-7f3a > project/marker.txt"))
+        server.execute(as_user("alice", "cd project && timeout 300 sky launch -y -c upload-check task.yaml"))
+        server.succeed("grep -rlq upload-marker-7f3a /var/lib/skypilot/runtime /var/lib/skypilot/home")
         # mallory's sky cannot reach the server, and does not start one of its own.
         server.fail(as_user("mallory", "timeout 120 sky status"))
         server.fail("pgrep -u mallory -f 'sky[.]server[.]server'")

@@ -12,11 +12,29 @@
     };
   };
 
+  # Every role that exists and a cloud credential: nix/tests/run_rendered.py runs what this
+  # renders against SkyPilot itself.
+  run-roles = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring.enable = true;
+      cloudCredentials.aws = "/run/secrets/aws-credentials";
+    };
+  };
+
   disabled = {
     services.skypilot.enable = false;
   };
 
   custom-user-dirs = {
+    # Accounts other than the defaults are the configuration's own.
+    users.users.sky-svc = {
+      isSystemUser = true;
+      group = "sky-ops";
+      home = "/srv/skypilot/state/home";
+    };
+    users.groups.sky-ops = { };
     services.skypilot = {
       enable = true;
       enableCluster = true;
@@ -27,6 +45,91 @@
       logsDir = "/srv/skypilot/logs";
       cacheDir = "/srv/skypilot/cache";
       apiServer.port = 47000;
+    };
+  };
+
+  # root as NixOS declares it: the module's own message, not a conflicting definition.
+  user-root = {
+    users.users.root = {
+      uid = 0;
+      group = "root";
+      home = "/root";
+      description = "System administrator";
+    };
+    services.skypilot = {
+      enable = true;
+      user = "root";
+    };
+  };
+
+  # An account the configuration defines: used as it is, not redefined.
+  existing-user = {
+    users.users.alice = {
+      isNormalUser = true;
+      group = "users";
+      home = "/home/alice";
+      uid = 1000;
+    };
+    services.skypilot = {
+      enable = true;
+      user = "alice";
+    };
+  };
+
+  # nftables sees the primary gid only: members through extraGroups are accepted by uid.
+  nftables-members = {
+    networking.nftables.enable = true;
+    users.users.alice = {
+      isNormalUser = true;
+      uid = 1001;
+      extraGroups = [ "skypilot" ];
+    };
+    users.users.bob = {
+      isNormalUser = true;
+      extraGroups = [ "skypilot" ];
+    };
+    users.users.carol = {
+      isNormalUser = true;
+      uid = 1003;
+    };
+    services.skypilot = {
+      enable = true;
+      uid = 947;
+      gid = 947;
+    };
+  };
+
+  # A credential whose cloud's SDK is not asked for; kubernetes with its SDK.
+  credential-without-sdk = {
+    services.skypilot = {
+      enable = true;
+      cloudCredentials.aws = "/run/secrets/aws";
+      cloudCredentials.kubernetes = "/run/secrets/kubeconfig";
+      clouds = [ "kubernetes" ];
+    };
+  };
+
+  restrict-access-off = {
+    services.skypilot = {
+      enable = true;
+      apiServer.restrictAccess = false;
+    };
+  };
+
+  sudo-rs = {
+    security.sudo.enable = false;
+    security.sudo-rs.enable = true;
+    services.skypilot = {
+      enable = true;
+      sudo.enable = true;
+    };
+  };
+
+  sudo-none = {
+    security.sudo.enable = false;
+    services.skypilot = {
+      enable = true;
+      sudo.enable = true;
     };
   };
 

@@ -83,7 +83,7 @@ def nix_eval(nixpkgs_lib, **args):
             cmd += ['--argstr', k, v]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
-        raise RuntimeError(f'evaluation failed ({" ".join(args.values() if args else [])}):\n'
+        raise RuntimeError(f'evaluation failed ({" ".join(map(str, args.values()))}):\n'
                            f'{p.stderr.strip()}')
     return json.loads(p.stdout)
 
@@ -293,10 +293,15 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
                       state='/var/lib/skypilot'):
     s = api(r)['serviceConfig']
     env = api(r)['environment']
-    c.equal(s['ExecStart'].split()[1:], ['api', 'start', '--deploy', '--foreground', '--host',
+    # Not `sky api start --deploy`, which binds 0.0.0.0 whatever --host says.
+    c.equal(s['ExecStart'].split()[1:], ['-m', 'sky.server.server', '--deploy', '--host',
                                          '127.0.0.1', '--port', str(port)],
             f'{label}: API server command line')
-    c.check(s['ExecStart'].split()[0].endswith('/bin/sky'), f'{label}: ExecStart runs sky')
+    c.check(re.search(r'-skypilot-server-python-0\.14\.1[^/]*/bin/python3$',
+                      s['ExecStart'].split()[0]) is not None,
+            f'{label}: ExecStart runs SkyPilot\'s Python: {s["ExecStart"]}')
+    c.equal((env.get('IS_SKYPILOT_SERVER'), env.get('SKYPILOT_API_SERVER_LOCAL_PORT')),
+            ('true', str(port)), f'{label}: what `sky api start --foreground` sets')
     c.equal((s['User'], s['Group']), (user, group), f'{label}: API server user and group')
     c.equal(s['KillMode'], 'control-group', f'{label}: KillMode')
     c.check(0 < s['TimeoutStopSec'] <= 120, f'{label}: bounded TimeoutStopSec')
@@ -313,8 +318,12 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
     c.equal(s['CapabilityBoundingSet'], '', f'{label}: empty CapabilityBoundingSet')
     c.equal(s['ProtectSystem'], 'strict', f'{label}: ProtectSystem')
     c.check(state in s['ReadWritePaths'], f'{label}: state dir writable')
-    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), f'http://127.0.0.1:{port}',
-            f'{label}: users\' sky points at this host\'s server')
+    c.check(any(re.fullmatch(r'/nix/store/[0-9a-z]{32}-bash/bin/bash:/bin/bash', x)
+                for x in s.get('BindReadOnlyPaths', [])),
+            f'{label}: bash at /bin/bash, which SkyPilot runs: {s.get("BindReadOnlyPaths")}')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), f'http://skypilot-api:{port}',
+            f'{label}: users\' sky points at this host\'s server by name')
+    c.equal(r['hosts'].get('127.0.0.1'), ['skypilot-api'], f'{label}: the name is loopback')
     c.equal(r['variables'].get('SKYPILOT_DISABLE_LOCAL_API_SERVER'), '1',
             f'{label}: users\' sky never starts a server of its own')
     c.check(str(port) not in map(str, r['firewall']['allowedTCPPorts']),
@@ -426,6 +435,14 @@ def expect_seed_advanced_buildable(c, r, label):
             f'{label}: monitor on the asked port')
 
 
+def expect_run_roles(c, r, label):
+    # What it renders is run by nix/tests/run_rendered.py; here: what it is.
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['services']),
+            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            f'{label}: every role that exists')
+
+
 def expect_disabled(c, r, label):
     c.equal(r['services'], {}, f'{label}: no units')
     c.equal(r['users'], {}, f'{label}: no users')
@@ -504,11 +521,11 @@ def expect_credentials(c, r, label):
     c.check(pre[0].startswith('+') and pre[0].split()[1:4] == ['credentials', 'check',
                                                                '--config'],
             f'{label}: credentials check first: {pre}')
-    c.check(any(x.endswith('ln -sfn %d/aws /var/lib/skypilot/home/.aws/credentials')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/aws /var/lib/skypilot/home/.aws/credentials')
                 for x in pre), f'{label}: AWS credentials where SkyPilot checks them, under HOME')
-    c.check(any(x.endswith('ln -sfn %d/lambda /var/lib/skypilot/home/.lambda_cloud/lambda_keys')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/lambda /var/lib/skypilot/home/.lambda_cloud/lambda_keys')
                 for x in pre), f'{label}: lambda key under HOME')
-    c.check(any(x.endswith('ln -sfn %d/runpod /var/lib/skypilot/home/.runpod/config.toml')
+    c.check(any(x.endswith('install -D -m 0600 -T %d/runpod /var/lib/skypilot/home/.runpod/config.toml')
                 for x in pre), f'{label}: runpod config under HOME')
     c.equal(env['AWS_PROFILE'], 'skypilot', f'{label}: export NAME=value')
     c.equal(env['SKY_PLAIN'], 'value', f'{label}: NAME=value')
@@ -630,6 +647,71 @@ def expect_autostop_not_built(c, r, label):
     c.equal(r['timers'], {}, f'{label}: no timer')
 
 
+def expect_user_root(c, r, label):
+    c.equal(r['failedAssertions'], ['services.skypilot.user and .group must not be root: the '
+                                     'API server runs untrusted requests.'],
+            f'{label}: the module\'s own message (no conflicting definition)')
+    c.equal(r['users']['root']['home'], '/root', f'{label}: root left as it is')
+
+
+def expect_existing_user(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['users']), ['alice'], f'{label}: no account created, alice not redefined')
+    c.equal((r['users']['alice']['home'], r['users']['alice']['isSystemUser']),
+            ('/home/alice', False), f'{label}: alice as the configuration defines her')
+    c.equal(api(r)['serviceConfig']['User'], 'alice', f'{label}: units run as alice')
+    c.equal(api(r)['environment']['HOME'], '/var/lib/skypilot/home', f'{label}: HOME')
+    c.check('skypilot' in r['groups'], f'{label}: default group still created')
+
+
+def expect_nftables_members(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    content = r['nftables']['tables']['skypilot-api']['content']
+    c.check('meta skgid 947 accept' in content, f'{label}: primary group accepted')
+    c.check('oifname "lo" tcp dport 46580 meta skuid { 1001 } accept' in content,
+            f'{label}: alice (extraGroups, uid 1001) accepted by uid: {content}')
+    c.check('1003' not in content, f'{label}: carol (not a member) not accepted')
+    c.check(has_warning(r, 'bob', 'no static uid', 'refused'), f'{label}: bob named')
+    c.equal(len(r['warnings']), 1, f'{label}: one warning')
+
+
+def expect_credential_without_sdk(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(has_warning(r, 'cloudCredentials.aws is set but aws is not in',
+                        'services.skypilot.clouds', 'disabled'),
+            f'{label}: warning for aws: {r["warnings"]}')
+    c.equal(len(r['warnings']), 1, f'{label}: one warning')
+    s = api(r)['serviceConfig']
+    c.check(re.search(r'-skypilot-server-python-0\.14\.1\+kubernetes\+websockets\+'
+                      r'python-dateutil/bin/python3 ', s['ExecStart']) is not None,
+            f'{label}: the server\'s Python has the kubernetes SDK only: {s["ExecStart"]}')
+    c.check('-kubectl/bin' in api(r)['environment']['PATH'], f'{label}: kubectl on PATH')
+
+
+def expect_restrict_access_off(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(has_warning(r, 'restrictAccess is false', 'every local account',
+                        'SkyPilot admin'), f'{label}: warning: {r["warnings"]}')
+    c.equal(r['firewall']['extraCommands'], '', f'{label}: no owner rule')
+
+
+def expect_sudo_rs(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(r['sudoRules'], [], f'{label}: nothing for sudo')
+    c.equal(len(r['sudoRsRules']), 1, f'{label}: the rule goes to sudo-rs')
+    if len(r['sudoRsRules']) != 1:
+        return
+    cmds = sorted(x['command'] for x in r['sudoRsRules'][0]['commands'])
+    c.equal(len(cmds), 4, f'{label}: start/stop/restart/status of the API server')
+    c.equal(r['sudoRsRules'][0]['groups'], ['skypilot'], f'{label}: for the group')
+
+
+def expect_sudo_none(c, r, label):
+    c.check(has_assertion(r, 'sudo.enable needs security.sudo.enable or security.sudo-rs'),
+            f'{label}: assertion')
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+
+
 def expect_bad_host_settings(c, r, label):
     # Evaluates; the build-time check-config (run below with the real binary) must refuse it.
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
@@ -639,13 +721,12 @@ EXPECT = {
     'seed-basic': expect_seed_basic,
     'seed-advanced': expect_seed_advanced,
     'seed-advanced-buildable': expect_seed_advanced_buildable,
+    'run-roles': expect_run_roles,
     'disabled': expect_disabled,
     'custom-user-dirs': expect_custom,
     'monitoring-open-firewall': expect_monitoring_open,
     'monitoring-loopback': expect_monitoring_loopback,
     'credentials': expect_credentials,
-    'credential-store-path': expect_credential_store_path,
-    'environment-file-store-path': expect_environment_file_store_path,
     'extra-environment-bad-line': expect_extra_environment_bad_line,
     'no-systemd-services': expect_no_systemd_services,
     'sudo-rules': expect_sudo,
@@ -656,6 +737,23 @@ EXPECT = {
     'web-ui-not-built': expect_web_ui_not_built,
     'autostop-not-built': expect_autostop_not_built,
     'bad-host-settings': expect_bad_host_settings,
+    'user-root': expect_user_root,
+    'existing-user': expect_existing_user,
+    'nftables-members': expect_nftables_members,
+    'restrict-access-off': expect_restrict_access_off,
+    'credential-without-sdk': expect_credential_without_sdk,
+    'sudo-rs': expect_sudo_rs,
+    'sudo-none': expect_sudo_none,
+}
+# Cases whose evaluation must fail (types.pathWith refuses the value), with what the error
+# must say. With a lib without pathWith the module's assertions say it instead
+# (expect_credential_store_path, expect_environment_file_store_path).
+EVAL_ERRORS = {
+    'credential-store-path': ['services.skypilot.cloudCredentials.aws', 'is not of type',
+                              'absolute path outside the Nix store',
+                              'readable by every local user'],
+    'environment-file-store-path': ['services.skypilot.environmentFile', 'is not of type',
+                                    'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
@@ -757,10 +855,23 @@ def main():
         rendered = 0
         sudoers_checked = 0
         cases = nix_eval(a.nixpkgs_lib, list=True)
-        c.equal(sorted(cases), sorted(EXPECT), 'every case has expectations')
+        c.equal(sorted(cases), sorted(list(EXPECT) + list(EVAL_ERRORS)),
+                'every case has expectations')
         for case in cases:
             print(f'== case {case}')
-            r = nix_eval(a.nixpkgs_lib, case=case)
+            if case in EVAL_ERRORS:
+                p = subprocess.run(['nix-instantiate', '--eval', '--strict', '--json', EVAL,
+                                    '--arg', 'nixpkgsLib', a.nixpkgs_lib, '--argstr', 'case',
+                                    case], capture_output=True, text=True)
+                c.check(p.returncode != 0 and all(x in p.stderr for x in EVAL_ERRORS[case]),
+                        f'{case}: evaluation refused, naming {EVAL_ERRORS[case]}: '
+                        f'rc={p.returncode} {p.stderr.strip()[-400:]}')
+                continue
+            try:
+                r = nix_eval(a.nixpkgs_lib, case=case)
+            except RuntimeError as e:
+                c.check(False, f'{case}: {e}')
+                continue
             if case in EXPECT:
                 EXPECT[case](c, r, case)
             if r['failedAssertions']:

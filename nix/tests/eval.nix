@@ -5,10 +5,13 @@
 #     --arg nixpkgsLib /path/to/nixpkgs/lib --argstr case seed-basic
 #   ... --arg vmTest true    (the VM test's nodes and testScript)
 #   ... --arg list true      (the case names)
+#   ... --argstr runDir DIR  (the case with its directories under DIR, to be run by
+#                            nix/tests/run_rendered.py)
 { nixpkgsLib
 , case ? null
 , vmTest ? false
 , list ? false
+, runDir ? null
 ,
 }:
 let
@@ -54,7 +57,9 @@ let
         inherit (config.networking.firewall) enable allowedTCPPorts allowedUDPPorts extraCommands extraStopCommands;
       };
       nftables = config.networking.nftables;
+      hosts = config.networking.hosts;
       sudoRules = config.security.sudo.extraRules;
+      sudoRsRules = config.security.sudo-rs.extraRules;
       variables = config.environment.variables;
       etc = lib.mapAttrs (_: e: toString e.source) config.environment.etc;
       systemPackages = map (p: p.name) config.environment.systemPackages;
@@ -67,7 +72,19 @@ let
         };
     };
 
-  caseResult = summary [ ../nixos-module.nix cases.${case} ];
+  # Where a run of the rendered units keeps its state: every directory option under runDir.
+  # Nothing else of the case changes (the run has a network namespace of its own, so the
+  # case's ports are free).
+  runOverrides = lib.optional (runDir != null) {
+    services.skypilot = {
+      stateDir = "${runDir}/var/lib/skypilot";
+      configDir = "${runDir}/var/lib/skypilot/config";
+      logsDir = "${runDir}/var/log/skypilot";
+      cacheDir = "${runDir}/var/cache/skypilot";
+    };
+  };
+
+  caseResult = summary ([ ../nixos-module.nix cases.${case} ] ++ runOverrides);
 
   vm =
     let

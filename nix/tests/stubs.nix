@@ -31,9 +31,49 @@ let
     (types.listOf tomlValue)
   ]);
 
+  # The Python packages the module may ask for (nix/skypilot.nix passes nixpkgs' set).
+  pythonPackages = lib.genAttrs [
+    "boto3"
+    "botocore"
+    "awscli"
+    "google-api-python-client"
+    "google-cloud-storage"
+    "pyopenssl"
+    "azure-core"
+    "azure-identity"
+    "azure-mgmt-network"
+    "azure-mgmt-compute"
+    "azure-storage-blob"
+    "msgraph-sdk"
+    "msrestazure"
+    "kubernetes"
+    "websockets"
+    "python-dateutil"
+    "runpod"
+    "tomli"
+    "pycares"
+  ]
+    (n: pkgStub "python3.12-${n}");
+
+  # SkyPilot as nix/skypilot.nix provides it: `serverPython names` is a Python with SkyPilot
+  # and those packages; its name lists them (for nix/tests/run_rendered.py) when they fit in
+  # a store path name, else it counts them.
+  skypilot = pkgStub "skypilot-0.14.1" // {
+    inherit pythonPackages;
+    serverPython = names:
+      let
+        listed = "skypilot-server-python-0.14.1${lib.concatMapStrings (n: "+${n}") names}";
+      in
+      mkStub
+        (if builtins.stringLength listed <= 160
+        then listed
+        else "skypilot-server-python-0.14.1-${toString (builtins.length names)}-packages")
+        { packages = names; };
+  };
+
   pkgs = {
     # Only what the module and the VM test refer to.
-    skypilot = pkgStub "skypilot-0.14.1";
+    inherit skypilot;
     skypilot-host = pkgStub "skypilot-host-0.1.0";
     coreutils = pkgStub "coreutils";
     openssh = pkgStub "openssh";
@@ -44,10 +84,14 @@ let
     python3 = pkgStub "python3";
     iptables = pkgStub "iptables";
     sudo = pkgStub "sudo";
+    bash = pkgStub "bash";
+    kubectl = pkgStub "kubectl";
+    google-cloud-sdk = pkgStub "google-cloud-sdk";
+    azure-cli = pkgStub "azure-cli";
     # The flake's module builds its packages with callPackage: skypilot.nix and package.nix.
     callPackage = path: _args:
       {
-        "skypilot.nix" = pkgStub "skypilot-0.14.1";
+        "skypilot.nix" = skypilot;
         "package.nix" = pkgStub "skypilot-host-0.1.0";
       }.${baseNameOf path}
         or (throw "stubs.nix: no stand-in for callPackage ${toString path}");
@@ -208,6 +252,10 @@ let
           default = "";
         };
       };
+      networking.hosts = mkOption {
+        type = types.attrsOf (types.listOf types.str);
+        default = { };
+      };
       networking.nftables = {
         enable = mkOption {
           type = types.bool;
@@ -247,6 +295,17 @@ let
               };
             };
           });
+        };
+      };
+
+      security.sudo-rs = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        extraRules = mkOption {
+          default = [ ];
+          type = types.listOf types.anything;
         };
       };
 
