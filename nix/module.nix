@@ -228,8 +228,10 @@ let
       cp ${hostConfigRaw} $out
     '';
 
-  pollInterval = cfg.settings.cluster_manager.poll_interval_secs or 30;
-  watchdogSec = lib.max 60 (3 * pollInterval);
+  # One poll may take poll_deadline_secs in all; the manager feeds the watchdog between
+  # its requests and between polls, so twice that is a hung loop, never a slow server.
+  pollDeadline = cfg.settings.cluster_manager.poll_deadline_secs or 120;
+  watchdogSec = 2 * pollDeadline;
 
   listenAddress =
     let
@@ -905,6 +907,9 @@ in
             Type = "notify";
             NotifyAccess = "main";
             ExecStart = "${cfg.hostPackage}/bin/skypilot-host monitor --config ${hostConfig}";
+            # Up to 4,096 connections at once (then it closes new ones at accept), plus
+            # its database and log files.
+            LimitNOFILE = 8192;
             # Reads the host database (SQLite WAL needs its -shm file writable).
             ReadWritePaths = [ cfg.stateDir ];
           }

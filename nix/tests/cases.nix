@@ -144,6 +144,7 @@
         logLevel = "DEBUG";
       };
       settings.cluster_manager.poll_interval_secs = 45;
+      settings.cluster_manager.poll_deadline_secs = 90;
     };
   };
 

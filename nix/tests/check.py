@@ -14,6 +14,7 @@ Usage: check.py --nixpkgs-lib DIR --host-bin PATH [--scores FILE]
 Exit status 0 when every check passed; every failure is printed.
 """
 import argparse
+from pathlib import Path
 import ast
 import json
 import os
@@ -399,12 +400,33 @@ def advanced_warnings(c, r, label):
     c.equal(len(r['warnings']), 9, f'{label}: number of warnings ({r["warnings"]})')
 
 
+def seed_keys_named(c, r, label):
+    """The module's warnings name the same seed keys, each with the same canonical option,
+    as `skypilot-host` (its table is kept equal to nix/seed-keys.json by a Rust test)."""
+    table = json.loads((Path(__file__).resolve().parent.parent / 'seed-keys.json').read_text())
+    mapped = [w for w in r['warnings']
+              if re.search(r'services\.skypilot\.config\.(cloud|spot)\.', w)
+              and 'not understood' not in w]
+    for key, option in table.items():
+        pattern = re.escape('services.skypilot.config.' + key).replace(re.escape('<cloud>'), r'\w+')
+        named = [w for w in mapped if re.search(pattern + r'\b', w)]
+        c.check(named != [], f'{label}: a warning names the seed key {key}')
+        c.check(all(option in w for w in named),
+                f'{label}: the warning for {key} names {option}: {named}')
+    for w in mapped:
+        known = any(re.search(re.escape('services.skypilot.config.' + k)
+                              .replace(re.escape('<cloud>'), r'\w+') + r'\b', w)
+                    for k in table)
+        c.check(known, f'{label}: a module warning names a seed key Rust does not map: {w}')
+
+
 def expect_seed_advanced(c, r, label):
     c.equal(len(r['failedAssertions']), 2,
             f'{label}: exactly the two not-built roles fail ({r["failedAssertions"]})')
     for parts in ADVANCED_ASSERTIONS:
         c.check(has_assertion(r, *parts), f'{label}: assertion naming {parts}')
     advanced_warnings(c, r, label)
+    seed_keys_named(c, r, label)
 
 
 def expect_seed_advanced_buildable(c, r, label):
@@ -487,7 +509,8 @@ def expect_monitoring_open(c, r, label):
     c.equal(s['log']['level'], 'DEBUG', f'{label}: log level')
     cm = r['services']['skypilot-cluster-manager']['serviceConfig']
     c.equal(cm['Type'], 'notify', f'{label}: cluster manager Type=notify')
-    c.equal(cm['WatchdogSec'], 135, f'{label}: WatchdogSec = 3 x poll interval (45 s)')
+    c.equal(cm['WatchdogSec'], 180, f'{label}: WatchdogSec = 2 x poll deadline (90 s)')
+    c.equal(m['LimitNOFILE'], 8192, f'{label}: monitor file limit above its 4,096 connections')
     c.equal(cm['IPAddressDeny'], 'any', f'{label}: cluster manager network')
     c.equal(r['services']['skypilot-cluster-manager']['after'],
             ['skypilot-api-server.service'], f'{label}: cluster manager after API server')
