@@ -1,4 +1,4 @@
-//! How fast the SkyPilot simulator (tests/support/sim.rs) serves a large fleet, so that
+//! How fast the SkyPilot simulator (tests/support/sim/) serves a large fleet, so that
 //! benchmarks built on it know how much of their time is the simulator's.
 //!
 //!     cargo bench --bench simulator            (results go to stdout; see docs/simulator.md)
