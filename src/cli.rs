@@ -93,6 +93,8 @@ pub(crate) enum SkyConfigCommand {
         #[arg(long)]
         policy_out: Option<PathBuf>,
     },
+    /// Print the seed's compatibility keys and the module option each stands for (JSON).
+    SeedKeys,
     /// Validate a SkyPilot config.yaml against the schema of the SkyPilot in use.
     Check {
         file: PathBuf,
@@ -190,6 +192,17 @@ pub fn run(cli: Cli) -> ExitCode {
                 &output,
                 &crate::sky_config::RenderOptions { schema, policy_out },
             )),
+            Command::SkyConfig(SkyConfigCommand::SeedKeys) => {
+                let table: std::collections::BTreeMap<&str, &str> =
+                    crate::sky_config::compat::SEED_KEYS.into_iter().collect();
+                match serde_json::to_string_pretty(&table) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => report(Err(e.into())),
+                }
+            }
             Command::SkyConfig(SkyConfigCommand::Check { file, schema }) => {
                 report(crate::sky_config::run_check(&file, schema.as_deref()))
             }

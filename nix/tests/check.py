@@ -14,7 +14,6 @@ Usage: check.py --nixpkgs-lib DIR --host-bin PATH [--scores FILE]
 Exit status 0 when every check passed; every failure is printed.
 """
 import argparse
-from pathlib import Path
 import ast
 import json
 import os
@@ -400,10 +399,14 @@ def advanced_warnings(c, r, label):
     c.equal(len(r['warnings']), 9, f'{label}: number of warnings ({r["warnings"]})')
 
 
+# The seed keys as skypilot-host maps them, read at start.
+SEED_KEYS = {}
+
+
 def seed_keys_named(c, r, label):
     """The module's warnings name the same seed keys, each with the same canonical option,
-    as `skypilot-host` (its table is kept equal to nix/seed-keys.json by a Rust test)."""
-    table = json.loads((Path(__file__).resolve().parent.parent / 'seed-keys.json').read_text())
+    as `skypilot-host` (`sky-config seed-keys` prints its one table)."""
+    table = SEED_KEYS
     mapped = [w for w in r['warnings']
               if re.search(r'services\.skypilot\.config\.(cloud|spot)\.', w)
               and 'not understood' not in w]
@@ -871,6 +874,9 @@ def main():
     ap.add_argument('--host-bin', required=True, help='skypilot-host binary for check-config')
     ap.add_argument('--scores', help='write the exposure scores here (JSON)')
     a = ap.parse_args()
+    global SEED_KEYS
+    SEED_KEYS = json.loads(subprocess.run([a.host_bin, 'sky-config', 'seed-keys'],
+                                          capture_output=True, text=True, check=True).stdout)
     c = Checks()
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
