@@ -593,19 +593,6 @@ impl Manager {
     }
 }
 
-/// Hands freed heap pages back to the OS. A poll of a large fleet allocates several
-/// times the answer's size for a moment; without this glibc keeps that peak resident.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointers and only returns free pages of the heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
-
 /// Runs the poll loop until `shutdown` resolves.
 pub(crate) async fn run_until(
     config: Config,
@@ -632,7 +619,7 @@ pub(crate) async fn run_until(
             },
             () = &mut shutdown => break 'polling,
         };
-        release_freed_memory();
+        crate::memory::release_freed();
         let status = match &report.error {
             None => format!("{} clusters, {} changed", report.clusters, report.changes),
             Some(e) => format!("poll failed ({} in a row): {e}", manager.failures()),

@@ -13,6 +13,7 @@ mod files;
 mod fleet;
 mod http;
 mod launch_policy;
+mod memory;
 pub mod monitor;
 pub mod sky_config;
 pub mod skypilot;

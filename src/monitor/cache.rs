@@ -93,7 +93,7 @@ impl Scraper {
         let body = exposition.body(snapshot.moment())?;
         // The previous rendering and the read's transient memory are freed by now.
         if served == Served::Rendered {
-            release_freed_memory();
+            crate::memory::release_freed();
         }
         // Only a clean read is kept: after a database-wide error the connection is
         // reopened and everything read again.
@@ -106,20 +106,6 @@ impl Scraper {
         Ok((body, served))
     }
 }
-
-/// Returns freed heap memory to the system. Scrapes run on the runtime's blocking
-/// threads, each with its own glibc arena; without this a large fleet's transient
-/// rendering stays resident in several of them.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointers and only returns free pages of the heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 #[cfg(test)]
 mod tests {
