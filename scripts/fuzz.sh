@@ -12,8 +12,8 @@
 #   -o DIR     where AFL++ keeps its state, default fuzz/out (kept for inspection)
 #   -l         list the targets and exit
 #
-# Installs what it needs: Debian's build tools for AFL++ if missing, `cargo-afl` from
-# crates.io and, through it, AFL++ itself (built from the source it ships). Targets run
+# Installs what it needs: Debian's build tools for AFL++ if missing, `cargo-afl` with
+# `cargo install` and, through it, AFL++ itself (built from the source it ships). Targets run
 # one after another. A crashing input is copied to fuzz/crashes/<target>/ (named by its
 # SHA-1) so that it can be kept and turned into a test in tests/it/fuzz_regressions.rs.
 # For each target it prints inputs run, wall time, inputs per second, inputs kept,
