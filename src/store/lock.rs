@@ -56,8 +56,17 @@ impl WriterLock {
         if rc != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                // The holder writes its pid just after taking the lock: give it a moment.
                 let mut holder = String::new();
-                let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
+                for _ in 0..20 {
+                    holder.clear();
+                    let _ = file.rewind();
+                    let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
+                    if !holder.trim().is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 let holder = holder.trim();
                 return Err(LockError::Held {
                     database: database.to_path_buf(),
