@@ -81,6 +81,37 @@ pub struct Cluster {
     pub last_use: Option<String>,
 }
 
+#[cfg(test)]
+impl Cluster {
+    /// A cluster with every optional field empty and no autostop, for unit tests to
+    /// fill in with `..Cluster::bare(name, status)`.
+    pub(crate) fn bare(name: &str, status: ClusterStatus) -> Cluster {
+        Cluster {
+            name: name.into(),
+            cluster_hash: format!("hash-{name}"),
+            status,
+            cloud: None,
+            region: None,
+            zone: None,
+            instance_type: None,
+            nodes: 1,
+            cpus: None,
+            memory: None,
+            accelerators: None,
+            resources: None,
+            workspace: "default".into(),
+            user_name: None,
+            user_hash: None,
+            launched_at: None,
+            status_updated_at: None,
+            autostop_minutes: -1,
+            autostop_to_down: false,
+            is_managed: false,
+            last_use: None,
+        }
+    }
+}
+
 /// Instance type out of SkyPilot's resources string, e.g. `m6i.large` out of
 /// `1x(cpus=2, mem=8, m6i.large, disk=256)`: the first item without `=`.
 pub(crate) fn instance_type_from_resources(resources: &str) -> Option<String> {

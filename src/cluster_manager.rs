@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::skypilot::wire::StatusRecord;
 use crate::skypilot::{Client, ClientError, CostRecord, RefreshMode};
 use crate::store::{
-    ApiServerHealth, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store, Transition,
-    WriterLock,
+    sql_count, ApiServerHealth, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
+    Transition, WriterLock,
 };
 use crate::systemd;
 use crate::terminal::clean;
@@ -255,10 +255,6 @@ fn known_rows(store: &Store) -> crate::store::Result<HashMap<String, ClusterRow>
         .collect())
 }
 
-fn count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl Manager {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Manager> {
         let client = Client::new(&config.skypilot)?;
@@ -452,8 +448,8 @@ impl Manager {
             outcome: PollOutcome::Ok,
             error_kind: None,
             error: None,
-            clusters: Some(count(clusters)),
-            changes: Some(count(n)),
+            clusters: Some(sql_count(clusters)),
+            changes: Some(sql_count(n)),
         };
         if let Err(e) = self.store.commit_poll(changes, &run) {
             // The database refused the write: keep the in-memory view as it was, so the
@@ -662,27 +658,16 @@ mod tests {
 
     fn cluster(name: &str, status: ClusterStatus) -> Cluster {
         Cluster {
-            name: name.into(),
-            cluster_hash: format!("hash-{name}"),
-            status,
             cloud: Some("AWS".into()),
             region: Some("us-west-2".into()),
-            zone: None,
             instance_type: Some("m6i.large".into()),
-            nodes: 1,
             cpus: Some("2.0".into()),
             memory: Some("8.0".into()),
-            accelerators: None,
-            resources: None,
-            workspace: "default".into(),
             user_name: Some("alice".into()),
             user_hash: Some("abcd".into()),
             launched_at: Some(ts(1000)),
             status_updated_at: Some(ts(1000)),
-            autostop_minutes: -1,
-            autostop_to_down: false,
-            is_managed: false,
-            last_use: None,
+            ..Cluster::bare(name, status)
         }
     }
 

@@ -174,27 +174,10 @@ mod tests {
         };
         let row = ClusterRow {
             cluster: Cluster {
-                name: "evil\x1b]0;owned\x07\nUP forged".into(),
-                cluster_hash: "h".into(),
-                status: ClusterStatus::Up,
                 cloud: Some("AWS".into()),
                 region: Some("us\u{202e}east".into()),
-                zone: None,
-                instance_type: None,
-                nodes: 1,
-                cpus: None,
-                memory: None,
-                accelerators: None,
-                resources: None,
-                workspace: "default".into(),
                 user_name: Some("bob\r".into()),
-                user_hash: None,
-                launched_at: None,
-                status_updated_at: None,
-                autostop_minutes: -1,
-                autostop_to_down: false,
-                is_managed: false,
-                last_use: None,
+                ..Cluster::bare("evil\x1b]0;owned\x07\nUP forged", ClusterStatus::Up)
             },
             hourly_cost: None,
             total_cost: None,

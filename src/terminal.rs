@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-fn is_unsafe(c: char) -> bool {
+/// Whether a terminal would obey `c` rather than show it: control characters and the
+/// bidi controls.
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
 }

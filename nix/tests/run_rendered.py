@@ -45,6 +45,7 @@ import base64
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -380,10 +381,24 @@ class Role:
         if 'WatchdogSec' in self.s:
             env['WATCHDOG_USEC'] = str(int(self.s['WatchdogSec']) * 1_000_000)
         log(f'{self.unit}: {" ".join(argv)}')
+        limit = self.s.get('LimitNOFILE')
+
+        def apply_limits():
+            # LimitNOFILE=N sets both the soft and the hard limit, as systemd does.
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (int(limit), int(limit)))
         with open(self.log_path, 'w', encoding='utf-8') as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd='/')
+                                         cwd='/', preexec_fn=apply_limits)
+
+    def open_files_limit(self):
+        """The soft limit of open files of the running process, from /proc."""
+        with open(f'/proc/{self.proc.pid}/limits', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('Max open files'):
+                    return int(line.split()[3])
+        return None
 
     def read_notify(self):
         while True:
@@ -604,6 +619,11 @@ def run(a):
                     + ('' if ready == notify else '\n' + role.tail()))
             c.check(role.alive(), f'{unit}: running after start'
                     + ('' if role.alive() else '\n' + role.tail()))
+            if 'LimitNOFILE' in s:
+                got = role.open_files_limit() if role.alive() else None
+                c.check(got == int(s['LimitNOFILE']),
+                        f'{unit}: LimitNOFILE={s["LimitNOFILE"]} holds for the running '
+                        f'process: {got}')
             if 'WatchdogSec' in s:
                 c.check(role.wait_notify('WATCHDOG=1', int(s['WatchdogSec'])),
                         f'{unit}: WatchdogSec={s["WatchdogSec"]} and it pings the watchdog')

@@ -49,9 +49,8 @@ pub(crate) const SKYPILOT_METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 struct AppState {
     config: Arc<Config>,
     /// Taken (without a thread) before a scrape goes to a blocking thread, so waiting
-    /// scrapes never pile up on the blocking pool; holds the latest answer.
-    turn: Arc<tokio::sync::Mutex<Option<Latest>>>,
-    scraper: Arc<std::sync::Mutex<Scraper>>,
+    /// scrapes never pile up on the blocking pool.
+    scraping: Arc<tokio::sync::Mutex<Scraping>>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
 }
@@ -63,10 +62,10 @@ pub(crate) fn router(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ro
         .build()
         .context("cannot build the HTTP client for monitor.skypilot_metrics_url")?;
     let state = AppState {
-        turn: Arc::new(tokio::sync::Mutex::new(None)),
-        scraper: Arc::new(std::sync::Mutex::new(Scraper::new(
-            &config.cluster_manager.database,
-        ))),
+        scraping: Arc::new(tokio::sync::Mutex::new(Scraping {
+            scraper: Scraper::new(&config.cluster_manager.database),
+            latest: None,
+        })),
         config: Arc::new(config),
         clock,
         http,
@@ -113,7 +112,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The latest answer of `/metrics`, for scrapes that were waiting while it rendered.
+/// The reader of the database, and the latest answer of `/metrics` for scrapes that were
+/// waiting while it rendered.
+struct Scraping {
+    scraper: Scraper,
+    latest: Option<Latest>,
+}
+
 struct Latest {
     format: Format,
     /// When its rendering began.
@@ -143,28 +148,25 @@ impl futures_core::Stream for Pieces {
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
     let arrived = std::time::Instant::now();
-    let mut turn = state.turn.lock().await;
-    if let Some(latest) = turn.as_ref() {
+    let mut turn = state.scraping.clone().lock_owned().await;
+    if let Some(latest) = &turn.latest {
         if latest.format == format && latest.began >= arrived {
             return pieces_response(format, latest.pieces.clone());
         }
     }
     let began = std::time::Instant::now();
-    let scraper = state.scraper.clone();
     let clock = state.clock.clone();
     // Asking SQLite is blocking work (it may wait on a lock), so it runs off the async
-    // workers. One scrape reads at a time; a poisoned lock only means an earlier scrape
-    // panicked, and the reader reopens on any error anyway.
+    // workers, holding the turn; it hands the turn back with its answer. A scrape that
+    // panicked drops the turn, and the reader reopens on any error anyway.
     let scraped = tokio::task::spawn_blocking(move || {
-        scraper
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .scrape(clock.as_ref(), format)
+        let answer = turn.scraper.scrape(clock.as_ref(), format);
+        (turn, answer)
     })
     .await;
-    let pieces = match scraped {
-        Ok(Ok(pieces)) => pieces,
-        Ok(Err(std::fmt::Error)) => {
+    let (mut turn, pieces) = match scraped {
+        Ok((turn, Ok(pieces))) => (turn, pieces),
+        Ok((_, Err(std::fmt::Error))) => {
             tracing::error!("monitor: cannot encode the metrics");
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -181,7 +183,7 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
                 .into_response();
         }
     };
-    *turn = Some(Latest {
+    turn.latest = Some(Latest {
         format,
         began,
         pieces: pieces.clone(),

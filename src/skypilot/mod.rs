@@ -188,19 +188,8 @@ pub(crate) fn http_client_builder(cfg: &SkypilotConfig) -> Result<reqwest::Clien
             path: path.display().to_string(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(err(
-                "not a regular file: expected a PEM file of CA certificates".into(),
-            ));
-        }
-        if meta.len() > CA_FILE_MAX_BYTES {
-            return Err(err(format!(
-                "{} bytes is larger than {CA_FILE_MAX_BYTES}: expected a PEM file of CA certificates",
-                meta.len()
-            )));
-        }
-        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let pem = crate::files::read_regular(path, CA_FILE_MAX_BYTES)
+            .map_err(|e| err(format!("it {e}; expected a PEM file of CA certificates")))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| err(format!("not PEM certificates: {}", root_cause(&e))))?;
         if certs.is_empty() {
@@ -659,7 +648,7 @@ fn bounded(text: &str, max: usize) -> String {
     let one_line: String = text
         .chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            if crate::terminal::is_unsafe(c) {
                 ' '
             } else {
                 c

@@ -5,7 +5,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{named_params, Row};
 
-use super::{At, Result, Store};
+use super::{sql_count, At, Result, Store};
 use crate::time::Timestamp;
 
 /// Declares a string-backed enum whose names are the values allowed in the database
@@ -116,10 +116,6 @@ fn read_entry(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 const AUDIT_COLUMNS: &str = "at, actor, action, cluster, outcome, detail";
 
-fn limit_arg(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
 impl Store {
     /// Appends one entry; returns its id.
     pub fn append_audit(&self, e: &AuditEntry) -> Result<i64> {
@@ -151,7 +147,7 @@ impl Store {
     pub(crate) fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit_query(
             &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT :limit"),
-            &[(":limit", &limit_arg(limit))],
+            &[(":limit", &sql_count(limit))],
         )
     }
 
@@ -161,7 +157,7 @@ impl Store {
             &format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= :since ORDER BY id ASC LIMIT :limit"
             ),
-            &[(":since", &since), (":limit", &limit_arg(limit))],
+            &[(":since", &since), (":limit", &sql_count(limit))],
         )
     }
 
@@ -171,7 +167,7 @@ impl Store {
             &format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE cluster = :cluster ORDER BY id DESC LIMIT :limit"
             ),
-            &[(":cluster", &cluster), (":limit", &limit_arg(limit))],
+            &[(":cluster", &cluster), (":limit", &sql_count(limit))],
         )
     }
 

@@ -47,8 +47,9 @@ pub struct ClusterChanges {
     pub transitions: Vec<Transition>,
 }
 
+#[cfg(test)]
 impl ClusterChanges {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.gone.is_empty() && self.transitions.is_empty()
     }
 }
@@ -422,21 +423,14 @@ impl Store {
             }
         }
         if !changes.gone.is_empty() {
-            let prev_ok: Option<Timestamp> = tx
-                .query_row(
-                    "SELECT finished_at FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()
-                .at(&path)?;
+            let prev_ok = super::polls::last_ok_second(&tx).at(&path)?;
             let mut gone = tx
                 .prepare_cached(
                     "UPDATE clusters SET status = 'GONE', gone_at = :at, last_changed = :at, last_seen = MAX(last_seen, :seen) WHERE name = :name",
                 )
                 .at(&path)?;
             for (name, at) in &changes.gone {
-                let seen = prev_ok.map(Timestamp::floor).unwrap_or(*at);
+                let seen = prev_ok.unwrap_or(*at);
                 gone.execute(rusqlite::named_params! {":name": name, ":at": at, ":seen": seen})
                     .at(&path)?;
             }
@@ -457,8 +451,6 @@ impl Store {
     }
 }
 
-use rusqlite::OptionalExtension as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,29 +458,7 @@ mod tests {
     #[test]
     fn upsert_names_every_column_once() {
         let row = ClusterRow {
-            cluster: Cluster {
-                name: "a".into(),
-                cluster_hash: "h".into(),
-                status: ClusterStatus::Up,
-                cloud: None,
-                region: None,
-                zone: None,
-                instance_type: None,
-                nodes: 1,
-                cpus: None,
-                memory: None,
-                accelerators: None,
-                resources: None,
-                workspace: "default".into(),
-                user_name: None,
-                user_hash: None,
-                launched_at: None,
-                status_updated_at: None,
-                autostop_minutes: -1,
-                autostop_to_down: false,
-                is_managed: false,
-                last_use: None,
-            },
+            cluster: Cluster::bare("a", ClusterStatus::Up),
             hourly_cost: None,
             total_cost: None,
             first_seen: Timestamp::from_secs(1),

@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::time::Timestamp;
 
@@ -81,6 +81,11 @@ pub enum StoreError {
 }
 
 pub(crate) type Result<T> = std::result::Result<T, StoreError>;
+
+/// A count or limit as SQLite's INTEGER (saturating: no count reaches it).
+pub(crate) fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 /// Attaches the database's path to a SQLite error: `.at(&self.path)?`.
 trait At<T> {
@@ -234,13 +239,7 @@ impl Store {
     /// When the last successful poll finished, as a whole second (the resolution of the
     /// cluster tables).
     fn last_ok_second(&self) -> Result<Option<Timestamp>> {
-        self.conn
-            .prepare_cached(
-                "SELECT finished_at FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row([], |r| r.get::<_, Timestamp>(0)).optional())
-            .map(|t| t.map(Timestamp::floor))
-            .at(&self.path)
+        polls::last_ok_second(&self.conn).at(&self.path)
     }
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
-use super::{At, Result, Store};
+use super::{sql_count, At, Result, Store};
 use crate::skypilot::RefreshMode;
 use crate::time::Timestamp;
 
@@ -85,6 +85,17 @@ impl FromSql for PollOutcome {
 const POLL_COLUMNS: &str =
     "id, started_at, finished_at, refresh, outcome, error_kind, error, clusters, changes";
 
+/// When the last successful poll finished, as a whole second (the resolution of the
+/// cluster tables).
+pub(super) fn last_ok_second(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
+    conn.prepare_cached(
+        "SELECT finished_at FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([], |r| r.get::<_, Timestamp>(0))
+    .optional()
+    .map(|t| t.map(Timestamp::floor))
+}
+
 pub(super) fn insert_poll(conn: &Connection, run: &PollRun) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO poll_runs (started_at, finished_at, refresh, outcome, error_kind, error, clusters, changes)
@@ -146,7 +157,7 @@ impl Store {
     pub fn recent_polls(&self, limit: usize) -> Result<Vec<PollRun>> {
         let sql = format!("SELECT {POLL_COLUMNS} FROM poll_runs ORDER BY id DESC LIMIT :limit");
         let mut stmt = self.conn.prepare_cached(&sql).at(&self.path)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_count(limit);
         let rows = stmt
             .query_map(named_params! {":limit": limit}, read_poll)
             .at(&self.path)?;
