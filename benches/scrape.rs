@@ -396,7 +396,11 @@ fn breakdown(db: &Path, runs: usize) -> anyhow::Result<()> {
             }),
         );
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).tcp_nodelay(true).await;
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let _ = axum::serve(listener, app).await;
         });
         anyhow::Ok(addr.to_string())
     })?;

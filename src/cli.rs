@@ -69,6 +69,30 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the web console and the authenticated gateway to SkyPilot.
+    WebUi(ConfigArg),
+    /// Read a password (twice, without echo, or one line from stdin when it is not a
+    /// terminal) and print a users-file line `NAME:ARGON2ID-HASH:ROLE`.
+    HashPassword {
+        /// The user's name.
+        name: String,
+        /// `admin` or `viewer`.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Enforce the autostop policy: one pass (for a systemd timer), or a loop with --daemon.
+    Autostop {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Keep running, one pass every `autostop.interval_secs`.
+        #[arg(long)]
+        daemon: bool,
+        /// Print one line per cluster with the decision and its reason; act on nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Serve SkyPilot's RESTful admin policy (launch defaults, autostop, price cap).
+    Policy(ConfigArg),
     /// Test aid: append COUNT audit entries through a second writer's connection, printing
     /// each entry's id once committed (used to test two writers on one database).
     #[command(hide = true)]
@@ -218,6 +242,35 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::DebugAuditWriter { config, count } => {
                 let config = load(&config.config)?;
                 report(crate::audit_log::debug_writer(&config, count))
+            }
+            Command::WebUi(a) => {
+                let config = load(&a.config)?;
+                init_logging(&config);
+                let rt = runtime(false)?;
+                let code = report(rt.block_on(crate::web_ui::run(config)));
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                code
+            }
+            Command::HashPassword { name, role } => {
+                report(crate::web_ui::hash_password_cli(&name, &role))
+            }
+            Command::Autostop {
+                config,
+                daemon,
+                dry_run,
+            } => {
+                let config = load(&config.config)?;
+                init_logging(&config);
+                let rt = runtime(true)?;
+                report(rt.block_on(crate::autostop::run(config, daemon, dry_run)))
+            }
+            Command::Policy(a) => {
+                let config = load(&a.config)?;
+                init_logging(&config);
+                let rt = runtime(false)?;
+                let code = report(rt.block_on(crate::policy::run(config)));
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                code
             }
             Command::Credentials(CredentialsCommand::Check(a)) => {
                 let config = load(&a.config)?;

@@ -27,6 +27,9 @@ pub struct Config {
     pub skypilot: SkypilotConfig,
     pub cluster_manager: ClusterManagerConfig,
     pub monitor: MonitorConfig,
+    pub web_ui: WebUiConfig,
+    pub autostop: AutostopConfig,
+    pub policy: PolicyConfig,
     pub(crate) credentials: CredentialsConfig,
     pub(crate) log: LogConfig,
 }
@@ -79,6 +82,35 @@ pub struct MonitorConfig {
     /// cut off (SkyPilot's own scrape is well under a megabyte).
     pub(crate) skypilot_metrics_max_bytes: u64,
 }
+
+// ---------------------------------------------------------------- web UI (`web-ui`)
+
+/// `skypilot-host web-ui`: the console and the authenticated gateway to SkyPilot.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebUiConfig {}
+
+/// The gateway part of the web UI: SkyPilot's dashboard and REST API behind our login
+/// (`[web_ui.gateway]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {}
+
+// ---------------------------------------------------------------- autostop (`autostop`)
+
+/// `skypilot-host autostop`: the enforcer of idle stop.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutostopConfig {}
+
+// ---------------------------------------------------------------- launch policy (`policy`)
+
+/// `skypilot-host policy`: SkyPilot's RESTful admin policy endpoint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {}
+
+// ----------------------------------------------------------------
 
 /// Cloud credential files, by cloud. Each is a path outside the Nix store; the module
 /// hands them over with systemd `LoadCredential`.

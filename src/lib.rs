@@ -4,6 +4,7 @@
 //! the reading roles ([`monitor`], `status`). Every role reads one [`config::Config`].
 
 mod audit_log;
+pub mod autostop;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_manager;
@@ -15,6 +16,7 @@ mod http;
 mod launch_policy;
 mod memory;
 pub mod monitor;
+pub mod policy;
 pub mod sky_config;
 pub mod skypilot;
 mod status;
@@ -22,3 +24,4 @@ pub mod store;
 mod systemd;
 mod terminal;
 pub mod time;
+pub mod web_ui;
