@@ -81,6 +81,24 @@ let
   userApiUrl = "http://${cfg.apiServer.hostName}:${toString cfg.apiServer.port}";
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
+  # ---------------------------------------------------------------- scale-out
+  # apiServer.enable = false: the host roles only, against a SkyPilot API server elsewhere.
+  localApi = unitsEnabled && cfg.apiServer.enable;
+  remoteApi = !cfg.apiServer.enable;
+  # Where a unit finds what LoadCredential handed it (systemd's $CREDENTIALS_DIRECTORY).
+  credentialPath = unit: id: "/run/credentials/${unit}.service/${id}";
+  # SkyPilot's state in PostgreSQL (SKYPILOT_DB_CONNECTION_URI). Local: over the Unix
+  # socket with peer authentication (database and role named after the service user), so
+  # no password exists. External: the URI holds one, so it stays in uriFile and reaches
+  # the server through LoadCredential and the start script, never the store or the unit.
+  dbLocal = cfg.database.createLocally;
+  dbExternal = cfg.database.uriFile != null;
+  localDbUri = "postgresql+psycopg2://${cfg.user}@/${cfg.user}?host=/run/postgresql";
+  # With a database SkyPilot refuses a config file of more than one top-level key
+  # (sky/skypilot_config.py: "If db config is specified, no other config is allowed");
+  # the seed's `cloud` and `spot` keys leave config.yaml, gcp's project becomes `workspaces`.
+  renderedTopKeys = lib.unique (lib.attrNames (removeAttrs cfg.config [ "cloud" "spot" ])
+    ++ optional ((cfg.config.cloud.gcp.project or null) != null) "workspaces");
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
   monitorEnabled = unitsEnabled && cfg.monitoring.enable;
 
@@ -233,6 +251,8 @@ let
   pollDeadline = cfg.settings.cluster_manager.poll_deadline_secs or 120;
   watchdogSec = 2 * pollDeadline;
 
+  serverStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
+
   listenAddress =
     let
       a = cfg.monitoring.listenAddress;
@@ -288,7 +308,7 @@ let
     };
 
   managedUnits =
-    [ "skypilot-api-server" ]
+    optional cfg.apiServer.enable "skypilot-api-server"
     ++ optional cfg.enableCluster "skypilot-cluster-manager"
     ++ optional cfg.monitoring.enable "skypilot-monitor";
   systemctl = "/run/current-system/sw/bin/systemctl";
@@ -501,6 +521,29 @@ in
     };
 
     apiServer = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run SkyPilot's API server on this host. With false, only the host roles run here,
+          against the API server at `apiServer.url` (e.g. SkyPilot's Helm chart on
+          Kubernetes), with the service-account token of `apiServer.tokenFile`: no local API
+          server unit and no owner-match firewall rules.
+        '';
+      };
+      url = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://skypilot.example.com";
+        description = "URL of the remote SkyPilot API server (http or https) when `apiServer.enable = false`; the host roles' `skypilot.api_url` and users' SKYPILOT_API_SERVER_ENDPOINT.";
+      };
+      tokenFile = absPathOption "A SkyPilot service-account token (`sky_…`) for the remote API server, outside the Nix store; handed to the cluster manager with `LoadCredential` and sent as a bearer token.";
+      caFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/ssl/skypilot-ca.pem";
+        description = "PEM file of the CA that signed the remote API server's certificate, trusted in addition to the system's roots (`skypilot.ca_file`). Not a secret: a store path is fine.";
+      };
       port = mkOption {
         type = types.port;
         default = 46580;
@@ -589,6 +632,26 @@ in
       description = "Let members of `group` run `systemctl start|stop|restart|status` on the SkyPilot units through sudo, and nothing else.";
     };
 
+    database = {
+      createLocally = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Keep SkyPilot's state in a local PostgreSQL (`services.postgresql` with a database
+          and role named after `user`), reached over the Unix socket with peer
+          authentication: no password exists. The API server starts after PostgreSQL.
+        '';
+      };
+      uriFile = absPathOption ''
+        A file outside the Nix store holding the SQLAlchemy URI of an external PostgreSQL
+        for SkyPilot's state (e.g. `postgresql+psycopg2://skypilot:PASSWORD@db.example.com/skypilot`).
+        Handed to the API server with `LoadCredential` and exported as
+        SKYPILOT_DB_CONNECTION_URI by its start script; never in the store, a unit file or
+        the log. SkyPilot's `db` config key must not be used instead (`sky-config render`
+        refuses it).
+      '';
+    };
+
     config = mkOption {
       type = types.attrsOf types.anything;
       default = { };
@@ -658,11 +721,11 @@ in
             message = "services.skypilot.monitoring.metricsPort (${toString cfg.monitoring.metricsPort}) is the API server's port.";
           }
           {
-            assertion = !(unitsEnabled && cfg.apiServer.restrictAccess && config.networking.nftables.enable && (cfg.uid == null || cfg.gid == null));
+            assertion = !(localApi && cfg.apiServer.restrictAccess && config.networking.nftables.enable && (cfg.uid == null || cfg.gid == null));
             message = "services.skypilot.uid and .gid must be set with networking.nftables.enable: the API server's port is restricted by owner in an nftables ruleset, which is checked at build time and cannot name users.";
           }
           {
-            assertion = !(unitsEnabled && cfg.apiServer.restrictAccess && !config.networking.nftables.enable && !config.networking.firewall.enable);
+            assertion = !(localApi && cfg.apiServer.restrictAccess && !config.networking.nftables.enable && !config.networking.firewall.enable);
             message = "services.skypilot.apiServer.restrictAccess needs networking.firewall.enable or networking.nftables.enable: without an owner match every local account can reach the API server, which treats loopback requests as an admin.";
           }
           {
@@ -701,7 +764,46 @@ in
             assertion = false;
             inherit message;
           })
-          extraEnvErrors;
+          extraEnvErrors
+        # Scale-out: SkyPilot's state in PostgreSQL, or the API server elsewhere.
+        ++ [
+          {
+            assertion = !(dbLocal && dbExternal);
+            message = "services.skypilot.database.createLocally and database.uriFile are both set: choose the local PostgreSQL or the external one.";
+          }
+          {
+            assertion = !(remoteApi && (dbLocal || dbExternal));
+            message = "services.skypilot.database.* configures the local API server's state, but apiServer.enable = false: the remote API server keeps its own state (its Helm chart's apiService.dbConnectionSecretName).";
+          }
+          {
+            assertion = !(dbExternal && inStore cfg.database.uriFile);
+            message = "services.skypilot.database.uriFile = \"${toString cfg.database.uriFile}\" is in the Nix store, which every local user can read: the URI holds the database password. Give the path of a file outside the store.";
+          }
+          {
+            assertion = !dbExternal || isAbsolute cfg.database.uriFile;
+            message = "services.skypilot.database.uriFile = \"${toString cfg.database.uriFile}\" is not an absolute path.";
+          }
+          {
+            assertion = !((dbLocal || dbExternal) && cfg.apiServer.enable && builtins.length renderedTopKeys > 1);
+            message = "services.skypilot.config has ${toString (builtins.length renderedTopKeys)} top-level keys (${lib.concatStringsSep ", " renderedTopKeys}), but with its state in PostgreSQL SkyPilot 0.14.1 refuses a config file of more than one (\"If db config is specified, no other config is allowed\"): keep one key here and set the rest in SkyPilot's dashboard, which stores them in the database.";
+          }
+          {
+            assertion = !remoteApi || cfg.apiServer.url != null;
+            message = "services.skypilot.apiServer.enable = false needs apiServer.url: the SkyPilot API server the host roles talk to.";
+          }
+          {
+            assertion = cfg.apiServer.url == null || builtins.match "https?://[^/[:space:]]+.*" cfg.apiServer.url != null;
+            message = "services.skypilot.apiServer.url = \"${toString cfg.apiServer.url}\" is not an http:// or https:// URL.";
+          }
+          {
+            assertion = !(cfg.apiServer.tokenFile != null && inStore cfg.apiServer.tokenFile);
+            message = "services.skypilot.apiServer.tokenFile = \"${toString cfg.apiServer.tokenFile}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
+          }
+          {
+            assertion = cfg.apiServer.tokenFile == null || isAbsolute cfg.apiServer.tokenFile;
+            message = "services.skypilot.apiServer.tokenFile = \"${toString cfg.apiServer.tokenFile}\" is not an absolute path.";
+          }
+        ];
 
       warnings =
         compatWarnings
@@ -713,13 +815,25 @@ in
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
-        ++ optional (unitsEnabled && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
-        ++ optional (unitsEnabled && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
+        ++ optional (localApi && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
+        ++ optional (localApi && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
+        ++ optional (cfg.apiServer.enable && (cfg.apiServer.url != null || cfg.apiServer.tokenFile != null || cfg.apiServer.caFile != null)) "services.skypilot.apiServer.url, tokenFile and caFile are for a remote API server (apiServer.enable = false): with the local one they are ignored."
+        ++ optional (remoteApi && cfg.apiServer.url != null && lib.hasPrefix "http://" cfg.apiServer.url && cfg.apiServer.tokenFile != null) "services.skypilot.apiServer.url is http://: the service-account token crosses the network in clear text. Use https://."
+        ++ optional (remoteApi && cfg.apiServer.tokenFile == null) "services.skypilot.apiServer.tokenFile is not set: the host roles call the remote API server without credentials, which a server with authentication refuses."
         ++ map (c: "services.skypilot.cloudCredentials.${c} is set but ${c} is not in services.skypilot.clouds: the API server has no ${c} SDK, so SkyPilot reports ${c} as disabled. Add \"${c}\" to services.skypilot.clouds.") credentialsWithoutSdk
         ++ map (c: "services.skypilot.clouds has ${c}, but this nixpkgs lacks part of its SDK (${lib.concatStringsSep ", " (map (n: "python3Packages.${n}") (cloudPythonMissing c) ++ cloudToolsMissing c)}): SkyPilot may report ${c} as disabled.") cloudsMissingParts;
 
       services.skypilot.settings = {
-        skypilot.api_url = mkDefault apiUrl;
+        skypilot =
+          {
+            api_url = mkDefault (if cfg.apiServer.enable then apiUrl else cfg.apiServer.url);
+          }
+          // optionalAttrs (remoteApi && cfg.apiServer.tokenFile != null) {
+            token_file = mkDefault (credentialPath "skypilot-cluster-manager" "token");
+          }
+          // optionalAttrs (remoteApi && cfg.apiServer.caFile != null) {
+            ca_file = mkDefault cfg.apiServer.caFile;
+          };
         cluster_manager = {
           database = mkDefault "${cfg.stateDir}/host.db";
           poll_interval_secs = mkDefault 30;
@@ -758,7 +872,30 @@ in
       environment.systemPackages = [ cfg.package cfg.hostPackage ];
     }
 
-    (mkIf unitsEnabled {
+    (mkIf (unitsEnabled && remoteApi && cfg.apiServer.url != null) {
+      # `sky` of every user talks to the remote server and never starts one of its own.
+      environment.variables =
+        {
+          SKYPILOT_API_SERVER_ENDPOINT = cfg.apiServer.url;
+          SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
+        }
+        // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
+    })
+
+    (mkIf (localApi && dbLocal) {
+      services.postgresql = {
+        enable = true;
+        ensureDatabases = [ cfg.user ];
+        ensureUsers = [
+          {
+            name = cfg.user;
+            ensureDBOwnership = true;
+          }
+        ];
+      };
+    })
+
+    (mkIf localApi {
       # `sky` of every user talks to this host's server and never starts one of its own.
       environment.variables =
         {
@@ -771,7 +908,9 @@ in
         description = "SkyPilot API server";
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
-        after = [ "network-online.target" ];
+        # postgresql-setup.service, where newer NixOS creates the ensured database and role.
+        after = [ "network-online.target" ] ++ optionals dbLocal [ "postgresql.service" "postgresql-setup.service" ];
+        requires = optional dbLocal "postgresql.service";
         # SkyPilot runs ssh and rsync to reach its clusters, and the clouds' programs; `sky`
         # and the Python SDKs' programs (e.g. `aws`) come with the server's Python.
         path = [ pkgs.openssh pkgs.rsync ] ++ optional hasServerPython serverPython ++ cloudToolPackages;
@@ -787,7 +926,15 @@ in
             SKYPILOT_API_SERVER_LOCAL_PORT = toString cfg.apiServer.port;
           }
           // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; }
+          // optionalAttrs dbLocal { SKYPILOT_DB_CONNECTION_URI = localDbUri; }
           // credentialEnv;
+        # With an external database the URI is read from the credential at start and
+        # exported for the server alone (NixOS runs `script` as ExecStart, with bash -e).
+        script = mkIf dbExternal ''
+          SKYPILOT_DB_CONNECTION_URI=$(< "$CREDENTIALS_DIRECTORY/db-uri")
+          export SKYPILOT_DB_CONNECTION_URI
+          exec ${serverStart}
+        '';
         serviceConfig =
           baseHardening
           // {
@@ -807,7 +954,7 @@ in
             # The server module itself, as `sky api start --deploy --foreground` runs it, but
             # with the host kept: `sky api start --deploy` replaces any --host with 0.0.0.0.
             # --deploy keeps the deploy-mode worker sizing.
-            ExecStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
+            ExecStart = mkIf (!dbExternal) serverStart;
             # SIGTERM to the main process orphans SkyPilot's executors: stop the whole cgroup.
             KillMode = "control-group";
             TimeoutStopSec = cfg.apiServer.stopTimeout;
@@ -820,8 +967,9 @@ in
             # SkyPilot forks ssh and its executors and reads /proc/meminfo: no ProcSubset,
             # no MemoryDenyWriteExecute (libffi closures in cloud SDKs).
           }
-          // optionalAttrs (loadedClouds != [ ]) {
-            LoadCredential = map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds;
+          // optionalAttrs (loadedClouds != [ ] || dbExternal) {
+            LoadCredential = map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds
+              ++ optional dbExternal "db-uri:${cfg.database.uriFile}";
           }
           // optionalAttrs (cfg.cloudCredentials.azure != null) {
             BindPaths = [ "${cfg.cloudCredentials.azure}:${home}/.azure" ];
@@ -878,8 +1026,8 @@ in
       systemd.services.skypilot-cluster-manager = {
         description = "SkyPilot cluster manager (skypilot-host)";
         wantedBy = [ "multi-user.target" ];
-        wants = [ "skypilot-api-server.service" ];
-        after = [ "skypilot-api-server.service" ];
+        wants = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
+        after = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
         serviceConfig =
           hostHardening
           // {
@@ -888,9 +1036,14 @@ in
             WatchdogSec = watchdogSec;
             ExecStart = "${cfg.hostPackage}/bin/skypilot-host cluster-manager --config ${hostConfig}";
             ReadWritePaths = [ cfg.stateDir ];
+          }
+          // optionalAttrs cfg.apiServer.enable {
             # It only talks to the API server on loopback.
             IPAddressDeny = "any";
             IPAddressAllow = "localhost";
+          }
+          // optionalAttrs (remoteApi && cfg.apiServer.tokenFile != null) {
+            LoadCredential = [ "token:${cfg.apiServer.tokenFile}" ];
           };
       };
     })

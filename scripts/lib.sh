@@ -127,3 +127,33 @@ stop_sky_server() {
   done
   rm -f "$dir/server.pgid"
 }
+
+# start_postgres DIR: a throwaway PostgreSQL (Debian's `postgresql`) with its data and its
+# Unix socket in DIR (no TCP), trust authentication, superuser and database `skypilot`.
+# Run as an unprivileged user: the caller, or `postgres` (else `nobody`) when root, since
+# PostgreSQL refuses to run as root. Writes DIR/ctl, which runs pg_ctl (start|stop ...)
+# as that user, and exports the connection URI as SKYPILOT_TEST_PG_URI.
+start_postgres() {
+  local dir=$1 bin run=()
+  bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
+  [ -x "$bin/initdb" ] || die "PostgreSQL's initdb not found under /usr/lib/postgresql (Debian: apt-get install postgresql)"
+  if [ "$(id -u)" -eq 0 ]; then
+    local user=postgres
+    id "$user" >/dev/null 2>&1 || user=nobody
+    chown "$user" "$dir"
+    run=(setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups)
+  fi
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -U skypilot --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; die "initdb in $dir failed"; }
+  printf '#!/bin/sh\nexec %s %q -D %q -l %q -o "-k %s -c listen_addresses=" -w "$@"\n' \
+    "${run[*]}" "$bin/pg_ctl" "$dir/data" "$dir/postgres.log" "$dir" >"$dir/ctl"
+  chmod 755 "$dir/ctl"
+  "$dir/ctl" start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL in $dir did not start"; }
+  "$bin/createdb" -h "$dir" -U skypilot skypilot || die "createdb skypilot in $dir failed"
+  export SKYPILOT_TEST_PG_URI="postgresql+psycopg2://skypilot@/skypilot?host=$dir"
+}
+
+# stop_postgres DIR: stops the PostgreSQL of start_postgres DIR, if it runs.
+stop_postgres() {
+  [ -x "$1/ctl" ] && "$1/ctl" stop -m fast >/dev/null 2>&1 || true
+}

@@ -298,4 +298,69 @@
       config.aws.region = "us-west-2";
     };
   };
+
+  # ---- scale-out: SkyPilot's state in PostgreSQL, the host roles against a remote server
+  # A local PostgreSQL over its Unix socket (peer authentication, no password).
+  database-local = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      database.createLocally = true;
+      config.allowed_clouds = [ "aws" ];
+    };
+  };
+
+  # An external PostgreSQL: the URI (with its password) only in a file outside the store.
+  # nix/tests/run_rendered.py runs this case against a throwaway PostgreSQL.
+  run-database = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring.enable = true;
+      database.uriFile = "/run/secrets/skypilot-db-uri";
+    };
+  };
+
+  database-uri-in-store = {
+    services.skypilot = {
+      enable = true;
+      database.uriFile = "/nix/store/00000000000000000000000000000000-db-uri";
+    };
+  };
+
+  # SkyPilot refuses a config file of more than one key once its state is in a database.
+  database-config-keys = {
+    services.skypilot = {
+      enable = true;
+      database.createLocally = true;
+      config = {
+        allowed_clouds = [ "aws" ];
+        jobs.bucket = "s3://team-jobs";
+      };
+    };
+  };
+
+  # Only the host roles, against SkyPilot elsewhere (e.g. its Helm chart) over https.
+  remote-api-server = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring.enable = true;
+      apiServer = {
+        enable = false;
+        url = "https://skypilot.example.com";
+        tokenFile = "/run/secrets/skypilot-token";
+        caFile = "/etc/ssl/skypilot-ca.pem";
+      };
+    };
+  };
+
+  remote-api-server-without-url = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      apiServer.enable = false;
+      database.createLocally = true;
+    };
+  };
 }

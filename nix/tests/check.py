@@ -743,7 +743,106 @@ def expect_bad_host_settings(c, r, label):
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
 
 
+# ---- scale-out: SkyPilot's state in PostgreSQL, the host roles against a remote server
+def rendered_files(r):
+    """Everything NixOS would write for a case: unit files, environment, /etc, the host
+    config and SkyPilot's config value, as one text."""
+    units = [render_unit(n, u) + u['script'] for n, u in sorted(r['services'].items())]
+    return '\n'.join(units + [json.dumps(r['variables']), json.dumps(r['etc']),
+                               to_toml(r['skypilot']['settings']),
+                               json.dumps(r['skypilot']['config'])])
+
+
+def expect_database_local(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    common_api_server(c, r, label)
+    u = api(r)
+    c.equal(u['environment'].get('SKYPILOT_DB_CONNECTION_URI'),
+            'postgresql+psycopg2://skypilot@/skypilot?host=/run/postgresql',
+            f'{label}: SkyPilot\'s state in the local PostgreSQL over its Unix socket, as the '
+            'service user (peer authentication: no password)')
+    c.check('postgresql.service' in u['requires'] and 'postgresql.service' in u['after'],
+            f'{label}: the API server requires and follows postgresql.service: '
+            f'{u["requires"]} {u["after"]}')
+    c.check('postgresql-setup.service' in u['after'],
+            f'{label}: and the unit that creates the ensured database and role')
+    pg = r['postgresql']
+    c.equal((pg['enable'], pg['ensureDatabases'], pg['ensureUsers']),
+            (True, ['skypilot'], [{'name': 'skypilot', 'ensureDBOwnership': True}]),
+            f'{label}: services.postgresql with the service user\'s database and role')
+    c.check(owner_rule(r), f'{label}: the owner match still guards the local API server')
+
+
+def expect_run_database(c, r, label):
+    # What it renders is run by nix/tests/run_rendered.py; here: what it is.
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    u = api(r)
+    s = u['serviceConfig']
+    c.check('db-uri:/run/secrets/skypilot-db-uri' in s['LoadCredential'],
+            f'{label}: the URI file handed over with LoadCredential: {s["LoadCredential"]}')
+    c.check(re.fullmatch(r'/nix/store/[0-9a-z]{32}-unit-script-skypilot-api-server-start/bin/'
+                         r'skypilot-api-server-start', s['ExecStart']) is not None,
+            f'{label}: ExecStart is the start script: {s["ExecStart"]}')
+    c.check('"$CREDENTIALS_DIRECTORY/db-uri"' in u['script']
+            and 'export SKYPILOT_DB_CONNECTION_URI' in u['script']
+            and re.search(r'\nexec \S+/bin/python3 -m sky\.server\.server --deploy --host '
+                          r'127\.0\.0\.1 --port 46580\n$', u['script']) is not None,
+            f'{label}: the script exports the credential and execs the server: {u["script"]!r}')
+    c.check('SKYPILOT_DB_CONNECTION_URI' not in u['environment'],
+            f'{label}: no URI in the unit\'s environment')
+    text = rendered_files(r)
+    c.check('postgresql://' not in text and 'postgresql+' not in text and 'db:' not in text,
+            f'{label}: no connection URI in any rendered file')
+    c.equal(r['postgresql']['enable'], False, f'{label}: no local PostgreSQL')
+
+
+def expect_database_config_keys(c, r, label):
+    c.check(has_assertion(r, 'services.skypilot.config has 2 top-level keys',
+                          'allowed_clouds, jobs', 'no other config is allowed'),
+            f'{label}: a config SkyPilot would refuse with a database is refused, naming the '
+            f'keys: {r["failedAssertions"]}')
+    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
+
+
+def expect_remote_api_server(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['services']), ['skypilot-cluster-manager', 'skypilot-monitor'],
+            f'{label}: the host roles only, no local API server unit')
+    c.equal((r['firewall']['extraCommands'], r['nftables']['tables'], r['hosts']),
+            ('', {}, {}), f'{label}: no owner-match rules, no host name for a local server')
+    sky = r['skypilot']['settings']['skypilot']
+    c.equal(sky, {'api_url': 'https://skypilot.example.com',
+                  'token_file': '/run/credentials/skypilot-cluster-manager.service/token',
+                  'ca_file': '/etc/ssl/skypilot-ca.pem'},
+            f'{label}: the host config points at the remote server, its token and CA')
+    cm = r['services']['skypilot-cluster-manager']
+    s = cm['serviceConfig']
+    c.equal(s.get('LoadCredential'), ['token:/run/secrets/skypilot-token'],
+            f'{label}: the token handed to the cluster manager with LoadCredential')
+    c.check('IPAddressDeny' not in s, f'{label}: the cluster manager may reach the network')
+    c.check('skypilot-api-server.service' not in cm['after'] + cm['wants'],
+            f'{label}: no order on a local API server: {cm["after"]}')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'https://skypilot.example.com',
+            f'{label}: users\' sky points at the remote server')
+    c.check('/run/secrets/skypilot-token' not in to_toml(r['skypilot']['settings']),
+            f'{label}: the host config names the credential, not the secret\'s path')
+
+
+def expect_remote_without_url(c, r, label):
+    c.check(has_assertion(r, 'apiServer.enable = false needs apiServer.url'),
+            f'{label}: no URL refused')
+    c.check(has_assertion(r, 'database.*', 'apiServer.enable = false'),
+            f'{label}: a database for a server that is not here refused')
+    c.equal(len(r['failedAssertions']), 2, f'{label}: two failures')
+    c.check(has_warning(r, 'apiServer.tokenFile is not set'), f'{label}: no token warned')
+
+
 EXPECT = {
+    'database-local': expect_database_local,
+    'run-database': expect_run_database,
+    'database-config-keys': expect_database_config_keys,
+    'remote-api-server': expect_remote_api_server,
+    'remote-api-server-without-url': expect_remote_without_url,
     'seed-basic': expect_seed_basic,
     'seed-advanced': expect_seed_advanced,
     'seed-advanced-buildable': expect_seed_advanced_buildable,
@@ -780,6 +879,8 @@ EVAL_ERRORS = {
                               'readable by every local user'],
     'environment-file-store-path': ['services.skypilot.environmentFile', 'is not of type',
                                     'absolute path outside the Nix store'],
+    'database-uri-in-store': ['services.skypilot.database.uriFile', 'is not of type',
+                              'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')

@@ -32,7 +32,13 @@ let
   summary = modules:
     let
       inherit (evalNode modules) config;
-      unitSummary = _: u: {
+      # As NixOS does: a `script` without ExecStart becomes the ExecStart of a job script
+      # (`#!bash -e` and the text), unit-script-<name>-start/bin/<name>-start in the store.
+      scriptStart = name: u:
+        lib.optionalAttrs ((u.script or "") != "" && !((u.serviceConfig or { }) ? ExecStart)) {
+          ExecStart = "${builtins.storeDir}/${builtins.substring 0 32 (builtins.hashString "sha256" u.script)}-unit-script-${name}-start/bin/${name}-start";
+        };
+      unitSummary = name: u: {
         inherit (u) enable description wantedBy requiredBy wants requires after before unitConfig;
         # As NixOS does: `path` becomes PATH.
         environment =
@@ -40,7 +46,7 @@ let
           // lib.optionalAttrs ((u.path or [ ]) != [ ]) {
             PATH = "${lib.makeBinPath u.path}:${lib.makeSearchPathOutput "bin" "sbin" u.path}";
           };
-        serviceConfig = u.serviceConfig or { };
+        serviceConfig = (u.serviceConfig or { }) // scriptStart name u;
         timerConfig = u.timerConfig or { };
         script = u.script or "";
       };
@@ -61,6 +67,7 @@ let
       sudoRules = config.security.sudo.extraRules;
       sudoRsRules = config.security.sudo-rs.extraRules;
       variables = config.environment.variables;
+      postgresql = config.services.postgresql;
       etc = lib.mapAttrs (_: e: toString e.source) config.environment.etc;
       systemPackages = map (p: p.name) config.environment.systemPackages;
       skypilot =

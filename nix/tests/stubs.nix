@@ -298,6 +298,30 @@ let
         };
       };
 
+      # services.postgresql as far as database.createLocally sets it.
+      services.postgresql = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        ensureDatabases = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+        ensureUsers = mkOption {
+          type = types.listOf (types.submodule {
+            options = {
+              name = mkOption { type = types.str; };
+              ensureDBOwnership = mkOption {
+                type = types.bool;
+                default = false;
+              };
+            };
+          });
+          default = [ ];
+        };
+      };
+
       security.sudo-rs = {
         enable = mkOption {
           type = types.bool;

@@ -130,6 +130,7 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
             json_error_kind(&e)
         )
     })?;
+    refuse_db_key(input, &value)?;
     let mapped = compat::map(value, &schema.clouds()).map_err(|problems| ConfigProblems {
         file: input.to_path_buf(),
         against: "the seed's compatibility keys".to_string(),
@@ -202,6 +203,22 @@ pub(crate) fn read_config(file: &Path) -> anyhow::Result<Value> {
         Value::Null => Value::Object(serde_json::Map::new()),
         v => v,
     })
+}
+
+/// SkyPilot's `db` key holds the database URI, password included: the rendered
+/// config.yaml lands in the world-readable Nix store, so the URI must come another way.
+/// The value itself is never printed.
+fn refuse_db_key(input: &Path, value: &Value) -> anyhow::Result<()> {
+    if value.get("db").is_some() {
+        anyhow::bail!(
+            "{}: `db` (SkyPilot's database URI) must not be in `config`: the rendered config.yaml \
+             is readable by every local user and the URI holds the database password; give it \
+             as services.skypilot.database.uriFile (a file outside the Nix store), or use \
+             services.skypilot.database.createLocally",
+            input.display()
+        );
+    }
+    Ok(())
 }
 
 fn json_error_kind(e: &serde_json::Error) -> &'static str {

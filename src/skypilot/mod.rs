@@ -86,8 +86,15 @@ pub enum ClientError {
         status: u16,
         body: String,
     },
-    #[error("SkyPilot API server {url}: refused our credentials (HTTP {status}); check skypilot.token_file")]
-    Auth { url: String, status: u16 },
+    #[error("SkyPilot API server {url}: {}", auth_message(*.token_sent, *.status, .detail))]
+    Auth {
+        url: String,
+        status: u16,
+        /// Whether a service-account token was sent (skypilot.token_file).
+        token_sent: bool,
+        /// SkyPilot's `detail`, bounded to one line.
+        detail: String,
+    },
     #[error("SkyPilot API server {url}: malformed answer: {what}")]
     Malformed { url: String, what: String },
     #[error("SkyPilot API server {url}: {op} failed with {error_type}: {message}")]
@@ -379,7 +386,7 @@ impl Client {
             .await?;
         let status = resp.status();
         let text = self.body_bytes(&url, resp).await?;
-        check_status(&url, status, &text)?;
+        check_status(&url, status, &text, self.token.is_some())?;
         let health: Health = serde_json::from_slice(&text).map_err(|e| ClientError::Malformed {
             url: url.clone(),
             what: format!(
@@ -422,7 +429,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.to_string());
         let text = self.body_bytes(&url, resp).await?;
-        check_status(&url, status, &text)?;
+        check_status(&url, status, &text, self.token.is_some())?;
         let request_id = request_id.ok_or_else(|| ClientError::Malformed {
             url: url.clone(),
             what: format!("{op}: no x-skypilot-request-id header in the answer"),
@@ -474,10 +481,9 @@ impl Client {
                     what: format!("{op}: request payload has no return_value"),
                 })
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ClientError::Auth {
-                url,
-                status: status.as_u16(),
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(auth_error(&url, status, &text, self.token.is_some()))
+            }
             StatusCode::INTERNAL_SERVER_ERROR => Err(self.request_failure(op, &url, &text)),
             other => Err(ClientError::Http {
                 url,
@@ -606,19 +612,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         }
         src = s.source();
     }
-    if msg.contains("certificate") {
+    if msg.contains("UnknownIssuer") {
+        msg.push_str(" (TLS: the server's certificate is signed by an unknown CA, neither one of the system's roots nor skypilot.ca_file's; set skypilot.ca_file to the CA that signed it)");
+    } else if msg.contains("certificate") {
         msg.push_str(" (TLS: the server's certificate is not trusted; set skypilot.ca_file to the CA that signed it)");
     }
     msg
 }
 
 /// An error for an answer that is not a success: credentials refused, or another status.
-fn check_status(url: &str, status: StatusCode, body: &[u8]) -> Result<()> {
+fn check_status(url: &str, status: StatusCode, body: &[u8], token_sent: bool) -> Result<()> {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(ClientError::Auth {
-            url: url.to_string(),
-            status: status.as_u16(),
-        });
+        return Err(auth_error(url, status, body, token_sent));
     }
     if !status.is_success() {
         return Err(ClientError::Http {
@@ -628,6 +633,34 @@ fn check_status(url: &str, status: StatusCode, body: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// HTTP 401/403: with a token, SkyPilot rejected it; without one, it wants one.
+fn auth_error(url: &str, status: StatusCode, body: &[u8], token_sent: bool) -> ClientError {
+    // SkyPilot answers `{"detail": "Invalid or expired service account token"}`.
+    let detail = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(snippet))
+        .unwrap_or_else(|| snippet_bytes(body));
+    ClientError::Auth {
+        url: url.to_string(),
+        status: status.as_u16(),
+        token_sent,
+        detail,
+    }
+}
+
+fn auth_message(token_sent: bool, status: u16, detail: &str) -> String {
+    let said = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    };
+    if token_sent {
+        format!("token rejected (HTTP {status}{said}); check that skypilot.token_file holds a valid service-account token of this server")
+    } else {
+        format!("authentication required (HTTP {status}{said}); set skypilot.token_file to a service-account token (sky_…) of this server")
+    }
 }
 
 fn snippet_bytes(body: &[u8]) -> String {

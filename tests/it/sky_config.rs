@@ -187,6 +187,26 @@ fn render_fails_on_an_unknown_key_and_writes_nothing() {
 }
 
 #[test]
+fn render_refuses_the_db_key_naming_the_uri_file_option_and_never_the_uri() {
+    let secret = "postgresql+psycopg2://skypilot:hunter2-in-config@db.example.com/skypilot";
+    let r = render_value(&json!({"db": secret, "allowed_clouds": ["aws"]}));
+    let stderr = text(&r.out.stderr);
+    assert_eq!(r.out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`db`"), "{stderr}");
+    assert!(
+        stderr.contains("services.skypilot.database.uriFile"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the URI is never printed: {stderr}"
+    );
+    assert!(!text(&r.out.stdout).contains("hunter2"));
+    assert!(!r.config.exists());
+    assert!(!r.policy.exists());
+}
+
+#[test]
 fn render_fails_on_a_wrong_type_naming_path_value_and_type() {
     let r = render_value(&json!({"api_server": {"requests_retention_hours": "24h"}}));
     let stderr = text(&r.out.stderr);

@@ -57,6 +57,29 @@ async fn https_without_the_ca_file_is_refused_with_a_hint() {
     assert!(err.contains(&front.url()), "{err}");
     assert!(err.contains("certificate"), "{err}");
     assert!(err.contains("skypilot.ca_file"), "{err}");
+    assert!(err.contains("unknown CA"), "{err}");
+}
+
+#[tokio::test]
+async fn a_ca_file_of_another_ca_is_refused_as_an_unknown_ca() {
+    let sim = Simulator::start().await.unwrap();
+    let front = tls_front(sim.addr()).await;
+    // A CA of another name, as a CA file for the wrong server would be.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "some other CA");
+    let other = params.self_signed(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("other-ca.pem");
+    std::fs::write(&ca, other.pem()).unwrap();
+    let client = Client::new(&skypilot(front.url(), Some(ca))).unwrap();
+    let err = client.health().await.unwrap_err().to_string();
+    assert!(err.contains(&front.url()), "{err}");
+    assert!(err.contains("unknown CA"), "{err}");
+    assert!(err.contains("skypilot.ca_file"), "{err}");
 }
 
 #[tokio::test]
