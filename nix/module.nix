@@ -969,7 +969,7 @@ in
           }
           // optionalAttrs (loadedClouds != [ ] || dbExternal) {
             LoadCredential = map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds
-              ++ optional dbExternal "db-uri:${cfg.database.uriFile}";
+            ++ optional dbExternal "db-uri:${cfg.database.uriFile}";
           }
           // optionalAttrs (cfg.cloudCredentials.azure != null) {
             BindPaths = [ "${cfg.cloudCredentials.azure}:${home}/.azure" ];

@@ -132,7 +132,9 @@ stop_sky_server() {
 # Unix socket in DIR (no TCP), trust authentication, superuser and database `skypilot`.
 # Run as an unprivileged user: the caller, or `postgres` (else `nobody`) when root, since
 # PostgreSQL refuses to run as root. Writes DIR/ctl, which runs pg_ctl (start|stop ...)
-# as that user, and exports the connection URI as SKYPILOT_TEST_PG_URI.
+# as that user, and exports what the tests need: SKYPILOT_TEST_PG_HOST (the socket's
+# directory), SKYPILOT_TEST_PG_CTL (DIR/ctl), SKYPILOT_TEST_PG_BIN (psql, createdb) and
+# SKYPILOT_TEST_PG_URI (SkyPilot's connection URI for the database `skypilot`).
 start_postgres() {
   local dir=$1 bin run=()
   bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
@@ -150,6 +152,7 @@ start_postgres() {
   chmod 755 "$dir/ctl"
   "$dir/ctl" start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL in $dir did not start"; }
   "$bin/createdb" -h "$dir" -U skypilot skypilot || die "createdb skypilot in $dir failed"
+  export SKYPILOT_TEST_PG_HOST=$dir SKYPILOT_TEST_PG_CTL=$dir/ctl SKYPILOT_TEST_PG_BIN=$bin
   export SKYPILOT_TEST_PG_URI="postgresql+psycopg2://skypilot@/skypilot?host=$dir"
 }
 

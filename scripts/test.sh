@@ -24,7 +24,7 @@ extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
-ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux
+ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux postgresql
 ensure_venv
 ensure_cloud_venv
 
@@ -41,9 +41,13 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --all-targets --features real-server --quiet -- -D warnings
 
 work=$(mktemp -d)
+# A throwaway PostgreSQL (SkyPilot's state in PostgreSQL: tests/it/postgres.rs). Its own
+# directory: when run as root, PostgreSQL runs as an unprivileged user that owns it.
+pgdir=$(mktemp -d)
 cleanup() {
   stop_sky_server "$work/server"
-  rm -rf "$work"
+  stop_postgres "$pgdir"
+  rm -rf "$work" "$pgdir"
 }
 trap cleanup EXIT INT TERM
 
@@ -75,6 +79,9 @@ start_sky_server "$work/server" "$port"
   sky_env "$work/server"
   "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
 )
+
+log "starting a throwaway PostgreSQL in $pgdir"
+start_postgres "$pgdir"
 
 export SKYPILOT_VENV="$VENV_DIR"
 export SKYPILOT_TEST_API_URL="http://127.0.0.1:$port"

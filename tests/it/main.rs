@@ -29,3 +29,9 @@ mod watchdog;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
 mod sky_config;
+// SkyPilot's state in PostgreSQL (the throwaway PostgreSQL scripts/test.sh starts) and the
+// host roles against a remote SkyPilot with a service-account token; servers of their own.
+#[cfg(feature = "real-server")]
+mod postgres;
+#[cfg(feature = "real-server")]
+mod remote;

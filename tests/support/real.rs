@@ -178,10 +178,19 @@ pub struct OwnServer {
     pub url: String,
     /// The server's main process, leader of its own process group.
     child: Option<Child>,
+    /// More environment for the server and skyctl.py (e.g. SKYPILOT_DB_CONNECTION_URI).
+    extra_env: Vec<(String, String)>,
 }
 
 impl OwnServer {
     pub fn start() -> OwnServer {
+        OwnServer::start_with(&[])
+    }
+
+    /// A server with more environment: `SKYPILOT_DB_CONNECTION_URI` puts its state in
+    /// PostgreSQL (skyctl.py then writes there too), `ENABLE_SERVICE_ACCOUNTS=true`
+    /// turns on service-account tokens.
+    pub fn start_with(extra_env: &[(&str, &str)]) -> OwnServer {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -192,6 +201,10 @@ impl OwnServer {
             dir,
             port,
             child: None,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for d in ["home", "runtime"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
@@ -207,12 +220,22 @@ impl OwnServer {
         c.env("HOME", d.join("home"))
             .env("SKY_RUNTIME_DIR", d.join("runtime"))
             .env("SKYPILOT_GLOBAL_CONFIG", d.join("config.yaml"))
-            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1");
+            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
     }
 
     pub fn skyctl(&self, args: &[&str]) {
         let mut c = Command::new(python());
         self.env(&mut c);
+        if self
+            .extra_env
+            .iter()
+            .any(|(k, _)| k == "SKYPILOT_DB_CONNECTION_URI")
+        {
+            // SkyPilot reads the database URI only in a server process
+            // (sky/utils/db/db_utils.py); skyctl.py writes the server's state.
+            c.env("IS_SKYPILOT_SERVER", "true");
+        }
         let out = c.arg(skyctl_script()).args(args).output().unwrap();
         assert!(
             out.status.success(),
@@ -261,7 +284,7 @@ impl OwnServer {
                 return;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(90),
+                start.elapsed() < Duration::from_secs(240),
                 "own SkyPilot server not healthy: {}",
                 std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
             );
