@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs what the Nix files render, against the real programs:
-#   nix/tests/run_rendered.py   the units of the `run-roles` case, evaluated with nixpkgs'
+#   nix/tests/run_rendered.py   the units of the `run-roles` case (and of `run-database`,
+#     against a throwaway PostgreSQL), evaluated with nixpkgs'
 #     lib, started as systemd would start them (store paths replaced by the SkyPilot venv,
 #     the locally built skypilot-host and Debian's programs) in a network and mount
 #     namespace of their own: sockets on loopback only, READY=1 and Type, sky check,
@@ -30,6 +31,16 @@ host_bin="${CARGO_TARGET_DIR:-target}/debug/skypilot-host"
 status=0
 python3 nix/tests/run_rendered.py --nixpkgs-lib "$lib_dir" --host-bin "$host_bin" \
   --venv "$CLOUD_VENV_DIR" || status=1
+# database.uriFile (the `run-database` case): the API server's start script against a
+# throwaway PostgreSQL; the URI carries a password (PostgreSQL's trust authentication
+# ignores it) that must show up nowhere but in the secret.
+pgdir=$(mktemp -d)
+trap 'stop_postgres "$pgdir"; rm -rf "$pgdir"' EXIT
+start_postgres "$pgdir"
+SKYPILOT_RENDERED_DB_URI="postgresql+psycopg2://skypilot:rendered-$RANDOM$RANDOM@/skypilot?host=$pgdir" \
+  python3 nix/tests/run_rendered.py --nixpkgs-lib "$lib_dir" --host-bin "$host_bin" \
+  --venv "$CLOUD_VENV_DIR" --case run-database || status=1
+stop_postgres "$pgdir"
 # The package recipes' imports check and cargo check phase, in sandbox-like conditions.
 python3 nix/tests/package_checks.py --nixpkgs-lib "$lib_dir" --venv "$CLOUD_VENV_DIR" || status=1
 exit "$status"

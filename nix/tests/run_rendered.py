@@ -34,7 +34,12 @@ Checks (each prints PASS/FAIL; the closing line counts them):
   - `rsync -a` of the credential files under the server's HOME delivers the credential;
   - a user's `sky launch` of a workdir in their home uploads it to the server;
   - the dashboard config editor cannot save into the store's config.yaml;
-  - stopping a role leaves none of its processes behind, and no credential copy.
+  - stopping a role leaves none of its processes behind, and no credential copy;
+  - case `run-database` (database.uriFile, against the throwaway PostgreSQL that
+    scripts/module-run.sh starts, URI in SKYPILOT_RENDERED_DB_URI): the start script
+    exports the credential's URI to the server, SkyPilot's tables are in PostgreSQL, and
+    the URI's password is in no file or log of the run (the workdir upload and config
+    editor checks are the `run-roles` case's).
 
 Usage: run_rendered.py --nixpkgs-lib DIR --host-bin PATH --venv DIR [--case NAME]
 Needs: root, unshare, ip, ss; SKYPILOT_CONFIG_SCHEMA (SkyPilot's config schema).
@@ -42,6 +47,7 @@ KEEP_RENDERED_RUN=1 keeps the temporary directory (logs of every role) for a loo
 """
 import argparse
 import base64
+import glob
 import json
 import os
 import re
@@ -166,6 +172,16 @@ class Substitutes:
             path = self.python_view(name, [])
         elif name.startswith('skypilot-server-python-'):
             path = self.python_view(name, name.split('+')[1:])
+        elif re.fullmatch(r'unit-script-(.+)-start', name):
+            # NixOS's job script of a unit's `script`: `#!bash -e` and the text.
+            unit = name[len('unit-script-'):-len('-start')]
+            d = os.path.join(self.tmp, 'pkgs', name, 'bin')
+            os.makedirs(d)
+            with open(os.path.join(d, f'{unit}-start'), 'w', encoding='utf-8') as f:
+                f.write(f'#!{self.package_dir("bash")}/bin/bash -e\n'
+                        + self.text(self.r['services'][unit]['script']))
+            os.chmod(os.path.join(d, f'{unit}-start'), 0o755)
+            path = os.path.dirname(d)
         elif name == 'skypilot-host.toml':
             path = os.path.join(self.tmp, 'skypilot-host.toml')
             settings = self.apply(self.r['skypilot']['settings'])
@@ -586,7 +602,11 @@ def run(a):
         c.equal(r['failedAssertions'], [], f'{a.case}: evaluates without failed assertion')
         subs = Substitutes(tmp, os.path.abspath(a.venv), os.path.abspath(a.host_bin), r)
         os.makedirs(subs.secrets, mode=0o700)
-        for name, content in SECRETS.items():
+        secrets = dict(SECRETS)
+        if a.case == 'run-database':
+            # The URI of the throwaway PostgreSQL that scripts/module-run.sh started.
+            secrets[DB_URI_SECRET] = os.environ['SKYPILOT_RENDERED_DB_URI']
+        for name, content in secrets.items():
             path = os.path.join(subs.secrets, name)
             with open(path, 'w', encoding='utf-8') as f:
                 f.write(content)
@@ -631,8 +651,14 @@ def run(a):
             check_listeners(c, roles, api_url)
             check_clouds(c, r, subs, tmp)
             check_credential_files(c, r, subs, tmp)
-            check_workdir_upload(c, r, subs, tmp)
-            check_config_editor(c, r, api_url)
+            if a.case == 'run-database':
+                check_database(c, r, tmp, next(x for x in roles
+                                               if x.unit == 'skypilot-api-server'))
+            else:
+                # With its state in a database SkyPilot keeps the editor's config there
+                # (docs/scaling.md); the upload does not depend on the database.
+                check_workdir_upload(c, r, subs, tmp)
+                check_config_editor(c, r, api_url)
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
         for role in reversed(roles):
             role.stop(c)
@@ -761,6 +787,47 @@ def check_workdir_upload(c, r, subs, tmp):
                          f'state (uploaded): {found}')
 
 
+DB_URI_SECRET = 'skypilot-db-uri'
+
+
+def check_database(c, r, tmp, role):
+    """database.uriFile: the start script exported the credential's URI to the server, the
+    server keeps its state in that PostgreSQL, and the URI (its password) is in no file of
+    the run but the secret and its credential copy, nor in any role's log."""
+    uri = os.environ['SKYPILOT_RENDERED_DB_URI']
+    with open(f'/proc/{role.proc.pid}/environ', 'rb') as f:
+        env = dict(x.split(b'=', 1) for x in f.read().split(b'\0') if b'=' in x)
+    c.equal(env.get(b'SKYPILOT_DB_CONNECTION_URI', b'').decode(), uri,
+            'skypilot-api-server: SKYPILOT_DB_CONNECTION_URI exported from the credential')
+    c.check('SKYPILOT_DB_CONNECTION_URI' not in role.u['environment'],
+            'the URI is not in the unit\'s Environment')
+    m = re.match(r'postgresql\+psycopg2://([^:@]+)(?::[^@]*)?@/([^?]+)\?host=(.+)$', uri)
+    psql = sorted(glob.glob('/usr/lib/postgresql/*/bin/psql'))
+    c.check(m is not None and bool(psql), f'psql and a socket URI to check with: {uri[:20]}…')
+    if m and psql:
+        p = subprocess.run([psql[-1], '-X', '-At', '-h', m.group(3), '-U', m.group(1), '-d',
+                            m.group(2), '-c', 'SELECT count(*) FROM alembic_version_state_db'],
+                           capture_output=True, text=True)
+        c.check(p.returncode == 0 and p.stdout.strip() == '1',
+                f'SkyPilot created its state tables in PostgreSQL: {p.stdout.strip()} '
+                f'{p.stderr.strip()[-200:]}')
+    secret = uri.split('@', 1)[0].rsplit(':', 1)[-1]
+    leaks = []
+    for dirpath, _, files in os.walk(tmp):
+        rel = os.path.relpath(dirpath, tmp)
+        if rel.split(os.sep)[0] in ('secrets', 'credentials'):
+            continue
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path, 'rb') as f:
+                    if secret.encode() in f.read():
+                        leaks.append(path)
+            except OSError:
+                pass
+    c.equal(leaks, [], 'the database password is in no rendered file, state or log of the run')
+
+
 def check_bin_bash(c, role):
     """SkyPilot runs commands with /bin/bash (sky.utils.subprocess_utils.run, its command
     runners), which NixOS lacks: run that code path with the API server's Python and
@@ -770,7 +837,11 @@ def check_bin_bash(c, role):
             'print(p.stdout.decode().strip())')
     # The unit's Python: ExecStart's program, or the python3 beside it (bin/sky).
     python = role.command(role.s['ExecStart'])[0][0]
-    if not os.path.basename(python).startswith('python'):
+    # A start script (database.uriFile) execs the server's Python: that one.
+    m = re.search(r'^exec (\S+)', role.u.get('script', ''), re.M)
+    if m and os.path.basename(m.group(1)).startswith('python'):
+        python = role.subs.text(m.group(1))
+    elif not os.path.basename(python).startswith('python'):
         python = os.path.join(os.path.dirname(python), 'python3')
     p = subprocess.run([python, '-c', code], env=role.environment(), capture_output=True,
                        text=True, cwd='/')
