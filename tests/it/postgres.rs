@@ -80,10 +80,7 @@ impl Postgres {
     fn new_database(&self) -> (String, String) {
         let name = unique("sky").replace('-', "_");
         self.psql("skypilot", &format!("CREATE DATABASE {name}"));
-        let uri = format!(
-            "postgresql+psycopg2://skypilot@/{name}?host={}",
-            self.host
-        );
+        let uri = format!("postgresql+psycopg2://skypilot@/{name}?host={}", self.host);
         (name, uri)
     }
 
@@ -133,10 +130,9 @@ impl Drop for Outage<'_> {
 /// first answers, and the manager on it.
 fn manager_for(server: &OwnServer) -> (Host, HostProcess) {
     let host = Host::new(&server.url, POLL_SECS, 300);
-    let text = std::fs::read_to_string(&host.config).unwrap().replace(
-        "request_timeout_secs = 5",
-        "request_timeout_secs = 30",
-    );
+    let text = std::fs::read_to_string(&host.config)
+        .unwrap()
+        .replace("request_timeout_secs = 5", "request_timeout_secs = 30");
     std::fs::write(&host.config, text).unwrap();
     let manager = host.spawn_manager();
     (host, manager)
@@ -199,7 +195,10 @@ fn skypilot_state_in_postgresql_survives_a_restart_and_an_outage_loses_no_transi
     server.skyctl(&["create", &up]);
     server.skyctl(&["create", &stopped, "--status", "STOPPED"]);
     server.skyctl(&["create", &init, "--status", "INIT"]);
-    let rows = pg.psql(&db, "SELECT name || '|' || status FROM clusters ORDER BY name");
+    let rows = pg.psql(
+        &db,
+        "SELECT name || '|' || status FROM clusters ORDER BY name",
+    );
     let mut want = vec![
         format!("{up}|UP"),
         format!("{stopped}|STOPPED"),
@@ -301,15 +300,24 @@ fn skypilot_state_in_postgresql_survives_a_restart_and_an_outage_loses_no_transi
     // No lost transition, none invented: nothing went GONE during the outage.
     assert_eq!(
         transitions(&host, &up),
-        [(None, "UP".to_string()), (Some("UP".into()), "STOPPED".into())]
+        [
+            (None, "UP".to_string()),
+            (Some("UP".into()), "STOPPED".into())
+        ]
     );
-    assert_eq!(transitions(&host, &stopped), [(None, "STOPPED".to_string())]);
+    assert_eq!(
+        transitions(&host, &stopped),
+        [(None, "STOPPED".to_string())]
+    );
     assert_eq!(transitions(&host, &init), [(None, "INIT".to_string())]);
 
     // And SkyPilot's own record is PostgreSQL's.
     assert_eq!(
-        pg.psql(&db, &format!("SELECT status FROM clusters WHERE name = '{up}'"))
-            .trim(),
+        pg.psql(
+            &db,
+            &format!("SELECT status FROM clusters WHERE name = '{up}'")
+        )
+        .trim(),
         "STOPPED"
     );
     manager.terminate();

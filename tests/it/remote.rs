@@ -54,7 +54,7 @@ fn lists(s: &Value, name: &str) -> bool {
     s["state"]["stale"] == false && cluster(s, name).is_some_and(|c| c["status"] == "UP")
 }
 
-fn failed_with<'a>(s: &'a Value) -> Option<&'a str> {
+fn failed_with(s: &Value) -> Option<&str> {
     if s["state"]["stale"] == true {
         s["state"]["last_error"].as_str()
     } else {
@@ -90,9 +90,11 @@ async fn the_cluster_manager_reads_a_remote_skypilot_with_a_service_account_toke
 
     // Over HTTP with the token: the clusters, fresh.
     let (host, m) = manager(&server.url, &good, None);
-    host.wait_status("the cluster through the token", Duration::from_secs(90), |s| {
-        lists(s, &name)
-    });
+    host.wait_status(
+        "the cluster through the token",
+        Duration::from_secs(90),
+        |s| lists(s, &name),
+    );
     m.terminate();
 
     // A wrong token: stale, with an error that names the URL and says the token was
@@ -104,7 +106,10 @@ async fn the_cluster_manager_reads_a_remote_skypilot_with_a_service_account_toke
     let error = failed_with(&s).unwrap();
     assert!(error.contains(&server.url), "{error}");
     assert!(error.contains("skypilot.token_file"), "{error}");
-    assert!(!error.contains("not.a.token"), "the token is never shown: {error}");
+    assert!(
+        !error.contains("not.a.token"),
+        "the token is never shown: {error}"
+    );
     assert!(cluster(&s, &name).is_none());
     assert!(m.is_running(), "{}", m.log_text());
     m.terminate();
