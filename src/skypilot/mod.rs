@@ -732,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_token_is_named_as_such_with_the_url_and_skypilots_detail() {
+        let body = br#"{"detail": "Invalid or expired service account token"}"#;
+        let url = "https://skypilot.example.com/api/health";
+        let e = auth_error(url, StatusCode::UNAUTHORIZED, body, true).to_string();
+        assert!(e.contains(url), "{e}");
+        assert!(e.contains("token rejected (HTTP 401"), "{e}");
+        assert!(
+            e.contains("Invalid or expired service account token"),
+            "{e}"
+        );
+        assert!(e.contains("skypilot.token_file"), "{e}");
+        let e = auth_error(url, StatusCode::UNAUTHORIZED, b"", false).to_string();
+        assert!(e.contains("authentication required (HTTP 401)"), "{e}");
+        assert!(!e.contains("token rejected"), "{e}");
+        assert!(e.contains("set skypilot.token_file"), "{e}");
+    }
+
+    #[test]
     fn token_file_errors_name_the_file() {
         let cfg = SkypilotConfig {
             token_file: Some("/nonexistent/token".into()),
