@@ -28,8 +28,8 @@ out=$(cd "$work" && HOME="$work/pytest-home" SKY_RUNTIME_DIR="$work/pytest-home"
   SKYPILOT_DISABLE_USAGE_COLLECTION=1 "$VENV_DIR/bin/python" -m pytest -q -p no:cacheprovider \
   -W ignore::DeprecationWarning "$REPO_ROOT"/nix/patches/test_*.py 2>&1) || status=1
 printf '%s\n' "$out"
-p=$(printf '%s\n' "$out" | grep -oE '[0-9]+ passed' | tail -1 | cut -d' ' -f1)
-f=$(printf '%s\n' "$out" | grep -oE '[0-9]+ (failed|error)' | awk '{n += $1} END {print n + 0}')
+p=$(printf '%s\n' "$out" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i - 1)} END {print n + 0}')
+f=$(printf '%s\n' "$out" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|errors?)/) n += $(i - 1)} END {print n + 0}')
 echo "skypilot patch tests: ${p:-0} passed, ${f:-0} failed"
 
 for v in "$VENV_DIR" "$REFERENCE_VENV_DIR"; do
