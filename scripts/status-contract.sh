@@ -6,8 +6,12 @@
 # of thousands of rows (tests/real/fleet.py); tests/real/status_contract.py compares
 # their /status and cost_report answers field by field.
 #
-# Prints "skypilot patch tests: N passed, N failed" and "status contract: N passed,
-# N failed". Stops both servers' process groups on exit.
+# Then the load test (tests/real/load_test.py): the cluster manager's share of the
+# patched server's CPU, from /proc, stays within its load_budget (2%).
+#
+# Prints "skypilot patch tests: N passed, N failed", "status contract: N passed,
+# N failed" and "load test: N passed, N failed". Stops both servers' process groups on
+# exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -52,4 +56,11 @@ port_r=$(free_port)
 start_sky_server "$work/reference" "$port_r" "$REFERENCE_VENV_DIR"
 python3 tests/real/status_contract.py --patched "http://127.0.0.1:$port_p" \
   --reference "http://127.0.0.1:$port_r" --clusters "$clusters" || status=1
+stop_sky_server "$work/reference"
+
+log "load test: the cluster manager's share of the patched server's CPU"
+cargo build --quiet --bin skypilot-host
+python3 tests/real/load_test.py --host-bin "${CARGO_TARGET_DIR:-target}/debug/skypilot-host" \
+  --url "http://127.0.0.1:$port_p" --state-dir "$work/patched" \
+  --window "${LOAD_WINDOW_SECS:-90}" || status=1
 exit $status
