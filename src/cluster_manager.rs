@@ -444,7 +444,6 @@ impl Manager {
         Duration::from_secs(self.config.cluster_manager.poll_interval_secs).as_secs_f64()
     }
 
-
     async fn refresh_costs(&mut self) {
         match self.client.cost_report(COST_REPORT_DAYS).await {
             Ok(records) => {

@@ -22,18 +22,18 @@ pub(crate) const SAMPLES: usize = 5;
 
 /// What the rule decided after the last measured `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub(crate) struct PollLoad {
+pub struct PollLoad {
     /// When the last `/status` counted was answered.
-    pub(crate) measured_at: Timestamp,
+    pub measured_at: Timestamp,
     /// Median wall time of the last [`SAMPLES`] `/status` reads, in seconds.
-    pub(crate) status_secs: f64,
+    pub status_secs: f64,
     /// The interval between polls the cluster manager uses now, in seconds.
-    pub(crate) interval_secs: f64,
+    pub interval_secs: f64,
     /// The share of the server's time the reads take at that interval:
     /// `status_secs / interval_secs`.
-    pub(crate) share: f64,
+    pub share: f64,
     /// `cluster_manager.load_budget` when it was decided.
-    pub(crate) budget: f64,
+    pub budget: f64,
 }
 
 /// The interval rule, fed with the wall time of each `/status` read.

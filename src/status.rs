@@ -199,8 +199,14 @@ mod tests {
             effective_interval_secs: 125.0,
             load: Some(load),
         });
-        assert!(stretched.contains("/status takes 2.50 s, 2.00% of the API server's time"), "{stretched}");
-        assert!(stretched.contains("stretched from poll_interval_secs 30 s"), "{stretched}");
+        assert!(
+            stretched.contains("/status takes 2.50 s, 2.00% of the API server's time"),
+            "{stretched}"
+        );
+        assert!(
+            stretched.contains("stretched from poll_interval_secs 30 s"),
+            "{stretched}"
+        );
         assert!(stretched.starts_with("Polling every 125 s:"), "{stretched}");
         let plain = polling_line(&Polling {
             poll_interval_secs: 30,

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use rusqlite::ErrorCode;
 
-pub(crate) use crate::store::scrape::FleetCluster;
 use crate::load_budget::PollLoad;
+pub(crate) use crate::store::scrape::FleetCluster;
 use crate::store::scrape::FleetRead;
 use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
 use crate::time::{Clock, Timestamp};

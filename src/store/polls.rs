@@ -223,7 +223,7 @@ impl Store {
     }
 
     /// Records the cluster manager's load on the API server and the interval it chose.
-    pub(crate) fn set_poll_load(&self, l: &PollLoad) -> Result<()> {
+    pub fn set_poll_load(&self, l: &PollLoad) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO poll_load (id, measured_at, status_secs, interval_secs, share, budget)

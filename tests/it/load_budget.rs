@@ -68,9 +68,15 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
             .is_some_and(|i| i >= floor)
     });
     let load = &s["polling"]["load"];
-    assert!(load["status_secs"].as_f64().unwrap() >= DELAY.as_secs_f64(), "{s:#}");
+    assert!(
+        load["status_secs"].as_f64().unwrap() >= DELAY.as_secs_f64(),
+        "{s:#}"
+    );
     let share = load["share"].as_f64().unwrap();
-    assert!(share <= BUDGET + 1e-9, "share {share} above the budget: {s:#}");
+    assert!(
+        share <= BUDGET + 1e-9,
+        "share {share} above the budget: {s:#}"
+    );
     assert_eq!(load["budget"], BUDGET);
 
     // The manager really waits that long: the next two polls start at least the
@@ -81,7 +87,9 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let starts: Vec<f64> = loop {
         let starts: Vec<f64> = open_db(&host.db)
-            .prepare("SELECT started_at FROM poll_runs WHERE id > ?1 AND outcome = 'ok' ORDER BY id")
+            .prepare(
+                "SELECT started_at FROM poll_runs WHERE id > ?1 AND outcome = 'ok' ORDER BY id",
+            )
             .unwrap()
             .query_map([before], |r| r.get(0))
             .unwrap()
@@ -133,7 +141,10 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     assert!(interval >= floor, "{interval}");
     let share = series(&metrics, "skypilot_host_poll_load_share").unwrap();
     assert!(share > 0.0 && share <= BUDGET + 1e-9, "{share}");
-    assert_eq!(series(&metrics, "skypilot_host_poll_load_budget"), Some(BUDGET));
+    assert_eq!(
+        series(&metrics, "skypilot_host_poll_load_budget"),
+        Some(BUDGET)
+    );
     assert!(
         series(&metrics, "skypilot_host_status_request_duration_seconds").unwrap()
             >= DELAY.as_secs_f64()
@@ -143,16 +154,23 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     // still fresh well past three poll_interval_secs, and stale after three effective
     // intervals.
     assert!(m.terminate().success());
-    let s = host.wait_status("past 3 × poll_interval_secs", Duration::from_secs(30), |s| {
-        s["state"]["age_secs"]
-            .as_f64()
-            .is_some_and(|a| a > 3.0 * POLL_SECS as f64 + 1.0)
-    });
+    let s = host.wait_status(
+        "past 3 × poll_interval_secs",
+        Duration::from_secs(30),
+        |s| {
+            s["state"]["age_secs"]
+                .as_f64()
+                .is_some_and(|a| a > 3.0 * POLL_SECS as f64 + 1.0)
+        },
+    );
     assert_eq!(s["state"]["stale"], false, "{s:#}");
     let effective = s["polling"]["effective_interval_secs"].as_f64().unwrap();
     let s = host.wait_status("stale at last", Duration::from_secs(120), |s| {
         s["state"]["stale"] == true
     });
     let age = s["state"]["age_secs"].as_f64().unwrap();
-    assert!(age > 3.0 * effective, "stale at {age} s, effective interval {effective} s");
+    assert!(
+        age > 3.0 * effective,
+        "stale at {age} s, effective interval {effective} s"
+    );
 }
