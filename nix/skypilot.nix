@@ -5,8 +5,12 @@
 # Also exports SkyPilot's own config.yaml JSON schema (scripts/sky-schema.py run with this
 # SkyPilot) to share/skypilot/config.schema.json: the module validates `config` against it.
 #
+# With the patches of nix/patches/ (see its README), applied to the installed tree: the
+# release wheel is installed as built, so there is no source tree for `patches`.
+#
 # Not built on the machine this was written on (no nixpkgs there); the hash is the sha256
-# of skypilot-0.14.1-py3-none-any.whl as published.
+# of skypilot-0.14.1-py3-none-any.whl as published. The patch step is run by
+# nix/tests/package_checks.py on a copy of the released SkyPilot.
 { lib
 , skypilot
 , python3Packages
@@ -14,6 +18,19 @@
 ,
 }:
 let
+  sitePatches = [ ./patches/skypilot-0.14.1-catalog-request-cache.patch ];
+  # Applies sitePatches to the installed SkyPilot in $out, and compiles the patched modules
+  # again (the wheel's bytecode is of the released source; unchecked-hash: the store never
+  # changes, so Python need not compare the source's mtime, which the store resets).
+  applySitePatches = { sitePackages, interpreter }: lib.concatMapStrings
+    (p: ''
+      patch -p1 --forward --batch -d "$out/${sitePackages}" -i ${p}
+      for f in $(sed -n 's|^+++ b/||p' ${p}); do
+        rm -f "$out/${sitePackages}/$(dirname "$f")/__pycache__/$(basename "$f" .py)".*.pyc
+        ${interpreter} -m compileall -q --invalidation-mode unchecked-hash "$out/${sitePackages}/$f"
+      done
+    '')
+    sitePatches;
   package = skypilot.overridePythonAttrs (old:
     let
       ps = python3Packages;
@@ -106,7 +123,11 @@ let
       pythonImportsCheck = [ "sky" "sky.server.server" ];
 
       # Replaces the postInstall of nixpkgs' recipe, which belongs to its source build.
-      postInstall = ''
+      postInstall = applySitePatches
+        {
+          sitePackages = ps.python.sitePackages;
+          interpreter = ps.python.interpreter;
+        } + ''
         mkdir -p $out/share/skypilot
         HOME=$TMPDIR IS_SKYPILOT_SERVER=1 \
           PYTHONPATH=$out/${ps.python.sitePackages}:$PYTHONPATH \
@@ -126,6 +147,8 @@ let
         # names of `pythonPackages`, e.g. a cloud's SDK) added. Its sys.executable is the
         # environment's own interpreter, so SkyPilot's subprocesses find the same packages.
         pythonPackages = ps;
+        # The patches applied (nix/patches/), and the step that applies them.
+        inherit sitePatches applySitePatches;
         serverPython = names:
           ps.python.withPackages (p: [ (p.toPythonModule package) ] ++ map (n: p.${n}) names);
       };

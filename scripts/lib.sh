@@ -3,7 +3,11 @@
 
 SKYPILOT_VERSION=0.14.1
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV_DIR=${SKYPILOT_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION}
+# The tests and run-local.sh run SkyPilot with the patches the flake's package applies
+# (nix/patches/); REFERENCE_VENV_DIR is SkyPilot as released, for the contract test.
+VENV_DIR=${SKYPILOT_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION-patched}
+REFERENCE_VENV_DIR=${SKYPILOT_REFERENCE_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION}
+SKYPILOT_PATCHES=("$REPO_ROOT"/nix/patches/skypilot-$SKYPILOT_VERSION-*.patch)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -27,11 +31,32 @@ ensure_apt() {
 # Rust tests' API server runs from it, and their expectations are those of a server
 # without SDKs (with boto3 installed, a forced refresh of a test cluster fails otherwise).
 ensure_venv() {
-  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
+  ensure_reference_venv
+  local marker
+  marker="$VENV_DIR/.complete-$SKYPILOT_VERSION-$(cat "${SKYPILOT_PATCHES[@]}" | sha256sum | cut -c1-16)"
+  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$marker" ]; then
     return 0
   fi
+  command -v patch >/dev/null || ensure_apt patch
   new_venv "$VENV_DIR" "skypilot==$SKYPILOT_VERSION"
-  touch "$VENV_DIR/.complete-$SKYPILOT_VERSION"
+  # For the patches' own tests (nix/patches/test_*.py).
+  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check pytest
+  local site patch
+  site=$("$VENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  for patch in "${SKYPILOT_PATCHES[@]}"; do
+    log "applying ${patch#"$REPO_ROOT"/} to $site"
+    patch -p1 --forward --quiet -d "$site" -i "$patch" || die "$patch does not apply to SkyPilot $SKYPILOT_VERSION in $site"
+  done
+  touch "$marker"
+}
+
+# The unpatched SkyPilot: the reference server of the contract test (scripts/status-contract.sh).
+ensure_reference_venv() {
+  if [ -x "$REFERENCE_VENV_DIR/bin/sky" ] && [ -f "$REFERENCE_VENV_DIR/.complete-$SKYPILOT_VERSION" ]; then
+    return 0
+  fi
+  new_venv "$REFERENCE_VENV_DIR" "skypilot==$SKYPILOT_VERSION"
+  touch "$REFERENCE_VENV_DIR/.complete-$SKYPILOT_VERSION"
 }
 
 # SkyPilot's extras the run of what the NixOS module renders needs (scripts/module-run.sh):
@@ -77,18 +102,19 @@ sky_env() {
   [ -f "$SKYPILOT_GLOBAL_CONFIG" ] || echo '{}' >"$SKYPILOT_GLOBAL_CONFIG"
 }
 
-# start_sky_server DIR PORT: starts `sky api start --foreground` on 127.0.0.1:PORT in a
-# session of its own, with HOME, SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG under DIR,
+# start_sky_server DIR PORT [VENV]: starts `sky api start --foreground` on 127.0.0.1:PORT
+# in a session of its own, with HOME, SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG under DIR,
 # and waits until /api/health answers. Records the process group in DIR/server.pgid.
+# VENV defaults to VENV_DIR.
 start_sky_server() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 venv=${3:-$VENV_DIR}
   mkdir -p "$dir"
   (
     sky_env "$dir"
     # A marker in the environment lets stop_sky_server find every descendant, even
     # one that left the process group.
     export SKYPILOT_HOST_SERVER_MARKER="$dir"
-    exec setsid "$VENV_DIR/bin/sky" api start --foreground --host 127.0.0.1 --port "$port" \
+    exec setsid "$venv/bin/sky" api start --foreground --host 127.0.0.1 --port "$port" \
       >"$dir/server.log" 2>&1 </dev/null
   ) &
   local pid=$!

@@ -5,8 +5,10 @@
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
 #
 # Installs what it needs: Debian packages (promtool, nix-instantiate, systemd-analyze,
-# visudo, rsync, unshare, ip, ssh), a venv with SkyPilot 0.14.1 (the API server of the Rust
-# tests) and one with SkyPilot 0.14.1 and its aws extra (for scripts/module-run.sh).
+# visudo, rsync, unshare, ip, ssh), a venv with SkyPilot 0.14.1 and the patches of
+# nix/patches/ (the API server of the Rust tests), one with SkyPilot 0.14.1 as released
+# (the reference of scripts/status-contract.sh) and one with its aws extra (for
+# scripts/module-run.sh).
 # Starts SkyPilot's API server on a free loopback port with its state in a temporary
 # directory, and stops its whole process group afterwards.
 #
@@ -92,6 +94,8 @@ export SKYPILOT_TEST_SERVER_LOG="$work/server/server.log"
 
 # Library, binary and integration tests (the crate has no doc tests).
 suite cargo-test cargo test --features real-server --lib --bins --tests -- "${extra[@]}"
+# The SkyPilot patch: its tests, the contract against the released SkyPilot, the load test.
+suite status-contract scripts/status-contract.sh
 
 echo
 # cargo's "test result: ok. N passed; M failed; ...", and the module suites'
@@ -102,7 +106,7 @@ failed=0
 for f in "$work"/suite-*.log; do
   read -r p n < <(awk '
     /^test result:/ { p += $4; f += $6; next }
-    /^(nix evaluation checks|rendered run|package checks): [0-9]+ passed, [0-9]+ failed$/ {
+    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test): [0-9]+ passed, [0-9]+ failed$/ {
       p += $(NF - 3); f += $(NF - 1)
     }
     END { printf "%d %d\n", p, f }' "$f")

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::Config;
+use crate::load_budget::LoadBudget;
 use crate::skypilot::wire::StatusRecord;
 use crate::skypilot::{Client, ClientError, CostRecord, RefreshMode};
 use crate::store::{
@@ -245,6 +246,8 @@ pub struct Manager {
     last_force: Option<Timestamp>,
     last_prune: Option<Timestamp>,
     failures: u32,
+    /// The cost of `/status` to the server and the interval that keeps it in budget.
+    load: LoadBudget,
 }
 
 fn known_rows(store: &Store) -> crate::store::Result<HashMap<String, ClusterRow>> {
@@ -261,6 +264,10 @@ impl Manager {
         let lock = WriterLock::acquire(&config.cluster_manager.database)?;
         let store = Store::open(&config.cluster_manager.database)?;
         let rows = known_rows(&store)?;
+        let load = LoadBudget::new(
+            config.cluster_manager.load_budget,
+            config.cluster_manager.poll_interval_secs,
+        );
         Ok(Manager {
             client,
             store,
@@ -275,6 +282,7 @@ impl Manager {
             last_force: None,
             last_prune: None,
             failures: 0,
+            load,
         })
     }
 
@@ -412,11 +420,28 @@ impl Manager {
                 Err(e) => return Err((RefreshMode::Force, e)),
             }
         }
-        self.client
+        let sent = self.clock.now();
+        let text = self
+            .client
             .status_raw(RefreshMode::None)
             .await
-            .map(|text| (RefreshMode::None, text))
-            .map_err(|e| (RefreshMode::None, e))
+            .map_err(|e| (RefreshMode::None, e))?;
+        // Only reads without refresh count: a forced one waits on the clouds, not on
+        // the server, and comes every force_refresh_interval_secs whatever the interval.
+        let load = self.load.record(sent, self.clock.now());
+        if load.interval_secs > self.load_floor_secs() {
+            tracing::debug!(
+                status_secs = load.status_secs,
+                interval_secs = load.interval_secs,
+                budget = load.budget,
+                "polling less often to keep within cluster_manager.load_budget"
+            );
+        }
+        Ok((RefreshMode::None, text))
+    }
+
+    fn load_floor_secs(&self) -> f64 {
+        Duration::from_secs(self.config.cluster_manager.poll_interval_secs).as_secs_f64()
     }
 
     async fn refresh_costs(&mut self) {
@@ -463,6 +488,11 @@ impl Manager {
                 changes: 0,
                 error: Some(e.to_string()),
             };
+        }
+        if let Some(load) = self.load.last() {
+            if let Err(e) = self.store.set_poll_load(&load) {
+                tracing::warn!(error = %e, "cannot record the poll interval and load");
+            }
         }
         for t in &changes.transitions {
             tracing::info!(cluster = %clean(&t.cluster), from = ?t.from, to = %t.to, "cluster status changed");
@@ -576,12 +606,15 @@ impl Manager {
         }
     }
 
-    /// Time to wait before the next poll: the poll interval, or after failures a
-    /// back-off of 1, 2, 4, … seconds capped at the poll interval.
+    /// Time to wait before the next poll: the effective interval (the poll interval,
+    /// stretched to keep `/status` within `load_budget`), or after failures a back-off
+    /// of 1, 2, 4, … seconds capped at the poll interval.
     pub(crate) fn next_delay(&self) -> Duration {
         let interval = self.config.cluster_manager.poll_interval_secs;
         if self.failures == 0 {
-            Duration::from_secs(interval)
+            Duration::try_from_secs_f64(self.load.interval_secs())
+                .unwrap_or(Duration::from_secs(interval))
+                .max(Duration::from_secs(interval))
         } else {
             let exp = 1u64 << (self.failures - 1).min(20);
             Duration::from_secs(exp.min(interval))
@@ -617,7 +650,12 @@ pub(crate) async fn run_until(
         };
         crate::memory::release_freed();
         let status = match &report.error {
-            None => format!("{} clusters, {} changed", report.clusters, report.changes),
+            None => format!(
+                "{} clusters, {} changed; next poll in {:.0} s",
+                report.clusters,
+                report.changes,
+                manager.next_delay().as_secs_f64()
+            ),
             Some(e) => format!("poll failed ({} in a row): {e}", manager.failures()),
         };
         systemd::watchdog();

@@ -68,6 +68,10 @@ pub struct ClusterManagerConfig {
     /// The host database (SQLite). Shared by every role; only the cluster manager writes
     /// cluster state.
     pub database: PathBuf,
+    /// The share of the API server's time the cluster manager's `/status` reads may take
+    /// (0.02: 2%). The poll interval is stretched beyond `poll_interval_secs` when a
+    /// `/status` takes longer than `load_budget` × the interval.
+    pub(crate) load_budget: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +205,7 @@ impl Default for ClusterManagerConfig {
             force_refresh_interval_secs: 300,
             poll_deadline_secs: 120,
             database: PathBuf::from("/var/lib/skypilot/host.db"),
+            load_budget: 0.02,
         }
     }
 }
@@ -330,6 +335,13 @@ impl Config {
             if v == 0 {
                 return Err((key, "must be at least 1 (seconds)".to_string()));
             }
+        }
+        let budget = self.cluster_manager.load_budget;
+        if !(budget > 0.0 && budget <= 1.0) {
+            return Err((
+                "cluster_manager.load_budget",
+                format!("{budget} is not a share of the server's time: expected a number above 0 and at most 1 (default 0.02)"),
+            ));
         }
         if self.skypilot.max_answer_bytes < 64 * 1024 {
             return Err((
@@ -529,6 +541,18 @@ mod tests {
         assert_eq!(e.key, "skypilot.api_url");
         let e = parse("[skypilot]\napi_url = \"not a url\"\n").unwrap_err();
         assert_eq!(e.key, "skypilot.api_url");
+    }
+
+    #[test]
+    fn load_budget_is_a_share() {
+        assert_eq!(Config::default().cluster_manager.load_budget, 0.02);
+        let c = parse("[cluster_manager]\nload_budget = 0.05\n").unwrap();
+        assert_eq!(c.cluster_manager.load_budget, 0.05);
+        for bad in ["0", "0.0", "-0.1", "1.5", "nan"] {
+            let e = parse(&format!("[cluster_manager]\nload_budget = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "cluster_manager.load_budget", "{bad}: {e}");
+            assert!(e.to_string().contains("above 0 and at most 1"), "{e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::load_budget::PollLoad;
 use crate::store::{ApiServerHealth, ClusterQuery, ClusterRow, PollOutcome, PollRun, Store};
 use crate::time::Timestamp;
 
@@ -26,16 +27,34 @@ pub(crate) struct Freshness {
 /// The state is stale when the last poll failed, when there was never a successful
 /// poll, or when the last success is older than [`STALE_AFTER_INTERVALS`] poll intervals
 /// (the cluster manager is not running).
+///
+/// With `poll_interval_secs` as the interval; [`freshness_of`] uses the effective one.
+#[allow(dead_code)] // kept for the roles that judge poll records they read themselves
 pub(crate) fn freshness(
     last: Option<&PollRun>,
     last_ok: Option<&PollRun>,
     now: Timestamp,
     poll_interval_secs: u64,
 ) -> Freshness {
+    freshness_at_interval(
+        last,
+        last_ok,
+        now,
+        std::time::Duration::from_secs(poll_interval_secs).as_secs_f64(),
+    )
+}
+
+/// [`freshness`] with the interval the cluster manager actually polls at, in seconds
+/// (see [`effective_interval_secs`]).
+pub(crate) fn freshness_at_interval(
+    last: Option<&PollRun>,
+    last_ok: Option<&PollRun>,
+    now: Timestamp,
+    interval_secs: f64,
+) -> Freshness {
     let age = last_ok.map(|p| now.age_since(p.finished_at));
     let failed = last.filter(|p| p.outcome == PollOutcome::Error);
-    let limit =
-        STALE_AFTER_INTERVALS * std::time::Duration::from_secs(poll_interval_secs).as_secs_f64();
+    let limit = STALE_AFTER_INTERVALS * interval_secs;
     let too_old = age.is_none_or(|a| a > limit);
     Freshness {
         stale: failed.is_some() || too_old,
@@ -46,7 +65,43 @@ pub(crate) fn freshness(
     }
 }
 
-/// The freshness of what `store` holds, now.
+/// The interval the cluster manager polls at: `poll_interval_secs`, stretched to what it
+/// last recorded to keep within `load_budget`, never below `poll_interval_secs`.
+pub(crate) fn effective_interval_secs(load: Option<&PollLoad>, poll_interval_secs: u64) -> f64 {
+    let floor = std::time::Duration::from_secs(poll_interval_secs).as_secs_f64();
+    load.map_or(floor, |l| {
+        if l.interval_secs.is_finite() {
+            l.interval_secs.max(floor)
+        } else {
+            floor
+        }
+    })
+}
+
+/// How the cluster manager polls, as it last recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Polling {
+    /// `cluster_manager.poll_interval_secs`: the shortest interval.
+    pub(crate) poll_interval_secs: u64,
+    /// The interval in use: staleness is judged against it.
+    pub(crate) effective_interval_secs: f64,
+    /// What `/status` costs the server and the share it takes (`None` before the first
+    /// measured poll).
+    pub(crate) load: Option<PollLoad>,
+}
+
+/// How the cluster manager polls the API server, from what `store` holds.
+pub(crate) fn polling_of(store: &Store, config: &Config) -> crate::store::Result<Polling> {
+    let load = store.poll_load()?;
+    let poll_interval_secs = config.cluster_manager.poll_interval_secs;
+    Ok(Polling {
+        poll_interval_secs,
+        effective_interval_secs: effective_interval_secs(load.as_ref(), poll_interval_secs),
+        load,
+    })
+}
+
+/// The freshness of what `store` holds, now: stale after three effective intervals.
 pub(crate) fn freshness_of(
     store: &Store,
     config: &Config,
@@ -54,11 +109,12 @@ pub(crate) fn freshness_of(
 ) -> crate::store::Result<Freshness> {
     let last = store.last_poll()?;
     let last_ok = store.last_ok_poll()?;
-    Ok(freshness(
+    let polling = polling_of(store, config)?;
+    Ok(freshness_at_interval(
         last.as_ref(),
         last_ok.as_ref(),
         now,
-        config.cluster_manager.poll_interval_secs,
+        polling.effective_interval_secs,
     ))
 }
 
@@ -68,6 +124,8 @@ pub(crate) struct StatusReport {
     pub(crate) database: String,
     pub(crate) state: Freshness,
     pub(crate) api_server: Option<ApiServerHealth>,
+    /// How the cluster manager polls (effective interval and its load on the server).
+    pub(crate) polling: Polling,
     pub(crate) clusters: Vec<ClusterView>,
 }
 
@@ -108,6 +166,7 @@ pub(crate) fn report(
         database: store.path().display().to_string(),
         state,
         api_server: store.api_server_health()?,
+        polling: polling_of(store, config)?,
         clusters,
     })
 }
@@ -156,6 +215,63 @@ mod tests {
         assert!(f.stale);
         assert_eq!(f.age_secs, Some(40.0));
         assert_eq!(f.last_error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn staleness_follows_the_effective_interval() {
+        let ok = poll(1, 1000, true);
+        let load = PollLoad {
+            measured_at: t(1000),
+            status_secs: 2.0,
+            interval_secs: 100.0,
+            share: 0.02,
+            budget: 0.02,
+        };
+        let interval = effective_interval_secs(Some(&load), 30);
+        assert_eq!(interval, 100.0);
+        // 3 × 100 s, not 3 × 30 s.
+        assert!(!freshness_at_interval(Some(&ok), Some(&ok), t(1000 + 299), interval).stale);
+        assert!(freshness_at_interval(Some(&ok), Some(&ok), t(1000 + 301), interval).stale);
+        // Never below the configured interval, and a nonsense record is ignored.
+        let short = PollLoad {
+            interval_secs: 5.0,
+            ..load
+        };
+        assert_eq!(effective_interval_secs(Some(&short), 30), 30.0);
+        let nan = PollLoad {
+            interval_secs: f64::NAN,
+            ..load
+        };
+        assert_eq!(effective_interval_secs(Some(&nan), 30), 30.0);
+        assert_eq!(effective_interval_secs(None, 30), 30.0);
+    }
+
+    #[test]
+    fn freshness_of_reads_the_recorded_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.cluster_manager.database = dir.path().join("host.db");
+        let mut store = Store::open(&config.cluster_manager.database).unwrap();
+        let ok = poll(0, 1000, true);
+        store
+            .commit_poll(&crate::store::ClusterChanges::default(), &ok)
+            .unwrap();
+        let at = t(1000 + 200);
+        assert!(freshness_of(&store, &config, at).unwrap().stale);
+        store
+            .set_poll_load(&PollLoad {
+                measured_at: t(1000),
+                status_secs: 2.0,
+                interval_secs: 100.0,
+                share: 0.02,
+                budget: 0.02,
+            })
+            .unwrap();
+        assert!(!freshness_of(&store, &config, at).unwrap().stale);
+        let polling = polling_of(&store, &config).unwrap();
+        assert_eq!(polling.effective_interval_secs, 100.0);
+        assert_eq!(polling.poll_interval_secs, 30);
+        assert_eq!(polling.load.unwrap().status_secs, 2.0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod files;
 mod fleet;
 mod http;
 mod launch_policy;
+mod load_budget;
 mod memory;
 pub mod monitor;
 pub mod policy;

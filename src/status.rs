@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::cluster::ClusterStatus;
 use crate::config::Config;
-use crate::fleet::{report, StatusReport};
+use crate::fleet::{report, Polling, StatusReport};
 use crate::store::{ClusterQuery, Store};
 use crate::terminal::clean;
 use crate::time::{human_duration, Clock, SystemClock};
@@ -20,7 +20,31 @@ fn autostop_text(minutes: i64, down: bool) -> String {
     }
 }
 
-/// The report as a table like `sky status`, with a header line on freshness.
+/// How often the cluster manager polls, and what its reads cost the API server.
+fn polling_line(p: &Polling) -> String {
+    let every = format!("{:.0} s", p.effective_interval_secs);
+    match &p.load {
+        None => format!("Polling every {every} (no /status measured yet)\n"),
+        Some(l) => {
+            let why = if p.effective_interval_secs > p.poll_interval_secs as f64 {
+                format!(
+                    "stretched from poll_interval_secs {} s to keep within load_budget {:.1}%",
+                    p.poll_interval_secs,
+                    l.budget * 100.0
+                )
+            } else {
+                format!("load_budget {:.1}%", l.budget * 100.0)
+            };
+            format!(
+                "Polling every {every}: /status takes {:.2} s, {:.2}% of the API server's time ({why})\n",
+                l.status_secs,
+                l.share * 100.0
+            )
+        }
+    }
+}
+
+/// The report as a table like `sky status`, with header lines on freshness and polling.
 pub(crate) fn render_table(r: &StatusReport) -> String {
     let mut out = String::new();
     match (&r.state.age_secs, r.state.stale) {
@@ -43,6 +67,7 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
             clean(e)
         ));
     }
+    out.push_str(&polling_line(&r.polling));
     let headers = [
         "NAME",
         "STATUS",
@@ -159,6 +184,45 @@ mod tests {
     }
 
     #[test]
+    fn polling_line_says_when_the_interval_is_stretched() {
+        use crate::load_budget::PollLoad;
+        use crate::time::Timestamp;
+        let load = PollLoad {
+            measured_at: Timestamp::from_secs(1000),
+            status_secs: 2.5,
+            interval_secs: 125.0,
+            share: 0.02,
+            budget: 0.02,
+        };
+        let stretched = polling_line(&Polling {
+            poll_interval_secs: 30,
+            effective_interval_secs: 125.0,
+            load: Some(load),
+        });
+        assert!(
+            stretched.contains("/status takes 2.50 s, 2.00% of the API server's time"),
+            "{stretched}"
+        );
+        assert!(
+            stretched.contains("stretched from poll_interval_secs 30 s"),
+            "{stretched}"
+        );
+        assert!(stretched.starts_with("Polling every 125 s:"), "{stretched}");
+        let plain = polling_line(&Polling {
+            poll_interval_secs: 30,
+            effective_interval_secs: 30.0,
+            load: Some(PollLoad {
+                status_secs: 0.1,
+                interval_secs: 30.0,
+                share: 0.1 / 30.0,
+                ..load
+            }),
+        });
+        assert!(!plain.contains("stretched"), "{plain}");
+        assert!(plain.contains("0.33%"), "{plain}");
+    }
+
+    #[test]
     fn skypilot_text_reaches_the_table_escaped() {
         use crate::cluster::Cluster;
         use crate::fleet::{ClusterView, Freshness};
@@ -192,6 +256,11 @@ mod tests {
             clusters: vec![ClusterView::new(row, &state, now)],
             state,
             api_server: None,
+            polling: Polling {
+                poll_interval_secs: 30,
+                effective_interval_secs: 30.0,
+                load: None,
+            },
         };
         let table = render_table(&report);
         assert!(
@@ -199,7 +268,7 @@ mod tests {
             "{table:?}"
         );
         assert!(!table.contains('\u{202e}'), "{table:?}");
-        assert_eq!(table.lines().count(), 4, "no forged row: {table}");
+        assert_eq!(table.lines().count(), 5, "no forged row: {table}");
         assert!(
             table.contains("evil\\x1b]0;owned\\x07\\nUP forged"),
             "{table}"

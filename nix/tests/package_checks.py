@@ -6,7 +6,9 @@ recipes' attributes, and this script carries out the parts that failed in the sa
   SkyPilot (nix/skypilot.nix): the imports check (pythonImportsCheck) runs after fixup in the
     same shell, with HOME unwritable (/homeless-shelter in the sandbox; here a path under
     /proc, which not even root can create). Emulated: postFixup, then the import of every
-    module of pythonImportsCheck with the SkyPilot venv's Python.
+    module of pythonImportsCheck with the SkyPilot venv's Python. The step of postInstall
+    that applies nix/patches/ runs on a copy of the venv's released `sky` package, and the
+    patched package is imported from there.
   skypilot-host (nix/package.nix): the check phase runs `cargo test <cargoTestFlags> --
     <checkFlags>` in the recipe's source (only the paths of its fileset, copied) with only
     cargo on PATH: no promtool, no curl, no contrib/, no SkyPilot.
@@ -16,6 +18,7 @@ Usage: package_checks.py --nixpkgs-lib DIR --venv DIR [--skip-cargo]
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +57,54 @@ def check_imports(c, attrs, venv, tmp):
                        capture_output=True, text=True)
     c.check(p.returncode == 0,
             f'skypilot: postFixup then the imports check, HOME unwritable: rc={p.returncode} '
+            f'{p.stderr.strip()[-600:]}')
+
+
+def check_patches(c, attrs, venv, tmp):
+    python = os.path.join(venv, 'bin', 'python3')
+    site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))'],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    out = os.path.join(tmp, 'patched')
+    target = os.path.join(out, 'lib', 'python3', 'site-packages')
+    shutil.copytree(os.path.join(site, 'sky'), os.path.join(target, 'sky'))
+    common = os.path.join(target, 'sky', 'catalog', 'common.py')
+    with open(common, encoding='utf-8') as f:
+        released = f.read()
+    c.check('_request_cached_lookup' not in released,
+            f'skypilot: {venv} holds the released SkyPilot (the patch is not in it yet)')
+    # The store paths of the patches, swapped for the files they are copies of.
+    patches_dir = os.path.join(os.path.dirname(HERE), 'patches')
+    step = re.sub(r'/nix/store/[0-9a-z]{32}-([^/\s]+\.patch)',
+                  lambda m: os.path.join(patches_dir, m.group(1)), attrs['applySitePatches'])
+    script = 'set -euo pipefail\n' + step.replace('@python@', python)
+    env = {'PATH': '/usr/bin:/bin', 'HOME': UNWRITABLE_HOME, 'out': out, 'LANG': 'C.UTF-8'}
+    p = subprocess.run(['bash', '-c', script], env=env, cwd=tmp, capture_output=True, text=True)
+    c.check(p.returncode == 0,
+            f'skypilot: the patch step of postInstall runs: rc={p.returncode} '
+            f'{(p.stdout + p.stderr).strip()[-600:]}')
+    c.check(attrs['applySitePatches'].replace('@python@', '/python/bin/python3')
+            in attrs['postInstall'], 'skypilot: postInstall applies the patches')
+    pycache = os.path.join(target, 'sky', 'catalog', '__pycache__')
+    pycs = [f for f in os.listdir(pycache) if f.startswith('common.')] if os.path.isdir(pycache) else []
+    flags = []
+    for f in pycs:
+        with open(os.path.join(pycache, f), 'rb') as fh:
+            flags.append(int.from_bytes(fh.read(8)[4:8], 'little'))
+    # PEP 552: flags 0b01 = hash-based, not checked against the source.
+    c.check(bool(pycs) and all(fl == 1 for fl in flags),
+            f'skypilot: the patched module compiled again, unchecked-hash: {pycs} {flags}')
+    home = os.path.join(tmp, 'patched-home')
+    os.makedirs(home)
+    probe = ('import sky.catalog.common as c, sys; '
+             'assert c.__file__.startswith(sys.argv[1]), c.__file__; '
+             'assert hasattr(c, "_request_cached_lookup"); '
+             'assert hasattr(c.get_vcpus_mem_from_instance_type_impl, "__wrapped__")')
+    p = subprocess.run([python, '-c', probe, target],
+                       env={'PATH': '/usr/bin:/bin', 'HOME': home, 'PYTHONPATH': target,
+                            'SKYPILOT_DISABLE_USAGE_COLLECTION': '1', 'LANG': 'C.UTF-8'},
+                       capture_output=True, text=True)
+    c.check(p.returncode == 0,
+            f'skypilot: the patched SkyPilot imports and is the patched one: '
             f'{p.stderr.strip()[-600:]}')
 
 
@@ -121,6 +172,7 @@ def main():
     attrs = evaluate(a.nixpkgs_lib)
     with tempfile.TemporaryDirectory(prefix='skypilot-package-') as tmp:
         check_imports(c, attrs['skypilot'], os.path.abspath(a.venv), tmp)
+        check_patches(c, attrs['skypilot'], os.path.abspath(a.venv), tmp)
         if not a.skip_cargo:
             check_cargo(c, attrs['skypilot-host'], tmp)
     print(f'package checks: {c.passed} passed, {len(c.failures)} failed')

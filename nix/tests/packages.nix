@@ -33,6 +33,13 @@ in
   skypilot = {
     inherit (skypilotAttrs) pythonImportsCheck;
     postFixup = skypilotAttrs.postFixup or "";
+    # The step of postInstall that applies nix/patches/, for a site-packages at
+    # "lib/python3/site-packages" of $out; @python@ stands for the interpreter.
+    applySitePatches = skypilotAttrs.passthru.applySitePatches {
+      sitePackages = "lib/python3/site-packages";
+      interpreter = "@python@";
+    };
+    postInstall = skypilotAttrs.postInstall;
   };
   skypilot-host = {
     root = toString ../..;

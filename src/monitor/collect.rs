@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rusqlite::ErrorCode;
 
+use crate::load_budget::PollLoad;
 pub(crate) use crate::store::scrape::FleetCluster;
 use crate::store::scrape::FleetRead;
 use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
@@ -32,7 +33,7 @@ pub(crate) const DB_ERROR_KINDS: [&str; 7] = [
 const PAGE_CACHE_KIB: u32 = 256;
 
 /// Tables whose rows are read; a row that does not parse is counted under its table.
-pub(crate) const TABLES: [&str; 4] = ["api_server", "audit", "clusters", "poll_runs"];
+pub(crate) const TABLES: [&str; 5] = ["api_server", "audit", "clusters", "poll_load", "poll_runs"];
 
 /// The data of one scrape.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,8 @@ pub struct Snapshot {
     /// Failed polls by error kind.
     pub(crate) poll_errors: Vec<(String, i64)>,
     pub(crate) api_server: Option<ApiServerHealth>,
+    /// The cluster manager's effective poll interval and its load on the API server.
+    pub(crate) poll_load: Option<PollLoad>,
     /// Audit entries by (action, outcome).
     pub(crate) audit: Vec<(String, String, i64)>,
     /// Seconds spent reading the database.
@@ -361,6 +364,10 @@ impl Reader {
         match store.api_server_health() {
             Ok(h) => snap.api_server = h,
             Err(e) => snap.problem("api_server", &e),
+        }
+        match store.poll_load() {
+            Ok(l) => snap.poll_load = l,
+            Err(e) => snap.problem("poll_load", &e),
         }
         match store.audit_counts() {
             Ok(v) => {

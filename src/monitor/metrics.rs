@@ -493,6 +493,36 @@ impl Snapshot {
                 flag(ok),
             )?;
         }
+        if let Some(l) = &self.poll_load {
+            gauge(
+                enc,
+                "skypilot_host_poll_interval_effective",
+                "Interval between the cluster manager's polls: poll_interval_secs, stretched to keep its /status reads within load_budget of the API server's time.",
+                Some(&seconds()),
+                l.interval_secs,
+            )?;
+            gauge(
+                enc,
+                "skypilot_host_status_request_duration",
+                "Median wall time of the cluster manager's last /status reads (without refresh), from request to answer.",
+                Some(&seconds()),
+                l.status_secs,
+            )?;
+            gauge(
+                enc,
+                "skypilot_host_poll_load_share",
+                "Share of the API server's time the cluster manager's /status reads take at the effective interval (request duration / interval).",
+                None,
+                l.share,
+            )?;
+            gauge(
+                enc,
+                "skypilot_host_poll_load_budget",
+                "cluster_manager.load_budget: the largest share of the API server's time the cluster manager's reads may take.",
+                None,
+                l.budget,
+            )?;
+        }
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
         for (kind, n) in &self.poll_errors {
             *errors.entry(bounded_label(kind)).or_insert(0) += u64::try_from(*n).unwrap_or(0);

@@ -115,6 +115,17 @@ CREATE INDEX poll_runs_by_outcome ON poll_runs (outcome, id);
 INSERT INTO poll_runs SELECT * FROM poll_runs_v1;
 DROP TABLE poll_runs_v1;
 "#,
+    // 3: the cluster manager's load on the API server and the poll interval it chose.
+    r#"
+CREATE TABLE poll_load (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    measured_at   REAL NOT NULL,
+    status_secs   REAL NOT NULL CHECK (status_secs >= 0),
+    interval_secs REAL NOT NULL CHECK (interval_secs > 0),
+    share         REAL NOT NULL CHECK (share >= 0),
+    budget        REAL NOT NULL CHECK (budget > 0 AND budget <= 1)
+);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

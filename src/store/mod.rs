@@ -33,6 +33,7 @@ mod migrations;
 mod polls;
 pub(crate) mod scrape;
 
+pub use crate::load_budget::PollLoad;
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, Transition,

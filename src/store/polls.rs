@@ -4,6 +4,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{sql_count, At, Result, Store};
+use crate::load_budget::PollLoad;
 use crate::skypilot::RefreshMode;
 use crate::time::Timestamp;
 
@@ -219,6 +220,48 @@ impl Store {
             })
             .at(&self.path)?;
         Ok(())
+    }
+
+    /// Records the cluster manager's load on the API server and the interval it chose.
+    pub fn set_poll_load(&self, l: &PollLoad) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO poll_load (id, measured_at, status_secs, interval_secs, share, budget)
+                 VALUES (1, :measured_at, :status_secs, :interval_secs, :share, :budget)
+                 ON CONFLICT(id) DO UPDATE SET measured_at = excluded.measured_at,
+                   status_secs = excluded.status_secs, interval_secs = excluded.interval_secs,
+                   share = excluded.share, budget = excluded.budget",
+            )
+            .and_then(|mut s| {
+                s.execute(named_params! {
+                    ":measured_at": l.measured_at,
+                    ":status_secs": l.status_secs,
+                    ":interval_secs": l.interval_secs,
+                    ":share": l.share,
+                    ":budget": l.budget,
+                })
+            })
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// The cluster manager's last recorded load (`None` before its first measured poll).
+    pub(crate) fn poll_load(&self) -> Result<Option<PollLoad>> {
+        self.conn
+            .prepare_cached("SELECT * FROM poll_load WHERE id = 1")
+            .and_then(|mut s| {
+                s.query_row([], |r| {
+                    Ok(PollLoad {
+                        measured_at: r.get("measured_at")?,
+                        status_secs: r.get("status_secs")?,
+                        interval_secs: r.get("interval_secs")?,
+                        share: r.get("share")?,
+                        budget: r.get("budget")?,
+                    })
+                })
+                .optional()
+            })
+            .at(&self.path)
     }
 
     pub(crate) fn api_server_health(&self) -> Result<Option<ApiServerHealth>> {

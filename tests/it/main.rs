@@ -18,6 +18,7 @@ mod contract;
 mod credentials;
 mod fuzz_regressions;
 mod hostile_files;
+mod load_budget;
 mod monitor;
 mod monitor_load;
 mod one_writer;

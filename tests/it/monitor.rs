@@ -11,7 +11,7 @@ use skypilot_host::config::Config;
 use skypilot_host::monitor;
 use skypilot_host::skypilot::RefreshMode;
 use skypilot_host::store::{
-    ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollOutcome, PollRun, Store,
+    ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollLoad, PollOutcome, PollRun, Store,
 };
 use skypilot_host::time::{Clock, Timestamp};
 
@@ -294,6 +294,15 @@ fn write_fleet(db: &Path) {
             error: None,
         })
         .unwrap();
+    store
+        .set_poll_load(&PollLoad {
+            measured_at: Timestamp::from(NOW - 45.0),
+            status_secs: 1.5,
+            interval_secs: 75.0,
+            share: 0.02,
+            budget: 0.02,
+        })
+        .unwrap();
     audit(&store, "autostop", "ok", 3);
     audit(&store, "autostop", "error", 1);
     audit(&store, "stop", "ok", 1);
@@ -404,6 +413,10 @@ const FLEET_VALUES: &[(&str, f64)] = &[
         NOW - 45.0,
     ),
     ("skypilot_host_last_poll_ok", 1.0),
+    ("skypilot_host_poll_interval_effective_seconds", 75.0),
+    ("skypilot_host_status_request_duration_seconds", 1.5),
+    ("skypilot_host_poll_load_share", 0.02),
+    ("skypilot_host_poll_load_budget", 0.02),
     (r#"skypilot_host_poll_errors_total{kind="timeout"}"#, 2.0),
     (r#"skypilot_host_poll_errors_total{kind="connect"}"#, 1.0),
     ("skypilot_api_server_up", 1.0),
