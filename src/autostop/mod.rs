@@ -106,9 +106,13 @@ fn print_dry_run(config: &Config, now: Timestamp) -> anyhow::Result<()> {
     let decisions = engine::decide(&policy, &s.clusters, &s.age, &s.failures, now);
     let mut out = String::new();
     out.push_str(&format!(
-        "autostop dry run: idle {}m, enforce {:?}; {}; nothing is done\n",
+        "autostop dry run: idle {}m, enforce {}; {}; nothing is done\n",
         config.autostop.idle_minutes,
-        config.autostop.enforce,
+        match config.autostop.enforce {
+            crate::config::Enforce::Autostop => "autostop",
+            crate::config::Enforce::Stop => "stop",
+            crate::config::Enforce::Down => "down",
+        },
         match s.age.stale_reason(now) {
             Some(why) => format!("state is stale: {why}"),
             None => format!(

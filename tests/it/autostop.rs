@@ -59,9 +59,19 @@ fn audit_rows(db: &Path) -> Vec<(String, String, String, String)> {
 
 /// Waits until `status --json` shows fresh state in which `pred` holds.
 fn wait_fresh(host: &Host, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_fresher_than(host, 1.0, what, pred)
+}
+
+/// Waits until the state is at most `max_age` seconds old and `pred` holds.
+fn wait_fresher_than(
+    host: &Host,
+    max_age: f64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     host.wait_status(what, Duration::from_secs(60), |s| {
         s["state"]["stale"] == false
-            && s["state"]["age_secs"].as_f64().is_some_and(|a| a < 1.0)
+            && s["state"]["age_secs"].as_f64().is_some_and(|a| a < max_age)
             && pred(s)
     })
 }
@@ -453,5 +463,163 @@ mod sim {
         assert!(status.success(), "{}", first.log_text());
         assert_eq!(sim.requests_for(Op::Autostop).len(), 1);
         assert_eq!(audit_rows(&host.db).len(), 1);
+    }
+}
+
+#[cfg(feature = "real-server")]
+mod real {
+    use super::*;
+    use crate::support::real::{api_url, skyctl, unique};
+
+    /// How many `sky.autostop` requests SkyPilot's API server has for `cluster`
+    /// (`GET /api/status`, SkyPilot's own request list).
+    fn sky_autostop_requests(cluster_name: &str) -> usize {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-fsS",
+                "-H",
+                "X-SkyPilot-API-Version: 62",
+                &format!("{}/api/status?all_status=true", api_url()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        list.iter()
+            .filter(|r| r["name"] == "sky.autostop" && r["cluster_name"] == cluster_name)
+            .count()
+    }
+
+    /// SkyPilot's refusal of an action on a cluster of a cloud it cannot reach, as the
+    /// audit records it: its error type first, then its message. With the AWS SDK installed
+    /// SkyPilot fails to get the AWS identity (`CloudUserIdentityError`); without it (the
+    /// base install the tests' server runs) it fails to import it (`ImportError`).
+    fn refused_for_want_of_a_cloud(detail: &str) -> bool {
+        (detail.starts_with("CloudUserIdentityError: ")
+            && detail.contains("autostop failed with CloudUserIdentityError"))
+            || (detail.starts_with("ImportError: ")
+                && detail.contains(
+                    "autostop failed with ImportError: Failed to import dependencies for AWS",
+                ))
+    }
+
+    /// A cluster made through SkyPilot's own API with autostop off is found and the
+    /// enforcer calls `/autostop`; SkyPilot refuses it (no cloud here), which is audited as a failed action; a pass right after sends
+    /// nothing, a pass after the back-off tries again.
+    #[test]
+    fn real_server_failure_is_audited_and_retried_after_the_back_off() {
+        let name = unique("as-real");
+        skyctl(&["create", &name]);
+        let backoff = 40;
+        let host = host_with(
+            &api_url(),
+            5,
+            &format!("idle_minutes = 30\ngrace_minutes = 0\nretry_base_secs = {backoff}\nretry_max_secs = 600"),
+        );
+        // SkyPilot runs each action as a request of its own: 1-3 s, or a minute and more on
+        // a machine busy with other builds.
+        let text = std::fs::read_to_string(&host.config).unwrap();
+        std::fs::write(
+            &host.config,
+            text.replace("request_timeout_secs = 5", "request_timeout_secs = 300")
+                .replace(
+                    "[cluster_manager]\n",
+                    "[cluster_manager]\npoll_deadline_secs = 600\n",
+                ),
+        )
+        .unwrap();
+        let _m = host.spawn_manager();
+        host.wait_status(
+            "cluster listed, state fresh",
+            Duration::from_secs(120),
+            |s| s["state"]["stale"] == false && autostop_of(s, &name) == Some((-1, false)),
+        );
+        let dry = stdout(&autostop(&host, &["--dry-run"]));
+        let line = dry
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{dry}"));
+        assert!(
+            line.contains("act: autostop 30m (stop)") && line.contains("autostop is off"),
+            "{line}"
+        );
+
+        let mine =
+            |rows: &[(String, String, String, String)]| -> Vec<(String, String, String, String)> {
+                rows.iter().filter(|r| r.1 == name).cloned().collect()
+            };
+        // The state must be fresh when a pass starts: the manager polls every 5 s.
+        wait_fresher_than(&host, 3.0, "fresh", |_| true);
+        let out = autostop(&host, &[]);
+        assert!(
+            out.status.success(),
+            "a failed action does not fail the pass"
+        );
+        let first_done = Instant::now();
+        let rows = mine(&audit_rows(&host.db));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let (action, _, outcome, detail) = &rows[0];
+        assert_eq!((action.as_str(), outcome.as_str()), ("autostop", "error"));
+        assert!(
+            refused_for_want_of_a_cloud(detail),
+            "SkyPilot's error type first: {detail}"
+        );
+        assert!(
+            detail.contains(&api_url()),
+            "the error names the server: {detail}"
+        );
+        assert!(detail.contains("wanted autostop 30m (stop)"), "{detail}");
+        assert_eq!(
+            sky_autostop_requests(&name),
+            1,
+            "SkyPilot received the call"
+        );
+
+        // Right after: held back by the back-off, nothing sent.
+        wait_fresher_than(&host, 3.0, "fresh", |_| true);
+        assert!(
+            first_done.elapsed() < Duration::from_secs(backoff / 2),
+            "the machine is too slow for this check"
+        );
+        let dry = stdout(&autostop(&host, &["--dry-run"]));
+        let line = dry
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{dry}"));
+        assert!(
+            line.contains("hold") && line.contains("1 in a row") && line.contains("next try in"),
+            "{line}"
+        );
+        let out = autostop(&host, &[]);
+        assert!(out.status.success());
+        assert_eq!(
+            mine(&audit_rows(&host.db)).len(),
+            1,
+            "no second attempt within the back-off"
+        );
+        assert_eq!(
+            sky_autostop_requests(&name),
+            1,
+            "SkyPilot got no second call"
+        );
+
+        // After the back-off: tried again, failed again, audited again.
+        std::thread::sleep(
+            Duration::from_secs(backoff).saturating_sub(first_done.elapsed())
+                + Duration::from_secs(1),
+        );
+        wait_fresher_than(&host, 3.0, "fresh", |_| true);
+        let out = autostop(&host, &[]);
+        assert!(out.status.success());
+        let rows = mine(&audit_rows(&host.db));
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[1].2, "error");
+        assert!(refused_for_want_of_a_cloud(&rows[1].3), "{}", rows[1].3);
+        assert_eq!(sky_autostop_requests(&name), 2, "SkyPilot got the retry");
+        skyctl(&["remove", &name]);
     }
 }
