@@ -19,6 +19,9 @@
       enableCluster = true;
       monitoring.enable = true;
       cloudCredentials.aws = "/run/secrets/aws-credentials";
+      # The autostop enforcer; no grace period, so the run's fresh cluster is acted on.
+      cluster.autoStop = 60;
+      settings.autostop.grace_minutes = 0;
     };
   };
 

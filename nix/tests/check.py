@@ -466,7 +466,8 @@ def expect_run_roles(c, r, label):
     # What it renders is run by nix/tests/run_rendered.py; here: what it is.
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
-            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
+             'skypilot-monitor'],
             f'{label}: every role that exists')
 
 
