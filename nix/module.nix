@@ -6,8 +6,10 @@
 #                             runs, without its replacing the host with a wildcard)
 #   skypilot-cluster-manager  `skypilot-host cluster-manager` (enableCluster)
 #   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
-# The web UI and the autostop enforcer are declared as options but their roles are not
-# built yet: enabling them fails evaluation with an assertion that says so.
+#   skypilot-autostop (+ .timer)  `skypilot-host autostop`, one pass per timer tick
+#                             (enableCluster with cluster.autoStop)
+# The web UI is declared as options but its role is not built yet: enabling it fails
+# evaluation with an assertion that says so.
 { config
 , lib
 , pkgs
@@ -101,6 +103,9 @@ let
     ++ optional ((cfg.config.cloud.gcp.project or null) != null) "workspaces");
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
   monitorEnabled = unitsEnabled && cfg.monitoring.enable;
+  autostopEnabled = clusterManagerEnabled && cfg.cluster.autoStop != null;
+  # Seconds between two autostop passes (the timer's period).
+  autostopInterval = cfg.settings.autostop.interval_secs or 300;
 
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
@@ -481,7 +486,7 @@ in
         type = types.nullOr types.ints.positive;
         default = null;
         example = 60;
-        description = "Idle minutes after which clusters stop (the autostop enforcer). The role is not built yet: setting it with `enableCluster` fails evaluation.";
+        description = "Idle minutes after which clusters stop: with `enableCluster`, the autostop enforcer (`skypilot-autostop`, a timer) makes sure every UP cluster carries SkyPilot's autostop at or below this, re-asserting it after a user cancels it (`settings.autostop` has the rest of the policy: exemptions, grace period, `enforce`; see docs/autostop.md).";
       };
       defaultInstanceType = mkOption {
         type = types.nullOr types.str;
@@ -701,10 +706,6 @@ in
             message = "services.skypilot.enableWebUI: the web UI role (skypilot-web-ui) is not built yet in this version of the module; set enableWebUI = false until it is.";
           }
           {
-            assertion = !(cfg.enableCluster && cfg.cluster.autoStop != null);
-            message = "services.skypilot.cluster.autoStop: the autostop role (skypilot-autostop service and timer) is not built yet in this version of the module; set cluster.autoStop = null until it is.";
-          }
-          {
             assertion = !unitsEnabled || hasServerPython;
             message = "services.skypilot.package has no `serverPython` (a function from Python package names to a Python with SkyPilot and them, as the flake's SkyPilot 0.14.1 provides): the API server is started as `python -m sky.server.server`, so the module needs SkyPilot's Python.";
           }
@@ -841,6 +842,9 @@ in
         monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
+      }
+      // optionalAttrs (cfg.cluster.autoStop != null) {
+        autostop.idle_minutes = mkDefault cfg.cluster.autoStop;
       };
 
       users.users = mkIf (cfg.user == defaultUser) {
@@ -1070,6 +1074,40 @@ in
             IPAddressDeny = "any";
             IPAddressAllow = "localhost";
           };
+      };
+    })
+
+    # One pass per timer tick: a oneshot holds no memory between passes and reopens the
+    # database each time; the pass's lock keeps a slow pass and the next tick (or a manual
+    # run) from overlapping.
+    (mkIf autostopEnabled {
+      systemd.services.skypilot-autostop = {
+        description = "SkyPilot autostop enforcer, one pass (skypilot-host)";
+        wants = [ "skypilot-cluster-manager.service" ];
+        after = [ "skypilot-cluster-manager.service" ];
+        serviceConfig =
+          removeAttrs hostHardening [ "Restart" "RestartSec" ]
+          // {
+            Type = "oneshot";
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host autostop --config ${hostConfig}";
+            # A pass with many actions waits on SkyPilot for each (4 at a time).
+            TimeoutStartSec = 1800;
+            # Appends to the host database's audit table; takes <database>.autostop.lock.
+            ReadWritePaths = [ cfg.stateDir ];
+            # It only talks to the API server on loopback.
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          };
+      };
+      systemd.timers.skypilot-autostop = {
+        description = "SkyPilot autostop enforcer, every ${toString autostopInterval} s";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnBootSec = 120;
+          OnUnitInactiveSec = autostopInterval;
+          AccuracySec = 10;
+          Unit = "skypilot-autostop.service";
+        };
       };
     })
 

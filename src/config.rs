@@ -102,10 +102,147 @@ pub struct GatewayConfig {}
 
 // ---------------------------------------------------------------- autostop (`autostop`)
 
-/// `skypilot-host autostop`: the enforcer of idle stop.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `skypilot-host autostop`: the enforcer of idle stop (`docs/autostop.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AutostopConfig {}
+pub struct AutostopConfig {
+    /// Idle minutes: every UP cluster must carry SkyPilot's autostop at or below this (the
+    /// module's `cluster.autoStop`).
+    pub idle_minutes: u32,
+    /// What is enforced: `autostop` (SkyPilot's autostop ≤ idle_minutes, the user's
+    /// stop/down choice kept), `stop` (the same, and the enforcer stops clusters past
+    /// `max_lifetime_hours`), `down` (autostop tears down; past the lifetime, down).
+    pub enforce: Enforce,
+    /// On clouds that cannot stop (`cannot_stop_clouds`), autostop tears down instead
+    /// and a stop becomes a down. When false such clusters are left alone.
+    pub down_when_cannot_stop: bool,
+    /// Clouds whose clusters cannot be stopped, as SkyPilot names them (any case).
+    pub cannot_stop_clouds: Vec<String>,
+    /// Cluster names never acted on: globs with `*` and `?`.
+    pub exempt_names: Vec<String>,
+    /// Workspaces never acted on.
+    pub exempt_workspaces: Vec<String>,
+    /// Users (SkyPilot user name or user hash) whose clusters are never acted on.
+    pub exempt_users: Vec<String>,
+    /// Minutes after launch during which a cluster is left alone.
+    pub grace_minutes: u32,
+    /// With `enforce = "stop"` or `"down"`: clusters UP longer than this since launch are
+    /// stopped (or torn down).
+    pub max_lifetime_hours: Option<u32>,
+    /// Seconds between two passes with `--daemon`.
+    pub interval_secs: u64,
+    /// After a failed action on a cluster, the next attempt waits this long, doubling with
+    /// each failure in a row ...
+    pub retry_base_secs: u64,
+    /// ... up to this.
+    pub retry_max_secs: u64,
+    /// Print decisions and act on nothing, as `--dry-run` does.
+    pub dry_run: bool,
+}
+
+/// `autostop.enforce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    Autostop,
+    Stop,
+    Down,
+}
+
+impl Default for AutostopConfig {
+    fn default() -> Self {
+        AutostopConfig {
+            idle_minutes: 60,
+            enforce: Enforce::Autostop,
+            down_when_cannot_stop: true,
+            // SkyPilot 0.14.1's clouds without the STOP feature (`sky/clouds/*.py`); SSH
+            // node pools are Kubernetes underneath.
+            cannot_stop_clouds: [
+                "Kubernetes",
+                "SSH",
+                "Lambda",
+                "RunPod",
+                "Fluidstack",
+                "Cudo",
+                "Hyperbolic",
+                "Verda",
+                "Yotta",
+                "PrimeIntellect",
+                "Shadeform",
+                "Slurm",
+            ]
+            .map(String::from)
+            .to_vec(),
+            exempt_names: Vec::new(),
+            exempt_workspaces: Vec::new(),
+            exempt_users: Vec::new(),
+            grace_minutes: 10,
+            max_lifetime_hours: None,
+            interval_secs: 300,
+            retry_base_secs: 60,
+            retry_max_secs: 3600,
+            dry_run: false,
+        }
+    }
+}
+
+impl AutostopConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.idle_minutes == 0 {
+            return Err((
+                "autostop.idle_minutes",
+                "must be at least 1 (minutes): 0 would stop a cluster the moment it is idle".into(),
+            ));
+        }
+        if self.interval_secs == 0 {
+            return Err((
+                "autostop.interval_secs",
+                "must be at least 1 (seconds)".into(),
+            ));
+        }
+        if self.retry_base_secs == 0 {
+            return Err((
+                "autostop.retry_base_secs",
+                "must be at least 1 (seconds)".into(),
+            ));
+        }
+        if self.retry_max_secs < self.retry_base_secs {
+            return Err((
+                "autostop.retry_max_secs",
+                format!(
+                    "{} is shorter than autostop.retry_base_secs ({}): expected at least the first back-off",
+                    self.retry_max_secs, self.retry_base_secs
+                ),
+            ));
+        }
+        match self.max_lifetime_hours {
+            Some(0) => {
+                return Err((
+                    "autostop.max_lifetime_hours",
+                    "must be at least 1 (hours), or left out for no limit".into(),
+                ))
+            }
+            Some(_) if self.enforce == Enforce::Autostop => {
+                return Err((
+                    "autostop.max_lifetime_hours",
+                    "needs autostop.enforce = \"stop\" or \"down\": with \"autostop\" the enforcer never stops a cluster itself".into(),
+                ))
+            }
+            _ => {}
+        }
+        for (key, list) in [
+            ("autostop.exempt_names", &self.exempt_names),
+            ("autostop.exempt_workspaces", &self.exempt_workspaces),
+            ("autostop.exempt_users", &self.exempt_users),
+            ("autostop.cannot_stop_clouds", &self.cannot_stop_clouds),
+        ] {
+            if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+                return Err((key, format!("entry {} is empty: expected a name", i + 1)));
+            }
+        }
+        Ok(())
+    }
+}
 
 // ---------------------------------------------------------------- launch policy (`policy`)
 
@@ -385,6 +522,7 @@ impl Config {
                 "is empty: expected the path of the SQLite database file".to_string(),
             ));
         }
+        self.autostop.validate()?;
         if let Some(u) = &self.monitor.skypilot_metrics_url {
             let parsed = url::Url::parse(u)
                 .ok()
@@ -581,6 +719,54 @@ mod tests {
         let e = parse("[skypilot]\napi_url = \"http://x:1\"\n[cluster_manager]\npoll_interval_secs = 99999999999999999999\n").unwrap_err();
         assert_eq!(e.key, "cluster_manager.poll_interval_secs", "{e}");
         assert!(e.message.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn autostop_section_defaults_and_errors_name_the_key() {
+        let c = parse("[autostop]\nidle_minutes = 45\nenforce = \"down\"\nexempt_names = [\"keep-*\"]\nmax_lifetime_hours = 12\n").unwrap();
+        assert_eq!(c.autostop.idle_minutes, 45);
+        assert_eq!(c.autostop.enforce, Enforce::Down);
+        assert_eq!(c.autostop.max_lifetime_hours, Some(12));
+        assert!(c.autostop.down_when_cannot_stop);
+        assert!(!c.autostop.dry_run);
+        assert!(c
+            .autostop
+            .cannot_stop_clouds
+            .contains(&"Kubernetes".to_string()));
+        for (text, key, part) in [
+            ("idle_minutes = 0", "autostop.idle_minutes", "at least 1"),
+            ("enforce = \"halt\"", "autostop.enforce", "halt"),
+            (
+                "max_lifetime_hours = 5",
+                "autostop.max_lifetime_hours",
+                "needs autostop.enforce",
+            ),
+            (
+                "enforce = \"stop\"\nmax_lifetime_hours = 0",
+                "autostop.max_lifetime_hours",
+                "at least 1",
+            ),
+            (
+                "retry_base_secs = 600\nretry_max_secs = 60",
+                "autostop.retry_max_secs",
+                "shorter than",
+            ),
+            ("interval_secs = 0", "autostop.interval_secs", "at least 1"),
+            (
+                "exempt_users = [\"\"]",
+                "autostop.exempt_users",
+                "entry 1 is empty",
+            ),
+            (
+                "idle_minutes = -5",
+                "autostop.idle_minutes",
+                "invalid value",
+            ),
+        ] {
+            let e = parse(&format!("[autostop]\n{text}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.to_string().contains(part), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -3,12 +3,11 @@
   seed-basic = import ./cases/seed-basic.nix;
   seed-advanced = import ./cases/seed-advanced.nix;
 
-  # The advanced example without the two roles that are not built yet.
+  # The advanced example without the role that is not built yet.
   seed-advanced-buildable = { lib, ... }: {
     imports = [ ./cases/seed-advanced.nix ];
     services.skypilot = {
       enableWebUI = lib.mkForce false;
-      cluster.autoStop = lib.mkForce null;
     };
   };
 
@@ -20,6 +19,9 @@
       enableCluster = true;
       monitoring.enable = true;
       cloudCredentials.aws = "/run/secrets/aws-credentials";
+      # The autostop enforcer; no grace period, so the run's fresh cluster is acted on.
+      cluster.autoStop = 60;
+      settings.autostop.grace_minutes = 0;
     };
   };
 
@@ -261,10 +263,17 @@
     };
   };
 
-  autostop-not-built = {
+  autostop = {
     services.skypilot = {
       enable = true;
       enableCluster = true;
+      cluster.autoStop = 30;
+    };
+  };
+
+  autostop-without-cluster = {
+    services.skypilot = {
+      enable = true;
       cluster.autoStop = 30;
     };
   };

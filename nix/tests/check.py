@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EVAL = os.path.join(HERE, 'eval.nix')
 
-HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor')
+HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-autostop')
 MAX_HOST_EXPOSURE = 2.0
 
 # Methods of a NixOS test driver machine (nixos/lib/test-driver) and the driver's globals.
@@ -379,7 +379,7 @@ def expect_seed_basic(c, r, label):
     c.equal(s['cluster_manager']['database'], '/var/lib/skypilot/host.db', f'{label}: database')
 
 
-ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet'), ('cluster.autoStop', 'not built yet')]
+ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet')]
 
 
 def advanced_warnings(c, r, label):
@@ -424,8 +424,8 @@ def seed_keys_named(c, r, label):
 
 
 def expect_seed_advanced(c, r, label):
-    c.equal(len(r['failedAssertions']), 2,
-            f'{label}: exactly the two not-built roles fail ({r["failedAssertions"]})')
+    c.equal(len(r['failedAssertions']), len(ADVANCED_ASSERTIONS),
+            f'{label}: exactly the not-built roles fail ({r["failedAssertions"]})')
     for parts in ADVANCED_ASSERTIONS:
         c.check(has_assertion(r, *parts), f'{label}: assertion naming {parts}')
     advanced_warnings(c, r, label)
@@ -436,8 +436,10 @@ def expect_seed_advanced_buildable(c, r, label):
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
     advanced_warnings(c, r, label)
     c.equal(sorted(r['services']),
-            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
+             'skypilot-monitor'],
             f'{label}: units')
+    autostop_units(c, r, label, idle=60)
     common_api_server(c, r, label)
     s = api(r)['serviceConfig']
     env = api(r)['environment']
@@ -464,7 +466,8 @@ def expect_run_roles(c, r, label):
     # What it renders is run by nix/tests/run_rendered.py; here: what it is.
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
-            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
+             'skypilot-monitor'],
             f'{label}: every role that exists')
 
 
@@ -666,10 +669,45 @@ def expect_web_ui_not_built(c, r, label):
     c.check('skypilot-web-ui' not in r['services'], f'{label}: no web UI unit')
 
 
-def expect_autostop_not_built(c, r, label):
-    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
-    c.check(has_assertion(r, 'cluster.autoStop', 'autostop role', 'not built yet'),
-            f'{label}: message')
+def autostop_units(c, r, label, idle):
+    """The enforcer as the module renders it: a oneshot pass on a timer, the idle minutes
+    from cluster.autoStop."""
+    u = r['services'].get('skypilot-autostop')
+    t = r['timers'].get('skypilot-autostop')
+    c.check(u is not None and t is not None, f'{label}: skypilot-autostop service and timer')
+    if u is None or t is None:
+        return
+    s = u['serviceConfig']
+    c.equal(s['Type'], 'oneshot', f'{label}: autostop is a oneshot pass')
+    c.equal(s['ExecStart'].split()[1:3], ['autostop', '--config'], f'{label}: autostop command')
+    c.check(s['ExecStart'].split()[0].endswith('/bin/skypilot-host'), f'{label}: skypilot-host')
+    c.check('--dry-run' not in s['ExecStart'] and '--daemon' not in s['ExecStart'],
+            f'{label}: one real pass per run')
+    c.check('Restart' not in s, f'{label}: a oneshot is not restarted (the timer runs it again)')
+    c.equal((s.get('IPAddressDeny'), s.get('IPAddressAllow')), ('any', 'localhost'),
+            f'{label}: autostop reaches loopback only')
+    c.equal(s['ReadWritePaths'], ['/var/lib/skypilot'], f'{label}: writes the state dir only')
+    c.equal(s['User'], 'skypilot', f'{label}: autostop user')
+    c.equal(u['after'], ['skypilot-cluster-manager.service'], f'{label}: after the manager')
+    c.equal(t['wantedBy'], ['timers.target'], f'{label}: timer enabled')
+    c.equal(t['timerConfig'].get('Unit'), 'skypilot-autostop.service', f'{label}: timer unit')
+    c.equal(t['timerConfig'].get('OnUnitInactiveSec'), 300, f'{label}: a pass every 300 s')
+    c.equal(r['skypilot']['settings']['autostop']['idle_minutes'], idle,
+            f'{label}: cluster.autoStop drives autostop.idle_minutes')
+    c.check(not has_warning(r, 'autoStop'), f'{label}: no warning about autoStop')
+
+
+def expect_autostop(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    autostop_units(c, r, label, idle=30)
+    c.equal(sorted(r['timers']), ['skypilot-autostop'], f'{label}: one timer')
+
+
+def expect_autostop_without_cluster(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(has_warning(r, 'cluster.autoStop has no effect without',
+                        'enableCluster'), f'{label}: warning: {r["warnings"]}')
+    c.check('skypilot-autostop' not in r['services'], f'{label}: no autostop unit')
     c.equal(r['timers'], {}, f'{label}: no timer')
 
 
@@ -860,7 +898,8 @@ EXPECT = {
     'firewall-off': expect_firewall_off,
     'closed-to-group': expect_closed_to_group,
     'web-ui-not-built': expect_web_ui_not_built,
-    'autostop-not-built': expect_autostop_not_built,
+    'autostop': expect_autostop,
+    'autostop-without-cluster': expect_autostop_without_cluster,
     'bad-host-settings': expect_bad_host_settings,
     'user-root': expect_user_root,
     'existing-user': expect_existing_user,

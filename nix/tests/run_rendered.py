@@ -35,6 +35,9 @@ Checks (each prints PASS/FAIL; the closing line counts them):
   - a user's `sky launch` of a workdir in their home uploads it to the server;
   - the dashboard config editor cannot save into the store's config.yaml;
   - stopping a role leaves none of its processes behind, and no credential copy;
+  - a Type=oneshot role (the autostop pass its timer runs) runs to completion, exit 0:
+    the autostop pass finds a cluster made in the server's state with autostop off,
+    calls SkyPilot's /autostop and records the outcome in the audit table.
   - case `run-database` (database.uriFile, against the throwaway PostgreSQL that
     scripts/module-run.sh starts, URI in SKYPILOT_RENDERED_DB_URI): the start script
     exports the credential's URI to the server, SkyPilot's tables are in PostgreSQL, and
@@ -619,6 +622,10 @@ def run(a):
         api_url = r['skypilot']['settings']['skypilot']['api_url']
         for unit in order(units):
             role = Role(unit, units[unit], subs, tmp)
+            if role.s.get('Type') == 'oneshot':
+                os.makedirs(os.path.dirname(role.marker), exist_ok=True)
+                check_oneshot(c, role, r, subs, roles, a.venv)
+                continue
             roles.append(role)
             os.makedirs(os.path.dirname(role.marker), exist_ok=True)
             role.load_credentials()
@@ -677,6 +684,59 @@ def run(a):
             shutil.rmtree(tmp)
     print(f'rendered run: {c.passed} passed, {len(c.failures)} failed')
     return 1 if c.failures else 0
+
+
+def check_oneshot(c, role, r, subs, roles, venv):
+    """A Type=oneshot unit, as its timer starts it: ExecStart runs to completion with exit 0.
+    For the autostop pass: a cluster with autostop off, made in the API server's state
+    through SkyPilot's own Python (tests/real/skyctl.py), once the cluster manager has
+    recorded it, gets SkyPilot's /autostop, and the outcome lands in the audit table."""
+    import sqlite3
+    autostop = role.unit == 'skypilot-autostop'
+    api = next((x for x in roles if x.unit == 'skypilot-api-server'), None)
+    db = subs.text(r['skypilot']['settings']['cluster_manager']['database'])
+    name = f'rendered-autostop-{os.getpid()}'
+    if autostop:
+        c.check(api is not None and api.alive(), f'{role.unit}: the API server runs')
+        if api is None or not api.alive():
+            return
+        p = subprocess.run([os.path.join(venv, 'bin', 'python'),
+                            os.path.join(check.REPO, 'tests', 'real', 'skyctl.py'), 'create',
+                            name], env=api.environment(), capture_output=True, text=True)
+        c.check(p.returncode == 0, f'{role.unit}: cluster {name} made through SkyPilot\'s API: '
+                                   f'{p.stderr.strip()[-300:]}')
+        poll = int(r['skypilot']['settings']['cluster_manager']['poll_interval_secs'])
+        deadline = time.monotonic() + 3 * poll + 60
+        seen = False
+        while time.monotonic() < deadline and not seen:
+            try:
+                with sqlite3.connect(f'file:{db}?mode=ro', uri=True) as conn:
+                    seen = conn.execute('SELECT COUNT(*) FROM clusters WHERE name = ? AND '
+                                        'autostop_minutes = -1', (name,)).fetchone()[0] == 1
+            except sqlite3.Error:
+                pass
+            time.sleep(1)
+        c.check(seen, f'{role.unit}: the cluster manager recorded {name}')
+    argv, _ = role.command(role.s['ExecStart'])
+    log(f'{role.unit} (oneshot): {" ".join(argv)}')
+    timeout = min(int(role.s.get('TimeoutStartSec', 600)), 600)
+    p = subprocess.run(argv, env=role.environment(), capture_output=True, text=True,
+                       timeout=timeout, cwd='/')
+    print('\n'.join(f'    {role.unit}: {ln}' for ln in (p.stdout + p.stderr).splitlines()[-8:]))
+    c.check(p.returncode == 0, f'{role.unit}: ExecStart runs to completion with exit 0: '
+                               f'rc={p.returncode}')
+    if not autostop:
+        return
+    c.check('autostop pass: ' in p.stdout, f'{role.unit}: it did a pass: {p.stdout.strip()}')
+    with sqlite3.connect(f'file:{db}?mode=ro', uri=True) as conn:
+        rows = conn.execute("SELECT action, outcome, detail FROM audit WHERE actor = 'autostop' "
+                            'AND cluster = ?', (name,)).fetchall()
+    print(f'    audit: {rows}')
+    # No cloud is reachable here, so SkyPilot refuses the call: with the AWS SDK and the
+    # test credential it cannot get the AWS identity.
+    c.check(len(rows) == 1 and rows[0][0] == 'autostop' and rows[0][1] == 'error'
+            and rows[0][2].startswith('CloudUserIdentityError: '),
+            f'{role.unit}: /autostop reached SkyPilot, whose refusal is in the audit table')
 
 
 def check_listeners(c, roles, api_url):

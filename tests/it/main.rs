@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod autostop;
 mod bounded;
 mod cli;
 mod cluster_manager;
