@@ -21,6 +21,7 @@ mod hostile_files;
 mod monitor;
 mod monitor_load;
 mod one_writer;
+mod policy;
 mod signals;
 mod simulator;
 mod store;

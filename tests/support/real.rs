@@ -182,6 +182,12 @@ pub struct OwnServer {
 
 impl OwnServer {
     pub fn start() -> OwnServer {
+        OwnServer::start_with("{}\n", None)
+    }
+
+    /// A server whose config.yaml is `config`, and whose AWS catalog is `aws_catalog`
+    /// (CSV) instead of skyctl.py's.
+    pub fn start_with(config: &str, aws_catalog: Option<&str>) -> OwnServer {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -196,10 +202,25 @@ impl OwnServer {
         for d in ["home", "runtime"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
         }
-        std::fs::write(s.dir.path().join("config.yaml"), "{}\n").unwrap();
+        std::fs::write(s.dir.path().join("config.yaml"), config).unwrap();
         s.skyctl(&["catalog"]);
+        if let Some(csv) = aws_catalog {
+            std::fs::write(s.catalog_dir().join("aws/vms.csv"), csv).unwrap();
+        }
         s.spawn();
         s
+    }
+
+    /// SkyPilot's catalog directory of this server (`$SKY_RUNTIME_DIR/.sky/catalogs/v8`).
+    #[allow(dead_code)]
+    pub fn catalog_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("runtime/.sky/catalogs/v8")
+    }
+
+    /// The server's environment (HOME, SKY_RUNTIME_DIR, SKYPILOT_GLOBAL_CONFIG) on `c`.
+    #[allow(dead_code)]
+    pub fn env_for(&self, c: &mut Command) {
+        self.env(c);
     }
 
     fn env(&self, c: &mut Command) {
