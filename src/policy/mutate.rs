@@ -355,13 +355,8 @@ fn clamp_autostop(
             changes.push(format!("{label}.autostop: {max} idle minutes (was off)"));
             want()
         }
-        Some(Value::Bool(true)) => {
-            // On with SkyPilot's default idle time: say the limit explicitly.
-            changes.push(format!(
-                "{label}.autostop: {max} idle minutes (was on, default time)"
-            ));
-            want()
-        }
+        // On with SkyPilot's default idle time, 0 minutes (`AutostopConfig`): within any limit.
+        Some(Value::Bool(true)) => return Ok(()),
         Some(Value::Number(n)) => {
             let minutes = n.as_f64().unwrap_or(f64::INFINITY);
             if minutes >= 0.0 && minutes <= f64::from(max) {
@@ -396,7 +391,9 @@ fn clamp_autostop(
                         )))
                     }
                 },
-                None | Some(Value::Null) => false,
+                // Unset in a mapping is SkyPilot's default, 0 minutes.
+                None => true,
+                Some(Value::Null) => false,
                 Some(other) => {
                     return Err(malformed(format!(
                         "`{label}.autostop.idle_minutes` is {}: expected a number of minutes",
@@ -937,7 +934,7 @@ mod tests {
         );
         assert_eq!(t["resources"]["autostop"], 30, "shorter autostop kept");
         assert_eq!(t["resources"]["max_hourly_cost"], 1.0);
-        for given in ["false", "true", "'2h'", "1e300", "-5"] {
+        for given in ["false", "'2h'", "1e300", "-5"] {
             let (t, _) = accepted(&rules(), &format!("resources:\n  autostop: {given}\n"));
             assert_eq!(
                 t["resources"]["autostop"]["idle_minutes"], 60,
@@ -946,6 +943,14 @@ mod tests {
         }
         let (t, _) = accepted(&rules(), "resources:\n  autostop: '45m'\n");
         assert_eq!(t["resources"]["autostop"], "45m");
+        // `true` and a mapping without idle_minutes mean SkyPilot's default, 0 minutes.
+        let (t, _) = accepted(&rules(), "resources:\n  autostop: true\n");
+        assert_eq!(t["resources"]["autostop"], true);
+        let (t, _) = accepted(&rules(), "resources:\n  autostop:\n    down: true\n");
+        assert_eq!(
+            t["resources"]["autostop"],
+            serde_json::json!({"down": true})
+        );
     }
 
     #[test]
