@@ -8,6 +8,8 @@
 #   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
 #   skypilot-autostop (+ .timer)  `skypilot-host autostop`, one pass per timer tick
 #                             (enableCluster with cluster.autoStop)
+#   skypilot-policy           `skypilot-host policy`: SkyPilot's admin policy (launch defaults
+#                             and limits; policy.enable, on when a launch setting is set)
 # The web UI is declared as options but its role is not built yet: enabling it fails
 # evaluation with an assertion that says so.
 { config
@@ -107,6 +109,23 @@ let
   # Seconds between two autostop passes (the timer's period).
   autostopInterval = cfg.settings.autostop.interval_secs or 300;
 
+  # ---------------------------------------------------------------- launch policy
+  # Anything a launch policy would apply: the module's cluster.* launch options and the
+  # seed's compatibility keys that `sky-config render` maps into launch-policy.json.
+  launchSettings =
+    lib.filter (o: cfg.cluster.${o} != null) [ "autoStop" "defaultRegion" "defaultZone" "defaultInstanceType" "useSpot" "maxHourlyPrice" ]
+    ++ lib.concatLists (lib.mapAttrsToList (c: v: lib.optionals (builtins.isAttrs v) (lib.filter (k: k == "region" || k == "zone") (lib.attrNames v))) (cfg.config.cloud or { }))
+    ++ lib.filter (k: k == "enabled" || k == "max_price") (lib.attrNames (cfg.config.spot or { }));
+  policyEnabled = unitsEnabled && cfg.policy.enable;
+  policyRuntimeDir = "/run/skypilot-api-server";
+  policyTokenGenerated = cfg.policy.tokenFile == null;
+  policyTokenPath =
+    if policyTokenGenerated
+    then "${cfg.stateDir}/policy/token"
+    else "/run/credentials/skypilot-policy.service/policy-token";
+  # The module's launch options, merged by `sky-config render` into launch-policy.json.
+  launchDefaultsJson = pkgs.writeText "skypilot-launch-defaults.json" (builtins.toJSON cfg.policy.launchDefaults);
+
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
   # blank lines, `# comments`, `export NAME=value` and `NAME=value`, where value is
@@ -201,7 +220,10 @@ let
     let
       cloud = cfg.config.cloud or { };
       spot = cfg.config.spot or { };
-      notBuilt = "the launch-policy role is not built yet, so it has no effect for now";
+      notBuilt =
+        if policyEnabled
+        then "the launch policy (skypilot-policy) applies it"
+        else "it takes effect with the launch policy (services.skypilot.policy.enable and systemdServices)";
       cloudWarning = c: k:
         let
           path = "services.skypilot.config.cloud.${c}.${k}";
@@ -235,7 +257,7 @@ let
         SKYPILOT_CONFIG_SCHEMA = cfg.configSchema;
       } ''
       mkdir $out
-      skypilot-host sky-config render ${skyConfigJson} $out/config.yaml
+      skypilot-host sky-config render --launch-defaults ${launchDefaultsJson} ${skyConfigJson} $out/config.yaml
       skypilot-host sky-config check $out/config.yaml
     '';
 
@@ -315,7 +337,8 @@ let
   managedUnits =
     optional cfg.apiServer.enable "skypilot-api-server"
     ++ optional cfg.enableCluster "skypilot-cluster-manager"
-    ++ optional cfg.monitoring.enable "skypilot-monitor";
+    ++ optional cfg.monitoring.enable "skypilot-monitor"
+    ++ optional cfg.policy.enable "skypilot-policy";
   systemctl = "/run/current-system/sw/bin/systemctl";
 
   # A path outside the store, as a string (a Nix path value would be copied to the store
@@ -492,30 +515,74 @@ in
         type = types.nullOr types.str;
         default = null;
         example = "m5.large";
-        description = "Default instance type of launches (a launch-policy default; the policy role is not built yet).";
+        description = "Default instance type of launches that ask for no machine (no instance_type, cpus, memory or accelerators), where the task's cloud offers it (the launch policy).";
       };
       defaultZone = mkOption {
         type = types.nullOr types.str;
         default = null;
         example = "us-central1-a";
-        description = "Default zone of launches (a launch-policy default; the policy role is not built yet).";
+        description = "Default zone of launches, with `defaultRegion` (the launch policy).";
       };
       useSpot = mkOption {
         type = types.nullOr types.bool;
         default = null;
-        description = "Default `use_spot` of launches (a launch-policy default; the policy role is not built yet).";
+        description = "Default `use_spot` of launches that do not say (the launch policy).";
       };
       maxHourlyPrice = mkOption {
         type = types.nullOr (types.either types.ints.positive types.float);
         default = null;
         example = 1.0;
-        description = "Refuse instances whose catalog price per hour (USD) exceeds this (a launch-policy limit; the policy role is not built yet).";
+        description = "Refuse launches whose instance type's price per hour (USD) in SkyPilot's catalog exceeds this (spot price with use_spot), and set SkyPilot's own `max_hourly_cost` to it (the launch policy).";
       };
       defaultRegion = mkOption {
         type = types.nullOr types.str;
         default = null;
         example = "us-west-2";
-        description = "Default region of launches (a launch-policy default; the policy role is not built yet).";
+        description = "Default region of launches that name none, where the task's cloud has it in SkyPilot's catalog (a task naming no cloud gets the one cloud whose catalog has it); `config.cloud.<c>.region` is the default for cloud c (the launch policy).";
+      };
+    };
+
+    policy = {
+      enable = mkOption {
+        type = types.bool;
+        default = launchSettings != [ ];
+        defaultText = literalExpression "true when cluster.autoStop, defaultRegion, defaultZone, defaultInstanceType, useSpot, maxHourlyPrice or the seed's config.cloud.<c>.region/zone, config.spot.* is set";
+        description = ''
+          Run the launch policy (`skypilot-policy`, `skypilot-host policy`): SkyPilot's
+          RESTful admin policy on a loopback port, named in SkyPilot's config as
+          `admin_policy` with its token. Every launch then passes through it: autostop at
+          most `cluster.autoStop` minutes, the default region, instance type and
+          `use_spot`, and the price limit `cluster.maxHourlyPrice`.
+        '';
+      };
+      port = mkOption {
+        type = types.port;
+        default = 9190;
+        description = "Loopback port of the launch policy.";
+      };
+      tokenFile = absPathOption ''
+        The launch policy's shared secret (letters, digits, `-._~`; at least 16), a path outside
+        the Nix store, loaded with systemd `LoadCredential` by the policy and the API server.
+        Null: a random token is created at first start in `stateDir/policy/token` (mode 0600).
+      '';
+      controllers = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Apply the launch policy to the launches of SkyPilot's own jobs and serve controllers too (by default they pass unchanged).";
+      };
+      launchDefaults = mkOption {
+        internal = true;
+        readOnly = true;
+        type = types.attrsOf types.anything;
+        default = {
+          region = cfg.cluster.defaultRegion;
+          zone = cfg.cluster.defaultZone;
+          instance_type = cfg.cluster.defaultInstanceType;
+          use_spot = cfg.cluster.useSpot;
+          max_hourly_price = cfg.cluster.maxHourlyPrice;
+          autostop_idle_minutes = cfg.cluster.autoStop;
+        };
+        description = "The cluster.* launch options as `sky-config render --launch-defaults` reads them.";
       };
     };
 
@@ -730,6 +797,18 @@ in
             message = "services.skypilot.apiServer.restrictAccess needs networking.firewall.enable or networking.nftables.enable: without an owner match every local account can reach the API server, which treats loopback requests as an admin.";
           }
           {
+            assertion = !(cfg.policy.tokenFile != null && inStore cfg.policy.tokenFile);
+            message = "services.skypilot.policy.tokenFile is in the Nix store, which every local user can read: give the path of a file outside the store.";
+          }
+          {
+            assertion = !(policyEnabled && cfg.config ? admin_policy);
+            message = "services.skypilot.config.admin_policy is set, but the launch policy (services.skypilot.policy.enable) sets SkyPilot's admin_policy itself: remove one of them.";
+          }
+          {
+            assertion = !(policyEnabled && builtins.elem cfg.policy.port [ cfg.apiServer.port cfg.monitoring.metricsPort ]);
+            message = "services.skypilot.policy.port (${toString cfg.policy.port}) is the API server's or the monitor's port.";
+          }
+          {
             assertion = !(cfg.settings ? skypilot && cfg.settings.skypilot ? token_file && inStore cfg.settings.skypilot.token_file);
             message = "services.skypilot.settings.skypilot.token_file is in the Nix store, which every local user can read: give the path of a file outside the store.";
           }
@@ -809,10 +888,9 @@ in
       warnings =
         compatWarnings
         ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
-        ++ optional (cfg.cluster.defaultRegion != null) "services.skypilot.cluster.defaultRegion is kept for the launch policy, which is not built yet: it has no effect for now."
-        ++ map (o: "services.skypilot.cluster.${o} is kept for the launch policy, which is not built yet: it has no effect for now.")
-          (lib.filter (o: cfg.cluster.${o} != null) [ "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ])
-        ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
+        ++ lib.optionals (!policyEnabled) (map (o: "services.skypilot.cluster.${o} is a launch-policy setting, but the launch policy does not run (services.skypilot.policy.enable or systemdServices is false): it has no effect.")
+          (lib.filter (o: cfg.cluster.${o} != null) [ "defaultRegion" "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ]))
+        ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster && !policyEnabled) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
@@ -842,6 +920,15 @@ in
         monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
+        policy = mkIf policyEnabled {
+          listen = mkDefault "127.0.0.1:${toString cfg.policy.port}";
+          launch_policy = mkDefault "${skyConfigDir}/launch-policy.json";
+          token_file = mkDefault policyTokenPath;
+          create_token = mkDefault policyTokenGenerated;
+          # SkyPilot's catalog under the API server's SKY_RUNTIME_DIR.
+          catalog_dir = mkDefault "${runtimeDir}/.sky/catalogs/v8";
+          controllers = mkDefault cfg.policy.controllers;
+        };
       }
       // optionalAttrs (cfg.cluster.autoStop != null) {
         autostop.idle_minutes = mkDefault cfg.cluster.autoStop;
@@ -870,7 +957,8 @@ in
         "d ${cfg.cacheDir} 0700 ${cfg.user} ${cfg.group} - -"
         "L+ ${cfg.configDir}/config.yaml - - - - ${skyConfigDir}/config.yaml"
         "L+ ${home}/sky_logs - - - - ${cfg.logsDir}"
-      ];
+      ]
+      ++ optional (policyEnabled && policyTokenGenerated) "d ${cfg.stateDir}/policy 0700 ${cfg.user} ${cfg.group} - -";
 
       environment.etc."skypilot-host/config.toml".source = hostConfig;
       environment.systemPackages = [ cfg.package cfg.hostPackage ];
@@ -911,9 +999,11 @@ in
       systemd.services.skypilot-api-server = {
         description = "SkyPilot API server";
         wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
+        wants = [ "network-online.target" ] ++ optional policyEnabled "skypilot-policy.service";
         # postgresql-setup.service, where newer NixOS creates the ensured database and role.
-        after = [ "network-online.target" ] ++ optionals dbLocal [ "postgresql.service" "postgresql-setup.service" ];
+        after = [ "network-online.target" ]
+          ++ optionals dbLocal [ "postgresql.service" "postgresql-setup.service" ]
+          ++ optional policyEnabled "skypilot-policy.service";
         requires = optional dbLocal "postgresql.service";
         # SkyPilot runs ssh and rsync to reach its clusters, and the clouds' programs; `sky`
         # and the Python SDKs' programs (e.g. `aws`) come with the server's Python.
@@ -923,7 +1013,12 @@ in
           // {
             HOME = home;
             SKY_RUNTIME_DIR = runtimeDir;
-            SKYPILOT_GLOBAL_CONFIG = "${skyConfigDir}/config.yaml";
+            # With the launch policy: a copy with admin_policy and its token, written at
+            # each start (ExecStartPre) and read-only for the server (ReadOnlyPaths).
+            SKYPILOT_GLOBAL_CONFIG =
+              if policyEnabled
+              then "${policyRuntimeDir}/config.yaml"
+              else "${skyConfigDir}/config.yaml";
             XDG_CACHE_HOME = cfg.cacheDir;
             # What `sky api start --foreground --port N` sets before it runs the server.
             IS_SKYPILOT_SERVER = "true";
@@ -945,6 +1040,7 @@ in
             Type = "simple";
             ExecStartPre =
               optional (configuredClouds != [ ]) "+${cfg.hostPackage}/bin/skypilot-host credentials check --config ${hostConfig}"
+              ++ optional policyEnabled "${cfg.hostPackage}/bin/skypilot-host policy --config ${hostConfig} sky-config ${lib.optionalString (!policyTokenGenerated) "--token-file %d/policy-token "}${skyConfigDir}/config.yaml ${policyRuntimeDir}/config.yaml"
               # Copies, not links into /run/credentials: SkyPilot uploads these files to
               # clusters with `rsync -a`, which would deliver a dangling link.
               ++ lib.concatMap
@@ -971,9 +1067,16 @@ in
             # SkyPilot forks ssh and its executors and reads /proc/meminfo: no ProcSubset,
             # no MemoryDenyWriteExecute (libffi closures in cloud SDKs).
           }
-          // optionalAttrs (loadedClouds != [ ] || dbExternal) {
-            LoadCredential = map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds
-            ++ optional dbExternal "db-uri:${cfg.database.uriFile}";
+          // optionalAttrs (loadedClouds != [ ] || dbExternal || (policyEnabled && !policyTokenGenerated)) {
+            LoadCredential =
+              map (c: "${c}:${cfg.cloudCredentials.${c}}") loadedClouds
+              ++ optional dbExternal "db-uri:${cfg.database.uriFile}"
+              ++ optional (policyEnabled && !policyTokenGenerated) "policy-token:${cfg.policy.tokenFile}";
+          }
+          // optionalAttrs policyEnabled {
+            RuntimeDirectory = "skypilot-api-server";
+            RuntimeDirectoryMode = "0700";
+            ReadOnlyPaths = [ "-${policyRuntimeDir}/config.yaml" ];
           }
           // optionalAttrs (cfg.cloudCredentials.azure != null) {
             BindPaths = [ "${cfg.cloudCredentials.azure}:${home}/.azure" ];
@@ -1108,6 +1211,31 @@ in
           AccuracySec = 10;
           Unit = "skypilot-autostop.service";
         };
+      };
+    })
+
+    (mkIf policyEnabled {
+      systemd.services.skypilot-policy = {
+        description = "SkyPilot launch policy (skypilot-host)";
+        wantedBy = [ "multi-user.target" ];
+        # Before the API server, which names it in its config.
+        before = [ "skypilot-api-server.service" ];
+        serviceConfig =
+          hostHardening
+          // {
+            # It sends READY=1 once it listens.
+            Type = "notify";
+            NotifyAccess = "main";
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host policy --config ${hostConfig}";
+            # Only SkyPilot's API server on loopback talks to it.
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          }
+          # It reads SkyPilot's catalog under the API server's state (read-only, as all of
+          # the system is here) and writes only a token it creates.
+          // (if policyTokenGenerated
+          then { ReadWritePaths = [ "${cfg.stateDir}/policy" ]; }
+          else { LoadCredential = [ "policy-token:${cfg.policy.tokenFile}" ]; });
       };
     })
 

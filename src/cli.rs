@@ -92,7 +92,12 @@ pub(crate) enum Command {
         dry_run: bool,
     },
     /// Serve SkyPilot's RESTful admin policy (launch defaults, autostop, price cap).
-    Policy(ConfigArg),
+    Policy {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: Option<PolicyCommand>,
+    },
     /// Test aid: append COUNT audit entries through a second writer's connection, printing
     /// each entry's id once committed (used to test two writers on one database).
     #[command(hide = true)]
@@ -116,6 +121,10 @@ pub(crate) enum SkyConfigCommand {
         /// Where to write the launch-policy settings [default: launch-policy.json next to OUTPUT].
         #[arg(long)]
         policy_out: Option<PathBuf>,
+        /// The module's launch options (JSON: region, zone, instance_type, use_spot,
+        /// max_hourly_price, autostop_idle_minutes), merged into the launch policy.
+        #[arg(long)]
+        launch_defaults: Option<PathBuf>,
     },
     /// Print the seed's compatibility keys and the module option each stands for (JSON).
     SeedKeys,
@@ -125,6 +134,20 @@ pub(crate) enum SkyConfigCommand {
         /// SkyPilot's config schema, as printed by scripts/sky-schema.py.
         #[arg(long, env = "SKYPILOT_CONFIG_SCHEMA")]
         schema: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Write SkyPilot's config IN to OUT with `admin_policy` set to this policy's URL and
+    /// token (for the API server; OUT is mode 0400). `--config` goes before the subcommand.
+    SkyConfig {
+        input: PathBuf,
+        output: PathBuf,
+        /// The token file, when this process sees it elsewhere than policy.token_file
+        /// (e.g. its own systemd credential directory).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -211,10 +234,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 output,
                 schema,
                 policy_out,
+                launch_defaults,
             }) => report(crate::sky_config::run_render(
                 &input,
                 &output,
-                &crate::sky_config::RenderOptions { schema, policy_out },
+                &crate::sky_config::RenderOptions {
+                    schema,
+                    policy_out,
+                    launch_defaults,
+                },
             )),
             Command::SkyConfig(SkyConfigCommand::SeedKeys) => {
                 let table: std::collections::BTreeMap<&str, &str> =
@@ -264,7 +292,27 @@ pub fn run(cli: Cli) -> ExitCode {
                 let rt = runtime(true)?;
                 report(rt.block_on(crate::autostop::run(config, daemon, dry_run)))
             }
-            Command::Policy(a) => {
+            Command::Policy {
+                config,
+                command:
+                    Some(PolicyCommand::SkyConfig {
+                        input,
+                        output,
+                        token_file,
+                    }),
+            } => {
+                let config = load(&config.config)?;
+                report(crate::policy::write_sky_config(
+                    &config,
+                    &input,
+                    &output,
+                    token_file.as_deref(),
+                ))
+            }
+            Command::Policy {
+                config: a,
+                command: None,
+            } => {
                 let config = load(&a.config)?;
                 init_logging(&config);
                 let rt = runtime(false)?;

@@ -246,10 +246,46 @@ impl AutostopConfig {
 
 // ---------------------------------------------------------------- launch policy (`policy`)
 
+/// Default port of `skypilot-host policy` (loopback).
+pub(crate) const DEFAULT_POLICY_PORT: u16 = 9190;
+
 /// `skypilot-host policy`: SkyPilot's RESTful admin policy endpoint.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {}
+pub struct PolicyConfig {
+    /// Address and port of `/v1/policy` (SkyPilot's `admin_policy` URL) and `/healthz`.
+    pub listen: SocketAddr,
+    /// The launch-policy settings that `sky-config render` writes (`launch-policy.json`).
+    pub launch_policy: PathBuf,
+    /// The shared secret SkyPilot sends as `?token=` in the policy URL.
+    pub token_file: PathBuf,
+    /// Create `token_file` (random, mode 0600) when it does not exist yet.
+    pub create_token: bool,
+    /// SkyPilot's catalog directory (`$SKY_RUNTIME_DIR/.sky/catalogs/v8`, which is
+    /// `~/.sky/catalogs/v8` of the API server's HOME when SKY_RUNTIME_DIR is unset):
+    /// `<cloud>/vms.csv` there holds the hourly prices.
+    pub catalog_dir: PathBuf,
+    /// Apply the policy to the launches of SkyPilot's own jobs and serve controllers
+    /// too (`jobs.launch_controller`, `serve.launch_controller`); by default they pass
+    /// unchanged.
+    pub controllers: bool,
+    /// Largest request body read, in bytes; a larger one is refused (HTTP 413).
+    pub max_body_bytes: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_POLICY_PORT)),
+            launch_policy: PathBuf::from("/etc/skypilot-host/launch-policy.json"),
+            token_file: PathBuf::from("/var/lib/skypilot/policy/token"),
+            create_token: false,
+            catalog_dir: PathBuf::from("/var/lib/skypilot/runtime/.sky/catalogs/v8"),
+            controllers: false,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
 
 // ----------------------------------------------------------------
 
@@ -523,6 +559,24 @@ impl Config {
             ));
         }
         self.autostop.validate()?;
+        if self.policy.max_body_bytes < 64 * 1024 {
+            return Err((
+                "policy.max_body_bytes",
+                format!(
+                    "{} is too small for a task SkyPilot sends (a jobs controller's is ~6 KB): expected at least 65536",
+                    self.policy.max_body_bytes
+                ),
+            ));
+        }
+        for (key, path) in [
+            ("policy.launch_policy", &self.policy.launch_policy),
+            ("policy.token_file", &self.policy.token_file),
+            ("policy.catalog_dir", &self.policy.catalog_dir),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err((key, "is empty: expected a path".to_string()));
+            }
+        }
         if let Some(u) = &self.monitor.skypilot_metrics_url {
             let parsed = url::Url::parse(u)
                 .ok()

@@ -19,9 +19,66 @@
       enableCluster = true;
       monitoring.enable = true;
       cloudCredentials.aws = "/run/secrets/aws-credentials";
-      # The autostop enforcer; no grace period, so the run's fresh cluster is acted on.
-      cluster.autoStop = 60;
+      # The autostop enforcer (no grace period, so the run's fresh cluster is acted on)
+      # and the launch policy, with a token it creates.
       settings.autostop.grace_minutes = 0;
+      cluster = {
+        autoStop = 60;
+        defaultRegion = "us-west-2";
+        defaultInstanceType = "m5.large";
+        useSpot = false;
+        maxHourlyPrice = 1;
+      };
+    };
+  };
+
+  # The launch policy with a token from a credential, applied to the controllers too.
+  policy-token-file = {
+    services.skypilot = {
+      enable = true;
+      cluster.maxHourlyPrice = 2.5;
+      policy = {
+        tokenFile = "/run/secrets/skypilot-policy-token";
+        controllers = true;
+        port = 9300;
+      };
+    };
+  };
+
+  # Launch settings without the policy: each one named as having no effect.
+  policy-off = {
+    services.skypilot = {
+      enable = true;
+      cluster.defaultRegion = "us-west-2";
+      cluster.useSpot = true;
+      policy.enable = false;
+    };
+  };
+
+  # admin_policy both in config and from the launch policy; the policy on the API port.
+  policy-conflicts = {
+    services.skypilot = {
+      enable = true;
+      cluster.useSpot = true;
+      config.admin_policy = "http://example.invalid/policy";
+      policy.port = 46580;
+    };
+  };
+
+  policy-token-store-path = {
+    services.skypilot = {
+      enable = true;
+      policy.enable = true;
+      policy.tokenFile = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-token";
+    };
+  };
+
+  # The seed key and the module option disagree: `sky-config render` refuses it.
+  policy-seed-conflict = {
+    services.skypilot = {
+      enable = true;
+      cluster.useSpot = false;
+      config.spot.enabled = true;
     };
   };
 

@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EVAL = os.path.join(HERE, 'eval.nix')
 
-HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-autostop')
+HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-autostop',
+              'skypilot-policy')
 MAX_HOST_EXPOSURE = 2.0
 
 # Methods of a NixOS test driver machine (nixos/lib/test-driver) and the driver's globals.
@@ -225,16 +226,20 @@ def to_toml(settings):
     return '\n'.join(out) + '\n'
 
 
-def render_sky_config(host_bin, config, tmp, label):
-    """What the module's build-time derivation runs: render, then check."""
+def render_sky_config(host_bin, config, tmp, label, launch_defaults=None):
+    """What the module's build-time derivation runs: render (with the module's launch
+    options), then check."""
     src = os.path.join(tmp, f'{label}.config.json')
     out_dir = os.path.join(tmp, f'{label}.skyconfig')
     os.makedirs(out_dir, exist_ok=True)
     with open(src, 'w', encoding='utf-8') as f:
         json.dump(config, f)
+    defaults = os.path.join(tmp, f'{label}.launch-defaults.json')
+    with open(defaults, 'w', encoding='utf-8') as f:
+        json.dump(launch_defaults or {}, f)
     out = os.path.join(out_dir, 'config.yaml')
-    p = subprocess.run([host_bin, 'sky-config', 'render', src, out], capture_output=True,
-                       text=True)
+    p = subprocess.run([host_bin, 'sky-config', 'render', '--launch-defaults', defaults, src,
+                        out], capture_output=True, text=True)
     if p.returncode != 0:
         return p.returncode, p.stderr, 0
     warnings = [ln for ln in p.stderr.splitlines() if ln.startswith('warning:')]
@@ -310,8 +315,13 @@ def common_api_server(c, r, label, port=46580, user='skypilot', group='skypilot'
     c.check('-openssh/bin' in env.get('PATH', '') and '-rsync/bin' in env.get('PATH', ''),
             f'{label}: ssh and rsync on the API server\'s PATH')
     c.equal(env['SKY_RUNTIME_DIR'], f'{state}/runtime', f'{label}: SKY_RUNTIME_DIR')
-    c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config/config.yaml'),
-            f'{label}: SKYPILOT_GLOBAL_CONFIG is the rendered config')
+    if 'skypilot-policy' in r['services']:
+        token = [x.split(':', 1)[1] for x in s.get('LoadCredential', [])
+                 if x.startswith('policy-token:')]
+        policy_api_server(c, r, label, token_file=token[0] if token else None)
+    else:
+        c.check(env['SKYPILOT_GLOBAL_CONFIG'].endswith('-skypilot-config/config.yaml'),
+                f'{label}: SKYPILOT_GLOBAL_CONFIG is the rendered config')
     for k in ('ProtectSystem', 'NoNewPrivileges', 'PrivateTmp', 'PrivateDevices',
               'CapabilityBoundingSet', 'SystemCallFilter'):
         c.check(k in s, f'{label}: API server has {k}')
@@ -379,6 +389,66 @@ def expect_seed_basic(c, r, label):
     c.equal(s['cluster_manager']['database'], '/var/lib/skypilot/host.db', f'{label}: database')
 
 
+def policy_api_server(c, r, label, token_file=None):
+    """With the launch policy, the API server reads a runtime copy of the rendered config
+    with admin_policy and the token, written at each start and read-only for the server."""
+    a = api(r)
+    s, env = a['serviceConfig'], a['environment']
+    c.equal(env['SKYPILOT_GLOBAL_CONFIG'], '/run/skypilot-api-server/config.yaml',
+            f'{label}: SKYPILOT_GLOBAL_CONFIG is the runtime copy with admin_policy')
+    c.equal((s.get('RuntimeDirectory'), s.get('RuntimeDirectoryMode')),
+            ('skypilot-api-server', '0700'), f'{label}: runtime directory of the API server')
+    c.equal(s.get('ReadOnlyPaths'), ['-/run/skypilot-api-server/config.yaml'],
+            f'{label}: the runtime copy is read-only for the server')
+    pre = [x for x in s['ExecStartPre'] if ' policy --config ' in x]
+    c.equal(len(pre), 1, f'{label}: one ExecStartPre writes the runtime copy: {s["ExecStartPre"]}')
+    if pre:
+        words = pre[0].split()
+        c.check(not pre[0].startswith('+'), f'{label}: it runs as the service user')
+        c.check(words[-2].endswith('-skypilot-config/config.yaml')
+                and words[-1] == '/run/skypilot-api-server/config.yaml',
+                f'{label}: from the store config to the runtime copy: {pre[0]}')
+        if token_file:
+            c.check('--token-file %d/policy-token' in pre[0],
+                    f'{label}: the token from the API server\'s credential: {pre[0]}')
+            c.check(f'policy-token:{token_file}' in s.get('LoadCredential', []),
+                    f'{label}: LoadCredential of the token: {s.get("LoadCredential")}')
+        else:
+            c.check('--token-file' not in pre[0], f'{label}: the generated token: {pre[0]}')
+    c.check('skypilot-policy.service' in a['after'] and 'skypilot-policy.service' in a['wants'],
+            f'{label}: the API server starts after the policy')
+    p = r['services']['skypilot-policy']
+    ps = p['serviceConfig']
+    c.check(ps['ExecStart'].endswith('/bin/skypilot-host policy --config '
+                                     + ps['ExecStart'].split()[-1])
+            and ps['ExecStart'].split()[-1].endswith('-skypilot-host.toml'),
+            f'{label}: policy ExecStart: {ps["ExecStart"]}')
+    c.equal((ps['Type'], ps['NotifyAccess']), ('notify', 'main'), f'{label}: policy Type=notify')
+    c.equal((ps.get('IPAddressDeny'), ps.get('IPAddressAllow')), ('any', 'localhost'),
+            f'{label}: policy reachable on loopback only')
+    settings = r['skypilot']['settings']['policy']
+    c.check(settings['listen'].startswith('127.0.0.1:'), f'{label}: policy listens on loopback')
+    c.check(settings['launch_policy'].endswith('-skypilot-config/launch-policy.json'),
+            f'{label}: the rendered launch-policy.json')
+    c.equal(settings['catalog_dir'], '/var/lib/skypilot/runtime/.sky/catalogs/v8',
+            f'{label}: SkyPilot\'s catalog under the API server\'s SKY_RUNTIME_DIR')
+    if token_file:
+        c.equal(settings['token_file'], '/run/credentials/skypilot-policy.service/policy-token',
+                f'{label}: policy token from its credential')
+        c.equal(ps.get('LoadCredential'), [f'policy-token:{token_file}'],
+                f'{label}: policy LoadCredential')
+        c.equal(settings['create_token'], False, f'{label}: no token created')
+    else:
+        c.equal((settings['token_file'], settings['create_token']),
+                ('/var/lib/skypilot/policy/token', True), f'{label}: a token created at start')
+        c.equal(ps.get('ReadWritePaths'), ['/var/lib/skypilot/policy'],
+                f'{label}: the policy writes only its token directory')
+        c.check('d /var/lib/skypilot/policy 0700 skypilot skypilot - -' in r['tmpfiles'],
+                f'{label}: token directory')
+    blob = json.dumps(r)
+    c.check('?token=' not in blob, f'{label}: no token anywhere in what the module renders')
+
+
 ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet')]
 
 
@@ -392,11 +462,18 @@ def advanced_warnings(c, r, label):
                   ('config.spot.max_price', 'no SkyPilot equivalent', 'price limit',
                    'cluster.maxHourlyPrice'),
                   ('GOOGLE_APPLICATION_CREDENTIALS', 'ignored', 'cloudCredentials'),
-                  ('cluster.defaultRegion', 'not built yet'),
-                  ('cluster.defaultInstanceType', 'not built yet'),
                   ('metricsPort = 9090', 'Prometheus')):
         c.check(has_warning(r, *parts), f'{label}: warning naming {parts}')
-    c.equal(len(r['warnings']), 9, f'{label}: number of warnings ({r["warnings"]})')
+    c.check(not has_warning(r, 'not built yet'), f'{label}: the launch policy is built')
+    c.equal(len(r['warnings']), 7, f'{label}: number of warnings ({r["warnings"]})')
+    for key in ('config.cloud.aws.region', 'config.spot.enabled', 'config.spot.max_price'):
+        c.check(has_warning(r, key, 'the launch policy (skypilot-policy) applies it'),
+                f'{label}: {key} is applied by the running policy')
+    c.equal(r['skypilot']['launchDefaults'],
+            {'region': 'us-west-2', 'zone': None, 'instance_type': 'm5.large', 'use_spot': None,
+             'max_hourly_price': None,
+             'autostop_idle_minutes': r['skypilot']['launchDefaults']['autostop_idle_minutes']},
+            f'{label}: the cluster options go to the launch policy')
 
 
 # The seed keys as skypilot-host maps them, read at start.
@@ -437,10 +514,12 @@ def expect_seed_advanced_buildable(c, r, label):
     advanced_warnings(c, r, label)
     c.equal(sorted(r['services']),
             ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
-             'skypilot-monitor'],
+             'skypilot-monitor', 'skypilot-policy'],
             f'{label}: units')
     autostop_units(c, r, label, idle=60)
     common_api_server(c, r, label)
+    c.equal(r['skypilot']['launchDefaults']['autostop_idle_minutes'], 60,
+            f'{label}: the launch policy caps autostop at cluster.autoStop')
     s = api(r)['serviceConfig']
     env = api(r)['environment']
     c.equal(s['LoadCredential'], ['aws:/run/secrets/aws-credentials',
@@ -467,8 +546,44 @@ def expect_run_roles(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
             ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
-             'skypilot-monitor'],
-            f'{label}: every role that exists')
+             'skypilot-monitor', 'skypilot-policy'], f'{label}: every role that exists')
+    c.equal(r['skypilot']['launchDefaults'],
+            {'region': 'us-west-2', 'zone': None, 'instance_type': 'm5.large',
+             'use_spot': False, 'max_hourly_price': 1, 'autostop_idle_minutes': 60},
+            f'{label}: the cluster options go to the launch policy')
+
+
+def expect_policy_token_file(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(sorted(r['services']), ['skypilot-api-server', 'skypilot-policy'], f'{label}: units')
+    common_api_server(c, r, label)
+    c.check('policy-token:/run/secrets/skypilot-policy-token' in
+            api(r)['serviceConfig'].get('LoadCredential', []), f'{label}: token credential')
+    settings = r['skypilot']['settings']['policy']
+    c.equal((settings['listen'], settings['controllers']), ('127.0.0.1:9300', True),
+            f'{label}: port and controllers as asked')
+    c.check('/run/secrets/skypilot-policy-token' not in json.dumps(r['skypilot']['settings']),
+            f'{label}: the host config names the credential, not the secret\'s path')
+    c.check(9300 not in r['firewall']['allowedTCPPorts'], f'{label}: policy port never opened')
+
+
+def expect_policy_off(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check('skypilot-policy' not in r['services'], f'{label}: no policy unit')
+    for o in ('defaultRegion', 'useSpot'):
+        c.check(has_warning(r, f'cluster.{o}', 'launch policy does not run', 'no effect'),
+                f'{label}: warning for {o}')
+    c.equal(len(r['warnings']), 2, f'{label}: two warnings ({r["warnings"]})')
+    c.check(api(r)['environment']['SKYPILOT_GLOBAL_CONFIG'].endswith(
+        '-skypilot-config/config.yaml'), f'{label}: the store config, no admin_policy')
+    c.check('policy' not in r['skypilot']['settings'], f'{label}: no [policy] section')
+
+
+def expect_policy_conflicts(c, r, label):
+    c.check(has_assertion(r, 'config.admin_policy is set', 'remove one'),
+            f'{label}: admin_policy twice refused')
+    c.check(has_assertion(r, 'policy.port (46580)', 'API server'), f'{label}: port clash refused')
+    c.equal(len(r['failedAssertions']), 2, f'{label}: two failures ({r["failedAssertions"]})')
 
 
 def expect_disabled(c, r, label):
@@ -908,6 +1023,9 @@ EXPECT = {
     'credential-without-sdk': expect_credential_without_sdk,
     'sudo-rs': expect_sudo_rs,
     'sudo-none': expect_sudo_none,
+    'policy-token-file': expect_policy_token_file,
+    'policy-off': expect_policy_off,
+    'policy-conflicts': expect_policy_conflicts,
 }
 # Cases whose evaluation must fail (types.pathWith refuses the value), with what the error
 # must say. With a lib without pathWith the module's assertions say it instead
@@ -920,6 +1038,8 @@ EVAL_ERRORS = {
                                     'absolute path outside the Nix store'],
     'database-uri-in-store': ['services.skypilot.database.uriFile', 'is not of type',
                               'absolute path outside the Nix store'],
+    'policy-token-store-path': ['services.skypilot.policy.tokenFile', 'is not of type',
+                                'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
@@ -927,8 +1047,19 @@ def expect_clean(c, r, label):
 
 EXPECT['sky-config-native'] = expect_clean
 EXPECT['bad-sky-config'] = expect_clean
+
+
+def expect_policy_seed_conflict(c, r, label):
+    # Evaluates (a warning for the seed key); the build-time render refuses it.
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check('skypilot-policy' in r['services'], f'{label}: policy unit')
+
+
+EXPECT['policy-seed-conflict'] = expect_policy_seed_conflict
 # `sky-config render` (with SkyPilot's schema) must refuse these, naming the key.
-BAD_SKY_CONFIG = {'bad-sky-config': 'aws.region'}
+BAD_SKY_CONFIG = {'bad-sky-config': 'aws.region',
+                  'policy-seed-conflict': 'useSpot = false conflicts with the seed key '
+                                          'config.spot.enabled = true'}
 # check-config must refuse these host configs, naming the key.
 BAD_SETTINGS = {'bad-host-settings': 'cluster_manager.poll_interval_secs'}
 
@@ -1065,7 +1196,7 @@ def main():
                     c.check(rc == 0, f'{case}: rendered host config passes check-config: {out}')
                 if os.environ.get('SKYPILOT_CONFIG_SCHEMA'):
                     rc, out, n = render_sky_config(a.host_bin, r['skypilot']['config'], tmp,
-                                                   case)
+                                                   case, r['skypilot'].get('launchDefaults'))
                     if case in BAD_SKY_CONFIG:
                         c.check(rc != 0 and BAD_SKY_CONFIG[case] in out,
                                 f'{case}: sky-config render refuses it naming the key: {out}')

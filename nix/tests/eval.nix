@@ -76,6 +76,7 @@ let
         in
         lib.optionalAttrs (s ? enable && s.enable) {
           inherit (s) settings config;
+          launchDefaults = s.policy.launchDefaults;
         };
     };
 

@@ -196,8 +196,11 @@ class Substitutes:
             src = os.path.join(self.tmp, 'skypilot-config.json')
             with open(src, 'w', encoding='utf-8') as f:
                 json.dump(self.r['skypilot']['config'], f)
-            subprocess.run([self.host_bin, 'sky-config', 'render', src,
-                            os.path.join(path, 'config.yaml')], check=True)
+            defaults = os.path.join(self.tmp, 'skypilot-launch-defaults.json')
+            with open(defaults, 'w', encoding='utf-8') as f:
+                json.dump(self.r['skypilot']['launchDefaults'], f)
+            subprocess.run([self.host_bin, 'sky-config', 'render', '--launch-defaults', defaults,
+                            src, os.path.join(path, 'config.yaml')], check=True)
             # Read-only, as everything in the Nix store is.
             mount_bind(path, path, read_only=True)
         else:
@@ -390,7 +393,38 @@ class Role:
                 return False
         return True
 
+    def runtime_directory(self):
+        """RuntimeDirectory=NAME: /run/NAME, empty, owned by the unit, removed at stop. In the
+        run's mount namespace a directory of the run is bound there, so nothing of it
+        reaches the machine's /run but an empty mount point (removed at the end)."""
+        name = self.s.get('RuntimeDirectory')
+        if not name:
+            return
+        mode = int(str(self.s.get('RuntimeDirectoryMode', '0755')), 8)
+        own = os.path.join(self.tmp, 'run', name)
+        os.makedirs(own)
+        os.chmod(own, mode)
+        target = f'/run/{name}'
+        if not os.path.isdir(target):
+            os.makedirs(target)
+            CREATED_DIRS.append(target)
+        mount_bind(own, target)
+
+    def read_only_paths(self):
+        """ReadOnlyPaths= as systemd applies it to ExecStart (set up when that process
+        starts, so a file ExecStartPre wrote is covered; `-` skips a missing path)."""
+        paths = self.s.get('ReadOnlyPaths', [])
+        for spec in paths if isinstance(paths, list) else [paths]:
+            optional = spec.startswith('-')
+            path = self.subs.text(spec.lstrip('-'))
+            if not os.path.exists(path):
+                if optional:
+                    continue
+                raise SystemExit(f'run_rendered.py: ReadOnlyPaths {path} does not exist')
+            mount_bind(path, path, read_only=True)
+
     def start(self):
+        self.read_only_paths()
         argv, _ = self.command(self.s['ExecStart'])
         env = self.environment()
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -527,6 +561,8 @@ def apply_tmpfiles(rules, subs):
 
 # Bind mounts made by the run (in its own mount namespace), undone before its files go.
 MOUNTS = []
+# Mount points the run had to create on this machine (empty directories), removed at the end.
+CREATED_DIRS = []
 
 
 def mount_bind(src, dst, read_only=False):
@@ -539,6 +575,11 @@ def mount_bind(src, dst, read_only=False):
 def unmount_all():
     while MOUNTS:
         subprocess.run(['umount', MOUNTS.pop()], check=False)
+    while CREATED_DIRS:
+        try:
+            os.rmdir(CREATED_DIRS.pop())
+        except OSError:
+            pass
 
 
 def hide_nixos_absent(tmp):
@@ -615,6 +656,8 @@ def run(a):
                 f.write(content)
             os.chmod(path, 0o600)
         apply_tmpfiles(r['tmpfiles'], subs)
+        if 'skypilot-policy' in r['services']:
+            write_catalog(r, subs)
         apply_hosts(r['hosts'], tmp)
         hide_nixos_absent(tmp)
         units = {k: v for k, v in r['services'].items() if k.startswith('skypilot-')}
@@ -629,6 +672,7 @@ def run(a):
             roles.append(role)
             os.makedirs(os.path.dirname(role.marker), exist_ok=True)
             role.load_credentials()
+            role.runtime_directory()
             apply_bind_paths(role)
             if not role.start_pre(c):
                 break
@@ -666,6 +710,8 @@ def run(a):
                 # (docs/scaling.md); the upload does not depend on the database.
                 check_workdir_upload(c, r, subs, tmp)
                 check_config_editor(c, r, api_url)
+            if 'skypilot-policy' in units:
+                check_policy(c, r, subs, api_url)
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
         for role in reversed(roles):
             role.stop(c)
@@ -908,6 +954,82 @@ def check_bin_bash(c, role):
     c.check(p.returncode == 0 and p.stdout.strip() == 'bash-42',
             f'{role.unit}: SkyPilot\'s subprocess_utils.run runs /bin/bash in the unit: '
             f'rc={p.returncode} {p.stdout.strip()} {p.stderr.strip()[-200:]}')
+
+
+# SkyPilot's AWS catalog as it downloads it (offline here): prices the policy checks.
+AWS_CATALOG = ('InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,'
+               'SpotPrice,Region,AvailabilityZone\n'
+               'm5.large,,,2.0,8.0,,0.096,0.035,us-west-2,us-west-2b\n'
+               'p3.2xlarge,V100,1.0,8.0,61.0,,3.06,0.918,us-west-2,us-west-2b\n')
+
+
+def write_catalog(r, subs):
+    runtime = subs.text(r['services']['skypilot-api-server']['environment']['SKY_RUNTIME_DIR'])
+    path = os.path.join(runtime, '.sky/catalogs/v8/aws/vms.csv')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(AWS_CATALOG)
+
+
+def post_json(url, body, timeout=30):
+    req = urllib.request.Request(url, data=body.encode(), method='POST',
+                                 headers={'Content-Type': 'application/json',
+                                          'X-SkyPilot-API-Version': '62'})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def check_policy(c, r, subs, api_url):
+    """The launch policy as rendered: the API server's runtime config names it with its
+    token; it answers SkyPilot's wire format there and refuses without the token; and the
+    API server's own /validate goes through it (the defaults taken, the price limit held)."""
+    env = r['services']['skypilot-api-server']['environment']
+    runtime_config = env['SKYPILOT_GLOBAL_CONFIG']
+    settings = subs.apply(r['skypilot']['settings']['policy'])
+    with open(runtime_config, encoding='utf-8') as f:
+        text = f.read()
+    m = re.search(r'"admin_policy": "(http://[^"?]+)\?token=([^"]+)"', text)
+    c.check(m is not None,
+            f'the API server\'s config names the policy with its token: {text[:300]}')
+    if m is None:
+        return
+    base, token = m.group(1), m.group(2)
+    c.equal(base, f'http://{settings["listen"]}/v1/policy',
+            'admin_policy is the policy\'s loopback URL')
+    with open(settings['token_file'], encoding='utf-8') as f:
+        c.equal(f.read().strip(), token, 'the token in the config is the policy\'s')
+    c.equal(oct(os.stat(settings['token_file']).st_mode & 0o777), '0o600', 'token file mode')
+    c.equal(oct(os.stat(runtime_config).st_mode & 0o777), '0o400', 'runtime config mode')
+    task = 'name: rendered\nrun: echo hi\n'
+    inner = json.dumps({'task': task, 'skypilot_config': 'active_workspace: default\n',
+                        'request_name': 'launch', 'request_options': None,
+                        'at_client_side': False, 'user': ''})
+    code, body = post_json(f'{base}?token={token}', json.dumps(inner))
+    c.equal(code, 200, f'the policy answers SkyPilot\'s request: {body[:300]}')
+    if code == 200:
+        answer = json.loads(json.loads(body))
+        c.check('"instance_type": "m5.large"' in answer['task'],
+                f'the default instance type applied: {answer["task"]}')
+        c.check('"infra": "aws/us-west-2"' in answer['task'],
+                f'the default region applied (aws, whose catalog has it): {answer["task"]}')
+        c.check('"use_spot": false' in answer['task'], f'use_spot default: {answer["task"]}')
+        c.equal(answer['skypilot_config'], 'active_workspace: default\n', 'config echoed')
+    code, body = post_json(base, json.dumps(inner))
+    c.check(code == 403 and 'token is missing' in body, f'no token: 403 ({code} {body[:200]})')
+    # Through SkyPilot: its /validate applies the server's admin policy.
+    code, body = post_json(f'{api_url}/validate',
+                           json.dumps({'dag': task, 'request_options': None}), timeout=120)
+    c.equal(code, 200, f'/validate of a bare task through the policy: {body[:300]}')
+    over = 'resources:\n  infra: aws\n  instance_type: p3.2xlarge\nrun: echo hi\n'
+    code, body = post_json(f'{api_url}/validate',
+                           json.dumps({'dag': over, 'request_options': None}), timeout=120)
+    c.check(code == 400 and 'UserRequestRejectedByPolicy' in body and 'p3.2xlarge' in body
+            and '$3.06/hour' in body and '$1.00/hour' in body,
+            f'/validate of an instance over the price limit: refused with the policy\'s '
+            f'message ({code} {body[:400]})')
 
 
 def check_config_editor(c, r, api_url):

@@ -81,6 +81,8 @@ pub struct RenderOptions {
     pub schema: Option<PathBuf>,
     /// Launch-policy output; `None` = `launch-policy.json` next to OUT.
     pub policy_out: Option<PathBuf>,
+    /// The module's own launch options (JSON), merged into the launch policy.
+    pub launch_defaults: Option<PathBuf>,
 }
 
 /// What a successful render produced.
@@ -136,6 +138,17 @@ pub fn render_with(input: &Path, output: &Path, opts: &RenderOptions) -> anyhow:
         against: "the seed's compatibility keys".to_string(),
         problems,
     })?;
+    let mut mapped = mapped;
+    if let Some(path) = &opts.launch_defaults {
+        let text = crate::files::read_regular_text(path, MAX_CONFIG_BYTES)
+            .with_context(|| format!("{}: cannot read the launch defaults", path.display()))?;
+        let defaults: crate::launch_policy::LaunchDefaults = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not the launch defaults (JSON with region, zone, instance_type, use_spot, max_hourly_price, autostop_idle_minutes): {e}", path.display()))?;
+        mapped
+            .policy
+            .merge(defaults)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     for w in &mapped.warnings {
         eprintln!("warning: {w}");
     }

@@ -23,6 +23,7 @@ mod load_budget;
 mod monitor;
 mod monitor_load;
 mod one_writer;
+mod policy;
 mod signals;
 mod simulator;
 mod store;

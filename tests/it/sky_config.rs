@@ -292,6 +292,7 @@ fn render_with_options_writes_the_policy_where_asked() {
         &skypilot_host::sky_config::RenderOptions {
             schema: Some(schema()),
             policy_out: Some(policy.clone()),
+            launch_defaults: None,
         },
     )
     .unwrap();

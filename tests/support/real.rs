@@ -184,13 +184,29 @@ pub struct OwnServer {
 
 impl OwnServer {
     pub fn start() -> OwnServer {
-        OwnServer::start_with(&[])
+        OwnServer::start_full("{}\n", None, &[])
     }
 
     /// A server with more environment: `SKYPILOT_DB_CONNECTION_URI` puts its state in
     /// PostgreSQL (skyctl.py then writes there too), `ENABLE_SERVICE_ACCOUNTS=true`
     /// turns on service-account tokens.
+    #[allow(dead_code)]
     pub fn start_with(extra_env: &[(&str, &str)]) -> OwnServer {
+        OwnServer::start_full("{}\n", None, extra_env)
+    }
+
+    /// A server whose config.yaml is `config`, and whose AWS catalog is `aws_catalog`
+    /// (CSV) instead of skyctl.py's.
+    #[allow(dead_code)]
+    pub fn start_with_config(config: &str, aws_catalog: Option<&str>) -> OwnServer {
+        OwnServer::start_full(config, aws_catalog, &[])
+    }
+
+    fn start_full(
+        config: &str,
+        aws_catalog: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> OwnServer {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -209,10 +225,25 @@ impl OwnServer {
         for d in ["home", "runtime"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
         }
-        std::fs::write(s.dir.path().join("config.yaml"), "{}\n").unwrap();
+        std::fs::write(s.dir.path().join("config.yaml"), config).unwrap();
         s.skyctl(&["catalog"]);
+        if let Some(csv) = aws_catalog {
+            std::fs::write(s.catalog_dir().join("aws/vms.csv"), csv).unwrap();
+        }
         s.spawn();
         s
+    }
+
+    /// SkyPilot's catalog directory of this server (`$SKY_RUNTIME_DIR/.sky/catalogs/v8`).
+    #[allow(dead_code)]
+    pub fn catalog_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("runtime/.sky/catalogs/v8")
+    }
+
+    /// The server's environment (HOME, SKY_RUNTIME_DIR, SKYPILOT_GLOBAL_CONFIG) on `c`.
+    #[allow(dead_code)]
+    pub fn env_for(&self, c: &mut Command) {
+        self.env(c);
     }
 
     fn env(&self, c: &mut Command) {
