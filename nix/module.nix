@@ -890,7 +890,9 @@ in
         ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
         ++ lib.optionals (!policyEnabled) (map (o: "services.skypilot.cluster.${o} is a launch-policy setting, but the launch policy does not run (services.skypilot.policy.enable or systemdServices is false): it has no effect.")
           (lib.filter (o: cfg.cluster.${o} != null) [ "defaultRegion" "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ]))
-        ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster && !policyEnabled) "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster."
+        ++ optional (cfg.cluster.autoStop != null && !cfg.enableCluster) (if policyEnabled
+        then "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster on running clusters (the autostop enforcer needs the cluster manager's state); the launch policy still applies it to new launches."
+        else "services.skypilot.cluster.autoStop has no effect without services.skypilot.enableCluster.")
         ++ optional (cfg.monitoring.metricsPort == 9090) "services.skypilot.monitoring.metricsPort = 9090 is Prometheus's own port (and SkyPilot's metrics port): a Prometheus on this host will not start."
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
