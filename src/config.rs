@@ -88,13 +88,37 @@ pub struct MonitorConfig {
 /// `skypilot-host web-ui`: the console and the authenticated gateway to SkyPilot.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebUiConfig {}
+pub struct WebUiConfig {
+    pub gateway: GatewayConfig,
+}
 
 /// The gateway part of the web UI: SkyPilot's dashboard and REST API behind our login
 /// (`[web_ui.gateway]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {}
+pub struct GatewayConfig {
+    /// SkyPilot's API server the gateway forwards to (`http://` only: it listens on
+    /// loopback); `skypilot.api_url` when unset.
+    pub upstream: Option<String>,
+    /// The header SkyPilot's external-proxy auth reads (`auth.external_proxy.header_name`
+    /// in SkyPilot's config, plain format); the gateway sets it to the person's name and
+    /// strips every copy a client sends.
+    pub identity_header: String,
+    /// Seconds to open a connection to the upstream.
+    pub connect_timeout_secs: u64,
+    /// Seconds the upstream may take to start its answer (SkyPilot's `/api/get` waits
+    /// for the request it names to finish).
+    pub response_timeout_secs: u64,
+    /// Seconds a proxied body (a stream, an upload, a websocket) may move no byte either
+    /// way before it is cut. Above SkyPilot's 30 s heartbeat of log streams; the web UI's
+    /// server uses it as its connection idle limit too.
+    pub idle_timeout_secs: u64,
+    /// Largest body read of `/stop`, `/down` and `/autostop` (the gateway reads them to
+    /// check the cluster's owner); every other body streams through unread.
+    pub max_control_body_bytes: usize,
+    /// Idle upstream connections kept for reuse.
+    pub max_idle_upstream_connections: usize,
+}
 
 // ---------------------------------------------------------------- autostop (`autostop`)
 
@@ -212,6 +236,81 @@ impl Default for MonitorConfig {
             skypilot_metrics_url: None,
             skypilot_metrics_max_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            upstream: None,
+            identity_header: "X-Auth-Request-Email".to_string(),
+            connect_timeout_secs: 5,
+            response_timeout_secs: 3600,
+            idle_timeout_secs: 600,
+            max_control_body_bytes: 64 * 1024,
+            max_idle_upstream_connections: 64,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The upstream's base URL: `upstream`, else `skypilot.api_url`.
+    pub(crate) fn upstream_url<'a>(&'a self, skypilot: &'a SkypilotConfig) -> &'a str {
+        self.upstream.as_deref().unwrap_or(&skypilot.api_url)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        // Only a set upstream is checked here: an https `skypilot.api_url` is fine for
+        // every other role, and the web UI says so itself when it starts.
+        if let Some(u) = &self.upstream {
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "http" && p.host_str().is_some() => {}
+                _ => {
+                    return Err((
+                        "web_ui.gateway.upstream",
+                        format!("{u:?}: the gateway forwards to plain http:// only (SkyPilot's API server on loopback), expected e.g. {DEFAULT_API_URL}"),
+                    ))
+                }
+            }
+        }
+        let h = &self.identity_header;
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err((
+                "web_ui.gateway.identity_header",
+                format!("{h:?}: expected a header name (letters, digits, '-'), such as X-Auth-Request-Email"),
+            ));
+        }
+        for (key, v) in [
+            (
+                "web_ui.gateway.connect_timeout_secs",
+                self.connect_timeout_secs,
+            ),
+            (
+                "web_ui.gateway.response_timeout_secs",
+                self.response_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1 (seconds)".to_string()));
+            }
+        }
+        if self.idle_timeout_secs <= 30 {
+            return Err((
+                "web_ui.gateway.idle_timeout_secs",
+                format!("{} would cut SkyPilot's log streams, which send a heartbeat every 30 s: expected more than 30 (default 600)", self.idle_timeout_secs),
+            ));
+        }
+        if self.max_control_body_bytes < 1024 {
+            return Err((
+                "web_ui.gateway.max_control_body_bytes",
+                format!("{} is too small for a stop/down/autostop body: expected at least 1024 (default 65536)", self.max_control_body_bytes),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +472,7 @@ impl Config {
                 "is empty: expected the path of the SQLite database file".to_string(),
             ));
         }
+        self.web_ui.gateway.validate()?;
         if let Some(u) = &self.monitor.skypilot_metrics_url {
             let parsed = url::Url::parse(u)
                 .ok()

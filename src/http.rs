@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
@@ -57,7 +56,9 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Graceful shutdown by hand (hyper-util's watcher does not take a connection with
+    // upgrades): a signal every connection task watches, and the slots counting them.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -83,18 +84,35 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle));
-        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        // With upgrades: the web UI's gateway passes SkyPilot's websockets through (an
+        // upgraded connection leaves its slot; the gateway bounds its idle time).
+        let conn = http
+            .serve_connection(io, TowerToHyperService::new(app.clone()))
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let mut stopping = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = stop.wait_for(|s| *s), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    let open = graceful.count();
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let open = limits.max_connections - slots.available_permits();
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -107,14 +125,14 @@ pub(crate) async fn serve(
 }
 
 /// A stream that fails once no byte has moved either way for `idle`.
-struct IdleTimeout<S> {
+pub(crate) struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<S> IdleTimeout<S> {
-    fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
+    pub(crate) fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
         IdleTimeout {
             inner,
             idle,

@@ -2,6 +2,7 @@
 //!
 //! Not built yet: this module holds the shared types the console and the gateway agree on.
 
+pub mod gateway;
 pub mod identity;
 
 use crate::config::Config;
