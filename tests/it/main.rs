@@ -17,6 +17,7 @@ mod cluster_manager;
 mod contract;
 mod credentials;
 mod fuzz_regressions;
+mod gateway;
 mod hostile_files;
 mod monitor;
 mod monitor_load;
