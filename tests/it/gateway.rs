@@ -239,23 +239,44 @@ async fn test_auth(State(gw): State<Gateway>, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
+/// What passed through the front: method, path, status.
+type Passed = Arc<Mutex<Vec<(String, String, u16)>>>;
+
 struct Front {
     base: String,
     addr: std::net::SocketAddr,
+    #[cfg_attr(not(feature = "real-server"), allow(dead_code))]
+    passed: Passed,
     _task: tokio::task::JoinHandle<()>,
+}
+
+async fn log_passed(State(passed): State<Passed>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let r = next.run(req).await;
+    passed
+        .lock()
+        .unwrap()
+        .push((method, path, r.status().as_u16()));
+    r
 }
 
 async fn start_gateway(config: &Config) -> Front {
     let gw = Gateway::new(config).unwrap();
+    let passed = Passed::default();
     let app = gw
         .clone()
         .router()
-        .layer(axum::middleware::from_fn_with_state(gw, test_auth));
+        .layer(axum::middleware::from_fn_with_state(gw, test_auth))
+        .layer(axum::middleware::from_fn_with_state(
+            passed.clone(),
+            log_passed,
+        ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     Front {
         base: format!("http://{addr}"),
         addr,
+        passed,
         _task: serve(listener, app).await,
     }
 }
@@ -822,6 +843,252 @@ fn an_https_upstream_is_refused_at_start_with_the_key() {
         e.contains("skypilot.api_url") && e.contains("http://"),
         "{e}"
     );
+}
+
+// ---------------------------------------------------------------- the real SkyPilot
+
+#[cfg(feature = "real-server")]
+mod real {
+    use super::*;
+    use crate::support::real::{unique, OwnServer, RealServer};
+
+    /// SkyPilot's user id for a name from the identity header: md5(name), 8 hex digits.
+    const ALICE_ID: &str = "6384e2b2";
+
+    /// The request record SkyPilot keeps for `id` (asked directly, as the host does).
+    async fn request_record(server: &str, id: &str) -> serde_json::Value {
+        let v: serde_json::Value = client()
+            .get(format!("{server}/api/status?request_ids={id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_else(|| panic!("no record of request {id}: {v}"))
+    }
+
+    #[tokio::test]
+    async fn skypilot_records_the_logged_in_user_not_the_spoofed_one() {
+        let server = RealServer::require();
+        let dir = tempfile::tempdir().unwrap();
+        let front = start_gateway(&config(&server.url, &dir.path().join("none.db"))).await;
+        let r = client()
+            .post(format!("{}/status", front.base))
+            .header("Authorization", basic("alice", "secret"))
+            .header("X-Auth-Request-Email", "root")
+            .header("X-Forwarded-For", "10.1.2.3")
+            .header("X-SkyPilot-API-Version", "62")
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r
+            .headers()
+            .get("x-skypilot-request-id")
+            .expect("SkyPilot's request id passed back")
+            .to_str()
+            .unwrap()
+            .to_string();
+        let rec = request_record(&server.url, &id).await;
+        assert_eq!(rec["user_name"], "alice", "{rec}");
+        assert_eq!(rec["user_id"], ALICE_ID, "{rec}");
+        // SkyPilot's own view of who asks.
+        let h: serde_json::Value = client()
+            .get(format!("{}/api/health", front.base))
+            .header("Authorization", basic("alice", "secret"))
+            .header("X-Auth-Request-Email", "root")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(h["user"]["name"], "alice", "{h}");
+        // The unauthenticated probe reaches it as nobody, whatever header it carries.
+        let h: serde_json::Value = client()
+            .get(format!("{}/api/health", front.base))
+            .header("X-Auth-Request-Email", "root")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(h["status"], "healthy");
+        assert!(h["user"].is_null(), "{h}");
+    }
+
+    fn sky(front: &Front, credentials: &str, home: &Path) -> tokio::process::Command {
+        let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
+        let mut c = tokio::process::Command::new(Path::new(&venv).join("bin/sky"));
+        c.env("HOME", home)
+            .env(
+                "SKYPILOT_API_SERVER_ENDPOINT",
+                format!("http://{credentials}@{}", front.addr),
+            )
+            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+            .env_remove("SKY_RUNTIME_DIR")
+            .env_remove("SKYPILOT_GLOBAL_CONFIG")
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(c: &mut tokio::process::Command, what: &str) -> std::process::Output {
+        tokio::time::timeout(Duration::from_secs(240), c.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not finish within 240 s"))
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+    }
+
+    #[tokio::test]
+    async fn the_sky_cli_works_through_the_gateway_and_uploads_through_it() {
+        let server = RealServer::require();
+        let dir = tempfile::tempdir().unwrap();
+        let front = start_gateway(&config(&server.url, &dir.path().join("none.db"))).await;
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+
+        let out = run(
+            &mut sky(&front, "alice:secret", &home).arg("status"),
+            "sky status",
+        )
+        .await;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "sky status through the gateway: {text}"
+        );
+        assert!(text.contains("Clusters"), "{text}");
+        assert!(
+            front
+                .passed
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(m, p, s)| m == "POST" && p == "/status" && *s == 200),
+            "no /status through the gateway: {:?}",
+            front.passed.lock().unwrap()
+        );
+
+        front.passed.lock().unwrap().clear();
+        let out = run(
+            &mut sky(&front, "alice:wrong", &home).arg("status"),
+            "sky status",
+        )
+        .await;
+        assert!(
+            !out.status.success(),
+            "sky status with a wrong password succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let passed = front.passed.lock().unwrap().clone();
+        assert!(
+            passed
+                .iter()
+                .all(|(_, p, s)| *s == 401 || p == "/api/health"),
+            "with a wrong password something other than the health probe passed: {passed:?}"
+        );
+
+        // A launch with a workdir: the CLI sees a remote server, so it uploads the workdir
+        // (through the gateway; SkyPilot 0.14.1's CLI uses `/upload_v2`) before SkyPilot
+        // finds it has no cloud.
+        front.passed.lock().unwrap().clear();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("train.py"), "print('hello')\n".repeat(1000)).unwrap();
+        let name = unique("gw-launch");
+        let out = run(
+            &mut sky(&front, "alice:secret", &home)
+                .args(["launch", "-y", "-c", &name, "--workdir"])
+                .arg(&work)
+                .arg("echo hi"),
+            "sky launch",
+        )
+        .await;
+        let passed = front.passed.lock().unwrap().clone();
+        assert!(
+            passed
+                .iter()
+                .any(|(m, p, s)| m == "POST" && (p == "/upload" || p == "/upload_v2") && *s == 200),
+            "no upload through the gateway (launch: {} {}): {passed:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // SkyPilot recorded the launch as alice's: the cluster it makes is hers.
+        let all: serde_json::Value = client()
+            .get(format!("{}/api/status?all_status=true", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let launch = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "sky.launch" && r["cluster_name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no launch request for {name}"));
+        assert_eq!(launch["user_name"], "alice", "{launch}");
+        assert_eq!(launch["user_id"], ALICE_ID, "{launch}");
+        let body: serde_json::Value =
+            serde_json::from_str(launch["request_body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["env_vars"]["SKYPILOT_USER_ID"], ALICE_ID, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_service_account_token_is_verified_by_skypilot_through_the_gateway() {
+        let own = OwnServer::start_with_env(&[("ENABLE_SERVICE_ACCOUNTS", "true")]);
+        let made: serde_json::Value = client()
+            .post(format!("{}/users/service-account-tokens", own.url))
+            .header("X-Auth-Request-Email", "root")
+            .json(&serde_json::json!({"token_name": "ci_bot", "expires_in_days": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = made["token"].as_str().unwrap_or_else(|| panic!("{made}"));
+        assert!(token.starts_with("sky_"));
+        let dir = tempfile::tempdir().unwrap();
+        let front = start_gateway(&config(&own.url, &dir.path().join("none.db"))).await;
+        let r = client()
+            .post(format!("{}/status", front.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("X-Auth-Request-Email", "root")
+            .header("X-SkyPilot-API-Version", "62")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let rec = request_record(&own.url, &id).await;
+        assert_eq!(rec["user_name"], "ci_bot", "{rec}");
+        // A forged token: SkyPilot itself refuses it.
+        let r = client()
+            .post(format!("{}/status", front.base))
+            .header("Authorization", "Bearer sky_forged.token.x")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
 }
 
 /// Base64 (standard alphabet, padded) for Basic credentials.

@@ -178,10 +178,16 @@ pub struct OwnServer {
     pub url: String,
     /// The server's main process, leader of its own process group.
     child: Option<Child>,
+    /// More environment for the server (e.g. `ENABLE_SERVICE_ACCOUNTS=true`).
+    extra_env: Vec<(String, String)>,
 }
 
 impl OwnServer {
     pub fn start() -> OwnServer {
+        OwnServer::start_with_env(&[])
+    }
+
+    pub fn start_with_env(extra_env: &[(&str, &str)]) -> OwnServer {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -192,6 +198,10 @@ impl OwnServer {
             dir,
             port,
             child: None,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for d in ["home", "runtime"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
@@ -208,6 +218,7 @@ impl OwnServer {
             .env("SKY_RUNTIME_DIR", d.join("runtime"))
             .env("SKYPILOT_GLOBAL_CONFIG", d.join("config.yaml"))
             .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1");
+        c.envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
 
     pub fn skyctl(&self, args: &[&str]) {
