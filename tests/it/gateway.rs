@@ -955,7 +955,7 @@ mod real {
         std::fs::create_dir_all(&home).unwrap();
 
         let out = run(
-            &mut sky(&front, "alice:secret", &home).arg("status"),
+            sky(&front, "alice:secret", &home).arg("status"),
             "sky status",
         )
         .await;
@@ -982,7 +982,7 @@ mod real {
 
         front.passed.lock().unwrap().clear();
         let out = run(
-            &mut sky(&front, "alice:wrong", &home).arg("status"),
+            sky(&front, "alice:wrong", &home).arg("status"),
             "sky status",
         )
         .await;
@@ -1008,7 +1008,7 @@ mod real {
         std::fs::write(work.join("train.py"), "print('hello')\n".repeat(1000)).unwrap();
         let name = unique("gw-launch");
         let out = run(
-            &mut sky(&front, "alice:secret", &home)
+            sky(&front, "alice:secret", &home)
                 .args(["launch", "-y", "-c", &name, "--workdir"])
                 .arg(&work)
                 .arg("echo hi"),
