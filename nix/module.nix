@@ -79,6 +79,19 @@ let
   # uploading workdirs and file mounts (the server would read them from the user's home,
   # which the service cannot see); a host name makes it upload them.
   userApiUrl = "http://${cfg.apiServer.hostName}:${toString cfg.apiServer.port}";
+  # With the web UI, users' `sky` goes through its gateway, which authenticates each person
+  # and sets SkyPilot's identity header; the API server's port is then closed to the group
+  # (only the service user, whose units include the web UI, and root may connect). The
+  # gateway is named like the API server (a name, not 127.0.0.1: see userApiUrl) when it
+  # listens on loopback or everywhere, else by the address it binds.
+  webUIOnLoopback = builtins.elem cfg.webUI.host [ "0.0.0.0" "::" "127.0.0.1" "::1" "localhost" ];
+  gatewayHost =
+    if webUIOnLoopback then cfg.apiServer.hostName
+    else if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]"
+    else cfg.webUI.host;
+  gatewayUrl = "http://${gatewayHost}:${toString cfg.webUI.port}";
+  usersEndpoint = if cfg.enableWebUI then gatewayUrl else userApiUrl;
+  groupMayConnect = cfg.apiServer.allowGroup && !cfg.enableWebUI;
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
@@ -536,7 +549,8 @@ in
           process's groups (`--gid-owner --suppl-groups`); nftables, whose ruleset is checked at
           build time and sees only the primary gid (`meta skgid`), also accepts the uids of the
           members declared in `users.users` (`meta skuid`), so with nftables every member needs
-          a static `uid` (a warning names those without one).
+          a static `uid` (a warning names those without one). With `enableWebUI` the group
+          is not let in: users' `sky` goes through the web UI's gateway instead.
         '';
       };
       enableUsageCollection = mkOption {
@@ -714,7 +728,7 @@ in
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
         ++ optional (unitsEnabled && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
-        ++ optional (unitsEnabled && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
+        ++ optional (unitsEnabled && cfg.apiServer.restrictAccess && groupMayConnect && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
         ++ map (c: "services.skypilot.cloudCredentials.${c} is set but ${c} is not in services.skypilot.clouds: the API server has no ${c} SDK, so SkyPilot reports ${c} as disabled. Add \"${c}\" to services.skypilot.clouds.") credentialsWithoutSdk
         ++ map (c: "services.skypilot.clouds has ${c}, but this nixpkgs lacks part of its SDK (${lib.concatStringsSep ", " (map (n: "python3Packages.${n}") (cloudPythonMissing c) ++ cloudToolsMissing c)}): SkyPilot may report ${c} as disabled.") cloudsMissingParts;
 
@@ -762,7 +776,7 @@ in
       # `sky` of every user talks to this host's server and never starts one of its own.
       environment.variables =
         {
-          SKYPILOT_API_SERVER_ENDPOINT = userApiUrl;
+          SKYPILOT_API_SERVER_ENDPOINT = usersEndpoint;
           SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
         }
         // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
@@ -846,7 +860,7 @@ in
             iptables -w -F skypilot-api
             iptables -w -A skypilot-api -m owner --uid-owner ${cfg.user} -j RETURN
             iptables -w -A skypilot-api -m owner --uid-owner 0 -j RETURN
-            ${lib.optionalString cfg.apiServer.allowGroup "iptables -w -A skypilot-api -m owner --gid-owner ${cfg.group} --suppl-groups -j RETURN"}
+            ${lib.optionalString groupMayConnect "iptables -w -A skypilot-api -m owner --gid-owner ${cfg.group} --suppl-groups -j RETURN"}
             iptables -w -A skypilot-api -p tcp -j REJECT --reject-with tcp-reset
             iptables -w -C OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api 2>/dev/null \
               || iptables -w -I OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api
@@ -865,8 +879,8 @@ in
             chain output {
               type filter hook output priority filter; policy accept;
               oifname "lo" tcp dport ${toString cfg.apiServer.port} meta skuid { 0, ${toString cfg.uid} } accept
-              ${lib.optionalString cfg.apiServer.allowGroup "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
-              ${lib.optionalString (cfg.apiServer.allowGroup && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
+              ${lib.optionalString groupMayConnect "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
+              ${lib.optionalString (groupMayConnect && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
               oifname "lo" tcp dport ${toString cfg.apiServer.port} reject with tcp reset
             }
           '';

@@ -298,4 +298,32 @@
       config.aws.region = "us-west-2";
     };
   };
+  # The web UI's gateway: users' sky goes through it; the API server's port is closed to the
+  # group (iptables and nftables), with a member who would otherwise be let in.
+  web-ui-gateway = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI = { host = "0.0.0.0"; port = 8443; };
+    };
+  };
+  web-ui-gateway-nftables = {
+    networking.nftables.enable = true;
+    users.users.alice = {
+      isNormalUser = true;
+      uid = 1001;
+      extraGroups = [ "skypilot" ];
+    };
+    users.users.bob = {
+      isNormalUser = true;
+      extraGroups = [ "skypilot" ];
+    };
+    services.skypilot = {
+      enable = true;
+      uid = 947;
+      gid = 947;
+      enableWebUI = true;
+      webUI.host = "10.0.0.5";
+    };
+  };
 }

@@ -666,6 +666,36 @@ def expect_web_ui_not_built(c, r, label):
     c.check('skypilot-web-ui' not in r['services'], f'{label}: no web UI unit')
 
 
+def failed_besides_not_built(r):
+    """Failed assertions other than a role's "not built yet" (the web UI's, until it is)."""
+    return [a for a in r['failedAssertions'] if 'not built yet' not in a]
+
+
+def expect_web_ui_gateway(c, r, label):
+    c.equal(failed_besides_not_built(r), [], f'{label}: no other failed assertion')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'http://skypilot-api:8443',
+            f'{label}: users\' sky goes through the gateway, by the loopback name')
+    c.equal(r['hosts'].get('127.0.0.1'), ['skypilot-api'], f'{label}: the name is loopback')
+    c.check(owner_rule(r, allow_group=False), f'{label}: the group is no longer let in')
+    c.check('46580' not in map(str, r['firewall']['allowedTCPPorts']),
+            f'{label}: API server port never opened')
+
+
+def expect_web_ui_gateway_nftables(c, r, label):
+    c.equal(failed_besides_not_built(r), [], f'{label}: no other failed assertion')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'http://10.0.0.5:8080',
+            f'{label}: the gateway by the address it binds')
+    content = r['nftables']['tables']['skypilot-api']['content']
+    c.check('oifname "lo" tcp dport 46580 meta skuid { 0, 947 } accept' in content,
+            f'{label}: service uid and root accepted')
+    c.check('skgid' not in content, f'{label}: the group is not accepted')
+    c.check('1001' not in content, f'{label}: a member with a uid is not accepted')
+    c.check('oifname "lo" tcp dport 46580 reject with tcp reset' in content,
+            f'{label}: everyone else refused')
+    c.check(not has_warning(r, 'allowGroup with nftables'),
+            f'{label}: no warning about members without uid (none are let in)')
+
+
 def expect_autostop_not_built(c, r, label):
     c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
     c.check(has_assertion(r, 'cluster.autoStop', 'autostop role', 'not built yet'),
@@ -762,6 +792,8 @@ EXPECT = {
     'closed-to-group': expect_closed_to_group,
     'web-ui-not-built': expect_web_ui_not_built,
     'autostop-not-built': expect_autostop_not_built,
+    'web-ui-gateway': expect_web_ui_gateway,
+    'web-ui-gateway-nftables': expect_web_ui_gateway_nftables,
     'bad-host-settings': expect_bad_host_settings,
     'user-root': expect_user_root,
     'existing-user': expect_existing_user,
