@@ -57,6 +57,19 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_tls(listener, app, limits, None, shutdown).await;
+}
+
+/// Like [`serve`], with TLS in front when `tls` is given: the handshake must finish
+/// within `limits.header_read`. Every request carries the peer's address as
+/// `axum::extract::ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -82,11 +95,38 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle));
-        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let stream = IdleTimeout::new(stream, limits.idle);
+        let service = TowerToHyperService::new(WithPeer {
+            app: app.clone(),
+            peer,
+        });
+        let Some(tls) = tls.clone() else {
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let http = http.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream = match tokio::time::timeout(limits.header_read, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake took too long");
+                    return;
+                }
+            };
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
@@ -103,6 +143,29 @@ pub(crate) async fn serve(
             grace_secs = limits.shutdown_grace.as_secs_f64(),
             "connections still open after the shutdown grace period; dropping them"
         );
+    }
+}
+
+/// The router, with the peer's address put into each request.
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: std::net::SocketAddr,
+}
+
+impl tower::Service<axum::http::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<axum::http::Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::http::Request<hyper::body::Incoming>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        tower::Service::call(&mut self.app, req)
     }
 }
 
