@@ -85,10 +85,39 @@ pub struct MonitorConfig {
 
 // ---------------------------------------------------------------- web UI (`web-ui`)
 
+/// Default port of `skypilot-host web-ui`.
+pub(crate) const DEFAULT_WEB_UI_PORT: u16 = 9189;
+
 /// `skypilot-host web-ui`: the console and the authenticated gateway to SkyPilot.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebUiConfig {
+    /// Address and port of the console, the JSON API and the gateway. Beyond loopback
+    /// only when a user is configured.
+    pub listen: SocketAddr,
+    /// The users file (`name:argon2id-PHC-hash:role` per line), outside the Nix store.
+    pub users_file: Option<PathBuf>,
+    /// API tokens for scripts (`name:$blake2b$HEX:role` per line), outside the Nix store.
+    pub tokens_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key_file`, the web UI serves HTTPS itself.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// The URL people reach the web UI at (e.g. behind nginx). `https://` marks the
+    /// session cookie `Secure` even when the web UI itself speaks plain HTTP.
+    pub public_url: Option<String>,
+    /// Lifetime of a console session, in seconds (then log in again).
+    pub session_lifetime_secs: u64,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_failures_per_client: u32,
+    /// Failed logins allowed per user name within `login_window_secs`.
+    pub login_failures_per_user: u32,
+    /// The window of the login rate limits, in seconds.
+    pub login_window_secs: u64,
+    /// SkyPilot's config.yaml, shown (secrets redacted) on the Config page.
+    pub skypilot_config_file: Option<PathBuf>,
+    /// The gateway to SkyPilot's dashboard and REST API (`[web_ui.gateway]`).
+    #[serde(default)]
     pub gateway: GatewayConfig,
 }
 
@@ -239,6 +268,25 @@ impl Default for MonitorConfig {
     }
 }
 
+impl Default for WebUiConfig {
+    fn default() -> Self {
+        WebUiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_WEB_UI_PORT)),
+            users_file: None,
+            tokens_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            public_url: None,
+            session_lifetime_secs: 8 * 3600,
+            login_failures_per_client: 20,
+            login_failures_per_user: 10,
+            login_window_secs: 300,
+            skypilot_config_file: None,
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -250,6 +298,51 @@ impl Default for GatewayConfig {
             max_control_body_bytes: 64 * 1024,
             max_idle_upstream_connections: 64,
         }
+    }
+}
+
+impl WebUiConfig {
+    /// Semantic checks of `[web_ui]`: (key, what was expected).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            let missing = if self.tls_cert_file.is_some() {
+                "web_ui.tls_key_file"
+            } else {
+                "web_ui.tls_cert_file"
+            };
+            return Err((
+                missing,
+                "is not set: expected both web_ui.tls_cert_file and web_ui.tls_key_file, or neither".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url {
+            let ok = url::Url::parse(u).ok().filter(|p| {
+                (p.scheme() == "http" || p.scheme() == "https") && p.host_str().is_some()
+            });
+            if ok.is_none() {
+                return Err((
+                    "web_ui.public_url",
+                    format!("{u:?}: expected an http(s) URL such as https://sky.example.org"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("web_ui.session_lifetime_secs", self.session_lifetime_secs),
+            ("web_ui.login_window_secs", self.login_window_secs),
+            (
+                "web_ui.login_failures_per_client",
+                u64::from(self.login_failures_per_client),
+            ),
+            (
+                "web_ui.login_failures_per_user",
+                u64::from(self.login_failures_per_user),
+            ),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".to_string()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -472,6 +565,7 @@ impl Config {
                 "is empty: expected the path of the SQLite database file".to_string(),
             ));
         }
+        self.web_ui.validate()?;
         self.web_ui.gateway.validate()?;
         if let Some(u) = &self.monitor.skypilot_metrics_url {
             let parsed = url::Url::parse(u)

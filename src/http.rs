@@ -56,8 +56,46 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    // Graceful shutdown by hand (hyper-util's watcher does not take a connection with
-    // upgrades): a signal every connection task watches, and the slots counting them.
+    serve_tls(listener, app, limits, None, shutdown).await;
+}
+
+/// Drives one connection until it ends, starting a graceful shutdown of it when `stop`
+/// turns true (by hand: hyper-util's watcher does not take a connection with upgrades).
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        let mut stopping = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %$peer, error = %e, "connection ended with an error");
+        }
+    }};
+}
+
+/// Like [`serve`], with TLS in front when `tls` is given: the handshake must finish
+/// within `limits.header_read`. Every request carries the peer's address as
+/// `axum::extract::ConnectInfo<SocketAddr>`. Connections may be upgraded (the web UI's
+/// gateway passes SkyPilot's websockets through; an upgraded connection leaves its
+/// slot, and the gateway bounds its idle time).
+pub(crate) async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Graceful shutdown: a signal every connection task watches, and the slots counting
+    // the connections still open.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -83,28 +121,39 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle));
-        // With upgrades: the web UI's gateway passes SkyPilot's websockets through (an
-        // upgraded connection leaves its slot; the gateway bounds its idle time).
-        let conn = http
-            .serve_connection(io, TowerToHyperService::new(app.clone()))
-            .with_upgrades();
-        let mut stop = stop_rx.clone();
+        let stream = IdleTimeout::new(stream, limits.idle);
+        let service = TowerToHyperService::new(WithPeer {
+            app: app.clone(),
+            peer,
+        });
+        let stop = stop_rx.clone();
+        let Some(tls) = tls.clone() else {
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::spawn(async move {
+                drive!(conn, stop, peer);
+                drop(slot);
+            });
+            continue;
+        };
+        let http = http.clone();
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            let mut stopping = false;
-            let result = loop {
-                tokio::select! {
-                    r = conn.as_mut() => break r,
-                    _ = stop.wait_for(|s| *s), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+            let stream = match tokio::time::timeout(limits.header_read, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake took too long");
+                    return;
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            drive!(conn, stop, peer);
             drop(slot);
         });
     }
@@ -121,6 +170,29 @@ pub(crate) async fn serve(
             grace_secs = limits.shutdown_grace.as_secs_f64(),
             "connections still open after the shutdown grace period; dropping them"
         );
+    }
+}
+
+/// The router, with the peer's address put into each request.
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: std::net::SocketAddr,
+}
+
+impl tower::Service<axum::http::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<axum::http::Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::http::Request<hyper::body::Incoming>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        tower::Service::call(&mut self.app, req)
     }
 }
 

@@ -183,7 +183,7 @@ impl Gateway {
             [
                 (
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"SkyPilot\", charset=\"UTF-8\""),
+                    HeaderValue::from_static("Basic realm=\"skypilot-host\", charset=\"UTF-8\""),
                 ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
@@ -403,11 +403,27 @@ impl Gateway {
     }
 
     /// Per-owner control: for a non-admin on one of [`OWNER_CONTROLLED`], reads the
-    /// (small) body, finds the cluster, and refuses unless `who` owns it. Returns the
-    /// request with its body restored.
+    /// (small) body, finds the cluster, and refuses unless `who` owns it. A person owns
+    /// the clusters whose SkyPilot `user_name` is their name; a service account those
+    /// whose `user_hash` is its user id (the token's `u` claim: the gateway does not
+    /// verify the token, SkyPilot does, and refuses a forged one). Returns the request
+    /// with its body restored.
     async fn check_owner(&self, req: Request, who: &Identity) -> Result<Request, Response> {
         let Some(endpoint) = owner_controlled(req.uri().path()) else {
             return Ok(req);
+        };
+        let me = if who.method == AuthMethod::SkyPilotServiceAccount {
+            match service_account_id(req.headers()) {
+                Some(id) => Me::Hash(id),
+                None => {
+                    return Err(error(
+                        StatusCode::FORBIDDEN,
+                        &format!("{endpoint} refused: the service-account token names no user id"),
+                    ))
+                }
+            }
+        } else {
+            Me::Name(who.name.clone())
         };
         let (parts, body) = req.into_parts();
         let limit = self.inner.max_control_body;
@@ -422,57 +438,59 @@ impl Gateway {
         let names = cluster_names(&bytes).map_err(|m| {
             error(
                 StatusCode::FORBIDDEN,
-                &format!("{endpoint} by {} (not an admin) refused: {m}", who.name),
+                &format!("{endpoint} by {me} (not an admin) refused: {m}"),
             )
         })?;
         for name in names {
             let owner = self.owner_of(&name).await.map_err(|m| {
                 error(
                     StatusCode::FORBIDDEN,
-                    &format!(
-                        "{endpoint} of cluster {name:?} by {} refused: {m}",
-                        who.name
-                    ),
+                    &format!("{endpoint} of cluster {name:?} by {me} refused: {m}"),
                 )
             })?;
-            match owner {
-                Some(o) if o == who.name => {}
-                Some(o) => {
-                    return Err(error(
-                        StatusCode::FORBIDDEN,
-                        &format!(
-                            "{endpoint} of cluster {name:?} refused: it belongs to {o:?}, and {} (not an admin) may act only on their own clusters",
-                            who.name
-                        ),
-                    ))
-                }
-                None => {
-                    return Err(error(
-                        StatusCode::FORBIDDEN,
-                        &format!(
-                            "{endpoint} of cluster {name:?} by {} refused: the host database does not know the cluster or its owner (a cluster launched since the cluster manager's last poll appears within its poll interval)",
-                            who.name
-                        ),
-                    ))
-                }
+            let Some((owner_name, owner_hash)) = owner else {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "{endpoint} of cluster {name:?} by {me} refused: the host database does not know the cluster or its owner (a cluster launched since the cluster manager's last poll appears within its poll interval)",
+                    ),
+                ));
+            };
+            let mine = match &me {
+                Me::Name(n) => owner_name.as_deref() == Some(n.as_str()),
+                Me::Hash(h) => owner_hash.as_deref() == Some(h.as_str()),
+            };
+            if !mine {
+                let shown = owner_name.or(owner_hash).unwrap_or_default();
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "{endpoint} of cluster {name:?} refused: it belongs to {shown:?}, and {me} (not an admin) may act only on their own clusters"
+                    ),
+                ));
             }
         }
         Ok(Request::from_parts(parts, Body::from(bytes)))
     }
 
-    /// The owner (SkyPilot's `user_name`) of `cluster` in the host database; `None` when
-    /// the cluster is unknown, gone, or has no owner recorded.
-    async fn owner_of(&self, cluster: &str) -> Result<Option<String>, String> {
+    /// The owner of `cluster` in the host database, as (SkyPilot's `user_name`,
+    /// `user_hash`); `None` when the cluster is unknown or gone.
+    async fn owner_of(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, String> {
         let db = self.inner.database.clone();
         let name = cluster.to_string();
         let read = tokio::task::spawn_blocking(move || {
             let store = crate::store::Store::open_read_only(&db).map_err(|e| e.to_string())?;
             let row = store.cluster_detail(&name).map_err(|e| e.to_string())?;
             Ok::<_, String>(row.and_then(|d| {
-                if d.row.gone_at.is_some() {
+                if d.row.gone_at.is_some()
+                    || (d.row.cluster.user_name.is_none() && d.row.cluster.user_hash.is_none())
+                {
                     None
                 } else {
-                    d.row.cluster.user_name
+                    Some((d.row.cluster.user_name, d.row.cluster.user_hash))
                 }
             }))
         })
@@ -480,6 +498,40 @@ impl Gateway {
         .map_err(|e| format!("the owner lookup failed: {e}"))?;
         read.map_err(|e| format!("cannot read the cluster's owner: {e}"))
     }
+}
+
+/// Who asks, for per-owner control.
+enum Me {
+    Name(String),
+    /// A service account's SkyPilot user id.
+    Hash(String),
+}
+
+impl std::fmt::Display for Me {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Me::Name(n) => write!(f, "{n}"),
+            Me::Hash(h) => write!(f, "service account {h}"),
+        }
+    }
+}
+
+/// The SkyPilot user id a service-account token (`Bearer sky_<JWT>`) claims: the `u`
+/// claim of its payload, read without verification (SkyPilot verifies the token).
+fn service_account_id(h: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let jwt = token.trim().strip_prefix("sky_")?;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("u")?.as_str().map(str::to_string)
 }
 
 /// The owner-controlled endpoint `path` names, as SkyPilot routes it: percent-decoded,

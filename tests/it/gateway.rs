@@ -221,7 +221,7 @@ async fn test_auth(State(gw): State<Gateway>, mut req: Request, next: Next) -> R
             method: AuthMethod::Basic,
         }),
         (Some(a), _) if a.starts_with("Bearer sky_") => Some(Identity {
-            name: "ci-bot".into(),
+            name: String::new(),
             role: Role::Viewer,
             method: AuthMethod::SkyPilotServiceAccount,
         }),
@@ -678,15 +678,34 @@ async fn a_viewer_acts_only_on_their_own_clusters() {
         &body.len().to_string()
     );
     assert_eq!(seen[1].path_and_query, "/down");
-    // A service account that is not an admin is held to the clusters of its own name.
-    let r = c
-        .post(format!("{}/stop", front.base))
-        .header("Authorization", "Bearer sky_x")
-        .body(r#"{"cluster_name":"bobs-gpu"}"#)
-        .send()
+    // A service account is held to the clusters of its own SkyPilot user id (the
+    // token's `u` claim; SkyPilot verifies the token).
+    let token = |u: &str| {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "Bearer sky_{}.{}.sig",
+            b.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b.encode(format!(r#"{{"u":"{u}","y":"sa"}}"#))
+        )
+    };
+    let sa = |auth: String, cluster: &str| {
+        c.post(format!("{}/stop", front.base))
+            .header("Authorization", auth)
+            .body(format!(r#"{{"cluster_name":"{cluster}"}}"#))
+            .send()
+    };
+    let r = sa(token("h-alice"), "bobs-gpu").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("bob"));
+    let r = sa("Bearer sky_not-a-jwt".into(), "alices-cpu")
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    assert_eq!(up.seen().len(), 2);
+    let r = sa(token("h-alice"), "alices-cpu").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.seen().len(), 3);
 }
 
 // ---------------------------------------------------------------- streams, websockets, uploads
