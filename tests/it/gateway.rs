@@ -864,6 +864,117 @@ fn an_https_upstream_is_refused_at_start_with_the_key() {
     );
 }
 
+// ---------------------------------------------------------------- the real binary
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `skypilot-host web-ui` with one viewer (alice) in front of `upstream`, serving.
+fn start_web_ui(dir: &Path, upstream: &str) -> (crate::support::host::HostProcess, String) {
+    use std::io::Write as _;
+    let mut hash = crate::support::host::bin()
+        .args(["hash-password", "alice", "--role", "viewer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hash.stdin
+        .take()
+        .unwrap()
+        .write_all(b"alice-password-1\n")
+        .unwrap();
+    let out = hash.wait_with_output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(dir.join("users"), &out.stdout).unwrap();
+    let port = crate::support::host::free_port();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skypilot]\napi_url = \"{upstream}\"\n[cluster_manager]\ndatabase = \"{}\"\n\
+             [web_ui]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"{}\"\n",
+            dir.join("host.db").display(),
+            dir.join("users").display()
+        ),
+    )
+    .unwrap();
+    let p = crate::support::host::HostProcess::role("web-ui", &config, &dir.join("web-ui.log"));
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "web-ui not listening: {}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (p, base)
+}
+
+/// Sends a `size`-byte body to `path` through `addr` in 1 MiB writes, calling `every`
+/// after each 16 MiB; returns the status line.
+async fn upload(addr: &str, path: &str, auth: &str, size: u64, mut every: impl FnMut()) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![0x5au8; 1024 * 1024];
+    let mut sent = 0u64;
+    while sent < size {
+        let n = chunk.len().min((size - sent) as usize);
+        s.write_all(&chunk[..n]).await.unwrap();
+        sent += n as u64;
+        if sent % (16 * 1024 * 1024) == 0 {
+            every();
+        }
+    }
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_mb_upload_through_the_web_ui_keeps_its_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, up, _t) = start_upstream().await;
+    let (web, base) = start_web_ui(dir.path(), &url);
+    let addr = base.trim_start_matches("http://").to_string();
+    let auth = basic("alice", "alice-password-1");
+    let path = "/upload?user_hash=u&upload_id=x&chunk_index=0&total_chunks=1";
+    // Warm up: the password check (argon2) and the connection pool.
+    let status = upload(&addr, path, &auth, 8 * 1024 * 1024, || {}).await;
+    assert!(status.contains(" 200 "), "{status}: {}", web.log_text());
+    let pid = web.id();
+    let before = rss_kib(pid);
+    let mut peak = before;
+    let size: u64 = 500 * 1024 * 1024;
+    let status = upload(&addr, path, &auth, size, || peak = peak.max(rss_kib(pid))).await;
+    assert!(status.contains(" 200 "), "{status}");
+    peak = peak.max(rss_kib(pid));
+    let seen = up.seen();
+    assert_eq!(seen.last().unwrap().body_len as u64, size);
+    let grew = peak.saturating_sub(before);
+    eprintln!("web-ui VmRSS: {before} KiB before, {peak} KiB at most during 500 MiB (+{grew} KiB)");
+    assert!(
+        grew < 8 * 1024,
+        "the web UI's RSS grew by {grew} KiB during a 500 MiB upload (from {before} KiB): the body is being buffered"
+    );
+}
+
 // ---------------------------------------------------------------- the real SkyPilot
 
 #[cfg(feature = "real-server")]
