@@ -1054,13 +1054,17 @@ mod real {
         assert!(h["user"].is_null(), "{h}");
     }
 
-    fn sky(front: &Front, credentials: &str, home: &Path) -> tokio::process::Command {
+    fn sky(
+        front: impl std::fmt::Display,
+        credentials: &str,
+        home: &Path,
+    ) -> tokio::process::Command {
         let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
         let mut c = tokio::process::Command::new(Path::new(&venv).join("bin/sky"));
         c.env("HOME", home)
             .env(
                 "SKYPILOT_API_SERVER_ENDPOINT",
-                format!("http://{credentials}@{}", front.addr),
+                format!("http://{credentials}@{front}"),
             )
             .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
             .env_remove("SKY_RUNTIME_DIR")
@@ -1085,7 +1089,7 @@ mod real {
         std::fs::create_dir_all(&home).unwrap();
 
         let out = run(
-            sky(&front, "alice:secret", &home).arg("status"),
+            sky(front.addr, "alice:secret", &home).arg("status"),
             "sky status",
         )
         .await;
@@ -1112,7 +1116,7 @@ mod real {
 
         front.passed.lock().unwrap().clear();
         let out = run(
-            sky(&front, "alice:wrong", &home).arg("status"),
+            sky(front.addr, "alice:wrong", &home).arg("status"),
             "sky status",
         )
         .await;
@@ -1138,7 +1142,7 @@ mod real {
         std::fs::write(work.join("train.py"), "print('hello')\n".repeat(1000)).unwrap();
         let name = unique("gw-launch");
         let out = run(
-            sky(&front, "alice:secret", &home)
+            sky(front.addr, "alice:secret", &home)
                 .args(["launch", "-y", "-c", &name, "--workdir"])
                 .arg(&work)
                 .arg("echo hi"),
@@ -1174,6 +1178,59 @@ mod real {
         let body: serde_json::Value =
             serde_json::from_str(launch["request_body"].as_str().unwrap()).unwrap();
         assert_eq!(body["env_vars"]["SKYPILOT_USER_ID"], ALICE_ID, "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_real_web_ui_fronts_the_real_server_for_the_sky_cli() {
+        let server = RealServer::require();
+        let dir = tempfile::tempdir().unwrap();
+        let (web, base) = start_web_ui(dir.path(), &server.url);
+        let addr = base.trim_start_matches("http://").to_string();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let out = run(
+            sky(&addr, "alice:alice-password-1", &home).arg("status"),
+            "sky status",
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "sky status through skypilot-host web-ui: {} {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            web.log_text()
+        );
+        let out = run(
+            sky(&addr, "alice:not-her-password", &home).arg("status"),
+            "sky status",
+        )
+        .await;
+        assert!(!out.status.success(), "a wrong password worked");
+        // What SkyPilot records is alice, whatever header the client adds.
+        let r = client()
+            .post(format!("{base}/status"))
+            .header("Authorization", basic("alice", "alice-password-1"))
+            .header("X-Auth-Request-Email", "root")
+            .header("X-SkyPilot-API-Version", "62")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let rec = request_record(&server.url, &id).await;
+        assert_eq!(rec["user_name"], "alice", "{rec}");
+        // Unauthenticated: refused with what the CLI needs to start a login.
+        let r = client()
+            .post(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key("x-skypilot-api-version"));
     }
 
     #[tokio::test]
