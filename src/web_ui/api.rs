@@ -176,16 +176,17 @@ async fn post_action(
     Extension(who): Extension<Identity>,
     body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Json(body) =
-        match body {
-            Ok(b) => b,
-            Err(e) => return error(
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected a JSON body {{\"cluster\", \"action\", \"minutes\", \"down\"}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let req = ActionRequest {
         action: body.action,
         minutes: body.minutes.map(|m| match m {
