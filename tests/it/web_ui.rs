@@ -719,3 +719,35 @@ fn the_api_lists_and_filters_the_clusters() {
     );
     let _ = &s.host;
 }
+
+/// The console in headless Chromium: log in, see the clusters, stop one on the
+/// simulator, see it in the audit log (tests/browser/console_flow.py, with Debian's
+/// Chromium and Playwright from `.venv/browser`). Screenshots go to target/screenshots.
+#[cfg(feature = "browser")]
+#[test]
+fn browser_console_flow() {
+    let s = Setup::new(&[], |_| {});
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = std::env::var("BROWSER_PYTHON")
+        .unwrap_or_else(|_| format!("{root}/.venv/browser/bin/python"));
+    let shots = format!("{root}/target/screenshots");
+    let out = std::process::Command::new(&python)
+        .arg(format!("{root}/tests/browser/console_flow.py"))
+        .args([s.web().base.as_str(), ADMIN.0, ADMIN.1, shots.as_str()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("browser: ") && stdout.contains(" 0 failed"),
+        "{stdout}"
+    );
+    let stops = s.sim.requests_for(Op::Stop);
+    assert_eq!(stops.len(), 1, "the browser's stop reached SkyPilot");
+    assert_eq!(stops[0].body["cluster_name"], "web-a");
+}
