@@ -6,6 +6,7 @@
 #                             runs, without its replacing the host with a wildcard)
 #   skypilot-cluster-manager  `skypilot-host cluster-manager` (enableCluster)
 #   skypilot-monitor          `skypilot-host monitor` (monitoring.enable)
+#   skypilot-web-ui           `skypilot-host web-ui` (enableWebUI)
 # The web UI and the autostop enforcer are declared as options but their roles are not
 # built yet: enabling them fails evaluation with an assertion that says so.
 { config
@@ -89,13 +90,28 @@ let
     if webUIOnLoopback then cfg.apiServer.hostName
     else if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]"
     else cfg.webUI.host;
-  gatewayUrl = "http://${gatewayHost}:${toString cfg.webUI.port}";
+  # `webUI.publicUrl` when set (the name a TLS certificate or nginx answers to), else the
+  # web UI's own address (https when it serves TLS itself).
+  gatewayUrl =
+    if cfg.webUI.publicUrl != null then lib.removeSuffix "/" cfg.webUI.publicUrl
+    else "${if cfg.webUI.tlsCertFile != null then "https" else "http"}://${gatewayHost}:${toString cfg.webUI.port}";
   usersEndpoint = if cfg.enableWebUI then gatewayUrl else userApiUrl;
   groupMayConnect = cfg.apiServer.allowGroup && !cfg.enableWebUI;
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   clusterManagerEnabled = unitsEnabled && cfg.enableCluster;
   monitorEnabled = unitsEnabled && cfg.monitoring.enable;
+  webUIEnabled = unitsEnabled && cfg.enableWebUI;
+  webUIHost = if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]" else cfg.webUI.host;
+  webUILoopback = builtins.elem cfg.webUI.host [ "127.0.0.1" "::1" "localhost" ];
+  # The web UI's secret files, loaded with LoadCredential: (credential id, option, path).
+  webUIFiles = lib.filter (f: f.path != null) [
+    { id = "users"; option = "usersFile"; key = "users_file"; path = cfg.webUI.usersFile; }
+    { id = "tokens"; option = "tokensFile"; key = "tokens_file"; path = cfg.webUI.tokensFile; }
+    { id = "tls-cert"; option = "tlsCertFile"; key = "tls_cert_file"; path = cfg.webUI.tlsCertFile; }
+    { id = "tls-key"; option = "tlsKeyFile"; key = "tls_key_file"; path = cfg.webUI.tlsKeyFile; }
+  ];
+  webUICredential = id: "/run/credentials/skypilot-web-ui.service/${id}";
 
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
@@ -303,7 +319,8 @@ let
   managedUnits =
     [ "skypilot-api-server" ]
     ++ optional cfg.enableCluster "skypilot-cluster-manager"
-    ++ optional cfg.monitoring.enable "skypilot-monitor";
+    ++ optional cfg.monitoring.enable "skypilot-monitor"
+    ++ optional cfg.enableWebUI "skypilot-web-ui";
   systemctl = "/run/current-system/sw/bin/systemctl";
 
   # A path outside the store, as a string (a Nix path value would be copied to the store
@@ -441,7 +458,7 @@ in
     enableWebUI = mkOption {
       type = types.bool;
       default = false;
-      description = "Run the web UI (`skypilot-web-ui`). The role is not built yet: enabling it fails evaluation.";
+      description = "Run the web UI (`skypilot-web-ui`): login, the host console, a JSON API and the authenticated gateway to SkyPilot. Beyond loopback it needs `webUI.usersFile` (or `webUI.tokensFile`).";
     };
 
     webUI = {
@@ -460,6 +477,33 @@ in
         type = types.bool;
         default = false;
         description = "Open `webUI.port` in the firewall (only when the web UI is enabled).";
+      };
+      usersFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        example = "/run/secrets/skypilot-web-users";
+        description = "The users file, outside the Nix store: one `NAME:ARGON2ID-HASH:ROLE` line per person (`skypilot-host hash-password NAME --role admin` prints one). Loaded with systemd `LoadCredential`.";
+      };
+      tokensFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "API tokens for scripts, outside the Nix store: `NAME:$blake2b$HEX:ROLE` lines (`skypilot-host make-token NAME` prints one). Loaded with `LoadCredential`.";
+      };
+      tlsCertFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "PEM certificate chain: with `tlsKeyFile`, the web UI serves HTTPS itself (else put nginx with TLS in front and set `publicUrl`).";
+      };
+      tlsKeyFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "PEM private key of `tlsCertFile`, outside the Nix store. Loaded with `LoadCredential`.";
+      };
+      publicUrl = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://sky.example.org";
+        description = "The URL people use; `https://` marks the session cookie Secure behind a TLS-terminating proxy.";
       };
     };
 
@@ -648,8 +692,12 @@ in
       assertions =
         [
           {
-            assertion = !cfg.enableWebUI;
-            message = "services.skypilot.enableWebUI: the web UI role (skypilot-web-ui) is not built yet in this version of the module; set enableWebUI = false until it is.";
+            assertion = !(webUIEnabled && !webUILoopback && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null);
+            message = "services.skypilot.webUI.host = \"${cfg.webUI.host}\" puts the web UI on the network, but no user can log in: set services.skypilot.webUI.usersFile to a file outside the Nix store holding lines made with `skypilot-host hash-password NAME --role admin` (the web UI refuses to start without one).";
+          }
+          {
+            assertion = (cfg.webUI.tlsCertFile == null) == (cfg.webUI.tlsKeyFile == null);
+            message = "services.skypilot.webUI.tlsCertFile and .tlsKeyFile go together: set both or neither.";
           }
           {
             assertion = !(cfg.enableCluster && cfg.cluster.autoStop != null);
@@ -700,6 +748,18 @@ in
               }
             ])
           configuredClouds
+        ++ lib.concatMap
+          (f: [
+            {
+              assertion = !(inStore f.path);
+              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
+            }
+            {
+              assertion = isAbsolute f.path;
+              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is not an absolute path.";
+            }
+          ])
+          webUIFiles
         ++ optionals (cfg.environmentFile != null) [
           {
             assertion = !(inStore cfg.environmentFile);
@@ -739,6 +799,13 @@ in
           poll_interval_secs = mkDefault 30;
         };
         monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
+        web_ui =
+          {
+            listen = mkDefault "${webUIHost}:${toString cfg.webUI.port}";
+            skypilot_config_file = mkDefault "${skyConfigDir}/config.yaml";
+          }
+          // lib.listToAttrs (map (f: lib.nameValuePair f.key (mkDefault (webUICredential f.id))) webUIFiles)
+          // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
       };
@@ -934,9 +1001,37 @@ in
       };
     })
 
+    (mkIf webUIEnabled {
+      systemd.services.skypilot-web-ui = {
+        description = "SkyPilot web UI (skypilot-host)";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "skypilot-api-server.service" ];
+        after = [ "skypilot-api-server.service" "skypilot-cluster-manager.service" ];
+        serviceConfig =
+          hostHardening
+          // {
+            # It sends READY=1 once it listens.
+            Type = "notify";
+            NotifyAccess = "main";
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}";
+            # Up to 4,096 connections at once, plus its database and log files.
+            LimitNOFILE = 8192;
+            # Reads the host database and appends to its audit table.
+            ReadWritePaths = [ cfg.stateDir ];
+          }
+          // optionalAttrs (webUIFiles != [ ]) {
+            LoadCredential = map (f: "${f.id}:${f.path}") webUIFiles;
+          }
+          // optionalAttrs webUILoopback {
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          };
+      };
+    })
+
     {
       networking.firewall.allowedTCPPorts =
-        optional (unitsEnabled && cfg.enableWebUI && cfg.webUI.openFirewall) cfg.webUI.port
+        optional (webUIEnabled && cfg.webUI.openFirewall) cfg.webUI.port
         ++ optional (monitorEnabled && cfg.monitoring.openFirewall) cfg.monitoring.metricsPort;
     }
 

@@ -253,11 +253,44 @@
     };
   };
 
-  web-ui-not-built = {
+  web-ui = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      enableWebUI = true;
+      webUI = {
+        host = "0.0.0.0";
+        port = 8443;
+        openFirewall = true;
+        usersFile = "/run/secrets/web-users";
+        tokensFile = "/run/secrets/web-tokens";
+        tlsCertFile = "/run/secrets/web.crt";
+        tlsKeyFile = "/run/secrets/web.key";
+      };
+    };
+  };
+
+  web-ui-loopback = {
     services.skypilot = {
       enable = true;
       enableWebUI = true;
+    };
+  };
+
+  web-ui-no-users = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.host = "0.0.0.0";
       webUI.openFirewall = true;
+    };
+  };
+
+  web-ui-store-path = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.usersFile = "/nix/store/00000000000000000000000000000000-users";
     };
   };
 
@@ -304,7 +337,7 @@
     services.skypilot = {
       enable = true;
       enableWebUI = true;
-      webUI = { host = "0.0.0.0"; port = 8443; };
+      webUI = { host = "0.0.0.0"; port = 8443; usersFile = "/run/secrets/skypilot-users"; };
     };
   };
   web-ui-gateway-nftables = {
@@ -324,6 +357,14 @@
       gid = 947;
       enableWebUI = true;
       webUI.host = "10.0.0.5";
+      webUI.usersFile = "/run/secrets/skypilot-users";
+    };
+  };
+  web-ui-gateway-public-url = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.publicUrl = "https://sky.example.org/";
     };
   };
 }

@@ -208,6 +208,16 @@ fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAccep
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
 }
 
+/// The shared server's limits for the web UI: the gateway's streams (SkyPilot's logs
+/// heartbeat every 30 s), uploads and websockets may be quiet for
+/// `web_ui.gateway.idle_timeout_secs`, longer than the monitor's connections.
+fn limits(gateway: &gateway::Gateway) -> crate::http::Limits {
+    crate::http::Limits {
+        idle: gateway.idle_timeout(),
+        ..crate::http::Limits::default()
+    }
+}
+
 /// Serves the web UI on an already bound listener until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -222,39 +232,40 @@ pub async fn serve(
     let gateway = gateway::Gateway::new(&config)?;
     let state = WebState::new(config, clock)?;
     check_listen(listen, &state.users, &state.config)?;
-    let limits = crate::http::Limits {
-        // The gateway's streams (SkyPilot's logs heartbeat every 30 s), uploads and
-        // websockets may be quiet this long (web_ui.gateway.idle_timeout_secs).
-        idle: gateway.idle_timeout(),
-        ..crate::http::Limits::default()
-    };
-    crate::http::serve_tls(listener, router(state, gateway), limits, tls, shutdown).await;
+    crate::http::serve_tls(
+        listener,
+        router(state, gateway.clone()),
+        limits(&gateway),
+        tls,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
 /// Runs the web UI until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.web_ui.listen;
-    // The users are checked before binding, so that a refused start binds nothing.
-    let users = users::Users::load(
-        config.web_ui.users_file.as_deref(),
-        config.web_ui.tokens_file.as_deref(),
-    )?;
-    check_listen(addr, &users, &config)?;
+    // Everything that can fail is done before binding, so that a refused start binds
+    // nothing and a started one answers at once.
+    let tls = tls_acceptor(&config)?;
+    let gateway = gateway::Gateway::new(&config)?;
+    let state = WebState::new(config, Arc::new(SystemClock))?;
+    check_listen(addr, &state.users, &state.config)?;
+    let shutdown = async {
+        crate::systemd::shutdown_signal().await;
+        crate::systemd::stopping();
+    };
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("web_ui.listen = {addr}: cannot listen there"))?;
-    let scheme = if config.web_ui.tls_cert_file.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %addr,
-        users = users.user_count(),
-        tokens = users.token_count(),
-        database = %config.cluster_manager.database.display(),
-        api_url = %config.skypilot.api_url,
+        users = state.users.user_count(),
+        tokens = state.users.token_count(),
+        database = %state.db_path.display(),
+        api_url = %state.config.skypilot.api_url,
         "web UI serving {scheme}://{addr}/console/"
     );
     crate::systemd::ready(&format!("serving {scheme}://{addr}/console/"));
@@ -266,16 +277,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
     });
-    let shutdown = async {
-        crate::systemd::shutdown_signal().await;
-        crate::systemd::stopping();
-    };
-    let out = serve(listener, config, Arc::new(SystemClock), shutdown).await;
+    crate::http::serve_tls(
+        listener,
+        router(state, gateway.clone()),
+        limits(&gateway),
+        tls,
+        shutdown,
+    )
+    .await;
     if let Some(w) = watchdog {
         w.abort();
     }
     tracing::info!("web UI stopped");
-    out
+    Ok(())
 }
 
 /// `skypilot-host hash-password NAME --role ROLE`.

@@ -152,6 +152,14 @@ pub(crate) fn parse_users(text: &str, path: &Path) -> Result<Vec<User>, FileErro
                 parsed.algorithm
             )));
         }
+        if parsed.salt.is_none()
+            || parsed.hash.is_none()
+            || argon2::Params::try_from(&parsed).is_err()
+        {
+            return Err(err(format!(
+                "the hash of {name:?} lacks its parameters, salt or digest: expected $argon2id$v=19$m=…,t=…,p=…$SALT$HASH as printed by `skypilot-host hash-password`"
+            )));
+        }
         if out.iter().any(|u| u.name == name) {
             return Err(err(format!("user {name:?} is listed twice")));
         }
@@ -421,6 +429,7 @@ mod tests {
                 "expected argon2id",
             ),
             (format!("al ice:{hash}:admin\n"), 1, "user name"),
+            ("alice:$argon2id$nope:admin\n".to_string(), 1, "salt"),
             (
                 format!("alice:{hash}:admin\nalice:{hash}:viewer\n"),
                 2,

@@ -27,6 +27,7 @@ mod simulator;
 mod store;
 mod tls;
 mod watchdog;
+mod web_ui;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
 mod sky_config;
