@@ -10,8 +10,8 @@
 #                             (enableCluster with cluster.autoStop)
 #   skypilot-policy           `skypilot-host policy`: SkyPilot's admin policy (launch defaults
 #                             and limits; policy.enable, on when a launch setting is set)
-# The web UI is declared as options but its role is not built yet: enabling it fails
-# evaluation with an assertion that says so.
+#   skypilot-web-ui           `skypilot-host web-ui` (enableWebUI): the console and the
+#                             authenticated gateway to SkyPilot
 { config
 , lib
 , pkgs
@@ -83,6 +83,23 @@ let
   # uploading workdirs and file mounts (the server would read them from the user's home,
   # which the service cannot see); a host name makes it upload them.
   userApiUrl = "http://${cfg.apiServer.hostName}:${toString cfg.apiServer.port}";
+  # With the web UI, users' `sky` goes through its gateway, which authenticates each person
+  # and sets SkyPilot's identity header; the API server's port is then closed to the group
+  # (only the service user, whose units include the web UI, and root may connect). The
+  # gateway is named like the API server (a name, not 127.0.0.1: see userApiUrl) when it
+  # listens on loopback or everywhere, else by the address it binds.
+  webUIOnLoopback = builtins.elem cfg.webUI.host [ "0.0.0.0" "::" "127.0.0.1" "::1" "localhost" ];
+  gatewayHost =
+    if webUIOnLoopback then cfg.apiServer.hostName
+    else if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]"
+    else cfg.webUI.host;
+  # `webUI.publicUrl` when set (the name a TLS certificate or nginx answers to), else the
+  # web UI's own address (https when it serves TLS itself).
+  gatewayUrl =
+    if cfg.webUI.publicUrl != null then lib.removeSuffix "/" cfg.webUI.publicUrl
+    else "${if cfg.webUI.tlsCertFile != null then "https" else "http"}://${gatewayHost}:${toString cfg.webUI.port}";
+  usersEndpoint = if cfg.enableWebUI then gatewayUrl else userApiUrl;
+  groupMayConnect = cfg.apiServer.allowGroup && !cfg.enableWebUI;
 
   unitsEnabled = cfg.enable && cfg.systemdServices;
   # ---------------------------------------------------------------- scale-out
@@ -125,6 +142,18 @@ let
     else "/run/credentials/skypilot-policy.service/policy-token";
   # The module's launch options, merged by `sky-config render` into launch-policy.json.
   launchDefaultsJson = pkgs.writeText "skypilot-launch-defaults.json" (builtins.toJSON cfg.policy.launchDefaults);
+
+  webUIEnabled = unitsEnabled && cfg.enableWebUI;
+  webUIHost = if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]" else cfg.webUI.host;
+  webUILoopback = builtins.elem cfg.webUI.host [ "127.0.0.1" "::1" "localhost" ];
+  # The web UI's secret files, loaded with LoadCredential: (credential id, option, path).
+  webUIFiles = lib.filter (f: f.path != null) [
+    { id = "users"; option = "usersFile"; key = "users_file"; path = cfg.webUI.usersFile; }
+    { id = "tokens"; option = "tokensFile"; key = "tokens_file"; path = cfg.webUI.tokensFile; }
+    { id = "tls-cert"; option = "tlsCertFile"; key = "tls_cert_file"; path = cfg.webUI.tlsCertFile; }
+    { id = "tls-key"; option = "tlsKeyFile"; key = "tls_key_file"; path = cfg.webUI.tlsKeyFile; }
+  ];
+  webUICredential = id: "/run/credentials/skypilot-web-ui.service/${id}";
 
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
@@ -338,7 +367,8 @@ let
     optional cfg.apiServer.enable "skypilot-api-server"
     ++ optional cfg.enableCluster "skypilot-cluster-manager"
     ++ optional cfg.monitoring.enable "skypilot-monitor"
-    ++ optional cfg.policy.enable "skypilot-policy";
+    ++ optional cfg.policy.enable "skypilot-policy"
+    ++ optional cfg.enableWebUI "skypilot-web-ui";
   systemctl = "/run/current-system/sw/bin/systemctl";
 
   # A path outside the store, as a string (a Nix path value would be copied to the store
@@ -476,7 +506,7 @@ in
     enableWebUI = mkOption {
       type = types.bool;
       default = false;
-      description = "Run the web UI (`skypilot-web-ui`). The role is not built yet: enabling it fails evaluation.";
+      description = "Run the web UI (`skypilot-web-ui`): login, the host console, a JSON API and the authenticated gateway to SkyPilot. Beyond loopback it needs `webUI.usersFile` (or `webUI.tokensFile`).";
     };
 
     webUI = {
@@ -495,6 +525,33 @@ in
         type = types.bool;
         default = false;
         description = "Open `webUI.port` in the firewall (only when the web UI is enabled).";
+      };
+      usersFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        example = "/run/secrets/skypilot-web-users";
+        description = "The users file, outside the Nix store: one `NAME:ARGON2ID-HASH:ROLE` line per person (`skypilot-host hash-password NAME --role admin` prints one). Loaded with systemd `LoadCredential`.";
+      };
+      tokensFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "API tokens for scripts, outside the Nix store: `NAME:$blake2b$HEX:ROLE` lines (`skypilot-host make-token NAME` prints one). Loaded with `LoadCredential`.";
+      };
+      tlsCertFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "PEM certificate chain: with `tlsKeyFile`, the web UI serves HTTPS itself (else put nginx with TLS in front and set `publicUrl`).";
+      };
+      tlsKeyFile = mkOption {
+        type = types.nullOr externalPath;
+        default = null;
+        description = "PEM private key of `tlsCertFile`, outside the Nix store. Loaded with `LoadCredential`.";
+      };
+      publicUrl = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://sky.example.org";
+        description = "The URL people use; `https://` marks the session cookie Secure behind a TLS-terminating proxy.";
       };
     };
 
@@ -651,7 +708,8 @@ in
           process's groups (`--gid-owner --suppl-groups`); nftables, whose ruleset is checked at
           build time and sees only the primary gid (`meta skgid`), also accepts the uids of the
           members declared in `users.users` (`meta skuid`), so with nftables every member needs
-          a static `uid` (a warning names those without one).
+          a static `uid` (a warning names those without one). With `enableWebUI` the group
+          is not let in: users' `sky` goes through the web UI's gateway instead.
         '';
       };
       enableUsageCollection = mkOption {
@@ -769,8 +827,12 @@ in
       assertions =
         [
           {
-            assertion = !cfg.enableWebUI;
-            message = "services.skypilot.enableWebUI: the web UI role (skypilot-web-ui) is not built yet in this version of the module; set enableWebUI = false until it is.";
+            assertion = !(webUIEnabled && !webUILoopback && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null);
+            message = "services.skypilot.webUI.host = \"${cfg.webUI.host}\" puts the web UI on the network, but no user can log in: set services.skypilot.webUI.usersFile to a file outside the Nix store holding lines made with `skypilot-host hash-password NAME --role admin` (the web UI refuses to start without one).";
+          }
+          {
+            assertion = (cfg.webUI.tlsCertFile == null) == (cfg.webUI.tlsKeyFile == null);
+            message = "services.skypilot.webUI.tlsCertFile and .tlsKeyFile go together: set both or neither.";
           }
           {
             assertion = !unitsEnabled || hasServerPython;
@@ -829,6 +891,18 @@ in
               }
             ])
           configuredClouds
+        ++ lib.concatMap
+          (f: [
+            {
+              assertion = !(inStore f.path);
+              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
+            }
+            {
+              assertion = isAbsolute f.path;
+              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is not an absolute path.";
+            }
+          ])
+          webUIFiles
         ++ optionals (cfg.environmentFile != null) [
           {
             assertion = !(inStore cfg.environmentFile);
@@ -897,7 +971,7 @@ in
         ++ optional (!cfg.systemdServices && (cfg.enableCluster || cfg.monitoring.enable)) "services.skypilot.systemdServices is false: enableCluster and monitoring.enable create no units."
         ++ optional (cfg.monitoring.openFirewall && monitorLoopback) "services.skypilot.monitoring.openFirewall opens port ${toString cfg.monitoring.metricsPort}, but the monitor listens on ${cfg.monitoring.listenAddress} only."
         ++ optional (localApi && !cfg.apiServer.restrictAccess) "services.skypilot.apiServer.restrictAccess is false: every local account can connect to the API server, which treats a loopback request without an identity header as an admin, so every local account is a SkyPilot admin."
-        ++ optional (localApi && cfg.apiServer.restrictAccess && cfg.apiServer.allowGroup && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
+        ++ optional (localApi && cfg.apiServer.restrictAccess && groupMayConnect && config.networking.nftables.enable && membersWithoutUid != [ ]) "services.skypilot.apiServer.allowGroup with nftables: ${lib.concatStringsSep ", " membersWithoutUid} (members of ${cfg.group}) have no static uid, so the build-time nftables ruleset cannot name them and they are refused. Give them users.users.<name>.uid."
         ++ optional (cfg.apiServer.enable && (cfg.apiServer.url != null || cfg.apiServer.tokenFile != null || cfg.apiServer.caFile != null)) "services.skypilot.apiServer.url, tokenFile and caFile are for a remote API server (apiServer.enable = false): with the local one they are ignored."
         ++ optional (remoteApi && cfg.apiServer.url != null && lib.hasPrefix "http://" cfg.apiServer.url && cfg.apiServer.tokenFile != null) "services.skypilot.apiServer.url is http://: the service-account token crosses the network in clear text. Use https://."
         ++ optional (remoteApi && cfg.apiServer.tokenFile == null) "services.skypilot.apiServer.tokenFile is not set: the host roles call the remote API server without credentials, which a server with authentication refuses."
@@ -920,6 +994,13 @@ in
           poll_interval_secs = mkDefault 30;
         };
         monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
+        web_ui =
+          {
+            listen = mkDefault "${webUIHost}:${toString cfg.webUI.port}";
+            skypilot_config_file = mkDefault "${skyConfigDir}/config.yaml";
+          }
+          // lib.listToAttrs (map (f: lib.nameValuePair f.key (mkDefault (webUICredential f.id))) webUIFiles)
+          // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
         policy = mkIf policyEnabled {
@@ -993,7 +1074,7 @@ in
       # `sky` of every user talks to this host's server and never starts one of its own.
       environment.variables =
         {
-          SKYPILOT_API_SERVER_ENDPOINT = userApiUrl;
+          SKYPILOT_API_SERVER_ENDPOINT = usersEndpoint;
           SKYPILOT_DISABLE_LOCAL_API_SERVER = "1";
         }
         // optionalAttrs (!cfg.apiServer.enableUsageCollection) { SKYPILOT_DISABLE_USAGE_COLLECTION = "1"; };
@@ -1103,7 +1184,7 @@ in
             iptables -w -F skypilot-api
             iptables -w -A skypilot-api -m owner --uid-owner ${cfg.user} -j RETURN
             iptables -w -A skypilot-api -m owner --uid-owner 0 -j RETURN
-            ${lib.optionalString cfg.apiServer.allowGroup "iptables -w -A skypilot-api -m owner --gid-owner ${cfg.group} --suppl-groups -j RETURN"}
+            ${lib.optionalString groupMayConnect "iptables -w -A skypilot-api -m owner --gid-owner ${cfg.group} --suppl-groups -j RETURN"}
             iptables -w -A skypilot-api -p tcp -j REJECT --reject-with tcp-reset
             iptables -w -C OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api 2>/dev/null \
               || iptables -w -I OUTPUT -o lo -p tcp --dport ${p} -j skypilot-api
@@ -1122,8 +1203,8 @@ in
             chain output {
               type filter hook output priority filter; policy accept;
               oifname "lo" tcp dport ${toString cfg.apiServer.port} meta skuid { 0, ${toString cfg.uid} } accept
-              ${lib.optionalString cfg.apiServer.allowGroup "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
-              ${lib.optionalString (cfg.apiServer.allowGroup && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
+              ${lib.optionalString groupMayConnect "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skgid ${toString cfg.gid} accept"}
+              ${lib.optionalString (groupMayConnect && memberUids != [ ]) "oifname \"lo\" tcp dport ${toString cfg.apiServer.port} meta skuid { ${lib.concatMapStringsSep ", " toString memberUids} } accept"}
               oifname "lo" tcp dport ${toString cfg.apiServer.port} reject with tcp reset
             }
           '';
@@ -1241,9 +1322,37 @@ in
       };
     })
 
+    (mkIf webUIEnabled {
+      systemd.services.skypilot-web-ui = {
+        description = "SkyPilot web UI (skypilot-host)";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "skypilot-api-server.service" ];
+        after = [ "skypilot-api-server.service" "skypilot-cluster-manager.service" ];
+        serviceConfig =
+          hostHardening
+          // {
+            # It sends READY=1 once it listens.
+            Type = "notify";
+            NotifyAccess = "main";
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}";
+            # Up to 4,096 connections at once, plus its database and log files.
+            LimitNOFILE = 8192;
+            # Reads the host database and appends to its audit table.
+            ReadWritePaths = [ cfg.stateDir ];
+          }
+          // optionalAttrs (webUIFiles != [ ]) {
+            LoadCredential = map (f: "${f.id}:${f.path}") webUIFiles;
+          }
+          // optionalAttrs webUILoopback {
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+          };
+      };
+    })
+
     {
       networking.firewall.allowedTCPPorts =
-        optional (unitsEnabled && cfg.enableWebUI && cfg.webUI.openFirewall) cfg.webUI.port
+        optional (webUIEnabled && cfg.webUI.openFirewall) cfg.webUI.port
         ++ optional (monitorEnabled && cfg.monitoring.openFirewall) cfg.monitoring.metricsPort;
     }
 

@@ -186,3 +186,16 @@ start_postgres() {
 stop_postgres() {
   [ -x "$1/ctl" ] && "$1/ctl" stop -m fast >/dev/null 2>&1 || true
 }
+
+# The browser tests' venv: Playwright for Python, driving Debian's /usr/bin/chromium (no
+# browser download).
+BROWSER_VENV_DIR=${BROWSER_VENV:-$REPO_ROOT/.venv/browser}
+PLAYWRIGHT_VERSION=1.65.2
+ensure_browser_venv() {
+  ensure_apt chromium
+  if [ -x "$BROWSER_VENV_DIR/bin/python" ] && [ -f "$BROWSER_VENV_DIR/.complete-playwright-$PLAYWRIGHT_VERSION" ]; then
+    return 0
+  fi
+  new_venv "$BROWSER_VENV_DIR" "playwright==$PLAYWRIGHT_VERSION"
+  touch "$BROWSER_VENV_DIR/.complete-playwright-$PLAYWRIGHT_VERSION"
+}

@@ -30,6 +30,7 @@ mkdir -p "$run"
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 api_port=46580; port_free "$api_port" || api_port=$(free_port)
 metrics_port=9188; port_free "$metrics_port" || metrics_port=$(free_port)
+web_port=9189; port_free "$web_port" || web_port=$(free_port)
 
 pids=()
 cleanup() {
@@ -73,6 +74,16 @@ database = "$run/host.db"
 [monitor]
 listen = "127.0.0.1:$metrics_port"
 
+[web_ui]
+listen = "127.0.0.1:$web_port"
+users_file = "$run/web-users"
+TOML
+# A demo admin with a random password, new at each start.
+web_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+printf '%s\n' "$web_password" | "$bin" hash-password admin --role admin >"$run/web-users"
+chmod 600 "$run/web-users"
+cat >>"$run/host.toml" <<TOML
+
 [log]
 level = "info"
 TOML
@@ -81,6 +92,8 @@ TOML
 "$bin" cluster-manager --config "$run/host.toml" 2>>"$run/cluster-manager.log" &
 pids+=($!)
 "$bin" monitor --config "$run/host.toml" 2>>"$run/monitor.log" &
+pids+=($!)
+"$bin" web-ui --config "$run/host.toml" 2>>"$run/web-ui.log" &
 pids+=($!)
 sleep 2
 for p in "${pids[@]}"; do
@@ -92,6 +105,8 @@ cat <<INFO
   SkyPilot API server   http://127.0.0.1:$api_port            dashboard: http://127.0.0.1:$api_port/dashboard/
   cluster manager       polls every 10 s into .run/host.db   log: .run/cluster-manager.log
   monitor               http://127.0.0.1:$metrics_port/metrics   log: .run/monitor.log
+  web UI                http://127.0.0.1:$web_port/console/   log: .run/web-ui.log
+                        log in as admin, password $web_password (new at each start)
 
   Try:
     $bin status --config .run/host.toml

@@ -29,6 +29,7 @@ command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux postgresql
 ensure_venv
 ensure_cloud_venv
+ensure_browser_venv
 
 if [ -z "${NIXPKGS_LIB:-}" ]; then
   NIXPKGS_LIB=$(cd .. && pwd)/shared/nixpkgs-lib
@@ -96,6 +97,8 @@ export SKYPILOT_TEST_SERVER_LOG="$work/server/server.log"
 suite cargo-test cargo test --features real-server --lib --bins --tests -- "${extra[@]}"
 # The SkyPilot patch: its tests, the contract against the released SkyPilot, the load test.
 suite status-contract scripts/status-contract.sh
+# The console in headless Chromium; prints "browser: N passed, N failed".
+suite browser cargo test --features browser --test it browser_ -- --nocapture
 
 echo
 # cargo's "test result: ok. N passed; M failed; ...", and the module suites'
@@ -106,7 +109,7 @@ failed=0
 for f in "$work"/suite-*.log; do
   read -r p n < <(awk '
     /^test result:/ { p += $4; f += $6; next }
-    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test): [0-9]+ passed, [0-9]+ failed$/ {
+    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test|browser): [0-9]+ passed, [0-9]+ failed$/ {
       p += $(NF - 3); f += $(NF - 1)
     }
     END { printf "%d %d\n", p, f }' "$f")

@@ -80,6 +80,15 @@ pub(crate) enum Command {
         #[arg(long, default_value = "viewer")]
         role: String,
     },
+    /// Make an API token for scripts: prints the token on stderr (shown once) and its
+    /// tokens-file line `NAME:$blake2b$HEX:ROLE` on stdout.
+    MakeToken {
+        /// The name the token acts as.
+        name: String,
+        /// `admin` or `viewer`.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
     /// Enforce the autostop policy: one pass (for a systemd timer), or a loop with --daemon.
     Autostop {
         #[command(flatten)]
@@ -281,6 +290,9 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::HashPassword { name, role } => {
                 report(crate::web_ui::hash_password_cli(&name, &role))
+            }
+            Command::MakeToken { name, role } => {
+                report(crate::web_ui::make_token_cli(&name, &role))
             }
             Command::Autostop {
                 config,

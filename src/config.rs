@@ -89,16 +89,69 @@ pub struct MonitorConfig {
 
 // ---------------------------------------------------------------- web UI (`web-ui`)
 
+/// Default port of `skypilot-host web-ui`.
+pub(crate) const DEFAULT_WEB_UI_PORT: u16 = 9189;
+
 /// `skypilot-host web-ui`: the console and the authenticated gateway to SkyPilot.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebUiConfig {}
+pub struct WebUiConfig {
+    /// Address and port of the console, the JSON API and the gateway. Beyond loopback
+    /// only when a user is configured.
+    pub listen: SocketAddr,
+    /// The users file (`name:argon2id-PHC-hash:role` per line), outside the Nix store.
+    pub users_file: Option<PathBuf>,
+    /// API tokens for scripts (`name:$blake2b$HEX:role` per line), outside the Nix store.
+    pub tokens_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key_file`, the web UI serves HTTPS itself.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// The URL people reach the web UI at (e.g. behind nginx). `https://` marks the
+    /// session cookie `Secure` even when the web UI itself speaks plain HTTP.
+    pub public_url: Option<String>,
+    /// Lifetime of a console session, in seconds (then log in again).
+    pub session_lifetime_secs: u64,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_failures_per_client: u32,
+    /// Failed logins allowed per user name within `login_window_secs`.
+    pub login_failures_per_user: u32,
+    /// The window of the login rate limits, in seconds.
+    pub login_window_secs: u64,
+    /// SkyPilot's config.yaml, shown (secrets redacted) on the Config page.
+    pub skypilot_config_file: Option<PathBuf>,
+    /// The gateway to SkyPilot's dashboard and REST API (`[web_ui.gateway]`).
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+}
 
 /// The gateway part of the web UI: SkyPilot's dashboard and REST API behind our login
 /// (`[web_ui.gateway]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {}
+pub struct GatewayConfig {
+    /// SkyPilot's API server the gateway forwards to (`http://` only: it listens on
+    /// loopback); `skypilot.api_url` when unset.
+    pub upstream: Option<String>,
+    /// The header SkyPilot's external-proxy auth reads (`auth.external_proxy.header_name`
+    /// in SkyPilot's config, plain format); the gateway sets it to the person's name and
+    /// strips every copy a client sends.
+    pub identity_header: String,
+    /// Seconds to open a connection to the upstream.
+    pub connect_timeout_secs: u64,
+    /// Seconds the upstream may take to start its answer (SkyPilot's `/api/get` waits
+    /// for the request it names to finish).
+    pub response_timeout_secs: u64,
+    /// Seconds a proxied body (a stream, an upload, a websocket) may move no byte either
+    /// way before it is cut. Above SkyPilot's 30 s heartbeat of log streams; the web UI's
+    /// server uses it as its connection idle limit too.
+    pub idle_timeout_secs: u64,
+    /// Largest body read of `/stop`, `/down` and `/autostop` (the gateway reads them to
+    /// check the cluster's owner); every other body streams through unread.
+    pub max_control_body_bytes: usize,
+    /// Idle upstream connections kept for reuse.
+    pub max_idle_upstream_connections: usize,
+}
 
 // ---------------------------------------------------------------- autostop (`autostop`)
 
@@ -393,6 +446,145 @@ impl Default for MonitorConfig {
     }
 }
 
+impl Default for WebUiConfig {
+    fn default() -> Self {
+        WebUiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_WEB_UI_PORT)),
+            users_file: None,
+            tokens_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            public_url: None,
+            session_lifetime_secs: 8 * 3600,
+            login_failures_per_client: 20,
+            login_failures_per_user: 10,
+            login_window_secs: 300,
+            skypilot_config_file: None,
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            upstream: None,
+            identity_header: "X-Auth-Request-Email".to_string(),
+            connect_timeout_secs: 5,
+            response_timeout_secs: 3600,
+            idle_timeout_secs: 600,
+            max_control_body_bytes: 64 * 1024,
+            max_idle_upstream_connections: 64,
+        }
+    }
+}
+
+impl WebUiConfig {
+    /// Semantic checks of `[web_ui]`: (key, what was expected).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            let missing = if self.tls_cert_file.is_some() {
+                "web_ui.tls_key_file"
+            } else {
+                "web_ui.tls_cert_file"
+            };
+            return Err((
+                missing,
+                "is not set: expected both web_ui.tls_cert_file and web_ui.tls_key_file, or neither".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url {
+            let ok = url::Url::parse(u).ok().filter(|p| {
+                (p.scheme() == "http" || p.scheme() == "https") && p.host_str().is_some()
+            });
+            if ok.is_none() {
+                return Err((
+                    "web_ui.public_url",
+                    format!("{u:?}: expected an http(s) URL such as https://sky.example.org"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("web_ui.session_lifetime_secs", self.session_lifetime_secs),
+            ("web_ui.login_window_secs", self.login_window_secs),
+            (
+                "web_ui.login_failures_per_client",
+                u64::from(self.login_failures_per_client),
+            ),
+            (
+                "web_ui.login_failures_per_user",
+                u64::from(self.login_failures_per_user),
+            ),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    /// The upstream's base URL: `upstream`, else `skypilot.api_url`.
+    pub(crate) fn upstream_url<'a>(&'a self, skypilot: &'a SkypilotConfig) -> &'a str {
+        self.upstream.as_deref().unwrap_or(&skypilot.api_url)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        // Only a set upstream is checked here: an https `skypilot.api_url` is fine for
+        // every other role, and the web UI says so itself when it starts.
+        if let Some(u) = &self.upstream {
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "http" && p.host_str().is_some() => {}
+                _ => {
+                    return Err((
+                        "web_ui.gateway.upstream",
+                        format!("{u:?}: the gateway forwards to plain http:// only (SkyPilot's API server on loopback), expected e.g. {DEFAULT_API_URL}"),
+                    ))
+                }
+            }
+        }
+        let h = &self.identity_header;
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err((
+                "web_ui.gateway.identity_header",
+                format!("{h:?}: expected a header name (letters, digits, '-'), such as X-Auth-Request-Email"),
+            ));
+        }
+        for (key, v) in [
+            (
+                "web_ui.gateway.connect_timeout_secs",
+                self.connect_timeout_secs,
+            ),
+            (
+                "web_ui.gateway.response_timeout_secs",
+                self.response_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1 (seconds)".to_string()));
+            }
+        }
+        if self.idle_timeout_secs <= 30 {
+            return Err((
+                "web_ui.gateway.idle_timeout_secs",
+                format!("{} would cut SkyPilot's log streams, which send a heartbeat every 30 s: expected more than 30 (default 600)", self.idle_timeout_secs),
+            ));
+        }
+        if self.max_control_body_bytes < 1024 {
+            return Err((
+                "web_ui.gateway.max_control_body_bytes",
+                format!("{} is too small for a stop/down/autostop body: expected at least 1024 (default 65536)", self.max_control_body_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -577,6 +769,8 @@ impl Config {
                 return Err((key, "is empty: expected a path".to_string()));
             }
         }
+        self.web_ui.validate()?;
+        self.web_ui.gateway.validate()?;
         if let Some(u) = &self.monitor.skypilot_metrics_url {
             let parsed = url::Url::parse(u)
                 .ok()

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
@@ -57,7 +56,47 @@ pub(crate) async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    serve_tls(listener, app, limits, None, shutdown).await;
+}
+
+/// Drives one connection until it ends, starting a graceful shutdown of it when `stop`
+/// turns true (by hand: hyper-util's watcher does not take a connection with upgrades).
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        let mut stopping = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %$peer, error = %e, "connection ended with an error");
+        }
+    }};
+}
+
+/// Like [`serve`], with TLS in front when `tls` is given: the handshake must finish
+/// within `limits.header_read`. Every request carries the peer's address as
+/// `axum::extract::ConnectInfo<SocketAddr>`. Connections may be upgraded (the web UI's
+/// gateway passes SkyPilot's websockets through; an upgraded connection leaves its
+/// slot, and the gateway bounds its idle time).
+pub(crate) async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Graceful shutdown: a signal every connection task watches, and the slots counting
+    // the connections still open.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -82,19 +121,47 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle));
-        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let stream = IdleTimeout::new(stream, limits.idle);
+        let service = TowerToHyperService::new(WithPeer {
+            app: app.clone(),
+            peer,
+        });
+        let stop = stop_rx.clone();
+        let Some(tls) = tls.clone() else {
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::spawn(async move {
+                drive!(conn, stop, peer);
+                drop(slot);
+            });
+            continue;
+        };
+        let http = http.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let stream = match tokio::time::timeout(limits.header_read, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake took too long");
+                    return;
+                }
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            drive!(conn, stop, peer);
             drop(slot);
         });
     }
     drop(listener);
-    let open = graceful.count();
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let open = limits.max_connections - slots.available_permits();
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -106,15 +173,38 @@ pub(crate) async fn serve(
     }
 }
 
+/// The router, with the peer's address put into each request.
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: std::net::SocketAddr,
+}
+
+impl tower::Service<axum::http::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<axum::http::Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::http::Request<hyper::body::Incoming>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        tower::Service::call(&mut self.app, req)
+    }
+}
+
 /// A stream that fails once no byte has moved either way for `idle`.
-struct IdleTimeout<S> {
+pub(crate) struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<S> IdleTimeout<S> {
-    fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
+    pub(crate) fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
         IdleTimeout {
             inner,
             idle,

@@ -312,11 +312,44 @@
     };
   };
 
-  web-ui-not-built = {
+  web-ui = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      enableWebUI = true;
+      webUI = {
+        host = "0.0.0.0";
+        port = 8443;
+        openFirewall = true;
+        usersFile = "/run/secrets/web-users";
+        tokensFile = "/run/secrets/web-tokens";
+        tlsCertFile = "/run/secrets/web.crt";
+        tlsKeyFile = "/run/secrets/web.key";
+      };
+    };
+  };
+
+  web-ui-loopback = {
     services.skypilot = {
       enable = true;
       enableWebUI = true;
+    };
+  };
+
+  web-ui-no-users = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.host = "0.0.0.0";
       webUI.openFirewall = true;
+    };
+  };
+
+  web-ui-store-path = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.usersFile = "/nix/store/00000000000000000000000000000000-users";
     };
   };
 
@@ -427,6 +460,43 @@
       enableCluster = true;
       apiServer.enable = false;
       database.createLocally = true;
+    };
+  };
+
+  # The web UI's gateway: users' sky goes through it; the API server's port is closed to the
+  # group (iptables and nftables), with a member who would otherwise be let in.
+  web-ui-gateway = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI = { host = "0.0.0.0"; port = 8443; usersFile = "/run/secrets/skypilot-users"; };
+    };
+  };
+  web-ui-gateway-nftables = {
+    networking.nftables.enable = true;
+    users.users.alice = {
+      isNormalUser = true;
+      uid = 1001;
+      extraGroups = [ "skypilot" ];
+    };
+    users.users.bob = {
+      isNormalUser = true;
+      extraGroups = [ "skypilot" ];
+    };
+    services.skypilot = {
+      enable = true;
+      uid = 947;
+      gid = 947;
+      enableWebUI = true;
+      webUI.host = "10.0.0.5";
+      webUI.usersFile = "/run/secrets/skypilot-users";
+    };
+  };
+  web-ui-gateway-public-url = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.publicUrl = "https://sky.example.org/";
     };
   };
 }

@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 EVAL = os.path.join(HERE, 'eval.nix')
 
 HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-autostop',
-              'skypilot-policy')
+              'skypilot-policy', 'skypilot-web-ui')
 MAX_HOST_EXPOSURE = 2.0
 
 # Methods of a NixOS test driver machine (nixos/lib/test-driver) and the driver's globals.
@@ -449,7 +449,7 @@ def policy_api_server(c, r, label, token_file=None):
     c.check('?token=' not in blob, f'{label}: no token anywhere in what the module renders')
 
 
-ADVANCED_ASSERTIONS = [('enableWebUI', 'not built yet')]
+ADVANCED_ASSERTIONS = [('webUI.host', 'no user can log in', 'webUI.usersFile', 'hash-password')]
 
 
 def advanced_warnings(c, r, label):
@@ -502,7 +502,7 @@ def seed_keys_named(c, r, label):
 
 def expect_seed_advanced(c, r, label):
     c.equal(len(r['failedAssertions']), len(ADVANCED_ASSERTIONS),
-            f'{label}: exactly the not-built roles fail ({r["failedAssertions"]})')
+            f'{label}: only the open web UI without users fails ({r["failedAssertions"]})')
     for parts in ADVANCED_ASSERTIONS:
         c.check(has_assertion(r, *parts), f'{label}: assertion naming {parts}')
     advanced_warnings(c, r, label)
@@ -778,10 +778,75 @@ def expect_closed_to_group(c, r, label):
             f'{label}: telemetry as asked')
 
 
-def expect_web_ui_not_built(c, r, label):
+def expect_web_ui(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    w = r['services']['skypilot-web-ui']['serviceConfig']
+    c.check(w['ExecStart'].split()[1:3] == ['web-ui', '--config'], f'{label}: web-ui command')
+    c.equal(w['Type'], 'notify', f'{label}: notify')
+    c.equal(sorted(w['LoadCredential']),
+            ['tls-cert:/run/secrets/web.crt', 'tls-key:/run/secrets/web.key',
+             'tokens:/run/secrets/web-tokens', 'users:/run/secrets/web-users'],
+            f'{label}: secrets through LoadCredential')
+    c.check('IPAddressDeny' not in w, f'{label}: reachable from the network')
+    s = r['skypilot']['settings']['web_ui']
+    c.equal(s['listen'], '0.0.0.0:8443', f'{label}: listens where asked')
+    cred = '/run/credentials/skypilot-web-ui.service/'
+    c.equal(s['users_file'], cred + 'users', f'{label}: users file from the credential')
+    c.equal(s['tokens_file'], cred + 'tokens', f'{label}: tokens file from the credential')
+    c.equal(s['tls_cert_file'], cred + 'tls-cert', f'{label}: TLS certificate')
+    c.equal(s['tls_key_file'], cred + 'tls-key', f'{label}: TLS key')
+    c.equal(r['firewall']['allowedTCPPorts'], [8443], f'{label}: exactly webUI.port opened')
+
+
+def expect_web_ui_loopback(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    w = r['services']['skypilot-web-ui']['serviceConfig']
+    c.equal(w.get('IPAddressAllow'), 'localhost', f'{label}: loopback only')
+    c.check('LoadCredential' not in w, f'{label}: no credential to load')
+    c.equal(r['skypilot']['settings']['web_ui']['listen'], '127.0.0.1:8080', f'{label}: seed default port')
+    c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: no port opened')
+
+
+def expect_web_ui_no_users(c, r, label):
     c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
-    c.check(has_assertion(r, 'enableWebUI', 'web UI role', 'not built yet'), f'{label}: message')
-    c.check('skypilot-web-ui' not in r['services'], f'{label}: no web UI unit')
+    c.check(has_assertion(r, 'webUI.host', 'no user can log in', 'hash-password'), f'{label}: message')
+
+
+def failed_besides_not_built(r):
+    """Failed assertions other than a role's "not built yet" (the web UI's, until it is)."""
+    return [a for a in r['failedAssertions'] if 'not built yet' not in a]
+
+
+def expect_web_ui_gateway(c, r, label):
+    c.equal(failed_besides_not_built(r), [], f'{label}: no other failed assertion')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'http://skypilot-api:8443',
+            f'{label}: users\' sky goes through the gateway, by the loopback name')
+    c.equal(r['hosts'].get('127.0.0.1'), ['skypilot-api'], f'{label}: the name is loopback')
+    c.check(owner_rule(r, allow_group=False), f'{label}: the group is no longer let in')
+    c.check('46580' not in map(str, r['firewall']['allowedTCPPorts']),
+            f'{label}: API server port never opened')
+
+
+def expect_web_ui_gateway_nftables(c, r, label):
+    c.equal(failed_besides_not_built(r), [], f'{label}: no other failed assertion')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'http://10.0.0.5:8080',
+            f'{label}: the gateway by the address it binds')
+    content = r['nftables']['tables']['skypilot-api']['content']
+    c.check('oifname "lo" tcp dport 46580 meta skuid { 0, 947 } accept' in content,
+            f'{label}: service uid and root accepted')
+    c.check('skgid' not in content, f'{label}: the group is not accepted')
+    c.check('1001' not in content, f'{label}: a member with a uid is not accepted')
+    c.check('oifname "lo" tcp dport 46580 reject with tcp reset' in content,
+            f'{label}: everyone else refused')
+    c.check(not has_warning(r, 'allowGroup with nftables'),
+            f'{label}: no warning about members without uid (none are let in)')
+
+
+def expect_web_ui_gateway_public_url(c, r, label):
+    c.equal(failed_besides_not_built(r), [], f'{label}: no other failed assertion')
+    c.equal(r['variables'].get('SKYPILOT_API_SERVER_ENDPOINT'), 'https://sky.example.org',
+            f'{label}: users\' sky goes to the public URL (the name the certificate answers to)')
+    c.check(owner_rule(r, allow_group=False), f'{label}: the group is no longer let in')
 
 
 def autostop_units(c, r, label, idle):
@@ -1012,7 +1077,12 @@ EXPECT = {
     'nftables-without-uid': expect_nftables_without_uid,
     'firewall-off': expect_firewall_off,
     'closed-to-group': expect_closed_to_group,
-    'web-ui-not-built': expect_web_ui_not_built,
+    'web-ui': expect_web_ui,
+    'web-ui-loopback': expect_web_ui_loopback,
+    'web-ui-no-users': expect_web_ui_no_users,
+    'web-ui-gateway': expect_web_ui_gateway,
+    'web-ui-gateway-nftables': expect_web_ui_gateway_nftables,
+    'web-ui-gateway-public-url': expect_web_ui_gateway_public_url,
     'autostop': expect_autostop,
     'autostop-without-cluster': expect_autostop_without_cluster,
     'bad-host-settings': expect_bad_host_settings,
@@ -1040,6 +1110,8 @@ EVAL_ERRORS = {
                               'absolute path outside the Nix store'],
     'policy-token-store-path': ['services.skypilot.policy.tokenFile', 'is not of type',
                                 'absolute path outside the Nix store'],
+    'web-ui-store-path': ['services.skypilot.webUI.usersFile', 'is not of type',
+                          'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')

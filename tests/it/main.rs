@@ -18,6 +18,7 @@ mod cluster_manager;
 mod contract;
 mod credentials;
 mod fuzz_regressions;
+mod gateway;
 mod hostile_files;
 mod load_budget;
 mod monitor;
@@ -29,6 +30,7 @@ mod simulator;
 mod store;
 mod tls;
 mod watchdog;
+mod web_ui;
 // Needs SkyPilot's own config schema, exported by SkyPilot (scripts/test.sh does it).
 #[cfg(feature = "real-server")]
 mod sky_config;

@@ -10,6 +10,7 @@
 //!   SkyPilot's Python and `tests/real/skyctl.py`.
 //! - `clock`: a clock the test sets.
 //! - `tls`: a TLS front with a private CA for any loopback server.
+//! - `web`: the web UI in-process, its users file, and a browser-like client.
 #![allow(dead_code)]
 
 pub mod api;
@@ -18,3 +19,4 @@ pub mod host;
 pub mod real;
 pub mod sim;
 pub mod tls;
+pub mod web;

@@ -1,0 +1,108 @@
+//! The gateway's added latency: the same request straight to an upstream and through the
+//! gateway, one at a time over kept-alive connections, alternating; medians compared.
+//!
+//! The upstream is SkyPilot's API server when `SKYPILOT_BENCH_API_URL` is set (its
+//! `/api/health`), else a minimal in-process server answering the same path with a small
+//! JSON body, which isolates the gateway's own cost. The gateway runs in-process behind a
+//! layer that inserts an identity (the web UI's auth layer is not part of this figure).
+//!
+//! `cargo bench --bench gateway` (optionally `SKYPILOT_BENCH_API_URL=http://127.0.0.1:46580`).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use skypilot_host::config::Config;
+use skypilot_host::web_ui::gateway::Gateway;
+use skypilot_host::web_ui::identity::{AuthMethod, Identity, Role};
+use tokio::net::TcpListener;
+
+const ROUNDS: usize = 2000;
+
+async fn as_alice(mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(Identity {
+        name: "alice".into(),
+        role: Role::Admin,
+        method: AuthMethod::Basic,
+    });
+    next.run(req).await
+}
+
+async fn serve(app: Router) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    url
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p99(v: &[Duration]) -> Duration {
+    v[v.len() * 99 / 100]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (upstream, what) = match std::env::var("SKYPILOT_BENCH_API_URL") {
+        Ok(u) => (u, "SkyPilot's API server"),
+        Err(_) => {
+            let app = Router::new().fallback(|| async {
+                axum::Json(serde_json::json!({"status": "healthy", "api_version": "62"}))
+            });
+            (serve(app).await, "a minimal in-process upstream")
+        }
+    };
+    let mut config = Config::default();
+    config.skypilot.api_url = upstream.clone();
+    let gw = Gateway::new(&config).unwrap();
+    let front = serve(gw.router().layer(axum::middleware::from_fn(as_alice))).await;
+    let client = reqwest::Client::new();
+    let get = |base: String| {
+        let client = client.clone();
+        async move {
+            let t = Instant::now();
+            let r = client
+                .get(format!("{base}/api/health"))
+                .header("X-SkyPilot-API-Version", "62")
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{base}: {}", r.status());
+            r.bytes().await.unwrap();
+            t.elapsed()
+        }
+    };
+    for _ in 0..100 {
+        get(upstream.clone()).await;
+        get(front.clone()).await;
+    }
+    let mut direct = Vec::with_capacity(ROUNDS);
+    let mut through = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        direct.push(get(upstream.clone()).await);
+        through.push(get(front.clone()).await);
+    }
+    let (d, g) = (median(&mut direct), median(&mut through));
+    println!("upstream: {what} ({upstream}), {ROUNDS} sequential GET /api/health each way");
+    println!(
+        "direct:          median {:>8.3} ms   p99 {:>8.3} ms",
+        d.as_secs_f64() * 1e3,
+        p99(&direct).as_secs_f64() * 1e3
+    );
+    println!(
+        "through gateway: median {:>8.3} ms   p99 {:>8.3} ms",
+        g.as_secs_f64() * 1e3,
+        p99(&through).as_secs_f64() * 1e3
+    );
+    println!(
+        "added by the gateway (median): {:.3} ms",
+        (g.as_secs_f64() - d.as_secs_f64()) * 1e3
+    );
+}

@@ -1,0 +1,288 @@
+//! Actions on a cluster, for the console and the JSON API alike: stop, down, set or cancel
+//! autostop. Admins act on any cluster; anyone else only on the clusters they own (the
+//! cluster's `user` in the host database is their name). Each action goes to SkyPilot's
+//! API server and lands in the audit table with the acting user and SkyPilot's error.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::identity::Identity;
+use super::WebState;
+use crate::store::{AuditAction, AuditEntry, AuditOutcome, ClusterRow, Store};
+
+/// Longest autostop accepted, in minutes (a week).
+pub(crate) const MAX_AUTOSTOP_MINUTES: i64 = 7 * 24 * 60;
+
+/// What to do to a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Stop,
+    Down,
+    /// Stop (or tear down) after this many idle minutes.
+    Autostop {
+        minutes: i64,
+        down: bool,
+    },
+    CancelAutostop,
+}
+
+/// An action as a form or JSON body names it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ActionRequest {
+    pub(crate) action: String,
+    #[serde(default)]
+    pub(crate) minutes: Option<String>,
+    #[serde(default)]
+    pub(crate) down: Option<String>,
+}
+
+impl Action {
+    /// The names used in URLs and bodies.
+    pub(crate) const NAMES: [&'static str; 4] = ["stop", "down", "autostop", "cancel_autostop"];
+
+    pub(crate) fn parse(req: &ActionRequest) -> Result<Action, String> {
+        match req.action.as_str() {
+            "stop" => Ok(Action::Stop),
+            "down" => Ok(Action::Down),
+            "cancel_autostop" => Ok(Action::CancelAutostop),
+            "autostop" => {
+                let raw = req.minutes.as_deref().unwrap_or("").trim();
+                let minutes: i64 = raw.parse().map_err(|_| {
+                    format!("minutes {raw:?}: expected a whole number of idle minutes, 1 to {MAX_AUTOSTOP_MINUTES}")
+                })?;
+                if !(1..=MAX_AUTOSTOP_MINUTES).contains(&minutes) {
+                    return Err(format!(
+                        "minutes {minutes}: expected 1 to {MAX_AUTOSTOP_MINUTES}"
+                    ));
+                }
+                let down = matches!(req.down.as_deref(), Some("true" | "on" | "1" | "yes"));
+                Ok(Action::Autostop { minutes, down })
+            }
+            other => Err(format!(
+                "unknown action {other:?}: expected one of {}",
+                Action::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Down => "down",
+            Action::Autostop { .. } => "autostop",
+            Action::CancelAutostop => "cancel_autostop",
+        }
+    }
+
+    fn audit_action(self) -> AuditAction {
+        match self {
+            Action::Stop => AuditAction::Stop,
+            Action::Down => AuditAction::Down,
+            Action::Autostop { .. } => AuditAction::Autostop,
+            Action::CancelAutostop => AuditAction::CancelAutostop,
+        }
+    }
+
+    /// A sentence for confirmation pages and the audit detail.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Action::Stop => "stop".into(),
+            Action::Down => "tear down (terminate; its disks are deleted)".into(),
+            Action::Autostop { minutes, down } => format!(
+                "{} after {minutes} idle minute(s)",
+                if down { "tear down" } else { "stop" }
+            ),
+            Action::CancelAutostop => "cancel autostop".into(),
+        }
+    }
+}
+
+/// Why an action was not carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ActError {
+    /// The host database does not know the cluster.
+    NotFound(String),
+    /// The caller may not act on it.
+    Forbidden(String),
+    /// SkyPilot (or the way to it) failed: its error.
+    Failed(String),
+    /// The host database could not be read or written.
+    Internal(String),
+}
+
+impl std::fmt::Display for ActError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActError::NotFound(m)
+            | ActError::Forbidden(m)
+            | ActError::Failed(m)
+            | ActError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether `who` may act on `cluster`: an admin, or its owner.
+pub(crate) fn may_act(who: &Identity, cluster: &ClusterRow) -> bool {
+    who.is_admin()
+        || (!who.name.is_empty() && cluster.cluster.user_name.as_deref() == Some(who.name.as_str()))
+}
+
+/// The actor recorded in the audit table for a person acting through the web UI.
+pub(crate) fn actor(who: &Identity) -> String {
+    format!("web-ui:{}", who.name)
+}
+
+async fn audit(state: &Arc<WebState>, entry: AuditEntry) {
+    let path = state.db_path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        Store::open_writer(&path).and_then(|s| s.append_audit(&entry))
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "web UI: cannot write the audit entry"),
+        Err(e) => tracing::error!(error = %e, "web UI: the audit write did not complete"),
+    }
+}
+
+/// Carries out `action` on `cluster` for `who`, and audits it (refusals included).
+pub(crate) async fn act(
+    state: &Arc<WebState>,
+    who: &Identity,
+    cluster: &str,
+    action: Action,
+) -> Result<(), ActError> {
+    let name = cluster.to_string();
+    let row = state
+        .read(move |s| Ok(s.cluster_detail(&name)?.map(|d| d.row)))
+        .await
+        .map_err(|e| ActError::Internal(format!("{e:#}")))?;
+    let Some(row) = row.filter(|r| r.gone_at.is_none()) else {
+        return Err(ActError::NotFound(format!(
+            "cluster {cluster:?} is not in the host database (or SkyPilot no longer lists it)"
+        )));
+    };
+    let now = state.clock.now();
+    let mut entry = AuditEntry {
+        at: now,
+        actor: actor(who),
+        action: action.audit_action(),
+        cluster: Some(cluster.to_string()),
+        outcome: AuditOutcome::Ok,
+        detail: Some(action.describe()),
+    };
+    if !may_act(who, &row) {
+        let why = format!(
+            "{} ({}) may act only on their own clusters; {cluster:?} belongs to {}",
+            who.name,
+            who.role.as_str(),
+            row.cluster.user_name.as_deref().unwrap_or("nobody known")
+        );
+        entry.outcome = AuditOutcome::Refused;
+        entry.detail = Some(why.clone());
+        audit(state, entry).await;
+        return Err(ActError::Forbidden(why));
+    }
+    let sent = match action {
+        Action::Stop => state.sky.stop(cluster).await,
+        Action::Down => state.sky.down(cluster).await,
+        Action::Autostop { minutes, down } => state.sky.autostop(cluster, minutes, down).await,
+        Action::CancelAutostop => state.sky.autostop(cluster, -1, false).await,
+    };
+    entry.at = state.clock.now();
+    let result = match sent {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            entry.outcome = AuditOutcome::Error;
+            entry.detail = Some(format!("{}: {text}", action.describe()));
+            Err(ActError::Failed(text))
+        }
+    };
+    tracing::info!(
+        actor = %entry.actor,
+        action = action.name(),
+        cluster = %crate::terminal::clean(cluster),
+        outcome = %entry.outcome,
+        "web UI action"
+    );
+    audit(state, entry).await;
+    result
+}
+
+/// Records a login or logout (or a failed login) in the audit table.
+pub(crate) async fn audit_login(
+    state: &Arc<WebState>,
+    name: &str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    detail: Option<String>,
+) {
+    let entry = AuditEntry {
+        at: state.clock.now(),
+        actor: format!("web-ui:{name}"),
+        action,
+        cluster: None,
+        outcome,
+        detail,
+    };
+    audit(state, entry).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Cluster, ClusterStatus};
+    use crate::time::Timestamp;
+    use crate::web_ui::identity::{AuthMethod, Role};
+
+    fn req(action: &str, minutes: Option<&str>, down: Option<&str>) -> ActionRequest {
+        ActionRequest {
+            action: action.into(),
+            minutes: minutes.map(str::to_string),
+            down: down.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn actions_parse() {
+        assert_eq!(Action::parse(&req("stop", None, None)), Ok(Action::Stop));
+        assert_eq!(
+            Action::parse(&req("autostop", Some("30"), Some("on"))),
+            Ok(Action::Autostop {
+                minutes: 30,
+                down: true
+            })
+        );
+        assert!(Action::parse(&req("autostop", Some("0"), None)).is_err());
+        assert!(Action::parse(&req("autostop", Some("x"), None)).is_err());
+        assert!(Action::parse(&req("reboot", None, None))
+            .unwrap_err()
+            .contains("cancel_autostop"));
+    }
+
+    #[test]
+    fn owners_and_admins_may_act() {
+        let mut c = Cluster::bare("c", ClusterStatus::Up);
+        c.user_name = Some("bob".into());
+        let row = ClusterRow {
+            cluster: c,
+            hourly_cost: None,
+            total_cost: None,
+            first_seen: Timestamp::from_secs(1),
+            last_seen: Timestamp::from_secs(1),
+            last_changed: Timestamp::from_secs(1),
+            gone_at: None,
+        };
+        let who = |name: &str, role| Identity {
+            name: name.into(),
+            role,
+            method: AuthMethod::Session,
+        };
+        assert!(may_act(&who("bob", Role::Viewer), &row));
+        assert!(!may_act(&who("alice", Role::Viewer), &row));
+        assert!(may_act(&who("alice", Role::Admin), &row));
+        assert!(!may_act(&who("", Role::Viewer), &row));
+    }
+}

@@ -1,0 +1,251 @@
+//! The JSON API, `/api/v1/…`, under the console's auth (401 without it):
+//! - `GET /api/v1/clusters` (filters and order as the Clusters page: `status`, `cloud`,
+//!   `region`, `user`, `name`, `sort`, `desc`, `all`): the fleet report `status --json`
+//!   prints.
+//! - `GET /api/v1/clusters/{name}`: one cluster with its transitions and actions.
+//! - `GET /api/v1/actions?limit=N`: the audit log, newest first.
+//! - `POST /api/v1/actions` `{"cluster", "action": stop|down|autostop|cancel_autostop,
+//!   "minutes", "down"}`: acts (CSRF token needed with a session; none with an API token).
+//! - `GET /api/v1/health`: the API server's last health probe and the data's freshness.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::actions::{self, ActError, Action, ActionRequest};
+use super::identity::Identity;
+use super::WebState;
+use crate::cluster::ClusterStatus;
+use crate::store::{ClusterOrder, ClusterQuery};
+
+/// Most audit entries one request returns.
+const MAX_AUDIT: usize = 10_000;
+
+/// The filters and order of the cluster list (query string of the API and the page).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ClusterFilter {
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) cloud: Option<String>,
+    #[serde(default)]
+    pub(crate) region: Option<String>,
+    #[serde(default)]
+    pub(crate) user: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) sort: Option<String>,
+    #[serde(default)]
+    pub(crate) desc: Option<String>,
+    #[serde(default)]
+    pub(crate) all: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "on" | "yes"))
+}
+
+impl ClusterFilter {
+    /// The store query; an error names the parameter and what was expected.
+    pub(crate) fn query(&self) -> Result<ClusterQuery, String> {
+        let statuses = match nonempty(&self.status) {
+            None => Vec::new(),
+            Some(s) => s
+                .split(',')
+                .map(|p| p.trim().to_ascii_uppercase().parse::<ClusterStatus>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("status: {e}"))?,
+        };
+        let order = match nonempty(&self.sort) {
+            None => ClusterOrder::Name,
+            Some(s) => s.parse().map_err(|e| format!("sort: {e}"))?,
+        };
+        Ok(ClusterQuery {
+            include_gone: truthy(&self.all) || statuses.contains(&ClusterStatus::Gone),
+            statuses,
+            cloud: nonempty(&self.cloud),
+            region: nonempty(&self.region),
+            workspace: None,
+            user: nonempty(&self.user),
+            name_contains: nonempty(&self.name),
+            order,
+            descending: truthy(&self.desc),
+            limit: None,
+        })
+    }
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    tracing::warn!(error = %format!("{e:#}"), "web UI: API request failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
+}
+
+async fn clusters(State(state): State<Arc<WebState>>, Query(f): Query<ClusterFilter>) -> Response {
+    let q = match f.query() {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let now = state.clock.now();
+    let config = state.config.clone();
+    // Serialized on the blocking thread, next to the read.
+    let out = state
+        .read(move |store| {
+            let report = crate::fleet::report(store, &config, now, &q)?;
+            Ok(serde_json::to_vec(&report)?)
+        })
+        .await;
+    match out {
+        Ok(body) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn cluster(State(state): State<Arc<WebState>>, Path(name): Path<String>) -> Response {
+    let now = state.clock.now();
+    let config = state.config.clone();
+    let wanted = name.clone();
+    let out = state
+        .read(move |store| {
+            let fresh = crate::fleet::freshness_of(store, &config, now)?;
+            Ok(store.cluster_detail(&wanted)?.map(|d| (d, fresh)))
+        })
+        .await;
+    match out {
+        Ok(Some((detail, fresh))) => Json(json!({
+            "cluster": detail,
+            "age_secs": detail.row.cluster.launched_at.map(|t| now.age_since(t)),
+            "state": fresh,
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("cluster {name:?} is not in the host database"),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn audit_log(State(state): State<Arc<WebState>>, Query(p): Query<AuditParams>) -> Response {
+    let limit = p.limit.unwrap_or(100).min(MAX_AUDIT);
+    match state.read(move |s| Ok(s.audit(limit)?)).await {
+        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionBody {
+    cluster: String,
+    action: String,
+    #[serde(default)]
+    minutes: Option<serde_json::Value>,
+    #[serde(default)]
+    down: Option<bool>,
+}
+
+async fn post_action(
+    State(state): State<Arc<WebState>>,
+    Extension(who): Extension<Identity>,
+    body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected a JSON body {{\"cluster\", \"action\", \"minutes\", \"down\"}}: {e}"
+                ),
+            )
+        }
+    };
+    let req = ActionRequest {
+        action: body.action,
+        minutes: body.minutes.map(|m| match m {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }),
+        down: body.down.map(|d| d.to_string()),
+    };
+    let action = match Action::parse(&req) {
+        Ok(a) => a,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    match actions::act(&state, &who, &body.cluster, action).await {
+        Ok(()) => Json(json!({
+            "cluster": body.cluster,
+            "action": action.name(),
+            "outcome": "ok",
+        }))
+        .into_response(),
+        Err(ActError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(ActError::Forbidden(m)) => error(StatusCode::FORBIDDEN, m),
+        Err(ActError::Failed(m)) => error(StatusCode::BAD_GATEWAY, m),
+        Err(ActError::Internal(m)) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+    }
+}
+
+async fn health(State(state): State<Arc<WebState>>) -> Response {
+    let now = state.clock.now();
+    let config = state.config.clone();
+    match state
+        .read(move |s| {
+            Ok((
+                s.api_server_health()?,
+                crate::fleet::freshness_of(s, &config, now)?,
+            ))
+        })
+        .await
+    {
+        Ok((api, fresh)) => Json(json!({
+            "web_ui": { "version": env!("CARGO_PKG_VERSION") },
+            "api_server": api,
+            "state": fresh,
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// The JSON API's routes, with their guards.
+pub(crate) fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/api/v1/clusters", get(clusters))
+        .route("/api/v1/clusters/{name}", get(cluster))
+        .route("/api/v1/actions", get(audit_log).post(post_action))
+        .route("/api/v1/health", get(health))
+        .layer(axum::middleware::from_fn(super::auth::require_csrf))
+        .layer(axum::middleware::from_fn(super::auth::require_api))
+        .layer(axum::middleware::from_fn(
+            super::auth::headers::security_headers,
+        ))
+        .with_state(state)
+}

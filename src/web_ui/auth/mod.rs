@@ -1,0 +1,456 @@
+//! Authentication of every request, one file per concern: [`session`] (the console's
+//! cookie sessions), [`csrf`], [`headers`] (security headers), [`rate_limit`] (logins).
+//!
+//! [`identify`] runs on every route, the gateway's included. It looks at the request's
+//! credentials, in this order:
+//! - `Authorization: Bearer sky_…`: a SkyPilot service-account token. Not verified here
+//!   (SkyPilot verifies it); marked [`AuthMethod::SkyPilotServiceAccount`] with an empty
+//!   name, for the gateway to pass through. The console and the JSON API do not accept it.
+//! - `Authorization: Bearer shtok_…`: one of our API tokens (the tokens file).
+//! - `Authorization: Basic …`: a user of the users file (SkyPilot's CLI sends this on
+//!   every request). A successful check is remembered for [`BASIC_CACHE_SECS`] under a
+//!   keyed hash of the credentials, so argon2 does not run per request.
+//! - The session cookie: a live console session.
+//!
+//! Valid credentials: an [`Identity`] is inserted into the request's extensions.
+//! Invalid credentials: 401 (429 once the login rate limit is reached), counted by the
+//! rate limiter. None (or an unknown or expired session cookie): the request goes on
+//! without an Identity, and each route decides (the console redirects to its login page,
+//! the JSON API answers 401, the gateway does what it must).
+
+pub(crate) mod csrf;
+pub(crate) mod headers;
+pub(crate) mod rate_limit;
+pub(crate) mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use blake2::digest::consts::U32;
+use blake2::digest::{KeyInit, Mac};
+use blake2::Blake2bMac;
+
+use super::identity::{AuthMethod, Identity, Role};
+use super::WebState;
+use crate::time::Timestamp;
+
+/// How long a verified Basic credential is trusted without running argon2 again.
+pub(crate) const BASIC_CACHE_SECS: f64 = 300.0;
+/// Most Basic credentials remembered.
+pub(crate) const BASIC_CACHE_ENTRIES: usize = 1024;
+/// Largest console form read when looking for its CSRF token.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The session a request came with (for the CSRF check and logout).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRef {
+    pub(crate) id: String,
+    pub(crate) csrf: String,
+}
+
+/// Verified Basic credentials, keyed by a keyed hash of `name:password` (so the
+/// passwords themselves are not kept).
+pub(crate) struct BasicCache {
+    key: [u8; 32],
+    entries: Mutex<HashMap<[u8; 32], (String, Role, Timestamp)>>,
+}
+
+impl BasicCache {
+    pub(crate) fn new() -> anyhow::Result<BasicCache> {
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key)
+            .map_err(|e| anyhow::anyhow!("cannot read random bytes from the system: {e}"))?;
+        Ok(BasicCache {
+            key,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn digest(&self, name: &str, password: &str) -> [u8; 32] {
+        // A 32-byte key is always accepted by BLAKE2b; the fallback never runs.
+        let Ok(mut mac) = <Blake2bMac<U32> as KeyInit>::new_from_slice(&self.key) else {
+            return [0u8; 32];
+        };
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn get(&self, name: &str, password: &str, now: Timestamp) -> Option<(String, Role)> {
+        let d = self.digest(name, password);
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&d)
+            .filter(|(_, _, until)| *until > now)
+            .map(|(n, r, _)| (n.clone(), *r))
+    }
+
+    fn put(&self, name: &str, password: &str, role: Role, now: Timestamp) {
+        let d = self.digest(name, password);
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= BASIC_CACHE_ENTRIES {
+            map.retain(|_, (_, _, until)| *until > now);
+            if map.len() >= BASIC_CACHE_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(d, (name.to_string(), role, now.plus_secs(BASIC_CACHE_SECS)));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The client's address, as the connection says (loopback when unknown, in tests that
+/// call the router directly).
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
+}
+
+/// The value of one cookie.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoginError {
+    /// Wrong name or password.
+    Invalid,
+    /// Too many failures: retry after this many seconds.
+    Limited(u64),
+    /// The check itself could not run.
+    Internal,
+}
+
+impl WebState {
+    /// Checks a name and password (console login or Basic auth), within the rate limits.
+    pub(crate) async fn check_password(
+        self: &Arc<Self>,
+        name: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<(String, Role), LoginError> {
+        let now = self.clock.now();
+        if let Some(hit) = self.basic_cache.get(name, password, now) {
+            return Ok(hit);
+        }
+        self.limiter
+            .check(client, name, now)
+            .map_err(LoginError::Limited)?;
+        let user = self.users.get(name).cloned();
+        let hash = user
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.clone(), |u| u.hash.clone());
+        let password_owned = password.to_string();
+        // argon2 takes ~19 MiB and tens of milliseconds: bounded, on blocking threads.
+        let Ok(_slot) = self.argon_slots.acquire().await else {
+            return Err(LoginError::Internal);
+        };
+        let ok = tokio::task::spawn_blocking(move || {
+            super::users::verify_password(&hash, &password_owned)
+        })
+        .await
+        .map_err(|_| LoginError::Internal)?;
+        let now = self.clock.now();
+        match user {
+            Some(u) if ok => {
+                self.limiter.success(name);
+                self.basic_cache.put(name, password, u.role, now);
+                Ok((u.name, u.role))
+            }
+            _ => {
+                self.limiter.failure(client, name, now);
+                tracing::info!(user = %crate::terminal::clean(name), %client, "web UI: failed login");
+                Err(LoginError::Invalid)
+            }
+        }
+    }
+}
+
+/// What the request's credentials say.
+enum Credentials {
+    None,
+    Valid(Identity, Option<SessionRef>),
+    Invalid(Response),
+}
+
+fn unauthorized(message: &str, scheme: &'static str) -> Response {
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+    resp
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({
+            "error": format!("too many failed logins from this address or for this user; retry in {retry_after} s")
+        })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    resp
+}
+
+const BASIC_REALM: &str = "Basic realm=\"skypilot-host\", charset=\"UTF-8\"";
+const BEARER_REALM: &str = "Bearer realm=\"skypilot-host\"";
+
+async fn credentials(state: &Arc<WebState>, headers: &HeaderMap, client: IpAddr) -> Credentials {
+    if let Some(auth) = headers.get(AUTHORIZATION) {
+        let Ok(auth) = auth.to_str() else {
+            return Credentials::Invalid(unauthorized(
+                "the Authorization header is not text",
+                BASIC_REALM,
+            ));
+        };
+        let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.starts_with("sky_") {
+                return Credentials::Valid(
+                    Identity {
+                        name: String::new(),
+                        role: Role::Viewer,
+                        method: AuthMethod::SkyPilotServiceAccount,
+                    },
+                    None,
+                );
+            }
+            let now = state.clock.now();
+            if let Err(wait) = state.limiter.check(client, "", now) {
+                return Credentials::Invalid(too_many(wait));
+            }
+            return match state.users.token(rest) {
+                Some((name, role)) => Credentials::Valid(
+                    Identity {
+                        name,
+                        role,
+                        method: AuthMethod::Bearer,
+                    },
+                    None,
+                ),
+                None => {
+                    state.limiter.failure(client, "", now);
+                    Credentials::Invalid(unauthorized("unknown API token", BEARER_REALM))
+                }
+            };
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+                return Credentials::Invalid(unauthorized(
+                    "Basic credentials are not base64 of NAME:PASSWORD",
+                    BASIC_REALM,
+                ));
+            };
+            return match state.check_password(name, password, client).await {
+                Ok((name, role)) => Credentials::Valid(
+                    Identity {
+                        name,
+                        role,
+                        method: AuthMethod::Basic,
+                    },
+                    None,
+                ),
+                Err(LoginError::Limited(wait)) => Credentials::Invalid(too_many(wait)),
+                Err(LoginError::Invalid) => {
+                    Credentials::Invalid(unauthorized("wrong user name or password", BASIC_REALM))
+                }
+                Err(LoginError::Internal) => Credentials::Invalid(
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the password check did not complete\n",
+                    )
+                        .into_response(),
+                ),
+            };
+        }
+        return Credentials::Invalid(unauthorized(
+            "unsupported Authorization scheme: expected Basic or Bearer",
+            BASIC_REALM,
+        ));
+    }
+    if let Some(id) = cookie(headers, session::COOKIE) {
+        if let Some(s) = state.sessions.get(id, state.clock.now()) {
+            return Credentials::Valid(
+                Identity {
+                    name: s.name,
+                    role: s.role,
+                    method: AuthMethod::Session,
+                },
+                Some(SessionRef {
+                    id: id.to_string(),
+                    csrf: s.csrf,
+                }),
+            );
+        }
+    }
+    Credentials::None
+}
+
+/// The middleware every route runs behind: inserts the request's [`Identity`] (see the
+/// module's documentation), answers 401/429 itself for invalid credentials.
+pub(crate) async fn identify(
+    State(state): State<Arc<WebState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // Nobody may hand us an identity of their own making.
+    req.extensions_mut().remove::<Identity>();
+    req.extensions_mut().remove::<SessionRef>();
+    let client = client_ip(&req);
+    match credentials(&state, req.headers(), client).await {
+        Credentials::None => {}
+        Credentials::Valid(identity, session) => {
+            req.extensions_mut().insert(identity);
+            if let Some(s) = session {
+                req.extensions_mut().insert(s);
+            }
+        }
+        Credentials::Invalid(resp) => return resp,
+    }
+    next.run(req).await
+}
+
+/// The identity of a request, when it is one the console and the JSON API accept (a
+/// SkyPilot service-account token is not a login here).
+pub(crate) fn console_identity(req: &Request) -> Option<&Identity> {
+    req.extensions()
+        .get::<Identity>()
+        .filter(|i| i.method != AuthMethod::SkyPilotServiceAccount && !i.name.is_empty())
+}
+
+/// Guards the JSON API: 401 without an accepted identity.
+pub(crate) async fn require_api(req: Request, next: Next) -> Response {
+    if console_identity(&req).is_none() {
+        return unauthorized(
+            "authentication required: a console session, Basic credentials or an API token",
+            BEARER_REALM,
+        );
+    }
+    next.run(req).await
+}
+
+/// Guards the console's pages: a redirect to the login page without an accepted identity.
+pub(crate) async fn require_page(req: Request, next: Next) -> Response {
+    if console_identity(&req).is_none() {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/console/", |p| p.as_str());
+        let next_q: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let mut resp = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("/console/login?next={next_q}")) {
+            resp.headers_mut().insert(LOCATION, v);
+        }
+        return resp;
+    }
+    next.run(req).await
+}
+
+fn forbidden(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
+}
+
+/// CSRF check of every state-changing console and API request: with a session, the
+/// session's token in the `X-CSRF-Token` header or the form field `csrf_token`; with an
+/// API token, none (a browser never sends one on its own); with Basic credentials,
+/// refused (a browser may resend cached Basic credentials on a forged request).
+pub(crate) async fn require_csrf(req: Request, next: Next) -> Response {
+    if matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return next.run(req).await;
+    }
+    let method = req.extensions().get::<Identity>().map(|i| i.method);
+    match method {
+        Some(AuthMethod::Bearer) => return next.run(req).await,
+        Some(AuthMethod::Session) => {}
+        _ => return forbidden(
+            "state-changing requests need a console session and its CSRF token, or an API token",
+        ),
+    }
+    let Some(expected) = req.extensions().get::<SessionRef>().map(|s| s.csrf.clone()) else {
+        return forbidden("no session: log in again");
+    };
+    if csrf::from_header(req.headers()).is_some_and(|t| csrf::matches(&expected, t)) {
+        return next.run(req).await;
+    }
+    // Look in the form body; put it back for the handler.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return forbidden("the form is too large");
+    };
+    let found = url::form_urlencoded::parse(&bytes)
+        .any(|(k, v)| k == csrf::FIELD && csrf::matches(&expected, &v));
+    if !found {
+        return forbidden("missing or wrong CSRF token: reload the page and try again");
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_cache_is_keyed_and_expires() {
+        let c = BasicCache::new().unwrap();
+        let t = Timestamp::from_secs(1000);
+        c.put("alice", "pw", Role::Admin, t);
+        assert_eq!(c.get("alice", "pw", t), Some(("alice".into(), Role::Admin)));
+        assert_eq!(c.get("alice", "pw2", t), None);
+        assert_eq!(c.get("alicep", "w", t), None);
+        assert_eq!(c.get("alice", "pw", t.plus_secs(BASIC_CACHE_SECS)), None);
+        for i in 0..BASIC_CACHE_ENTRIES + 5 {
+            c.put(&format!("u{i}"), "pw", Role::Viewer, t);
+        }
+        assert!(c.len() <= BASIC_CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; skyhost_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, "skyhost_session"), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Console sessions: a random id in an HttpOnly cookie, the session itself on the server
+//! with an absolute expiry. The time is passed in (tests control the clock).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::time::Timestamp;
+use crate::web_ui::identity::Role;
+
+/// Name of the session cookie.
+pub(crate) const COOKIE: &str = "skyhost_session";
+/// Most sessions held at once; past it, expired ones are dropped, then the oldest.
+pub(crate) const MAX_SESSIONS: usize = 10_000;
+
+/// One logged-in browser.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    /// The CSRF token every state-changing request of this session must carry.
+    pub(crate) csrf: String,
+    pub(crate) created: Timestamp,
+    pub(crate) expires: Timestamp,
+}
+
+/// The server-side session store.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    by_id: Mutex<HashMap<String, Session>>,
+    lifetime_secs: f64,
+    max: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(lifetime_secs: u64, max: usize) -> Sessions {
+        Sessions {
+            by_id: Mutex::new(HashMap::new()),
+            lifetime_secs: std::time::Duration::from_secs(lifetime_secs).as_secs_f64(),
+            max: max.max(1),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a session; returns its id (the cookie's value) and the session.
+    pub(crate) fn create(
+        &self,
+        name: &str,
+        role: Role,
+        now: Timestamp,
+    ) -> anyhow::Result<(String, Session)> {
+        let id = crate::web_ui::users::random_token(32)?;
+        let session = Session {
+            name: name.to_string(),
+            role,
+            csrf: crate::web_ui::users::random_token(32)?,
+            created: now,
+            expires: now.plus_secs(self.lifetime_secs),
+        };
+        let mut map = self.map();
+        if map.len() >= self.max {
+            map.retain(|_, s| s.expires > now);
+        }
+        if map.len() >= self.max {
+            let oldest = map
+                .iter()
+                .min_by(|a, b| {
+                    a.1.created
+                        .partial_cmp(&b.1.created)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
+        map.insert(id.clone(), session.clone());
+        Ok((id, session))
+    }
+
+    /// The live session with this id; an expired one is removed.
+    pub(crate) fn get(&self, id: &str, now: Timestamp) -> Option<Session> {
+        let mut map = self.map();
+        match map.get(id) {
+            Some(s) if s.expires > now => Some(s.clone()),
+            Some(_) => {
+                map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session (logout).
+    pub(crate) fn remove(&self, id: &str) -> bool {
+        self.map().remove(id).is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_and_end() {
+        let s = Sessions::new(60, 10);
+        let t0 = Timestamp::from_secs(1000);
+        let (id, sess) = s.create("alice", Role::Admin, t0).unwrap();
+        assert_eq!(sess.expires, Timestamp::from_secs(1060));
+        assert!(s.get(&id, Timestamp::from_secs(1059)).is_some());
+        assert!(s.get(&id, Timestamp::from_secs(1060)).is_none());
+        assert_eq!(s.len(), 0, "an expired session is dropped");
+        let (id2, _) = s.create("alice", Role::Admin, t0).unwrap();
+        assert_ne!(id, id2);
+        assert!(s.remove(&id2));
+        assert!(s.get(&id2, t0).is_none());
+    }
+
+    #[test]
+    fn the_store_is_bounded() {
+        let s = Sessions::new(60, 3);
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(
+                s.create("a", Role::Viewer, Timestamp::from_secs(i))
+                    .unwrap()
+                    .0,
+            );
+        }
+        assert_eq!(s.len(), 3);
+        assert!(
+            s.get(&ids[0], Timestamp::from_secs(5)).is_none(),
+            "oldest evicted"
+        );
+        assert!(s.get(&ids[4], Timestamp::from_secs(5)).is_some());
+    }
+}

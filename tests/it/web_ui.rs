@@ -1,0 +1,753 @@
+//! The web UI: its route table under every kind of credential, CSRF, per-owner control,
+//! escaping of what SkyPilot and its users say, session expiry, login rate limits, the
+//! refusal to listen beyond loopback without users, and TLS. The host database is
+//! filled by the real cluster manager binary polling the simulator.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use skypilot_host::config::Config;
+use skypilot_host::time::{Clock, SystemClock, Timestamp};
+
+use crate::support::clock::TestClock;
+use crate::support::host::{bin, cluster, free_port, Host, HostProcess};
+use crate::support::sim::{Op, Outcome, SimCluster, SimStatus, Simulator};
+use crate::support::web::{http, tokens_file, users_file, Browser, WebUi};
+
+fn later(t: Timestamp, secs: f64) -> Timestamp {
+    Timestamp::from_secs_f64(t.secs_since(Timestamp::from_secs(0)) + secs)
+}
+
+const ADMIN: (&str, &str, &str) = ("alice", "alice-password", "admin");
+const VIEWER: (&str, &str, &str) = ("bob", "bob-password", "viewer");
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A simulated fleet recorded by the cluster manager, and a web UI over it.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    sim: Simulator,
+    host: Host,
+    _manager: HostProcess,
+    web: Option<WebUi>,
+    token: String,
+}
+
+impl Setup {
+    /// `extra` adds clusters to the simulated fleet; `tweak` changes the config.
+    fn new(extra: &[SimCluster], tweak: impl FnOnce(&mut Config)) -> Setup {
+        let rt = runtime();
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.add_cluster(SimCluster::new("web-a").user("alice", "a1"));
+        sim.add_cluster(SimCluster::new("web-b").user("bob", "b2"));
+        sim.add_cluster(
+            SimCluster::new("web-c")
+                .user("alice", "a1")
+                .status(SimStatus::Stopped),
+        );
+        for c in extra {
+            sim.add_cluster(c.clone());
+        }
+        let names = sim.cluster_names();
+        let host = Host::new(&sim.url(), 1, 3600);
+        let manager = host.spawn_manager();
+        host.wait_status("the fleet is recorded", Duration::from_secs(30), |s| {
+            names.iter().all(|n| cluster(s, n).is_some())
+        });
+        let users = users_file(host.dir.path(), &[ADMIN, VIEWER]);
+        let (tokens, token) = tokens_file(host.dir.path(), "ci-bot", "admin");
+        let mut config = Config::default();
+        config.skypilot.api_url = sim.url();
+        config.skypilot.request_timeout_secs = 5;
+        config.skypilot.connect_attempts = 1;
+        config.cluster_manager.database = host.db.clone();
+        config.web_ui.users_file = Some(users);
+        config.web_ui.tokens_file = Some(tokens);
+        tweak(&mut config);
+        let clock = TestClock::new(SystemClock.now());
+        let web = rt.block_on(WebUi::start(config, clock));
+        Setup {
+            rt,
+            sim,
+            host,
+            _manager: manager,
+            web: Some(web),
+            token,
+        }
+    }
+
+    fn web(&self) -> &WebUi {
+        self.web.as_ref().unwrap()
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(&self.web().base, http())
+    }
+
+    fn logged_in(&self, who: (&str, &str, &str)) -> Browser {
+        let mut b = self.browser();
+        self.rt.block_on(b.login(who.0, who.1));
+        b
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        let b = self.logged_in(ADMIN);
+        let a = self.rt.block_on(b.get("/api/v1/actions?limit=1000"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        v["entries"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(w) = self.web.take() {
+            self.rt.block_on(w.stop());
+        }
+    }
+}
+
+/// Pages: without a login, a redirect to the login page naming where to come back.
+const PAGES: [&str; 8] = [
+    "/console/",
+    "/console/clusters?status=UP",
+    "/console/clusters/web-a",
+    "/console/clusters/web-a/actions/stop",
+    "/console/audit",
+    "/console/autostop",
+    "/console/services",
+    "/console/config",
+];
+/// Forms: without a login, a redirect too.
+const PAGE_POSTS: [&str; 2] = ["/console/clusters/web-a/actions/stop", "/console/logout"];
+/// The JSON API: without a login, 401.
+const API: [&str; 4] = [
+    "/api/v1/clusters",
+    "/api/v1/clusters/web-a",
+    "/api/v1/actions",
+    "/api/v1/health",
+];
+/// Open to all.
+const OPEN: [&str; 4] = [
+    "/healthz",
+    "/console/login",
+    "/console/static/console.css",
+    "/console/static/refresh.js",
+];
+
+fn security_headers_present(a: &crate::support::web::Answer, what: &str) {
+    let csp = a.header("content-security-policy");
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "{what}: CSP {csp:?}"
+    );
+    assert!(csp.contains("script-src 'self'"), "{what}: CSP {csp:?}");
+    assert!(!csp.contains("unsafe-inline"), "{what}: CSP {csp:?}");
+    assert_eq!(a.header("x-content-type-options"), "nosniff", "{what}");
+    assert!(!a.header("referrer-policy").is_empty(), "{what}");
+}
+
+#[test]
+fn every_route_refuses_strangers_and_forged_requests() {
+    let s = Setup::new(&[], |_| {});
+    let rt = &s.rt;
+    let anon = s.browser();
+    // Nobody: pages redirect to the login, the API answers 401, the open routes answer.
+    for path in PAGES {
+        let a = rt.block_on(anon.get(path));
+        assert_eq!(a.status, 303, "GET {path}: {}", a.body);
+        let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        assert_eq!(
+            a.header("location"),
+            format!("/console/login?next={next}"),
+            "GET {path}"
+        );
+        security_headers_present(&a, path);
+    }
+    for path in PAGE_POSTS {
+        let a = rt.block_on(anon.post(path, &[("action", "stop")], false));
+        assert_eq!(a.status, 303, "POST {path}: {}", a.body);
+        assert!(
+            a.header("location").starts_with("/console/login"),
+            "POST {path}"
+        );
+    }
+    for path in API {
+        let a = rt.block_on(anon.get(path));
+        assert_eq!(a.status, 401, "GET {path}: {}", a.body);
+        security_headers_present(&a, path);
+    }
+    let a = rt.block_on(anon.post("/api/v1/actions", &[("cluster", "web-a")], false));
+    assert_eq!(a.status, 401, "POST /api/v1/actions: {}", a.body);
+    for path in OPEN {
+        let a = rt.block_on(anon.get(path));
+        assert_eq!(a.status, 200, "GET {path}: {}", a.body);
+    }
+
+    // A SkyPilot service-account token is for the gateway, not a login here.
+    let sa = |path: &str| {
+        rt.block_on(
+            http()
+                .get(format!("{}{path}", s.web().base))
+                .bearer_auth("sky_0123456789abcdef")
+                .send(),
+        )
+        .unwrap()
+        .status()
+        .as_u16()
+    };
+    assert_eq!(sa("/api/v1/clusters"), 401);
+    assert_eq!(sa("/console/clusters"), 303);
+    // Wrong credentials of each kind: 401 from the middleware, on any route.
+    for path in ["/api/v1/clusters", "/console/", "/dashboard/"] {
+        let wrong_basic = rt
+            .block_on(
+                http()
+                    .get(format!("{}{path}", s.web().base))
+                    .basic_auth("alice", Some("not-her-password"))
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(wrong_basic.status().as_u16(), 401, "{path}");
+        let wrong_token = rt
+            .block_on(
+                http()
+                    .get(format!("{}{path}", s.web().base))
+                    .bearer_auth("shtok_nottherealone")
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(wrong_token.status().as_u16(), 401, "{path}");
+    }
+    // Right credentials of each kind reach the API.
+    let basic = rt
+        .block_on(
+            http()
+                .get(format!("{}/api/v1/clusters", s.web().base))
+                .basic_auth("bob", Some("bob-password"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(basic.status().as_u16(), 200);
+    let token = rt
+        .block_on(
+            http()
+                .get(format!("{}/api/v1/health", s.web().base))
+                .bearer_auth(&s.token)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(token.status().as_u16(), 200);
+
+    // The login form itself needs its CSRF token.
+    let a = rt.block_on(anon.post(
+        "/console/login",
+        &[("username", "alice"), ("password", "alice-password")],
+        false,
+    ));
+    assert_eq!(a.status, 403, "login without CSRF: {}", a.body);
+
+    // Logged in, but without the CSRF token: 403 and nothing sent to SkyPilot.
+    let alice = s.logged_in(ADMIN);
+    for path in PAGE_POSTS {
+        let a = rt.block_on(alice.post(path, &[("action", "stop")], false));
+        assert_eq!(a.status, 403, "POST {path} without CSRF: {}", a.body);
+    }
+    let wrong = rt
+        .block_on(
+            alice
+                .http
+                .post(format!(
+                    "{}/console/clusters/web-a/actions/stop",
+                    s.web().base
+                ))
+                .header(
+                    "cookie",
+                    format!("skyhost_session={}", alice.session.clone().unwrap()),
+                )
+                .form(&[("action", "stop"), ("csrf_token", "forged")])
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    let json_post = rt
+        .block_on(
+            alice
+                .http
+                .post(format!("{}/api/v1/actions", s.web().base))
+                .header(
+                    "cookie",
+                    format!("skyhost_session={}", alice.session.clone().unwrap()),
+                )
+                .json(&serde_json::json!({"cluster": "web-a", "action": "stop"}))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(json_post.status().as_u16(), 403);
+    // Basic credentials a browser may have cached do not make a state change either.
+    let basic_post = rt
+        .block_on(
+            http()
+                .post(format!("{}/api/v1/actions", s.web().base))
+                .basic_auth("alice", Some("alice-password"))
+                .json(&serde_json::json!({"cluster": "web-a", "action": "stop"}))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(basic_post.status().as_u16(), 403);
+    assert!(
+        s.sim.requests_for(Op::Stop).is_empty(),
+        "a forged request reached SkyPilot"
+    );
+    // Every page answers the logged-in person, with the security headers.
+    for path in PAGES {
+        let a = rt.block_on(alice.get(path));
+        assert_eq!(a.status, 200, "GET {path} logged in: {}", a.body);
+        security_headers_present(&a, path);
+    }
+}
+
+#[test]
+fn admins_act_viewers_only_on_their_own_clusters_and_all_is_audited() {
+    let s = Setup::new(&[], |_| {});
+    let rt = &s.rt;
+    let alice = s.logged_in(ADMIN);
+    let bob = s.logged_in(VIEWER);
+
+    // Bob may not stop alice's cluster: refused, audited, nothing sent.
+    let page = rt.block_on(bob.get("/console/clusters/web-a/actions/stop"));
+    assert_eq!(page.status, 403, "{}", page.body);
+    let a = rt.block_on(bob.post("/console/clusters/web-a/actions/stop", &[], true));
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(s.sim.requests_for(Op::Stop).is_empty());
+    let list = rt.block_on(bob.get("/console/clusters"));
+    assert!(
+        !list.body.contains("/console/clusters/web-a/actions/"),
+        "bob is offered actions on alice's cluster"
+    );
+    assert!(list.body.contains("/console/clusters/web-b/actions/stop"));
+
+    // Bob may set autostop on his own.
+    let confirm = rt.block_on(bob.get("/console/clusters/web-b/actions/autostop"));
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let a = rt.block_on(bob.post(
+        "/console/clusters/web-b/actions/autostop",
+        &[("action", "autostop"), ("minutes", "45")],
+        true,
+    ));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(s.sim.cluster("web-b").unwrap().autostop, 45);
+
+    // Alice stops anyone's cluster; SkyPilot gets it.
+    let a = rt.block_on(alice.post("/console/clusters/web-b/actions/stop", &[], true));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let stops = s.sim.requests_for(Op::Stop);
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].body["cluster_name"], "web-b");
+
+    // A failure of SkyPilot is shown and audited with its error.
+    s.sim.set_outcome_for(
+        Op::Down,
+        "web-a",
+        Outcome::fail("CloudUserIdentityError", "no AWS credentials found"),
+    );
+    let a = rt.block_on(alice.post("/console/clusters/web-a/actions/down", &[], true));
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert!(a.body.contains("no AWS credentials found"), "{}", a.body);
+
+    // An API token acts without a session (no CSRF: a browser never sends it by itself).
+    let a = rt
+        .block_on(
+            http()
+                .post(format!("{}/api/v1/actions", s.web().base))
+                .bearer_auth(&s.token)
+                .json(&serde_json::json!({"cluster": "web-a", "action": "autostop", "minutes": 30, "down": true}))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 200);
+    assert_eq!(s.sim.cluster("web-a").unwrap().autostop, 30);
+
+    let audit = s.audit();
+    let find = |actor: &str, action: &str, cluster: &str| {
+        audit
+            .iter()
+            .find(|e| e["actor"] == actor && e["action"] == action && e["cluster"] == cluster)
+            .unwrap_or_else(|| panic!("no audit entry {actor} {action} {cluster} in {audit:#?}"))
+            .clone()
+    };
+    assert_eq!(find("web-ui:bob", "stop", "web-a")["outcome"], "refused");
+    assert_eq!(find("web-ui:bob", "autostop", "web-b")["outcome"], "ok");
+    assert_eq!(find("web-ui:alice", "stop", "web-b")["outcome"], "ok");
+    let down = find("web-ui:alice", "down", "web-a");
+    assert_eq!(down["outcome"], "error");
+    assert!(down["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no AWS credentials found"));
+    assert_eq!(find("web-ui:ci-bot", "autostop", "web-a")["outcome"], "ok");
+    assert!(audit
+        .iter()
+        .any(|e| e["actor"] == "web-ui:alice" && e["action"] == "login"));
+
+    // The audit log page and the cluster page show it.
+    let page = rt.block_on(alice.get("/console/audit"));
+    assert!(page.body.contains("web-ui:bob") && page.body.contains("refused"));
+    let page = rt.block_on(alice.get("/console/clusters/web-a"));
+    assert!(
+        page.body.contains("/dashboard/clusters/web-a"),
+        "link to SkyPilot's dashboard"
+    );
+    assert!(page.body.contains("no AWS credentials found"));
+}
+
+#[test]
+fn html_from_skypilot_and_its_users_is_escaped() {
+    let evil_user = "<script>alert('user')</script>";
+    let evil_cluster = "evil<img src=x onerror=alert(1)>";
+    let s = Setup::new(
+        &[SimCluster::new(evil_cluster).user(evil_user, "e1")],
+        |_| {},
+    );
+    let rt = &s.rt;
+    let evil_error = "<b onmouseover=alert(2)>denied</b>";
+    s.sim.set_outcome_for(
+        Op::Stop,
+        evil_cluster,
+        Outcome::fail("CloudUserIdentityError", evil_error),
+    );
+    let alice = s.logged_in(ADMIN);
+    let encoded: String = url::form_urlencoded::byte_serialize(evil_cluster.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    let action = format!("/console/clusters/{encoded}/actions/stop");
+    let a = rt.block_on(alice.post(&action, &[], true));
+    assert_eq!(a.status, 502, "{}", a.body);
+    let mut pages = vec![a.body];
+    for path in [
+        "/console/clusters".to_string(),
+        format!("/console/clusters/{encoded}"),
+        "/console/audit".to_string(),
+        "/console/".to_string(),
+        format!(
+            "/console/clusters?user={}",
+            url::form_urlencoded::byte_serialize(evil_user.as_bytes()).collect::<String>()
+        ),
+    ] {
+        let p = rt.block_on(alice.get(&path));
+        assert_eq!(p.status, 200, "{path}: {}", p.body);
+        pages.push(p.body);
+    }
+    for (i, body) in pages.iter().enumerate() {
+        for raw in [evil_user, "<img src=x", "<b onmouseover"] {
+            assert!(!body.contains(raw), "page {i} contains {raw:?} unescaped");
+        }
+    }
+    assert!(
+        pages[1].contains("&lt;script&gt;alert('user')&lt;/script&gt;")
+            || pages[1].contains("&lt;script&gt;alert(&#39;user&#39;)&lt;/script&gt;"),
+        "the user is shown, escaped"
+    );
+    assert!(
+        pages[0].contains("&lt;b onmouseover=alert(2)&gt;denied&lt;/b&gt;"),
+        "the error is shown, escaped: {}",
+        pages[0]
+    );
+}
+
+#[test]
+fn sessions_expire_and_logout_ends_them() {
+    let s = Setup::new(&[], |c| c.web_ui.session_lifetime_secs = 600);
+    let rt = &s.rt;
+    let alice = s.logged_in(ADMIN);
+    let t0 = s.web().clock.now();
+    s.web().clock.set(later(t0, 599.0));
+    assert_eq!(rt.block_on(alice.get("/console/clusters")).status, 200);
+    s.web().clock.set(later(t0, 601.0));
+    let a = rt.block_on(alice.get("/console/clusters"));
+    assert_eq!(a.status, 303, "an expired session is no login");
+    assert!(a.header("location").starts_with("/console/login"));
+    let a = rt.block_on(alice.get("/api/v1/clusters"));
+    assert_eq!(a.status, 401);
+
+    let bob = s.logged_in(VIEWER);
+    let out = rt.block_on(bob.post("/console/logout", &[], true));
+    assert_eq!(out.status, 303);
+    let gone = crate::support::web::set_cookie(&out.headers, "skyhost_session").unwrap();
+    assert!(gone.contains("Max-Age=0"), "{gone}");
+    assert_eq!(
+        rt.block_on(bob.get("/console/")).status,
+        303,
+        "the session ended on the server"
+    );
+}
+
+#[test]
+fn session_cookies_are_http_only_and_same_site() {
+    let s = Setup::new(&[], |_| {});
+    let mut b = s.browser();
+    let a = s.rt.block_on(b.try_login("alice", "alice-password"));
+    let c = crate::support::web::set_cookie(&a.headers, "skyhost_session").unwrap();
+    assert!(c.contains("HttpOnly"), "{c}");
+    assert!(
+        c.contains("SameSite=Lax") || c.contains("SameSite=Strict"),
+        "{c}"
+    );
+    assert!(!c.contains("Secure"), "plain HTTP on loopback: {c}");
+}
+
+#[test]
+fn logins_are_rate_limited_per_user_and_per_client() {
+    let s = Setup::new(&[], |c| {
+        c.web_ui.login_failures_per_user = 3;
+        c.web_ui.login_failures_per_client = 5;
+        c.web_ui.login_window_secs = 60;
+    });
+    let rt = &s.rt;
+    let mut b = s.browser();
+    for _ in 0..3 {
+        assert_eq!(rt.block_on(b.try_login("alice", "wrong")).status, 401);
+    }
+    // Locked: even the right password is refused, with a Retry-After.
+    let a = rt.block_on(b.try_login("alice", "alice-password"));
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.header("retry-after").parse::<u64>().unwrap() > 0);
+    // Basic auth counts against the same limits.
+    let basic = rt
+        .block_on(
+            http()
+                .get(format!("{}/api/v1/clusters", s.web().base))
+                .basic_auth("alice", Some("alice-password"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(basic.status().as_u16(), 429);
+    // Another user from the same client: two more failures reach the client's limit.
+    for _ in 0..2 {
+        assert_eq!(rt.block_on(b.try_login("bob", "wrong")).status, 401);
+    }
+    assert_eq!(rt.block_on(b.try_login("bob", "bob-password")).status, 429);
+    // After the window, the right password works again.
+    let now = s.web().clock.now();
+    s.web().clock.set(later(now, 61.0));
+    assert_eq!(
+        rt.block_on(b.try_login("alice", "alice-password")).status,
+        303
+    );
+}
+
+/// Whether `GET /healthz` on 127.0.0.1:`port` answers 200.
+fn healthz_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("host.toml");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster_manager]\ndatabase = {:?}\n[web_ui]\nlisten = \"0.0.0.0:{port}\"\n",
+            dir.path().join("host.db").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["web-ui", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0.0.0.0"), "{err}");
+    assert!(err.contains("hash-password"), "{err}");
+    assert!(err.contains("web_ui.users_file"), "{err}");
+    // With a user, it starts.
+    let users = users_file(dir.path(), &[ADMIN]);
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster_manager]\ndatabase = {:?}\n[web_ui]\nlisten = \"0.0.0.0:{port}\"\nusers_file = {:?}\n",
+            dir.path().join("host.db").to_str().unwrap(),
+            users.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut p = HostProcess::role("web-ui", &config, &dir.path().join("web.log"));
+    let started = std::time::Instant::now();
+    loop {
+        if healthz_answers(port) {
+            break;
+        }
+        assert!(p.is_running(), "web-ui exited: {}", p.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "web-ui never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = p.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_broken_users_file_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "# ok\nalice:$argon2id$nope:admin\n").unwrap();
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!("[web_ui]\nusers_file = {:?}\n", users.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["web-ui", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: line 2:", users.display())),
+        "{err}"
+    );
+}
+
+/// A certificate for 127.0.0.1 and its key, in PEM files; the certificate's PEM.
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k, cert.pem())
+}
+
+#[test]
+fn serves_tls_with_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = self_signed(dir.path());
+    let s = Setup::new(&[], |c| {
+        c.web_ui.tls_cert_file = Some(cert.clone());
+        c.web_ui.tls_key_file = Some(key.clone());
+    });
+    assert!(s.web().base.starts_with("https://"));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let health =
+        s.rt.block_on(async {
+            client
+                .get(format!("{}/healthz", s.web().base))
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    assert_eq!(health, "ok\n");
+    let mut b = Browser::new(&s.web().base, client);
+    let a = s.rt.block_on(b.try_login("alice", "alice-password"));
+    assert_eq!(a.status, 303, "{}", a.body);
+    let c = crate::support::web::set_cookie(&a.headers, "skyhost_session").unwrap();
+    assert!(c.contains("; Secure"), "{c}");
+    // Plain HTTP to the TLS port gets no page.
+    let plain = s.rt.block_on(
+        http()
+            .get(s.web().base.replace("https://", "http://") + "/healthz")
+            .send(),
+    );
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[test]
+fn the_api_lists_and_filters_the_clusters() {
+    let s = Setup::new(&[], |_| {});
+    let alice = s.logged_in(ADMIN);
+    let a =
+        s.rt.block_on(alice.get("/api/v1/clusters?status=UP&sort=name"));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    let names: Vec<&str> = v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-a", "web-b"]);
+    assert_eq!(v["state"]["stale"], false);
+    let a = s.rt.block_on(alice.get("/api/v1/clusters?user=bob"));
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 1);
+    let a = s.rt.block_on(alice.get("/api/v1/clusters?status=RUNNING"));
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("RUNNING"), "{}", a.body);
+    let a = s.rt.block_on(alice.get("/api/v1/clusters/web-c"));
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["cluster"]["status"], "STOPPED");
+    assert_eq!(
+        s.rt.block_on(alice.get("/api/v1/clusters/nope")).status,
+        404
+    );
+    let _ = &s.host;
+}
+
+/// The console in headless Chromium: log in, see the clusters, stop one on the
+/// simulator, see it in the audit log (tests/browser/console_flow.py, with Debian's
+/// Chromium and Playwright from `.venv/browser`). Screenshots go to target/screenshots.
+#[cfg(feature = "browser")]
+#[test]
+fn browser_console_flow() {
+    let s = Setup::new(&[], |_| {});
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = std::env::var("BROWSER_PYTHON")
+        .unwrap_or_else(|_| format!("{root}/.venv/browser/bin/python"));
+    let shots = format!("{root}/target/screenshots");
+    let out = std::process::Command::new(&python)
+        .arg(format!("{root}/tests/browser/console_flow.py"))
+        .args([s.web().base.as_str(), ADMIN.0, ADMIN.1, shots.as_str()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("browser: ") && stdout.contains(" 0 failed"),
+        "{stdout}"
+    );
+    let stops = s.sim.requests_for(Op::Stop);
+    assert_eq!(stops.len(), 1, "the browser's stop reached SkyPilot");
+    assert_eq!(stops[0].body["cluster_name"], "web-a");
+}
