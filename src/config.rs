@@ -1018,6 +1018,25 @@ mod tests {
     }
 
     #[test]
+    fn policy_defaults_and_limits() {
+        let c = parse("").unwrap();
+        assert_eq!(c.policy.listen.to_string(), "127.0.0.1:9190");
+        assert!(!c.policy.create_token && !c.policy.controllers);
+        let c = parse(
+            "[policy]\nlisten = \"127.0.0.1:9300\"\ncontrollers = true\ncreate_token = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy.listen.port(), 9300);
+        assert!(c.policy.controllers && c.policy.create_token);
+        let e = parse("[policy]\nmax_body_bytes = 10\n").unwrap_err();
+        assert_eq!(e.key, "policy.max_body_bytes");
+        let e = parse("[policy]\ntoken_file = \"\"\n").unwrap_err();
+        assert_eq!(e.key, "policy.token_file");
+        let e = parse("[policy]\ntoken = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "policy.token");
+    }
+
+    #[test]
     fn the_monitor_never_scrapes_itself() {
         for (listen, url, loops) in [
             ("127.0.0.1:9188", "http://127.0.0.1:9188/metrics", true),

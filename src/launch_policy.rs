@@ -129,3 +129,74 @@ pub(crate) struct CloudDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) zone: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_options_merge_with_seed_keys() {
+        let mut p = LaunchPolicy {
+            use_spot: Some(true),
+            max_hourly_price: Some(1.0),
+            ..LaunchPolicy::default()
+        };
+        p.merge(LaunchDefaults {
+            region: Some("us-west-2".into()),
+            instance_type: Some("m5.large".into()),
+            use_spot: Some(true),
+            autostop_idle_minutes: Some(60),
+            ..LaunchDefaults::default()
+        })
+        .unwrap();
+        assert_eq!(p.region.as_deref(), Some("us-west-2"));
+        assert_eq!(p.instance_type.as_deref(), Some("m5.large"));
+        assert_eq!((p.use_spot, p.max_hourly_price), (Some(true), Some(1.0)));
+        assert_eq!(p.autostop_idle_minutes, Some(60));
+    }
+
+    #[test]
+    fn disagreements_and_bad_values_name_both_settings() {
+        let seed = LaunchPolicy {
+            use_spot: Some(true),
+            max_hourly_price: Some(1.0),
+            ..LaunchPolicy::default()
+        };
+        let e = seed
+            .clone()
+            .merge(LaunchDefaults {
+                use_spot: Some(false),
+                ..LaunchDefaults::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.contains("useSpot") && e.contains("config.spot.enabled"),
+            "{e}"
+        );
+        let e = seed
+            .clone()
+            .merge(LaunchDefaults {
+                max_hourly_price: Some(2.0),
+                ..LaunchDefaults::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.contains("maxHourlyPrice") && e.contains("config.spot.max_price"),
+            "{e}"
+        );
+        let e = LaunchPolicy::default()
+            .merge(LaunchDefaults {
+                max_hourly_price: Some(-1.0),
+                ..LaunchDefaults::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("positive"), "{e}");
+        let e = LaunchPolicy::default()
+            .merge(LaunchDefaults {
+                region: Some(" ".into()),
+                ..LaunchDefaults::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("defaultRegion"), "{e}");
+    }
+}
