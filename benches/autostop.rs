@@ -122,6 +122,7 @@ fn decisions(n: usize) -> Result<(), Box<dyn Error>> {
                 Failures {
                     count: 2,
                     last_at: Timestamp::from_secs(now - 90),
+                    last_ok_at: None,
                 },
             )
         })
