@@ -743,8 +743,11 @@ def check_oneshot(c, role, r, subs, roles, venv):
     db = subs.text(r['skypilot']['settings']['cluster_manager']['database'])
     name = f'rendered-autostop-{os.getpid()}'
     if autostop:
-        c.check(api is not None and api.alive(), f'{role.unit}: the API server runs')
-        if api is None or not api.alive():
+        api_url = r['skypilot']['settings']['skypilot']['api_url']
+        # On a busy machine the server may still be starting: give it more time here.
+        up = api is not None and wait_http(f'{api_url}/api/health', 300, api)
+        c.check(up, f'{role.unit}: the API server runs and is healthy')
+        if not up:
             return
         p = subprocess.run([os.path.join(venv, 'bin', 'python'),
                             os.path.join(check.REPO, 'tests', 'real', 'skyctl.py'), 'create',

@@ -105,13 +105,15 @@ impl Decision {
     }
 }
 
-/// Failed attempts on one cluster since its last success (from the audit table).
+/// The enforcer's earlier attempts on one cluster (from the audit table).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Failures {
-    /// Failures in a row.
+    /// Failures in a row since the last success.
     pub count: u32,
-    /// When the latest one was recorded.
+    /// When the latest failure was recorded.
     pub last_at: Timestamp,
+    /// When the latest success was recorded.
+    pub last_ok_at: Option<Timestamp>,
 }
 
 /// How fresh the recorded state is, as the enforcer needs it.
@@ -231,6 +233,7 @@ pub fn decide(
                 policy,
                 row,
                 stale.as_deref(),
+                age.last_ok_poll,
                 failures.get(&row.cluster.name),
                 now,
             )
@@ -242,6 +245,7 @@ fn decide_one(
     p: &Policy,
     row: &ClusterRow,
     stale: Option<&str>,
+    last_ok_poll: Option<Timestamp>,
     failures: Option<&Failures>,
     now: Timestamp,
 ) -> Decision {
@@ -302,6 +306,15 @@ fn decide_one(
     let Some((action, reason)) = wanted else {
         return skip(compliant_reason(p, row));
     };
+    // An action that succeeded after the last poll: its effect is not in the data yet.
+    if let (Some(ok), Some(poll)) = (failures.and_then(|f| f.last_ok_at), last_ok_poll) {
+        if ok > poll {
+            return hold(format!(
+                "{reason}; but an action succeeded {} ago, after the last poll: waiting for the cluster manager to record its effect",
+                human_duration(now.secs_since(ok))
+            ));
+        }
+    }
     if let Some(f) = failures.filter(|f| f.count > 0) {
         let wait = p.backoff_secs(f.count) as f64;
         let next = f.last_at.plus_secs(wait);
@@ -437,8 +450,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The failures in a row per cluster from audit entries (oldest first): an `error` of
-/// `actor` counts, an `ok` of `actor` starts over; other entries do not matter.
+/// The earlier attempts per cluster from audit entries (oldest first): an `error` of
+/// `actor` counts a failure, an `ok` of `actor` starts the count over and is remembered;
+/// other entries do not matter.
 pub fn failures_from_audit(
     entries: &[crate::store::AuditEntry],
     actor: &str,
@@ -452,12 +466,20 @@ pub fn failures_from_audit(
                 let f = out.entry(cluster.clone()).or_insert(Failures {
                     count: 0,
                     last_at: e.at,
+                    last_ok_at: None,
                 });
                 f.count = f.count.saturating_add(1);
                 f.last_at = e.at;
             }
             AuditOutcome::Ok => {
-                out.remove(cluster);
+                out.insert(
+                    cluster.clone(),
+                    Failures {
+                        count: 0,
+                        last_at: e.at,
+                        last_ok_at: Some(e.at),
+                    },
+                );
             }
             _ => {}
         }

@@ -418,6 +418,67 @@ mod sim {
         assert_eq!(rows[1].2, "ok");
     }
 
+    /// `--daemon`: a pass every `interval_secs`, holding the lock meanwhile (a timer pass
+    /// then does nothing), stopping cleanly on SIGTERM.
+    #[test]
+    fn daemon_passes_repeatedly_and_holds_the_lock() {
+        let rt = runtime();
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.add_cluster(old("dm-off"));
+        let host = host_with(&sim.url(), 1, "idle_minutes = 20\ninterval_secs = 1");
+        let _m = host.spawn_manager();
+        wait_fresh(&host, "listed", |s| cluster(s, "dm-off").is_some());
+        let mut daemon = bin();
+        daemon
+            .args(["autostop", "--daemon", "--config"])
+            .arg(&host.config)
+            .stdout(std::process::Stdio::null());
+        let mut daemon = HostProcess::spawn(daemon, &host.dir.path().join("daemon.log"));
+        let start = Instant::now();
+        while sim.cluster("dm-off").unwrap().autostop != 20 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A user cancels it; a later pass of the daemon restores it.
+        sim.set_autostop("dm-off", -1, false);
+        let start = Instant::now();
+        while sim.cluster("dm-off").unwrap().autostop != 20 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let other = autostop(&host, &[]);
+        assert!(other.status.success());
+        assert!(
+            stdout(&other).contains(&format!("another autostop pass (pid {})", daemon.id())),
+            "{}",
+            stdout(&other)
+        );
+        let second = bin()
+            .args(["autostop", "--daemon", "--config"])
+            .arg(&host.config)
+            .output()
+            .unwrap();
+        assert!(!second.status.success(), "a second daemon refuses to run");
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            err.contains(&format!("another autostop enforcer (pid {})", daemon.id())),
+            "{err}"
+        );
+        assert!(daemon.is_running());
+        let rows = audit_rows(&host.db);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| r.1 == "dm-off" && r.2 == "ok"));
+        assert!(daemon.terminate().success());
+    }
+
     /// Two passes at once: the second sees the first's lock, says so and exits 0 without
     /// acting; only the first acts.
     #[test]

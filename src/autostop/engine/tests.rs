@@ -347,6 +347,7 @@ fn failures_back_off_exponentially_up_to_the_maximum() {
         Failures {
             count: 2,
             last_at: t(NOW - 100),
+            last_ok_at: None,
         },
     );
     let d = &decide(&p, &rows, &fresh(), &f, t(NOW))[0];
@@ -387,10 +388,51 @@ fn failures_are_counted_from_the_audit_until_a_success() {
         f.get("a"),
         Some(&Failures {
             count: 2,
-            last_at: t(5)
+            last_at: t(5),
+            last_ok_at: Some(t(2)),
         })
     );
-    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        f.get("b"),
+        Some(&Failures {
+            count: 0,
+            last_at: t(7),
+            last_ok_at: Some(t(7)),
+        })
+    );
+    assert_eq!(f.len(), 2, "{f:?}");
+}
+
+#[test]
+fn a_success_not_yet_polled_is_not_repeated() {
+    let p = policy(|_| {});
+    let rows = [row(up("a"))];
+    let mut f = HashMap::new();
+    f.insert(
+        "a".to_string(),
+        Failures {
+            count: 0,
+            last_at: t(NOW - 2),
+            last_ok_at: Some(t(NOW - 2)),
+        },
+    );
+    let d = &decide(&p, &rows, &fresh(), &f, t(NOW))[0];
+    assert_eq!(d.verdict, Verdict::Hold);
+    assert!(
+        d.reason
+            .contains("after the last poll: waiting for the cluster manager"),
+        "{}",
+        d.reason
+    );
+    // Polled since: the data shows autostop still off, so it is set again.
+    let later = DataAge {
+        last_ok_poll: Some(t(NOW - 1)),
+        ..fresh()
+    };
+    assert!(matches!(
+        decide(&p, &rows, &later, &f, t(NOW))[0].verdict,
+        Verdict::Act(_)
+    ));
 }
 
 #[test]
@@ -513,6 +555,7 @@ fn failures_for(rows: &[ClusterRow], seed: u32) -> HashMap<String, Failures> {
                 Failures {
                     count: 1 + (i as u32 % 5),
                     last_at: t(NOW - i64::from(seed % 4000)),
+                    last_ok_at: None,
                 },
             )
         })
