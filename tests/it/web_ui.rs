@@ -751,3 +751,40 @@ fn browser_console_flow() {
     assert_eq!(stops.len(), 1, "the browser's stop reached SkyPilot");
     assert_eq!(stops[0].body["cluster_name"], "web-a");
 }
+
+/// The Autostop page shows the enforcer's own dry run: one row per cluster with its
+/// decision, computed from the same database and `[autostop]` policy, and nothing sent.
+#[test]
+fn the_autostop_page_previews_the_next_pass() {
+    let s = Setup::new(&[], |c| {
+        c.autostop.grace_minutes = 0;
+        c.autostop.idle_minutes = 25;
+    });
+    let alice = s.logged_in(ADMIN);
+    let page = s.rt.block_on(alice.get("/console/autostop"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let start = page
+        .body
+        .find("id=\"autostop-preview\"")
+        .unwrap_or_else(|| panic!("no preview section: {}", page.body));
+    let section = &page.body[start..];
+    let section = &section[..section.find("</table>").unwrap_or(section.len())];
+    assert!(!section.contains("could not be made"), "{section}");
+    let row = |name: &str| -> String {
+        let at = section
+            .find(&format!(">{name}</a>"))
+            .unwrap_or_else(|| panic!("no row for {name}: {section}"));
+        let rest = &section[at..];
+        rest[..rest.find("</tr>").unwrap_or(rest.len())].to_string()
+    };
+    // UP without autostop: the pass would set it to the policy's 25 minutes.
+    for name in ["web-a", "web-b"] {
+        let r = row(name);
+        assert!(r.contains("act: autostop 25m (stop)"), "{name}: {r}");
+    }
+    // STOPPED: nothing to do.
+    let r = row("web-c");
+    assert!(r.contains("skip") && !r.contains("act:"), "web-c: {r}");
+    // A preview sends nothing.
+    assert!(s.sim.requests_for(Op::Autostop).is_empty());
+}

@@ -640,16 +640,52 @@ pub(crate) async fn autostop(
         Ok(e) => e,
         Err(e) => return unavailable(&ctx, &e),
     };
+    // The enforcer's own engine on the same database and config: what a pass would do now.
+    let config = state.config.clone();
+    let now = state.clock.now();
+    let preview = state
+        .read(move |s| crate::autostop::preview(s, &config, now))
+        .await;
     let policy = toml::to_string_pretty(&state.config.autostop)
         .unwrap_or_else(|e| format!("# cannot show the section: {e}\n"));
     let body = html! {
         h2 { "Policy (" code { "[autostop]" } " of the host config)" }
         pre { @if policy.trim().is_empty() { "# defaults" } @else { (policy) } }
         h2 { "What would be acted on now" }
-        // The dry-run preview of the autostop role goes here.
-        div.placeholder id="autostop-preview" {
-            "The dry-run preview appears here once the autostop role is installed; "
-            "meanwhile " code { "skypilot-host autostop --dry-run" } " prints it."
+        div id="autostop-preview" {
+            @match &preview {
+                Ok(decisions) => {
+                    p.muted {
+                        "A dry run of the enforcer's next pass (the same as "
+                        code { "skypilot-host autostop --dry-run" } "); nothing is sent."
+                    }
+                    @if decisions.is_empty() {
+                        p { "No cluster is known." }
+                    } @else {
+                        table {
+                            thead { tr { th { "Cluster" } th { "Decision" } th { "Reason" } } }
+                            tbody {
+                                @for d in decisions {
+                                    tr {
+                                        td { a href=(cluster_href(&d.cluster)) { (d.cluster) } }
+                                        td {
+                                            @match d.verdict {
+                                                crate::autostop::engine::Verdict::Act(a) => { strong { "act: " (a) } }
+                                                crate::autostop::engine::Verdict::Hold => { "hold" }
+                                                crate::autostop::engine::Verdict::Skip => { "skip" }
+                                            }
+                                        }
+                                        td { (d.reason) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    p.error { "The dry run could not be made: " (format!("{e:#}")) }
+                }
+            }
         }
         h2 { "Autostop actions" }
         (audit_table(&entries, true))
