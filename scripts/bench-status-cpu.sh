@@ -8,8 +8,10 @@
 #
 #   scripts/bench-status-cpu.sh [SIZES...]      e.g. scripts/bench-status-cpu.sh 1000
 #
-# Environment: BENCH_REPS (default 5), BENCH_IDLE_SECS (default 30). Results: the
-# Markdown rows on stdout, every figure as JSON in $BENCH_OUT (default target/bench-status-cpu.jsonl).
+# Environment: BENCH_REPS (default 5), BENCH_IDLE_SECS (default 30), BENCH_RELEASED_UP_TO
+# (measure the released SkyPilot only at sizes up to this; default: every size). Results:
+# the Markdown rows on stdout, every figure as JSON in $BENCH_OUT (default
+# target/bench-status-cpu.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -32,15 +34,18 @@ for n in "${sizes[@]}"; do
   rm -rf "$work/patched" "$work/released"
   log "fleet of $n clusters"
   (sky_env "$work/patched" && "$VENV_DIR/bin/python" tests/real/fleet.py create "$n" >/dev/null)
-  cp -a "$work/patched" "$work/released"
   port_p=$(free_port)
   start_sky_server "$work/patched" "$port_p" "$VENV_DIR"
-  port_r=$(free_port)
-  start_sky_server "$work/released" "$port_r" "$REFERENCE_VENV_DIR"
+  servers=(--server "patched=http://127.0.0.1:$port_p,$work/patched")
+  if [ "$n" -le "${BENCH_RELEASED_UP_TO:-$n}" ]; then
+    cp -a "$work/patched" "$work/released"
+    port_r=$(free_port)
+    start_sky_server "$work/released" "$port_r" "$REFERENCE_VENV_DIR"
+    servers+=(--server "released=http://127.0.0.1:$port_r,$work/released")
+  fi
   python3 tests/real/bench_status_cpu.py --clusters "$n" --reps "${BENCH_REPS:-5}" \
     --idle-secs "${BENCH_IDLE_SECS:-30}" --host-bin target/debug/skypilot-host \
-    --server "patched=http://127.0.0.1:$port_p,$work/patched" \
-    --server "released=http://127.0.0.1:$port_r,$work/released" >"$work/result"
+    "${servers[@]}" >"$work/result"
   grep -v '^{' "$work/result"
   grep '^{' "$work/result" >>"$out"
   stop_sky_server "$work/patched"

@@ -119,8 +119,8 @@ start_sky_server() {
   ) &
   local pid=$!
   echo "$pid" >"$dir/server.pgid"
-  local i
-  for i in $(seq 1 120); do
+  local i wait=${SKY_SERVER_START_SECS:-60}
+  for i in $(seq 1 $((2 * wait))); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$port/api/health" 2>/dev/null; then
       return 0
     fi
@@ -128,7 +128,7 @@ start_sky_server() {
     sleep 0.5
   done
   tail -20 "$dir/server.log" >&2
-  die "SkyPilot API server on port $port not healthy after 60 s (log: $dir/server.log)"
+  die "SkyPilot API server on port $port not healthy after $wait s (SKY_SERVER_START_SECS; log: $dir/server.log)"
 }
 
 # stop_sky_server DIR: SIGTERM to the server's process group, SIGKILL after 10 s, then

@@ -2,49 +2,99 @@
 
 scripts/lib.sh's start_sky_server marks every process of a server with
 SKYPILOT_HOST_SERVER_MARKER=<its state dir> in the environment (inherited by every
-descendant, even one that left the process group). The tree's CPU time is the sum, over
-the live marked processes, of their user and system time and that of the children they
-reaped (fields 14-17 of /proc/PID/stat).
+descendant, even one that left the process group).
+
+SkyPilot's workers come and go, and the time of an exited process reaches its parent's
+counters (cutime, cstime) only when and if the parent reaps it, so summing the live
+processes' counters can go down as well as jump. A Meter therefore samples every marked
+process's own user and system time (fields 14 and 15 of /proc/PID/stat) every
+SAMPLE_SECS in a thread, remembers each process's (pid and start time) last value, and
+counts processes that exited at that value: the tree's CPU never goes down, and at most
+SAMPLE_SECS of a process's last moments are missed.
 
 Used by tests/real/load_test.py and tests/real/bench_status_cpu.py.
 """
 import os
+import threading
 import time
 
 TICKS = os.sysconf('SC_CLK_TCK')
+SAMPLE_SECS = 0.2
 
 
-def _marked(pid, marker):
+def _read_stat(pid):
+    """(start time, user+system ticks) of a process, or None once it is gone."""
     try:
-        with open(f'/proc/{pid}/environ', 'rb') as f:
-            return marker in f.read().split(b'\0')
+        with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+            stat = f.read()
     except OSError:
-        return False
+        return None
+    # The command name (field 2) may hold spaces: split after its closing paren.
+    fields = stat[stat.rindex(')') + 2:].split()
+    # fields[0] is field 3 (state): utime and stime are fields 14, 15; starttime is 22.
+    return int(fields[19]), int(fields[11]) + int(fields[12])
 
 
-def tree_pids(state_dir):
-    marker = f'SKYPILOT_HOST_SERVER_MARKER={state_dir}'.encode()
-    return [int(p) for p in os.listdir('/proc') if p.isdigit() and _marked(p, marker)]
+class Meter:
+    """Samples the CPU of every process marked with one server's state dir."""
+
+    def __init__(self, state_dir):
+        self.marker = f'SKYPILOT_HOST_SERVER_MARKER={state_dir}'.encode()
+        self.state_dir = state_dir
+        self.ticks = {}  # (pid, start) -> last user+system ticks, marked processes
+        self.unmarked = set()  # (pid, start) of processes that are not the server's
+        self.lock = threading.Lock()
+        self.sample()
+        if not self.ticks:
+            raise RuntimeError(f'no process of the SkyPilot API server of {state_dir} '
+                               'found (SKYPILOT_HOST_SERVER_MARKER)')
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _marked(self, pid):
+        try:
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                return self.marker in f.read().split(b'\0')
+        except OSError:
+            return False
+
+    def sample(self):
+        with self.lock:
+            for name in os.listdir('/proc'):
+                if not name.isdigit():
+                    continue
+                st = _read_stat(name)
+                if st is None:
+                    continue
+                key = (int(name), st[0])
+                if key in self.unmarked:
+                    continue
+                if key not in self.ticks:
+                    if not self._marked(name):
+                        self.unmarked.add(key)
+                        continue
+                self.ticks[key] = max(self.ticks.get(key, 0), st[1])
+
+    def _run(self):
+        while True:
+            time.sleep(SAMPLE_SECS)
+            self.sample()
+
+    def cpu(self):
+        """CPU seconds the tree used so far (as of a fresh sample)."""
+        self.sample()
+        with self.lock:
+            return sum(self.ticks.values()) / TICKS
+
+
+_METERS = {}
 
 
 def tree_cpu(state_dir):
-    """CPU seconds used so far by the server whose state is in state_dir."""
-    total = 0
-    pids = tree_pids(state_dir)
-    if not pids:
-        raise RuntimeError(f'no process of the SkyPilot API server of {state_dir} found '
-                           '(SKYPILOT_HOST_SERVER_MARKER)')
-    for pid in pids:
-        try:
-            with open(f'/proc/{pid}/stat', encoding='ascii') as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile: its time is in its parent's reaped children
-        # The command name (field 2) may hold spaces: split after its closing paren.
-        fields = stat[stat.rindex(')') + 2:].split()
-        # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
-        total += sum(int(x) for x in fields[11:15])
-    return total / TICKS
+    """CPU seconds used so far by the server whose state is in state_dir (counted from
+    the first call for that server)."""
+    if state_dir not in _METERS:
+        _METERS[state_dir] = Meter(state_dir)
+    return _METERS[state_dir].cpu()
 
 
 def idle_rate(state_dir, seconds):
