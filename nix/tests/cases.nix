@@ -20,6 +20,8 @@
       enableCluster = true;
       monitoring.enable = true;
       cloudCredentials.aws = "/run/secrets/aws-credentials";
+      enableWebUI = true;
+      webUI.usersFile = "/run/secrets/web-users";
     };
   };
 

@@ -465,7 +465,8 @@ def expect_run_roles(c, r, label):
     # What it renders is run by nix/tests/run_rendered.py; here: what it is.
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
-            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor'],
+            ['skypilot-api-server', 'skypilot-cluster-manager', 'skypilot-monitor',
+             'skypilot-web-ui'],
             f'{label}: every role that exists')
 
 
@@ -673,11 +674,11 @@ def expect_web_ui(c, r, label):
     c.check('IPAddressDeny' not in w, f'{label}: reachable from the network')
     s = r['skypilot']['settings']['web_ui']
     c.equal(s['listen'], '0.0.0.0:8443', f'{label}: listens where asked')
-    cred = '/run/credentials/skypilot-web-ui.service/'
-    c.equal(s['users_file'], cred + 'users', f'{label}: users file from the credential')
-    c.equal(s['tokens_file'], cred + 'tokens', f'{label}: tokens file from the credential')
-    c.equal(s['tls_cert_file'], cred + 'tls-cert', f'{label}: TLS certificate')
-    c.equal(s['tls_key_file'], cred + 'tls-key', f'{label}: TLS key')
+    c.equal(w['ExecStart'].split()[4:],
+            ['--users-file', '%d/users', '--tokens-file', '%d/tokens',
+             '--tls-cert-file', '%d/tls-cert', '--tls-key-file', '%d/tls-key'],
+            f'{label}: the secret files from the credentials directory')
+    c.check('users_file' not in s, f'{label}: no secret path in the shared host config')
     c.equal(r['firewall']['allowedTCPPorts'], [8443], f'{label}: exactly webUI.port opened')
 
 

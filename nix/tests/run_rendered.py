@@ -129,6 +129,8 @@ HOME_CREDENTIALS = {
 AWS_CREDENTIALS = ('[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n'
                    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n')
 SECRETS = {'aws-credentials': AWS_CREDENTIALS}
+# The web UI's user: its users-file line is made with the binary's hash-password.
+WEB_USER, WEB_PASSWORD = 'admin', 'rendered-run-password'
 
 
 class Checks(check.Checks):
@@ -586,7 +588,12 @@ def run(a):
         c.equal(r['failedAssertions'], [], f'{a.case}: evaluates without failed assertion')
         subs = Substitutes(tmp, os.path.abspath(a.venv), os.path.abspath(a.host_bin), r)
         os.makedirs(subs.secrets, mode=0o700)
-        for name, content in SECRETS.items():
+        secrets = dict(SECRETS)
+        made = subprocess.run([a.host_bin, 'hash-password', WEB_USER, '--role', 'admin'],
+                              input=WEB_PASSWORD + '\n', capture_output=True, text=True)
+        c.check(made.returncode == 0, f'hash-password makes a users-file line: {made.stderr}')
+        secrets['web-users'] = made.stdout
+        for name, content in secrets.items():
             path = os.path.join(subs.secrets, name)
             with open(path, 'w', encoding='utf-8') as f:
                 f.write(content)
@@ -634,6 +641,8 @@ def run(a):
             check_workdir_upload(c, r, subs, tmp)
             check_config_editor(c, r, api_url)
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
+            if 'skypilot-web-ui' in units:
+                check_web_ui(c, r)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -651,6 +660,33 @@ def run(a):
             shutil.rmtree(tmp)
     print(f'rendered run: {c.passed} passed, {len(c.failures)} failed')
     return 1 if c.failures else 0
+
+
+def check_web_ui(c, r):
+    """The web UI listens where the module says, refuses a stranger and lets the user of
+    the users file (loaded as a credential) in."""
+    import urllib.error
+    import urllib.request
+    listen = r['skypilot']['settings']['web_ui']['listen']
+    url = f'http://{listen}/api/v1/health'
+
+    def status(headers):
+        req = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError as e:
+            return str(e)
+
+    c.equal(status({}), 401, f'skypilot-web-ui: {url} refuses a request without credentials')
+    basic = base64.b64encode(f'{WEB_USER}:{WEB_PASSWORD}'.encode()).decode()
+    c.equal(status({'Authorization': f'Basic {basic}'}), 200,
+            f'skypilot-web-ui: {url} lets in the user of the users file')
+    wrong = base64.b64encode(f'{WEB_USER}:wrong'.encode()).decode()
+    c.equal(status({'Authorization': f'Basic {wrong}'}), 401,
+            f'skypilot-web-ui: {url} refuses a wrong password')
 
 
 def check_listeners(c, roles, api_url):
