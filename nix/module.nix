@@ -995,7 +995,7 @@ in
             NotifyAccess = "main";
             # The secret files come from systemd's credentials directory (%d).
             ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}"
-              + lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;
+            + lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;
             # Up to 4,096 connections at once, plus its database and log files.
             LimitNOFILE = 8192;
             # Reads the host database and appends to its audit table.
