@@ -148,12 +148,11 @@ let
   webUILoopback = builtins.elem cfg.webUI.host [ "127.0.0.1" "::1" "localhost" ];
   # The web UI's secret files, loaded with LoadCredential: (credential id, option, path).
   webUIFiles = lib.filter (f: f.path != null) [
-    { id = "users"; option = "usersFile"; key = "users_file"; path = cfg.webUI.usersFile; }
-    { id = "tokens"; option = "tokensFile"; key = "tokens_file"; path = cfg.webUI.tokensFile; }
-    { id = "tls-cert"; option = "tlsCertFile"; key = "tls_cert_file"; path = cfg.webUI.tlsCertFile; }
-    { id = "tls-key"; option = "tlsKeyFile"; key = "tls_key_file"; path = cfg.webUI.tlsKeyFile; }
+    { id = "users"; option = "usersFile"; flag = "--users-file"; path = cfg.webUI.usersFile; }
+    { id = "tokens"; option = "tokensFile"; flag = "--tokens-file"; path = cfg.webUI.tokensFile; }
+    { id = "tls-cert"; option = "tlsCertFile"; flag = "--tls-cert-file"; path = cfg.webUI.tlsCertFile; }
+    { id = "tls-key"; option = "tlsKeyFile"; flag = "--tls-key-file"; path = cfg.webUI.tlsKeyFile; }
   ];
-  webUICredential = id: "/run/credentials/skypilot-web-ui.service/${id}";
 
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
@@ -999,7 +998,6 @@ in
             listen = mkDefault "${webUIHost}:${toString cfg.webUI.port}";
             skypilot_config_file = mkDefault "${skyConfigDir}/config.yaml";
           }
-          // lib.listToAttrs (map (f: lib.nameValuePair f.key (mkDefault (webUICredential f.id))) webUIFiles)
           // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
@@ -1334,7 +1332,9 @@ in
             # It sends READY=1 once it listens.
             Type = "notify";
             NotifyAccess = "main";
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}";
+            # The secret files come from systemd's credentials directory (%d).
+            ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}"
+            + lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;
             # Up to 4,096 connections at once, plus its database and log files.
             LimitNOFILE = 8192;
             # Reads the host database and appends to its audit table.

@@ -70,7 +70,22 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Serve the web console and the authenticated gateway to SkyPilot.
-    WebUi(ConfigArg),
+    WebUi {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Overrides web_ui.users_file (the module passes systemd's credential here).
+        #[arg(long, value_name = "FILE")]
+        users_file: Option<PathBuf>,
+        /// Overrides web_ui.tokens_file.
+        #[arg(long, value_name = "FILE")]
+        tokens_file: Option<PathBuf>,
+        /// Overrides web_ui.tls_cert_file.
+        #[arg(long, value_name = "FILE")]
+        tls_cert_file: Option<PathBuf>,
+        /// Overrides web_ui.tls_key_file.
+        #[arg(long, value_name = "FILE")]
+        tls_key_file: Option<PathBuf>,
+    },
     /// Read a password (twice, without echo, or one line from stdin when it is not a
     /// terminal) and print a users-file line `NAME:ARGON2ID-HASH:ROLE`.
     HashPassword {
@@ -280,8 +295,19 @@ pub fn run(cli: Cli) -> ExitCode {
                 let config = load(&config.config)?;
                 report(crate::audit_log::debug_writer(&config, count))
             }
-            Command::WebUi(a) => {
-                let config = load(&a.config)?;
+            Command::WebUi {
+                config,
+                users_file,
+                tokens_file,
+                tls_cert_file,
+                tls_key_file,
+            } => {
+                let mut config = load(&config.config)?;
+                let w = &mut config.web_ui;
+                w.users_file = users_file.or(w.users_file.take());
+                w.tokens_file = tokens_file.or(w.tokens_file.take());
+                w.tls_cert_file = tls_cert_file.or(w.tls_cert_file.take());
+                w.tls_key_file = tls_key_file.or(w.tls_key_file.take());
                 init_logging(&config);
                 let rt = runtime(false)?;
                 let code = report(rt.block_on(crate::web_ui::run(config)));

@@ -14,7 +14,7 @@ in
   nodes = {
     # The team server: API server, cluster manager, monitor on loopback, sudo rules, one
     # cloud credential; alice is in the group, mallory is not.
-    server = { pkgs, ... }: {
+    server = { config, pkgs, ... }: {
       imports = [ ../nix/nixos-module.nix ];
       virtualisation.memorySize = 4096;
       virtualisation.cores = 2;
@@ -29,6 +29,8 @@ in
         extraEnvironment = ''
           export AWS_PROFILE=default
         '';
+        enableWebUI = true;
+        webUI.usersFile = "/run/secrets/web-users";
       };
 
       users.users.alice = {
@@ -40,8 +42,8 @@ in
       # The secret comes from outside the store, as sops-nix or agenix would provide it.
       systemd.services.test-secrets = {
         description = "Test secret for the API server";
-        requiredBy = [ "skypilot-api-server.service" ];
-        before = [ "skypilot-api-server.service" ];
+        requiredBy = [ "skypilot-api-server.service" "skypilot-web-ui.service" ];
+        before = [ "skypilot-api-server.service" "skypilot-web-ui.service" ];
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
@@ -51,6 +53,8 @@ in
           umask 077
           printf '[default]\naws_access_key_id = ${awsKeyId}\naws_secret_access_key = ${awsSecret}\n' \
             > /run/secrets/aws-credentials
+          echo 'web-test-password' | ${config.services.skypilot.hostPackage}/bin/skypilot-host hash-password webadmin --role admin \
+            > /run/secrets/web-users
         '';
       };
 
@@ -206,13 +210,28 @@ in
         server.wait_until_succeeds("curl -sf http://127.0.0.1:46580/api/health", timeout=180)
 
     with subtest("Web UI"):
-        # The web UI role is not built yet: enableWebUI fails evaluation with an assertion
-        # (checked by the module's evaluation tests), so no node can enable it. What holds
-        # now: no web UI unit exists and nothing listens on its port. The issue that builds
-        # the role replaces this subtest with login and refusal of unauthenticated requests.
-        server.fail("systemctl cat skypilot-web-ui.service")
-        server.wait_for_closed_port(8080)
-        server.fail("curl -s --max-time 5 http://127.0.0.1:8080/")
+        server.wait_for_unit("skypilot-web-ui.service")
+        server.wait_for_open_port(8080, "127.0.0.1")
+        assert loopback_only(unit_listeners(server, "skypilot-web-ui.service"))
+        # A stranger is refused: the API answers 401, pages send to the login.
+        code = server.succeed("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "401", code
+        loc = server.succeed("curl -s -o /dev/null -w '%{redirect_url}' http://127.0.0.1:8080/console/clusters").strip()
+        assert "/console/login" in loc, loc
+        code = server.succeed("curl -s -o /dev/null -w '%{http_code}' -u webadmin:wrong http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "401", code
+        # Logging in through the form: the login page's CSRF cookie and field, then the session.
+        server.succeed("curl -s -c /tmp/jar -o /tmp/login.html http://127.0.0.1:8080/console/login")
+        token = server.succeed("grep -o 'name=\"csrf_token\" value=\"[^\"]*' /tmp/login.html | cut -d'\"' -f4").strip()
+        code = server.succeed(
+            "curl -s -b /tmp/jar -c /tmp/jar -o /dev/null -w '%{http_code}' "
+            f"--data-urlencode username=webadmin --data-urlencode password=web-test-password --data-urlencode csrf_token={token} "
+            "http://127.0.0.1:8080/console/login"
+        ).strip()
+        assert code == "303", code
+        clusters = json.loads(server.succeed("curl -sf -b /tmp/jar http://127.0.0.1:8080/api/v1/clusters"))
+        assert clusters["clusters"] == [], clusters
+        server.succeed("curl -sf -b /tmp/jar http://127.0.0.1:8080/console/ | grep -q webadmin")
 
     with subtest("Monitoring"):
         # Type=notify: active means the monitor sent READY=1.

@@ -22,6 +22,9 @@
       # The autostop enforcer (no grace period, so the run's fresh cluster is acted on)
       # and the launch policy, with a token it creates.
       settings.autostop.grace_minutes = 0;
+      # The web UI, with a users file the run makes with hash-password.
+      enableWebUI = true;
+      webUI.usersFile = "/run/secrets/web-users";
       cluster = {
         autoStop = 60;
         defaultRegion = "us-west-2";

@@ -546,7 +546,8 @@ def expect_run_roles(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
             ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
-             'skypilot-monitor', 'skypilot-policy'], f'{label}: every role that exists')
+             'skypilot-monitor', 'skypilot-policy', 'skypilot-web-ui'],
+            f'{label}: every role that exists')
     c.equal(r['skypilot']['launchDefaults'],
             {'region': 'us-west-2', 'zone': None, 'instance_type': 'm5.large',
              'use_spot': False, 'max_hourly_price': 1, 'autostop_idle_minutes': 60},
@@ -790,11 +791,11 @@ def expect_web_ui(c, r, label):
     c.check('IPAddressDeny' not in w, f'{label}: reachable from the network')
     s = r['skypilot']['settings']['web_ui']
     c.equal(s['listen'], '0.0.0.0:8443', f'{label}: listens where asked')
-    cred = '/run/credentials/skypilot-web-ui.service/'
-    c.equal(s['users_file'], cred + 'users', f'{label}: users file from the credential')
-    c.equal(s['tokens_file'], cred + 'tokens', f'{label}: tokens file from the credential')
-    c.equal(s['tls_cert_file'], cred + 'tls-cert', f'{label}: TLS certificate')
-    c.equal(s['tls_key_file'], cred + 'tls-key', f'{label}: TLS key')
+    c.equal(w['ExecStart'].split()[4:],
+            ['--users-file', '%d/users', '--tokens-file', '%d/tokens',
+             '--tls-cert-file', '%d/tls-cert', '--tls-key-file', '%d/tls-key'],
+            f'{label}: the secret files from the credentials directory')
+    c.check('users_file' not in s, f'{label}: no secret path in the shared host config')
     c.equal(r['firewall']['allowedTCPPorts'], [8443], f'{label}: exactly webUI.port opened')
 
 

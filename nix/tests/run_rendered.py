@@ -138,6 +138,8 @@ HOME_CREDENTIALS = {
 AWS_CREDENTIALS = ('[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n'
                    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n')
 SECRETS = {'aws-credentials': AWS_CREDENTIALS}
+# The web UI's user: its users-file line is made with the binary's hash-password.
+WEB_USER, WEB_PASSWORD = 'admin', 'rendered-run-password'
 
 
 class Checks(check.Checks):
@@ -650,6 +652,10 @@ def run(a):
         if a.case == 'run-database':
             # The URI of the throwaway PostgreSQL that scripts/module-run.sh started.
             secrets[DB_URI_SECRET] = os.environ['SKYPILOT_RENDERED_DB_URI']
+        made = subprocess.run([a.host_bin, 'hash-password', WEB_USER, '--role', 'admin'],
+                              input=WEB_PASSWORD + '\n', capture_output=True, text=True)
+        c.check(made.returncode == 0, f'hash-password makes a users-file line: {made.stderr}')
+        secrets['web-users'] = made.stdout
         for name, content in secrets.items():
             path = os.path.join(subs.secrets, name)
             with open(path, 'w', encoding='utf-8') as f:
@@ -713,6 +719,8 @@ def run(a):
             if 'skypilot-policy' in units:
                 check_policy(c, r, subs, api_url)
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
+            if 'skypilot-web-ui' in units:
+                check_web_ui(c, r)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -786,6 +794,33 @@ def check_oneshot(c, role, r, subs, roles, venv):
     c.check(len(rows) == 1 and rows[0][0] == 'autostop' and rows[0][1] == 'error'
             and rows[0][2].startswith('CloudUserIdentityError: '),
             f'{role.unit}: /autostop reached SkyPilot, whose refusal is in the audit table')
+
+
+def check_web_ui(c, r):
+    """The web UI listens where the module says, refuses a stranger and lets the user of
+    the users file (loaded as a credential) in."""
+    import urllib.error
+    import urllib.request
+    listen = r['skypilot']['settings']['web_ui']['listen']
+    url = f'http://{listen}/api/v1/health'
+
+    def status(headers):
+        req = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError as e:
+            return str(e)
+
+    c.equal(status({}), 401, f'skypilot-web-ui: {url} refuses a request without credentials')
+    basic = base64.b64encode(f'{WEB_USER}:{WEB_PASSWORD}'.encode()).decode()
+    c.equal(status({'Authorization': f'Basic {basic}'}), 200,
+            f'skypilot-web-ui: {url} lets in the user of the users file')
+    wrong = base64.b64encode(f'{WEB_USER}:wrong'.encode()).decode()
+    c.equal(status({'Authorization': f'Basic {wrong}'}), 401,
+            f'skypilot-web-ui: {url} refuses a wrong password')
 
 
 def check_listeners(c, roles, api_url):

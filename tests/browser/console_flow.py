@@ -65,7 +65,7 @@ def main():
             page.screenshot(path=f"{shots}/{name}.png", full_page=True)
 
         page.goto(f"{base}/console/clusters/web-a")
-        page.click("text=stop")
+        page.click("a[href$='/web-a/actions/stop']")
         page.wait_for_load_state()
         check("stop asks for confirmation", "/actions/stop" in page.url, page.url)
         page.screenshot(path=f"{shots}/confirm.png", full_page=True)

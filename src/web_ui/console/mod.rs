@@ -66,6 +66,8 @@ pub(crate) fn layout(ctx: &Ctx, title: &str, current: &str, refresh: bool, body:
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · skypilot-host" }
                 link rel="stylesheet" href="/console/static/console.css";
+                // No favicon request (it would go to the gateway).
+                link rel="icon" href="data:,";
                 script src="/console/static/refresh.js" defer {}
             }
             body data-refresh=[refresh.then_some("30")] {
@@ -173,6 +175,8 @@ fn login_page(message: Option<&str>, next: &str, token: &str) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Log in · skypilot-host" }
                 link rel="stylesheet" href="/console/static/console.css";
+                // No favicon request (it would go to the gateway).
+                link rel="icon" href="data:,";
             }
             body.login {
                 main {

@@ -293,7 +293,10 @@ fn action_links(ctx: &Ctx, c: &ClusterView) -> Markup {
                     a href={ (base) "/actions/stop" } { "stop" }
                 }
                 a href={ (base) "/actions/down" } { "down" }
-                a href={ (base) "/actions/autostop" } { "autostop" }
+                // SkyPilot sets autostop only on an UP cluster.
+                @if c.row.cluster.status == ClusterStatus::Up {
+                    a href={ (base) "/actions/autostop" } { "autostop" }
+                }
             }
         }
     }
