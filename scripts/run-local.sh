@@ -31,6 +31,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 api_port=46580; port_free "$api_port" || api_port=$(free_port)
 metrics_port=9188; port_free "$metrics_port" || metrics_port=$(free_port)
 web_port=9189; port_free "$web_port" || web_port=$(free_port)
+policy_port=9190; port_free "$policy_port" || policy_port=$(free_port)
 
 pids=()
 cleanup() {
@@ -47,20 +48,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
-log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$api_port (log: .run/sky/server.log)"
-start_sky_server "$run/sky" "$api_port"
-if $demo; then
-  (
-    sky_env "$run/sky"
-    "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
-    for spec in "demo-train --autostop 60" "demo-notebook --status STOPPED"; do
-      # shellcheck disable=SC2086
-      "$VENV_DIR/bin/python" tests/real/skyctl.py remove ${spec%% *} >/dev/null 2>&1 || true
-      # shellcheck disable=SC2086
-      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec
-    done
-  )
-fi
 
 cat >"$run/host.toml" <<TOML
 [skypilot]
@@ -77,6 +64,17 @@ listen = "127.0.0.1:$metrics_port"
 [web_ui]
 listen = "127.0.0.1:$web_port"
 users_file = "$run/web-users"
+
+[autostop]
+idle_minutes = 60
+interval_secs = 60
+
+[policy]
+listen = "127.0.0.1:$policy_port"
+launch_policy = "$run/launch-policy.json"
+token_file = "$run/policy-token"
+create_token = true
+catalog_dir = "$run/sky/runtime/.sky/catalogs/v8"
 TOML
 # A demo admin with a random password, new at each start.
 web_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -89,11 +87,42 @@ level = "info"
 TOML
 "$bin" check-config "$run/host.toml" >/dev/null
 
+# The launch policy: autostop at most 60 idle minutes on every launch. SkyPilot's config
+# names it (admin_policy, with the token the policy creates at its first start), so it
+# starts before the API server.
+echo '{"autostop_idle_minutes": 60}' >"$run/launch-defaults.json"
+echo '{}' >"$run/sky-config.json"
+"$bin" sky-config render "$run/sky-config.json" "$run/sky-config.yaml" \
+  --launch-defaults "$run/launch-defaults.json" --policy-out "$run/launch-policy.json" >/dev/null
+"$bin" policy --config "$run/host.toml" 2>>"$run/policy.log" &
+pids+=($!)
+for _ in $(seq 1 50); do [ -s "$run/policy-token" ] && break; sleep 0.1; done
+mkdir -p "$run/sky"
+rm -f "$run/sky/config.yaml"
+"$bin" policy --config "$run/host.toml" sky-config "$run/sky-config.yaml" "$run/sky/config.yaml"
+
+log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$api_port (log: .run/sky/server.log)"
+start_sky_server "$run/sky" "$api_port"
+if $demo; then
+  (
+    sky_env "$run/sky"
+    "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
+    for spec in "demo-train --autostop 60" "demo-notebook --status STOPPED"; do
+      # shellcheck disable=SC2086
+      "$VENV_DIR/bin/python" tests/real/skyctl.py remove ${spec%% *} >/dev/null 2>&1 || true
+      # shellcheck disable=SC2086
+      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec
+    done
+  )
+fi
+
 "$bin" cluster-manager --config "$run/host.toml" 2>>"$run/cluster-manager.log" &
 pids+=($!)
 "$bin" monitor --config "$run/host.toml" 2>>"$run/monitor.log" &
 pids+=($!)
 "$bin" web-ui --config "$run/host.toml" 2>>"$run/web-ui.log" &
+pids+=($!)
+"$bin" autostop --daemon --config "$run/host.toml" 2>>"$run/autostop.log" &
 pids+=($!)
 sleep 2
 for p in "${pids[@]}"; do
@@ -107,9 +136,14 @@ cat <<INFO
   monitor               http://127.0.0.1:$metrics_port/metrics   log: .run/monitor.log
   web UI                http://127.0.0.1:$web_port/console/   log: .run/web-ui.log
                         log in as admin, password $web_password (new at each start)
+                        SkyPilot's dashboard through it: http://127.0.0.1:$web_port/dashboard/
+  autostop enforcer     a pass every 60 s (autostop <= 60 min)  log: .run/autostop.log
+  launch policy         http://127.0.0.1:$policy_port/v1/policy (SkyPilot's admin_policy)  log: .run/policy.log
 
   Try:
     $bin status --config .run/host.toml
+    $bin autostop --dry-run --config .run/host.toml
+    SKYPILOT_API_SERVER_ENDPOINT=http://admin:$web_password@127.0.0.1:$web_port $VENV_DIR/bin/sky status
     curl -s http://127.0.0.1:$metrics_port/metrics | grep '^skypilot_'
     SKYPILOT_API_SERVER_ENDPOINT=http://127.0.0.1:$api_port $VENV_DIR/bin/sky status
 
