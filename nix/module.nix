@@ -941,6 +941,10 @@ in
             message = "services.skypilot.config has ${toString (builtins.length renderedTopKeys)} top-level keys (${lib.concatStringsSep ", " renderedTopKeys}), but with its state in PostgreSQL SkyPilot 0.14.1 refuses a config file of more than one (\"If db config is specified, no other config is allowed\"): keep one key here and set the rest in SkyPilot's dashboard, which stores them in the database.";
           }
           {
+            assertion = !(remoteApi && (autostopEnabled || webUIEnabled));
+            message = "services.skypilot.apiServer.enable = false (a remote SkyPilot): in this version the autostop enforcer (cluster.autoStop) and the web UI (enableWebUI) work with the local API server only; run them on the API server's host, or set cluster.autoStop = null and enableWebUI = false here.";
+          }
+          {
             assertion = !remoteApi || cfg.apiServer.url != null;
             message = "services.skypilot.apiServer.enable = false needs apiServer.url: the SkyPilot API server the host roles talk to.";
           }

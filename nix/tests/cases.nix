@@ -457,6 +457,21 @@
     };
   };
 
+  # The roles that act need the local API server in this version: refused with a reason.
+  remote-api-server-acting-roles = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      cluster.autoStop = 60;
+      enableWebUI = true;
+      apiServer = {
+        enable = false;
+        url = "https://skypilot.example.com";
+        tokenFile = "/run/secrets/skypilot-token";
+      };
+    };
+  };
+
   remote-api-server-without-url = {
     services.skypilot = {
       enable = true;

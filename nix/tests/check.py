@@ -884,6 +884,11 @@ def expect_autostop(c, r, label):
     c.equal(sorted(r['timers']), ['skypilot-autostop'], f'{label}: one timer')
 
 
+def expect_remote_acting_roles(c, r, label):
+    c.check(has_assertion(r, 'apiServer.enable = false', 'autostop enforcer', 'web UI',
+                          'local API server only'), f'{label}: refused: {r["failedAssertions"]}')
+
+
 def expect_autostop_without_cluster(c, r, label):
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
     c.check(has_warning(r, 'cluster.autoStop has no effect without',
@@ -1085,6 +1090,7 @@ EXPECT = {
     'web-ui-gateway-nftables': expect_web_ui_gateway_nftables,
     'web-ui-gateway-public-url': expect_web_ui_gateway_public_url,
     'autostop': expect_autostop,
+    'remote-api-server-acting-roles': expect_remote_acting_roles,
     'autostop-without-cluster': expect_autostop_without_cluster,
     'bad-host-settings': expect_bad_host_settings,
     'user-root': expect_user_root,

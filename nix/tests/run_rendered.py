@@ -847,6 +847,12 @@ def client_env(r, subs, home):
     env = {'LANG': 'C.UTF-8', 'HOME': home, 'USER': 'alice', 'LOGNAME': 'alice'}
     for k, v in r['variables'].items():
         env[k] = subs.text(v if isinstance(v, str) else ':'.join(v))
+    endpoint = env.get('SKYPILOT_API_SERVER_ENDPOINT')
+    if endpoint and 'skypilot-web-ui' in r['services']:
+        # Users' sky goes through the web UI's gateway, which wants a login: as
+        # docs/gateway.md says, each person exports the endpoint with their credentials.
+        scheme, rest = endpoint.split('://', 1)
+        env['SKYPILOT_API_SERVER_ENDPOINT'] = f'{scheme}://{WEB_USER}:{WEB_PASSWORD}@{rest}'
     dirs = [subs.package_dir(n) for n in r['systemPackages']]
     env['PATH'] = ':'.join(f'{d}/bin' for d in dirs) + ':/usr/bin:/bin'
     return env
@@ -1002,11 +1008,19 @@ AWS_CATALOG = ('InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Gp
 
 
 def write_catalog(r, subs):
+    """Our rows in the server's AWS catalog, keeping any row already there (tests/real/
+    skyctl.py writes its own when it makes a cluster, and SkyPilot must still find those)."""
     runtime = subs.text(r['services']['skypilot-api-server']['environment']['SKY_RUNTIME_DIR'])
     path = os.path.join(runtime, '.sky/catalogs/v8/aws/vms.csv')
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    header, *ours = AWS_CATALOG.splitlines(keepends=True)
+    rows = []
+    if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+            rows = f.readlines()[1:]
+    rows += [x for x in ours if x not in rows]
     with open(path, 'w', encoding='utf-8') as f:
-        f.write(AWS_CATALOG)
+        f.write(header + ''.join(rows))
 
 
 def post_json(url, body, timeout=30):
@@ -1057,7 +1071,9 @@ def check_policy(c, r, subs, api_url):
         c.equal(answer['skypilot_config'], 'active_workspace: default\n', 'config echoed')
     code, body = post_json(base, json.dumps(inner))
     c.check(code == 403 and 'token is missing' in body, f'no token: 403 ({code} {body[:200]})')
-    # Through SkyPilot: its /validate applies the server's admin policy.
+    # Through SkyPilot: its /validate applies the server's admin policy. SkyPilot reads the
+    # catalog again per request; a cluster made since the start may have rewritten it.
+    write_catalog(r, subs)
     code, body = post_json(f'{api_url}/validate',
                            json.dumps({'dag': task, 'request_options': None}), timeout=120)
     c.equal(code, 200, f'/validate of a bare task through the policy: {body[:300]}')
