@@ -30,9 +30,18 @@ def write_catalog() -> str:
     from sky.catalog import common as catalog_common
     path = catalog_common.get_catalog_path('aws/vms.csv')
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Rows another writer put in a catalog of the same columns stay (a test may price
+    # instance types of its own there); a catalog of other columns is replaced.
+    rows = []
+    if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+            lines = f.readlines()
+        if lines and lines[0] == CATALOG_HEADER:
+            rows = lines[1:]
+    rows += [r for r in CATALOG_ROWS if r not in rows]
     with open(path, 'w', encoding='utf-8') as f:
         f.write(CATALOG_HEADER)
-        f.writelines(CATALOG_ROWS)
+        f.writelines(rows)
     return path
 
 

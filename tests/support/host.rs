@@ -113,6 +113,9 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host config polling every `poll_secs`. `load_budget = 1.0`: the interval never
+    /// stretches beyond a `/status`'s own time, so tests of outages and freshness get the
+    /// interval they ask for on a loaded machine too (tests/it/load_budget.rs sets its own).
     pub fn new(api_url: &str, poll_secs: u64, force_secs: u64) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("host.db");
@@ -121,7 +124,7 @@ impl Host {
             &config,
             format!(
                 "[skypilot]\napi_url = {api_url:?}\nrequest_timeout_secs = 5\nconnect_attempts = 1\n\
-                 [cluster_manager]\npoll_interval_secs = {poll_secs}\nforce_refresh_interval_secs = {force_secs}\ndatabase = {:?}\n\
+                 [cluster_manager]\npoll_interval_secs = {poll_secs}\nforce_refresh_interval_secs = {force_secs}\nload_budget = 1.0\ndatabase = {:?}\n\
                  [log]\nlevel = \"debug\"\n",
                 db.to_str().unwrap()
             ),
