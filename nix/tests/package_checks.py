@@ -116,11 +116,14 @@ def check_cargo(c, attrs, tmp):
     for path in attrs['src']:
         rel = os.path.relpath(path, root)
         dst = os.path.join(src, rel)
+        # Fresh modification times: the build shares the repository's target directory,
+        # where an earlier check's crate (compiled in another temporary source, whose
+        # paths its tests embed) would otherwise count as up to date.
         if os.path.isdir(path):
-            shutil.copytree(path, dst)
+            shutil.copytree(path, dst, copy_function=shutil.copy)
         else:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(path, dst)
+            shutil.copy(path, dst)
     c.check(not os.path.exists(os.path.join(src, 'contrib')), 'skypilot-host: no contrib/')
     cargo = shutil.which('cargo')
     rustc = shutil.which('rustc')
