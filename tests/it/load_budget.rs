@@ -42,7 +42,11 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     let text = std::fs::read_to_string(&host.config).unwrap();
     std::fs::write(
         &host.config,
-        text.replacen("load_budget = 1.0\n", &format!("load_budget = {BUDGET}\n"), 1),
+        text.replacen(
+            "load_budget = 1.0\n",
+            &format!("load_budget = {BUDGET}\n"),
+            1,
+        ),
     )
     .unwrap();
 
