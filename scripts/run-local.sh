@@ -92,7 +92,9 @@ TOML
 # starts before the API server.
 echo '{"autostop_idle_minutes": 60}' >"$run/launch-defaults.json"
 echo '{}' >"$run/sky-config.json"
+"$VENV_DIR/bin/python" scripts/sky-schema.py >"$run/sky-config-schema.json"
 "$bin" sky-config render "$run/sky-config.json" "$run/sky-config.yaml" \
+  --schema "$run/sky-config-schema.json" \
   --launch-defaults "$run/launch-defaults.json" --policy-out "$run/launch-policy.json" >/dev/null
 "$bin" policy --config "$run/host.toml" 2>>"$run/policy.log" &
 pids+=($!)
