@@ -716,10 +716,18 @@ async fn monitor_health(state: &WebState) -> Result<(), String> {
         });
     }
     let url = format!("http://{addr}/healthz");
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
+    // One client (and its connection pool) for every view of the page, not one per view.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = match CLIENT.get() {
+        Some(c) => c,
+        None => {
+            let c = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()
+                .map_err(|e| e.to_string())?;
+            CLIENT.get_or_init(|| c)
+        }
+    };
     match client.get(&url).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("{url} answered HTTP {}", r.status().as_u16())),
