@@ -221,6 +221,17 @@ async fn reassertion(n: usize) -> Result<(), Box<dyn Error>> {
     result
 }
 
+/// The manager's last `/status` time and the interval its load budget chose (seconds).
+fn poll_load(db: &std::path::Path) -> Option<(f64, f64)> {
+    let conn = rusqlite::Connection::open(db).ok()?;
+    conn.query_row(
+        "SELECT status_secs, interval_secs FROM poll_load WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .ok()
+}
+
 /// The victim's autostop as the host database records it.
 fn recorded_autostop(db: &std::path::Path) -> Option<i64> {
     let conn = rusqlite::Connection::open(db).ok()?;
@@ -287,12 +298,19 @@ async fn measure(
         .await?;
     }
     println!(
-        "re-assertion with {} clusters: passes needed after the cancel was recorded: max {} (target 1); one pass (process start, read, decide, /autostop, audit): median {:.0} ms; cancel to /autostop with a 5 s poll: median {:.0} ms over {} cancels",
+        "re-assertion with {} clusters: passes needed after the cancel was recorded: max {} (target 1); one pass (process start, read, decide, /autostop, audit): median {:.0} ms; cancel to /autostop with poll_interval_secs = 5: median {:.0} ms over {} cancels",
         n + 1,
         passes_needed.iter().cloned().fold(0.0, f64::max),
         median(pass_ms),
         median(total_ms),
         passes_needed.len()
     );
+    if let Some((status_secs, interval_secs)) = poll_load(db) {
+        println!(
+            "  the manager's last /status took {:.0} ms, so its load budget (default 2%) chose a {:.1} s interval: the cancel waits for the next poll",
+            status_secs * 1e3,
+            interval_secs
+        );
+    }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //!     cargo bench --bench web_ui                       (1,000 clusters, 32 clients, 5 s each)
 //!     WEB_CLUSTERS=1000 WEB_CONCURRENCY=32 WEB_SECS=5 cargo bench --bench web_ui
-//!     SKYPILOT_URL=http://127.0.0.1:46580 cargo bench --bench web_ui   (also the real server's /api/health)
+//!     SKYPILOT_URL=http://127.0.0.1:46580 cargo bench --bench web_ui   (also the real server's /status and /api/health)
+//!     scripts/bench-web.sh       (the real server holding the same number of clusters, patched and as released)
 //!
 //! The simulator serves the fleet; the real cluster manager binary records it; the web UI
 //! is served in-process. The load is generated in the same process (on the same 2 cores):
@@ -93,15 +94,20 @@ fn report(what: &str, l: &Load) {
     );
 }
 
-/// One `/status` round trip of SkyPilot's protocol: POST, then GET /api/get.
-async fn status_round_trip(http: &reqwest::Client, base: &str) -> Result<f64, Box<dyn Error>> {
+/// One `/status` round trip of SkyPilot's protocol (POST, then GET /api/get), and how
+/// many clusters the answer lists.
+async fn status_round_trip(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<(f64, usize), Box<dyn Error>> {
     let t = Instant::now();
     let resp = http
         .post(format!("{base}/status"))
         .header("X-SkyPilot-API-Version", "62")
         .json(&serde_json::json!({"refresh": "NONE", "all_users": true}))
         .send()
-        .await?;
+        .await?
+        .error_for_status()?;
     let id = resp
         .headers()
         .get("x-skypilot-request-id")
@@ -109,13 +115,25 @@ async fn status_round_trip(http: &reqwest::Client, base: &str) -> Result<f64, Bo
         .ok_or("POST /status: no x-skypilot-request-id")?
         .to_string();
     resp.bytes().await?;
-    http.get(format!("{base}/api/get?request_id={id}"))
+    let body: serde_json::Value = http
+        .get(format!("{base}/api/get?request_id={id}"))
         .header("X-SkyPilot-API-Version", "62")
         .send()
         .await?
-        .bytes()
+        .error_for_status()?
+        .json()
         .await?;
-    Ok(t.elapsed().as_secs_f64() * 1e3)
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    // SkyPilot encodes the return value as a JSON string.
+    let value = match &body["return_value"] {
+        serde_json::Value::String(s) => serde_json::from_str(s)?,
+        v => v.clone(),
+    };
+    let listed = value
+        .as_array()
+        .ok_or("GET /api/get: return_value is not a list of clusters")?
+        .len();
+    Ok((ms, listed))
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -157,7 +175,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // SkyPilot's /status round trip (simulator), one at a time.
         let mut rts = Vec::new();
         for _ in 0..11 {
-            rts.push(status_round_trip(&client, &sim.url()).await?);
+            rts.push(status_round_trip(&client, &sim.url()).await?.0);
         }
         rts.sort_by(|a, b| a.total_cmp(b));
         let status_ms = rts[rts.len() / 2];
@@ -193,6 +211,20 @@ fn main() -> Result<(), Box<dyn Error>> {
             cheap.per_sec / 270.0
         );
         if let Ok(real) = std::env::var("SKYPILOT_URL") {
+            let label = std::env::var("SKYPILOT_LABEL").unwrap_or_else(|_| "real".into());
+            let (mut rts, mut listed) = (Vec::new(), 0);
+            for _ in 0..5 {
+                let (ms, n) = status_round_trip(&client, &real).await?;
+                rts.push(ms);
+                listed = n;
+            }
+            rts.sort_by(|a, b| a.total_cmp(b));
+            let real_ms = rts[rts.len() / 2];
+            println!("{label} SkyPilot /status round trip ({listed} clusters): median {real_ms:.1} ms (5 runs)");
+            println!(
+                "  GET /api/v1/clusters ({n} clusters) vs {label} SkyPilot's /status round trip ({listed} clusters): {:.0}x faster (median)",
+                real_ms / api.median_ms
+            );
             let c = client.clone();
             let real_health = load(conc, secs, Arc::new(move || c.get(format!("{real}/api/health")))).await;
             report("real SkyPilot GET /api/health", &real_health);
