@@ -236,43 +236,78 @@ fn upsert_sql(values: &[(&'static str, &dyn ToSql)]) -> String {
     sql
 }
 
-/// Reads one cluster row by column name; an error names the cluster when its name could
-/// be read.
+/// The columns [`read_row`] reads, in the order of [`col`]: read by position, since a
+/// lookup by name searches the statement's column names for every field of every row.
+const COLUMNS: &str = "name, cluster_hash, status, cloud, region, zone, instance_type, nodes, cpus, memory, accelerators, resources, workspace, user_name, user_hash, launched_at, status_updated_at, autostop_minutes, autostop_to_down, is_managed, last_use, hourly_cost, total_cost, first_seen, last_seen, last_changed, gone_at";
+
+/// The position of each column of [`COLUMNS`].
+mod col {
+    pub(super) const NAME: usize = 0;
+    pub(super) const CLUSTER_HASH: usize = 1;
+    pub(super) const STATUS: usize = 2;
+    pub(super) const CLOUD: usize = 3;
+    pub(super) const REGION: usize = 4;
+    pub(super) const ZONE: usize = 5;
+    pub(super) const INSTANCE_TYPE: usize = 6;
+    pub(super) const NODES: usize = 7;
+    pub(super) const CPUS: usize = 8;
+    pub(super) const MEMORY: usize = 9;
+    pub(super) const ACCELERATORS: usize = 10;
+    pub(super) const RESOURCES: usize = 11;
+    pub(super) const WORKSPACE: usize = 12;
+    pub(super) const USER_NAME: usize = 13;
+    pub(super) const USER_HASH: usize = 14;
+    pub(super) const LAUNCHED_AT: usize = 15;
+    pub(super) const STATUS_UPDATED_AT: usize = 16;
+    pub(super) const AUTOSTOP_MINUTES: usize = 17;
+    pub(super) const AUTOSTOP_TO_DOWN: usize = 18;
+    pub(super) const IS_MANAGED: usize = 19;
+    pub(super) const LAST_USE: usize = 20;
+    pub(super) const HOURLY_COST: usize = 21;
+    pub(super) const TOTAL_COST: usize = 22;
+    pub(super) const FIRST_SEEN: usize = 23;
+    pub(super) const LAST_SEEN: usize = 24;
+    pub(super) const LAST_CHANGED: usize = 25;
+    pub(super) const GONE_AT: usize = 26;
+}
+
+/// Reads one cluster row of a `SELECT {COLUMNS}`; an error names the cluster when its
+/// name could be read.
 fn read_row(r: &Row<'_>) -> std::result::Result<ClusterRow, (String, String)> {
     let name: String = r
-        .get("name")
+        .get(col::NAME)
         .map_err(|e| (String::from("<unreadable name>"), e.to_string()))?;
     let read = || -> rusqlite::Result<ClusterRow> {
         Ok(ClusterRow {
             cluster: Cluster {
                 name: name.clone(),
-                cluster_hash: r.get("cluster_hash")?,
-                status: r.get("status")?,
-                cloud: r.get("cloud")?,
-                region: r.get("region")?,
-                zone: r.get("zone")?,
-                instance_type: r.get("instance_type")?,
-                nodes: r.get("nodes")?,
-                cpus: r.get("cpus")?,
-                memory: r.get("memory")?,
-                accelerators: r.get("accelerators")?,
-                resources: r.get("resources")?,
-                workspace: r.get("workspace")?,
-                user_name: r.get("user_name")?,
-                user_hash: r.get("user_hash")?,
-                launched_at: r.get("launched_at")?,
-                status_updated_at: r.get("status_updated_at")?,
-                autostop_minutes: r.get("autostop_minutes")?,
-                autostop_to_down: r.get("autostop_to_down")?,
-                is_managed: r.get("is_managed")?,
-                last_use: r.get("last_use")?,
+                cluster_hash: r.get(col::CLUSTER_HASH)?,
+                status: r.get(col::STATUS)?,
+                cloud: r.get(col::CLOUD)?,
+                region: r.get(col::REGION)?,
+                zone: r.get(col::ZONE)?,
+                instance_type: r.get(col::INSTANCE_TYPE)?,
+                nodes: r.get(col::NODES)?,
+                cpus: r.get(col::CPUS)?,
+                memory: r.get(col::MEMORY)?,
+                accelerators: r.get(col::ACCELERATORS)?,
+                resources: r.get(col::RESOURCES)?,
+                workspace: r.get(col::WORKSPACE)?,
+                user_name: r.get(col::USER_NAME)?,
+                user_hash: r.get(col::USER_HASH)?,
+                launched_at: r.get(col::LAUNCHED_AT)?,
+                status_updated_at: r.get(col::STATUS_UPDATED_AT)?,
+                autostop_minutes: r.get(col::AUTOSTOP_MINUTES)?,
+                autostop_to_down: r.get(col::AUTOSTOP_TO_DOWN)?,
+                is_managed: r.get(col::IS_MANAGED)?,
+                last_use: r.get(col::LAST_USE)?,
             },
-            hourly_cost: r.get("hourly_cost")?,
-            total_cost: r.get("total_cost")?,
-            first_seen: r.get("first_seen")?,
-            last_seen: r.get("last_seen")?,
-            last_changed: r.get("last_changed")?,
-            gone_at: r.get("gone_at")?,
+            hourly_cost: r.get(col::HOURLY_COST)?,
+            total_cost: r.get(col::TOTAL_COST)?,
+            first_seen: r.get(col::FIRST_SEEN)?,
+            last_seen: r.get(col::LAST_SEEN)?,
+            last_changed: r.get(col::LAST_CHANGED)?,
+            gone_at: r.get(col::GONE_AT)?,
         })
     };
     read().map_err(|e| {
@@ -305,7 +340,7 @@ impl Store {
 
     /// The clusters a query selects, in its order (ties by name).
     pub fn query_clusters(&self, q: &ClusterQuery) -> Result<Vec<ClusterRow>> {
-        let mut sql = String::from("SELECT * FROM clusters WHERE 1 = 1");
+        let mut sql = format!("SELECT {COLUMNS} FROM clusters WHERE 1 = 1");
         let mut args: Vec<(String, Box<dyn ToSql>)> = Vec::new();
         if !q.include_gone {
             sql.push_str(" AND gone_at IS NULL");
@@ -348,7 +383,7 @@ impl Store {
     /// One cluster, with its transitions and the audit entries that name it.
     pub fn cluster_detail(&self, name: &str) -> Result<Option<ClusterDetail>> {
         let rows = self.read_clusters(
-            "SELECT * FROM clusters WHERE name = :name",
+            &format!("SELECT {COLUMNS} FROM clusters WHERE name = :name"),
             &[(":name", &name)],
         )?;
         let Some(row) = rows.into_iter().next() else {
@@ -471,6 +506,50 @@ mod tests {
         assert!(sql.contains("VALUES (:name, :cluster_hash, :status,"));
         assert!(sql.ends_with("gone_at = excluded.gone_at"), "{sql}");
         assert!(!sql.contains("name = excluded.name,"), "{sql}");
+    }
+
+    #[test]
+    fn columns_are_read_by_their_own_positions_and_cover_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("host.db")).unwrap();
+        let stmt = store
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM clusters"))
+            .unwrap();
+        for (pos, name) in [
+            (col::NAME, "name"),
+            (col::CLUSTER_HASH, "cluster_hash"),
+            (col::STATUS, "status"),
+            (col::CLOUD, "cloud"),
+            (col::REGION, "region"),
+            (col::ZONE, "zone"),
+            (col::INSTANCE_TYPE, "instance_type"),
+            (col::NODES, "nodes"),
+            (col::CPUS, "cpus"),
+            (col::MEMORY, "memory"),
+            (col::ACCELERATORS, "accelerators"),
+            (col::RESOURCES, "resources"),
+            (col::WORKSPACE, "workspace"),
+            (col::USER_NAME, "user_name"),
+            (col::USER_HASH, "user_hash"),
+            (col::LAUNCHED_AT, "launched_at"),
+            (col::STATUS_UPDATED_AT, "status_updated_at"),
+            (col::AUTOSTOP_MINUTES, "autostop_minutes"),
+            (col::AUTOSTOP_TO_DOWN, "autostop_to_down"),
+            (col::IS_MANAGED, "is_managed"),
+            (col::LAST_USE, "last_use"),
+            (col::HOURLY_COST, "hourly_cost"),
+            (col::TOTAL_COST, "total_cost"),
+            (col::FIRST_SEEN, "first_seen"),
+            (col::LAST_SEEN, "last_seen"),
+            (col::LAST_CHANGED, "last_changed"),
+            (col::GONE_AT, "gone_at"),
+        ] {
+            assert_eq!(stmt.column_name(pos).unwrap(), name);
+        }
+        // Every column of the table is read: none added by a migration is forgotten.
+        let all = store.conn.prepare("SELECT * FROM clusters").unwrap();
+        assert_eq!(all.column_count(), stmt.column_count());
     }
 
     #[test]
