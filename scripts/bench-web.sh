@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_venv
 ensure_reference_venv
+ensure_apt wrk
 n=${1:-1000}
 work=$(mktemp -d)
 cleanup() {
