@@ -4,6 +4,12 @@ scripts/lib.sh's start_sky_server marks every process of a server with
 SKYPILOT_HOST_SERVER_MARKER=<its state dir> in the environment (inherited by every
 descendant, even one that left the process group).
 
+SkyPilot's request executors rename themselves (setproctitle, "SkyPilot:executor:…"),
+which overwrites the memory /proc/PID/environ shows, so their marker is gone: a process is
+also the server's when its parent is (the executors are the server's children). A
+process that was reparented to init before it was first seen, with its marker
+overwritten, would be missed.
+
 SkyPilot's workers come and go, and the time of an exited process reaches its parent's
 counters (cutime, cstime) only when and if the parent reaps it, so summing the live
 processes' counters can go down as well as jump. A Meter therefore samples every marked
@@ -23,16 +29,17 @@ SAMPLE_SECS = 0.2
 
 
 def _read_stat(pid):
-    """(start time, user+system ticks) of a process, or None once it is gone."""
+    """(start time, user+system ticks, parent pid) of a process, or None once it is gone."""
     try:
-        with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+        with open(f'/proc/{pid}/stat', encoding='ascii', errors='replace') as f:
             stat = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces: split after its closing paren.
     fields = stat[stat.rindex(')') + 2:].split()
-    # fields[0] is field 3 (state): utime and stime are fields 14, 15; starttime is 22.
-    return int(fields[19]), int(fields[11]) + int(fields[12])
+    # fields[0] is field 3 (state): ppid is field 4, utime and stime are fields 14, 15,
+    # starttime is 22.
+    return int(fields[19]), int(fields[11]) + int(fields[12]), int(fields[1])
 
 
 class Meter:
@@ -59,20 +66,34 @@ class Meter:
 
     def sample(self):
         with self.lock:
+            procs = {}  # pid -> (key, ticks, ppid), every live process
             for name in os.listdir('/proc'):
                 if not name.isdigit():
                     continue
                 st = _read_stat(name)
-                if st is None:
-                    continue
-                key = (int(name), st[0])
-                if key in self.unmarked:
-                    continue
-                if key not in self.ticks:
-                    if not self._marked(name):
-                        self.unmarked.add(key)
-                        continue
-                self.ticks[key] = max(self.ticks.get(key, 0), st[1])
+                if st is not None:
+                    pid = int(name)
+                    procs[pid] = ((pid, st[0]), st[1], st[2])
+            ours = {pid for pid, (key, _, _) in procs.items() if key in self.ticks}
+            new = [pid for pid, (key, _, _) in procs.items()
+                   if key not in self.ticks and key not in self.unmarked]
+            # Marked ones first, then children of the server's processes until no more
+            # are found (a child may be listed before its parent).
+            for pid in new:
+                if self._marked(pid):
+                    ours.add(pid)
+            grown = True
+            while grown:
+                grown = False
+                for pid in new:
+                    if pid not in ours and procs[pid][2] in ours:
+                        ours.add(pid)
+                        grown = True
+            for pid, (key, ticks, _) in procs.items():
+                if pid in ours:
+                    self.ticks[key] = max(self.ticks.get(key, 0), ticks)
+                elif key not in self.ticks:
+                    self.unmarked.add(key)
 
     def _run(self):
         while True:
