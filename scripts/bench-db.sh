@@ -8,7 +8,7 @@
 # Starts a throwaway PostgreSQL (scripts/lib.sh start_postgres) and two SkyPilot API
 # servers, one per backend, fills each with BENCH_CLUSTERS clusters through SkyPilot's own
 # Python API (tests/real/skyctl.py: records, no cloud), then runs `skypilot-host
-# cluster-manager` (target/release if built, else target/debug; it says which) against
+# cluster-manager` (release build) against
 # each in turn, polling every 2 s, and reads every poll's duration from its own record
 # (`poll_runs`: health probe, /status, waiting for SkyPilot's answer, diff and commit).
 # The first poll of each turn is a forced refresh (SkyPilot asks the cloud of every
@@ -24,8 +24,8 @@ polls=${BENCH_POLLS:-5}
 rounds=${BENCH_ROUNDS:-2}
 
 ensure_venv
+cargo build --quiet --release --bin skypilot-host
 bin=target/release/skypilot-host
-[ -x "$bin" ] || { bin=target/debug/skypilot-host; cargo build --quiet --bin skypilot-host; }
 log "cluster manager: $bin"
 
 work=$(mktemp -d)
@@ -94,6 +94,8 @@ api_url = "http://127.0.0.1:$port"
 request_timeout_secs = 900
 [cluster_manager]
 poll_interval_secs = 2
+# The poll's duration is measured here, not the rate: no stretching of the interval.
+load_budget = 1.0
 force_refresh_interval_secs = 86400
 poll_deadline_secs = 1800
 database = "$db"

@@ -68,9 +68,10 @@ pub struct ClusterManagerConfig {
     /// The host database (SQLite). Shared by every role; only the cluster manager writes
     /// cluster state.
     pub database: PathBuf,
-    /// The share of the API server's time the cluster manager's `/status` reads may take
-    /// (0.02: 2%). The poll interval is stretched beyond `poll_interval_secs` when a
-    /// `/status` takes longer than `load_budget` × the interval.
+    /// The share of the API server's CPU the cluster manager's `/status` reads may take
+    /// (0.02: 2%), each read counted as twice its wall time (src/load_budget.rs). The
+    /// poll interval is stretched beyond `poll_interval_secs` when that cost exceeds
+    /// `load_budget` × the interval.
     pub(crate) load_budget: f64,
 }
 
@@ -705,7 +706,7 @@ impl Config {
         if !(budget > 0.0 && budget <= 1.0) {
             return Err((
                 "cluster_manager.load_budget",
-                format!("{budget} is not a share of the server's time: expected a number above 0 and at most 1 (default 0.02)"),
+                format!("{budget} is not a share of the server's CPU: expected a number above 0 and at most 1 (default 0.02)"),
             ));
         }
         if self.skypilot.max_answer_bytes < 64 * 1024 {

@@ -497,7 +497,7 @@ impl Snapshot {
             gauge(
                 enc,
                 "skypilot_host_poll_interval_effective",
-                "Interval between the cluster manager's polls: poll_interval_secs, stretched to keep its /status reads within load_budget of the API server's time.",
+                "Interval between the cluster manager's polls: poll_interval_secs, stretched to keep its /status reads (counted as twice their wall time) within load_budget of the API server's CPU.",
                 Some(&seconds()),
                 l.interval_secs,
             )?;
