@@ -763,13 +763,21 @@ def check_oneshot(c, role, r, subs, roles, venv):
         c.check(p.returncode == 0, f'{role.unit}: cluster {name} made through SkyPilot\'s API: '
                                    f'{p.stderr.strip()[-300:]}')
         poll = int(r['skypilot']['settings']['cluster_manager']['poll_interval_secs'])
-        deadline = time.monotonic() + 3 * poll + 60
+        # The manager may poll less often than poll_interval_secs to keep within its load
+        # budget (a slow /status on a busy machine): wait three of the intervals it says it
+        # chose (poll_load), at most 15 minutes.
+        started = time.monotonic()
+        interval = poll
         seen = False
-        while time.monotonic() < deadline and not seen:
+        while time.monotonic() < started + min(3 * interval + 60, 900) and not seen:
             try:
                 with sqlite3.connect(f'file:{db}?mode=ro', uri=True) as conn:
                     seen = conn.execute('SELECT COUNT(*) FROM clusters WHERE name = ? AND '
                                         'autostop_minutes = -1', (name,)).fetchone()[0] == 1
+                    row = conn.execute('SELECT interval_secs FROM poll_load '
+                                       'WHERE id = 1').fetchone()
+                    if row:
+                        interval = max(poll, row[0])
             except sqlite3.Error:
                 pass
             time.sleep(1)
