@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::skypilot::Client;
@@ -185,47 +184,10 @@ impl PassLock {
 
     /// `Ok(Ok(lock))`, or `Ok(Err(holder pid))` when another process holds it.
     pub(crate) fn acquire(database: &Path) -> anyhow::Result<Result<PassLock, String>> {
-        use std::io::{Read, Seek};
-        use std::os::unix::io::AsRawFd;
         let path = PassLock::path(database);
-        let ctx = || format!("autostop lock file {}", path.display());
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot open it: {e}", ctx()))?;
-        // SAFETY: flock on a file descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                anyhow::bail!("{}: cannot lock it: {e}", ctx());
-            }
-            // The holder writes its pid just after taking the lock: give it a moment.
-            let mut holder = String::new();
-            for _ in 0..20 {
-                holder.clear();
-                let _ = file.rewind();
-                let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
-                if !holder.trim().is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            let pid: String = holder.chars().filter(char::is_ascii_digit).collect();
-            return Ok(Err(if pid.is_empty() {
-                "unknown".into()
-            } else {
-                pid
-            }));
-        }
-        let io = |e: std::io::Error| anyhow::anyhow!("{}: cannot write it: {e}", ctx());
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
-        file.flush().map_err(io)?;
-        Ok(Ok(PassLock { _file: file }))
+        let held = crate::store::lock_with_pid(&path).map_err(|e| {
+            anyhow::anyhow!("autostop lock file {}: cannot take it: {e}", path.display())
+        })?;
+        Ok(held.map(|file| PassLock { _file: file }))
     }
 }

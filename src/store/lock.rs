@@ -28,6 +28,50 @@ pub enum LockError {
     },
 }
 
+/// An exclusive `flock` on the file at `path` (created if missing) with this process's
+/// pid written in it: `Ok(Ok(file))` while held (released when the file is dropped or
+/// the process dies), or `Ok(Err(holder))` with the holder's pid ("unknown" when it has
+/// not written it yet) when another process holds it. Shared by the cluster manager's
+/// writer lock and the autostop enforcer's pass lock.
+pub(crate) fn lock_with_pid(path: &Path) -> std::io::Result<Result<std::fs::File, String>> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(e);
+        }
+        // The holder writes its pid just after taking the lock: give it a moment.
+        let mut holder = String::new();
+        for _ in 0..20 {
+            holder.clear();
+            let _ = file.rewind();
+            let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
+            if !holder.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid: String = holder.chars().filter(char::is_ascii_digit).collect();
+        return Ok(Err(if pid.is_empty() {
+            "unknown".into()
+        } else {
+            pid
+        }));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(Ok(file))
+}
+
 impl WriterLock {
     /// Takes the lock of `database`, or says who holds it.
     pub(crate) fn acquire(database: &Path) -> Result<WriterLock, LockError> {
@@ -44,47 +88,14 @@ impl WriterLock {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock)
-            .map_err(io)?;
-        // SAFETY: flock on a file descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                // The holder writes its pid just after taking the lock: give it a moment.
-                let mut holder = String::new();
-                for _ in 0..20 {
-                    holder.clear();
-                    let _ = file.rewind();
-                    let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
-                    if !holder.trim().is_empty() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                let holder = holder.trim();
-                return Err(LockError::Held {
-                    database: database.to_path_buf(),
-                    lock,
-                    holder: if holder.is_empty() {
-                        "unknown".into()
-                    } else {
-                        holder.chars().filter(char::is_ascii_digit).collect()
-                    },
-                });
-            }
-            return Err(io(e));
+        match lock_with_pid(&lock).map_err(io)? {
+            Ok(file) => Ok(WriterLock { _file: file }),
+            Err(holder) => Err(LockError::Held {
+                database: database.to_path_buf(),
+                lock,
+                holder,
+            }),
         }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
-        file.flush().map_err(io)?;
-        Ok(WriterLock { _file: file })
     }
 }
 

@@ -38,6 +38,7 @@ pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, Transition,
 };
+pub(crate) use lock::lock_with_pid;
 pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};
 
