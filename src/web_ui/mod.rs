@@ -218,6 +218,25 @@ fn limits(gateway: &gateway::Gateway) -> crate::http::Limits {
     }
 }
 
+/// What serving needs, each part checked: the TLS acceptor (if configured), the
+/// gateway, the state with its users; refused when `listen` goes beyond loopback with
+/// nobody able to log in.
+fn prepare(
+    listen: SocketAddr,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(
+    Option<tokio_rustls::TlsAcceptor>,
+    gateway::Gateway,
+    Arc<WebState>,
+)> {
+    let tls = tls_acceptor(&config)?;
+    let gateway = gateway::Gateway::new(&config)?;
+    let state = WebState::new(config, clock)?;
+    check_listen(listen, &state.users, &state.config)?;
+    Ok((tls, gateway, state))
+}
+
 /// Serves the web UI on an already bound listener until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -228,10 +247,7 @@ pub async fn serve(
     let listen = listener
         .local_addr()
         .context("cannot read the listener's address")?;
-    let tls = tls_acceptor(&config)?;
-    let gateway = gateway::Gateway::new(&config)?;
-    let state = WebState::new(config, clock)?;
-    check_listen(listen, &state.users, &state.config)?;
+    let (tls, gateway, state) = prepare(listen, config, clock)?;
     crate::http::serve_tls(
         listener,
         router(state, gateway.clone()),
@@ -248,10 +264,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.web_ui.listen;
     // Everything that can fail is done before binding, so that a refused start binds
     // nothing and a started one answers at once.
-    let tls = tls_acceptor(&config)?;
-    let gateway = gateway::Gateway::new(&config)?;
-    let state = WebState::new(config, Arc::new(SystemClock))?;
-    check_listen(addr, &state.users, &state.config)?;
+    let (tls, gateway, state) = prepare(addr, config, Arc::new(SystemClock))?;
     let shutdown = async {
         crate::systemd::shutdown_signal().await;
         crate::systemd::stopping();
