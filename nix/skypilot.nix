@@ -18,7 +18,10 @@
 ,
 }:
 let
-  sitePatches = [ ./patches/skypilot-0.14.1-catalog-request-cache.patch ];
+  sitePatches = [
+    ./patches/skypilot-0.14.1-catalog-request-cache.patch
+    ./patches/skypilot-0.14.1-executor-freeze-startup-heap.patch
+  ];
   # Applies sitePatches to the installed SkyPilot in $out, and compiles the patched modules
   # again (the wheel's bytecode is of the released source; unchecked-hash: the store never
   # changes, so Python need not compare the source's mtime, which the store resets).

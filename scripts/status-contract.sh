@@ -38,7 +38,11 @@ echo "skypilot patch tests: ${p:-0} passed, ${f:-0} failed"
 
 for v in "$VENV_DIR" "$REFERENCE_VENV_DIR"; do
   site=$("$v/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-  if grep -q _request_cached_lookup "$site/sky/catalog/common.py"; then echo "$v: patched"; else echo "$v: released"; fi
+  # Each patch leaves a mark: both marks is patched, neither is released.
+  marks=0
+  grep -q _request_cached_lookup "$site/sky/catalog/common.py" && marks=$((marks + 1))
+  grep -q '^    gc.freeze()$' "$site/sky/server/requests/executor.py" && marks=$((marks + 1))
+  case $marks in 2) echo "$v: patched" ;; 0) echo "$v: released" ;; *) echo "$v: partly patched" ;; esac
 done >"$work/which"
 grep -qx "$VENV_DIR: patched" "$work/which" && grep -qx "$REFERENCE_VENV_DIR: released" "$work/which" ||
   { cat "$work/which" >&2; die "expected a patched $VENV_DIR and a released $REFERENCE_VENV_DIR"; }

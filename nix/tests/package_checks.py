@@ -76,6 +76,11 @@ def check_patches(c, attrs, venv, tmp):
     patches_dir = os.path.join(os.path.dirname(HERE), 'patches')
     step = re.sub(r'/nix/store/[0-9a-z]{32}-([^/\s]+\.patch)',
                   lambda m: os.path.join(patches_dir, m.group(1)), attrs['applySitePatches'])
+    in_step = set(re.findall(r'/nix/store/[0-9a-z]{32}-([^/\s]+\.patch)', attrs['applySitePatches']))
+    on_disk = {f for f in os.listdir(patches_dir) if f.endswith('.patch')}
+    c.check(in_step == on_disk,
+            f'skypilot: the package applies every patch of nix/patches/ and no other: '
+            f'applied {sorted(in_step)}, present {sorted(on_disk)}')
     script = 'set -euo pipefail\n' + step.replace('@python@', python)
     env = {'PATH': '/usr/bin:/bin', 'HOME': UNWRITABLE_HOME, 'out': out, 'LANG': 'C.UTF-8'}
     p = subprocess.run(['bash', '-c', script], env=env, cwd=tmp, capture_output=True, text=True)
@@ -84,21 +89,26 @@ def check_patches(c, attrs, venv, tmp):
             f'{(p.stdout + p.stderr).strip()[-600:]}')
     c.check(attrs['applySitePatches'].replace('@python@', '/python/bin/python3')
             in attrs['postInstall'], 'skypilot: postInstall applies the patches')
-    pycache = os.path.join(target, 'sky', 'catalog', '__pycache__')
-    pycs = [f for f in os.listdir(pycache) if f.startswith('common.')] if os.path.isdir(pycache) else []
-    flags = []
-    for f in pycs:
-        with open(os.path.join(pycache, f), 'rb') as fh:
-            flags.append(int.from_bytes(fh.read(8)[4:8], 'little'))
-    # PEP 552: flags 0b01 = hash-based, not checked against the source.
-    c.check(bool(pycs) and all(fl == 1 for fl in flags),
-            f'skypilot: the patched module compiled again, unchecked-hash: {pycs} {flags}')
+    for module in (('catalog', 'common'), ('server', 'requests', 'executor')):
+        pycache = os.path.join(target, 'sky', *module[:-1], '__pycache__')
+        pycs = ([f for f in os.listdir(pycache) if f.startswith(module[-1] + '.')]
+                if os.path.isdir(pycache) else [])
+        flags = []
+        for f in pycs:
+            with open(os.path.join(pycache, f), 'rb') as fh:
+                flags.append(int.from_bytes(fh.read(8)[4:8], 'little'))
+        # PEP 552: flags 0b01 = hash-based, not checked against the source.
+        c.check(bool(pycs) and all(fl == 1 for fl in flags),
+                f'skypilot: the patched module sky.{".".join(module)} compiled again, '
+                f'unchecked-hash: {pycs} {flags}')
     home = os.path.join(tmp, 'patched-home')
     os.makedirs(home)
     probe = ('import sky.catalog.common as c, sys; '
              'assert c.__file__.startswith(sys.argv[1]), c.__file__; '
              'assert hasattr(c, "_request_cached_lookup"); '
-             'assert hasattr(c.get_vcpus_mem_from_instance_type_impl, "__wrapped__")')
+             'assert hasattr(c.get_vcpus_mem_from_instance_type_impl, "__wrapped__"); '
+             'import inspect, sky.server.requests.executor as e; '
+             'assert "gc.freeze()" in inspect.getsource(e.executor_initializer)')
     p = subprocess.run([python, '-c', probe, target],
                        env={'PATH': '/usr/bin:/bin', 'HOME': home, 'PYTHONPATH': target,
                             'SKYPILOT_DISABLE_USAGE_COLLECTION': '1', 'LANG': 'C.UTF-8'},
