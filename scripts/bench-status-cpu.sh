@@ -8,8 +8,10 @@
 #
 #   scripts/bench-status-cpu.sh [SIZES...]      e.g. scripts/bench-status-cpu.sh 1000
 #
-# Environment: BENCH_REPS (default 5), BENCH_IDLE_SECS (default 30), BENCH_RELEASED_UP_TO
-# (measure the released SkyPilot only at sizes up to this; default: every size). Results:
+# Environment: BENCH_CATALOG (published, the default: catalogs the size of SkyPilot's
+# published v8 ones, about 87,000 rows; or test: the tests' 3,380 rows), BENCH_REPS
+# (default 5), BENCH_IDLE_SECS (default 30), BENCH_RELEASED_UP_TO (measure the released
+# SkyPilot only at sizes up to this; default: every size). Results:
 # the Markdown rows on stdout, every figure as JSON in $BENCH_OUT (default
 # target/bench-status-cpu.jsonl).
 set -euo pipefail
@@ -32,8 +34,9 @@ echo "| clusters | SkyPilot | CPU s per /status | CPU s per poll | wall s per /s
 echo "|---:|---|---:|---:|---:|---:|---:|"
 for n in "${sizes[@]}"; do
   rm -rf "$work/patched" "$work/released"
-  log "fleet of $n clusters"
-  (sky_env "$work/patched" && "$VENV_DIR/bin/python" tests/real/fleet.py create "$n" >/dev/null)
+  log "fleet of $n clusters, ${BENCH_CATALOG:-published} catalog"
+  (sky_env "$work/patched" && "$VENV_DIR/bin/python" tests/real/fleet.py create "$n" \
+    --catalog "${BENCH_CATALOG:-published}" >/dev/null)
   port_p=$(free_port)
   start_sky_server "$work/patched" "$port_p" "$VENV_DIR"
   servers=(--server "patched=http://127.0.0.1:$port_p,$work/patched")
@@ -44,6 +47,7 @@ for n in "${sizes[@]}"; do
     servers+=(--server "released=http://127.0.0.1:$port_r,$work/released")
   fi
   python3 tests/real/bench_status_cpu.py --clusters "$n" --reps "${BENCH_REPS:-5}" \
+    --catalog "${BENCH_CATALOG:-published}" \
     --idle-secs "${BENCH_IDLE_SECS:-30}" --host-bin target/debug/skypilot-host \
     "${servers[@]}" >"$work/result"
   grep -v '^{' "$work/result"

@@ -73,6 +73,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--clusters', type=int, required=True)
     ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--catalog', default='test', help="the fleet's catalog (recorded)")
     ap.add_argument('--idle-secs', type=float, default=30)
     ap.add_argument('--host-bin', required=True)
     ap.add_argument('--server', action='append', required=True,
@@ -88,6 +89,8 @@ def main():
         if len(answer) != args.clusters:
             raise SystemExit(f'{s["url"]} lists {len(answer)} clusters, '
                              f'expected {args.clusters}')
+    # The warm-up's own tail (see server_cpu.cpu_of) is not idle time.
+    time.sleep(server_cpu.SETTLE_SECS)
     for s in servers.values():
         s['idle'] = server_cpu.idle_rate(s['state'], args.idle_secs)
         s['status_cpu'], s['status_wall'], s['poll_cpu'] = [], [], []
@@ -109,7 +112,8 @@ def main():
             s['poll_cpu'].append(cpu)
     for s in servers.values():
         s['polling'] = manager_interval(args.host_bin, s['url'], 3600)
-    result = {'clusters': args.clusters, 'reps': args.reps, 'servers': {}}
+    result = {'clusters': args.clusters, 'catalog': args.catalog, 'reps': args.reps,
+              'servers': {}}
     for name, s in servers.items():
         status_cpu = statistics.median(s['status_cpu'])
         poll_cpu = statistics.median(s['poll_cpu'])

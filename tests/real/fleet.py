@@ -4,8 +4,14 @@ Run with the interpreter of the venv that serves the API server, and with the sa
 SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG, so that it writes the server's own state.
 No cloud is contacted: the clusters are records with AWS, GCP and Azure handles.
 
-    python fleet.py catalog                 writes the v8 catalogs (thousands of rows)
-    python fleet.py create N [--prefix P]   writes the catalogs and N clusters
+    python fleet.py catalog [--catalog C]               writes the v8 catalogs
+    python fleet.py create N [--prefix P] [--catalog C] writes the catalogs and N clusters
+
+--catalog test (the default; 3,380 rows in all, what the tests use) or published: the
+size of SkyPilot's published v8 catalogs, whose AWS file (3.65 MB) holds about 50,000
+rows (every instance type in every availability zone offering it) and GCP's (2.2 MB)
+about 33,000; Azure's, by region, a few thousand. The extra rows are more regions, zones
+and instance types of the same form; the fleet's own types and regions are in both.
 
 The catalogs are generated, not copied: every instance type is offered in every region
 and zone of its cloud, with SkyPilot's v8 columns, so a lookup filters a frame of real
@@ -116,9 +122,76 @@ def _num(v):
     return '' if v is None else f'{float(v)}'
 
 
-def aws_rows():
-    for it, acc, cnt, cpus, mem, price in _all_aws_types():
-        for r_i, (region, zones) in enumerate(AWS_REGIONS.items()):
+# The published size's extra regions (three zones each), instance families and sizes.
+AWS_MORE_REGIONS = ['us-west-1', 'ca-central-1', 'eu-west-2', 'eu-west-3', 'eu-north-1',
+                    'eu-south-1', 'ap-northeast-2', 'ap-northeast-3', 'ap-south-1',
+                    'ap-southeast-1', 'ap-southeast-2', 'sa-east-1', 'me-south-1',
+                    'af-south-1']
+AWS_MORE_SIZES = [('medium', 1, 4), ('large', 2, 8), ('xlarge', 4, 16), ('2xlarge', 8, 32),
+                  ('4xlarge', 16, 64), ('8xlarge', 32, 128), ('12xlarge', 48, 192),
+                  ('16xlarge', 64, 256), ('24xlarge', 96, 384), ('32xlarge', 128, 512),
+                  ('48xlarge', 192, 768), ('metal', 96, 384)]
+GCP_MORE_REGIONS = ['us-east4', 'us-east5', 'us-south1', 'us-west2', 'us-west3', 'us-west4',
+                    'northamerica-northeast1', 'northamerica-northeast2',
+                    'southamerica-east1', 'southamerica-west1', 'europe-west1',
+                    'europe-west2', 'europe-west3', 'europe-west6', 'europe-west8',
+                    'europe-west9', 'europe-west10', 'europe-west12', 'europe-north1',
+                    'europe-central2', 'europe-southwest1', 'me-west1', 'me-central1',
+                    'asia-east2', 'asia-northeast1', 'asia-northeast2', 'asia-northeast3',
+                    'asia-south1', 'asia-southeast1', 'australia-southeast1']
+GCP_MORE_SHAPES = ['standard', 'highmem', 'highcpu', 'custom', 'ultramem', 'megamem']
+AZURE_MORE_REGIONS = ['southcentralus', 'northcentralus', 'westcentralus', 'westus',
+                      'canadacentral', 'canadaeast', 'brazilsouth', 'ukwest', 'francecentral',
+                      'germanywestcentral', 'norwayeast', 'swedencentral',
+                      'switzerlandnorth', 'polandcentral', 'italynorth', 'uaenorth',
+                      'southafricanorth', 'centralindia', 'southindia', 'japanwest',
+                      'koreacentral', 'eastasia', 'australiaeast', 'australiasoutheast',
+                      'qatarcentral']
+AZURE_MORE_FAMILIES = ['Standard_L{}s_v3', 'Standard_M{}ms_v2']
+
+
+def _first_of_each_name(types):
+    """The types, an instance type named twice kept as first listed (the fleet's own
+    come first): the catalog must give each name one shape."""
+    seen = set()
+    return [t for t in types if not (t[0] in seen or seen.add(t[0]))]
+
+
+def _aws_more_families():
+    names = [f'{letter}{gen}{suffix}' for gen in (5, 6, 7, 8) for letter in 'cmrxz'
+             for suffix in ('', 'a', 'd', 'n', 'i', 'g', 'dn', 'gd', 'in', 'id', 'ad', 'gn')]
+    return [n for n in names if n not in AWS_FAMILIES][:60]
+
+
+def _aws_regions(catalog):
+    regions = dict(AWS_REGIONS)
+    if catalog == 'published':
+        for region in AWS_MORE_REGIONS:
+            regions[region] = [f'{region}{z}' for z in 'abc']
+    return regions
+
+
+def _gcp_regions(catalog):
+    regions = dict(GCP_REGIONS)
+    if catalog == 'published':
+        for region in GCP_MORE_REGIONS:
+            regions[region] = [f'{region}-{z}' for z in 'abc']
+    return regions
+
+
+def _azure_regions(catalog):
+    return AZURE_REGIONS + (AZURE_MORE_REGIONS if catalog == 'published' else [])
+
+
+def aws_rows(catalog='test'):
+    types = _all_aws_types()
+    if catalog == 'published':
+        for fam in _aws_more_families():
+            for size, cpus, mem in AWS_MORE_SIZES:
+                types.append((f'{fam}.{size}', None, None, cpus, mem, round(0.05 * cpus, 4)))
+        types = _first_of_each_name(types)
+    for it, acc, cnt, cpus, mem, price in types:
+        for r_i, (region, zones) in enumerate(_aws_regions(catalog).items()):
             for zone in zones:
                 p = round(price * (1 + 0.05 * r_i), 4)
                 yield [it, acc or '', _num(cnt), _num(cpus), _num(mem), _gpu_info(acc, cnt or 0),
@@ -130,37 +203,53 @@ def aws_rows():
                        '4.0' if it == 'p4d.24xlarge' else '']
 
 
-def gcp_rows():
-    for it, _, _, cpus, mem, price in _all_gcp_types():
-        for r_i, (region, zones) in enumerate(GCP_REGIONS.items()):
+def gcp_rows(catalog='test'):
+    types = _all_gcp_types()
+    if catalog == 'published':
+        for fam in ('n1', 'n2', 'n2d', 'n4', 'c2', 'c2d', 'c3', 'c3d', 'c4'):
+            for shape in GCP_MORE_SHAPES:
+                for cpus in (2, 4, 8, 16, 32):
+                    types.append((f'{fam}-{shape}-{cpus}', None, None, cpus, cpus * 4,
+                                  round(0.035 * cpus, 4)))
+        types = _first_of_each_name(types)
+    regions = _gcp_regions(catalog)
+    for it, _, _, cpus, mem, price in types:
+        for r_i, (region, zones) in enumerate(regions.items()):
             for zone in zones:
                 p = round(price * (1 + 0.04 * r_i), 4)
                 yield [it, _num(cpus), _num(mem), '', '', '', region, zone, p, round(p * 0.3, 4)]
     # GCP lists attachable GPUs as rows of their own, without an instance type.
     for acc, cnt, price in GCP_GPUS:
         for n in (cnt, 2 * cnt, 4 * cnt):
-            for region, zones in GCP_REGIONS.items():
+            for region, zones in regions.items():
                 for zone in zones:
                     yield ['', '', '', acc, _num(n), _gpu_info(acc, n), region, zone,
                            round(price * n, 4), round(price * n * 0.3, 4)]
 
 
-def azure_rows():
-    for it, acc, cnt, cpus, mem, price in _all_azure_types():
-        for r_i, region in enumerate(AZURE_REGIONS):
+def azure_rows(catalog='test'):
+    types = _all_azure_types()
+    if catalog == 'published':
+        for fam in AZURE_MORE_FAMILIES:
+            for cpus in (2, 4, 8, 16, 32, 48, 64):
+                types.append((fam.format(cpus), None, None, cpus, cpus * 8,
+                              round(0.06 * cpus, 4)))
+        types = _first_of_each_name(types)
+    for it, acc, cnt, cpus, mem, price in types:
+        for r_i, region in enumerate(_azure_regions(catalog)):
             p = round(price * (1 + 0.03 * r_i), 4)
             for gen in ('V1', 'V2'):
                 yield [it, acc or '', _num(cnt), _num(cpus), _num(mem), _gpu_info(acc, cnt or 0),
                        p, round(p * 0.2, 4), region, gen]
 
 
-def write_catalogs():
-    """Writes the AWS, GCP and Azure v8 catalogs; returns {path: rows}."""
+def write_catalogs(catalog='test'):
+    """Writes the AWS, GCP and Azure v8 catalogs of that size; returns {path: rows}."""
     from sky.catalog import common as catalog_common
     written = {}
-    for name, columns, rows in (('aws/vms.csv', AWS_COLUMNS, aws_rows()),
-                                ('gcp/vms.csv', GCP_COLUMNS, gcp_rows()),
-                                ('azure/vms.csv', AZURE_COLUMNS, azure_rows())):
+    for name, columns, rows in (('aws/vms.csv', AWS_COLUMNS, aws_rows(catalog)),
+                                ('gcp/vms.csv', GCP_COLUMNS, gcp_rows(catalog)),
+                                ('azure/vms.csv', AZURE_COLUMNS, azure_rows(catalog))):
         path = catalog_common.get_catalog_path(name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         n = 0
@@ -242,12 +331,14 @@ def create_fleet(n: int, prefix: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest='cmd', required=True)
-    sub.add_parser('catalog')
+    cat = sub.add_parser('catalog')
     c = sub.add_parser('create')
     c.add_argument('count', type=int)
     c.add_argument('--prefix', default='fleet-')
+    for p in (cat, c):
+        p.add_argument('--catalog', choices=['test', 'published'], default='test')
     args = parser.parse_args()
-    written = write_catalogs()
+    written = write_catalogs(args.catalog)
     if args.cmd == 'catalog':
         for path, rows in written.items():
             print(f'{path}: {rows} rows')

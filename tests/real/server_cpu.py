@@ -125,9 +125,32 @@ def idle_rate(state_dir, seconds):
     return (tree_cpu(state_dir) - c0) / (time.monotonic() - t0)
 
 
+# A request's work does not end with its answer: SkyPilot's executor then frees the
+# request's memory (a full garbage collection, common_utils.release_memory). cpu_of counts
+# that too, by waiting after the answer until the tree is quiet: a window of QUIET_SECS in
+# which it used at most its idle rate plus QUIET_MARGIN of a core, for at most SETTLE_SECS.
+QUIET_SECS = 0.6
+QUIET_MARGIN = 0.05
+SETTLE_SECS = 6.0
+
+
+def settle(state_dir, idle):
+    """Waits until the server's tree is back at its idle rate (see QUIET_SECS)."""
+    deadline = time.monotonic() + SETTLE_SECS
+    c0, t0 = tree_cpu(state_dir), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_SECS)
+        c1, t1 = tree_cpu(state_dir), time.monotonic()
+        if c1 - c0 <= (idle + QUIET_MARGIN) * (t1 - t0):
+            return
+        c0, t0 = c1, t1
+
+
 def cpu_of(state_dir, action, idle):
-    """(CPU seconds the server spent on action(), idle subtracted; wall seconds)."""
+    """(CPU seconds the server spent on action() and on the work it left behind once it
+    answered, idle subtracted over the whole time; wall seconds of action())."""
     c0, t0 = tree_cpu(state_dir), time.monotonic()
     action()
     wall = time.monotonic() - t0
-    return max(0.0, tree_cpu(state_dir) - c0 - idle * wall), wall
+    settle(state_dir, idle)
+    return max(0.0, tree_cpu(state_dir) - c0 - idle * (time.monotonic() - t0)), wall
