@@ -30,8 +30,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-echo "| clusters | SkyPilot | CPU s per /status | CPU s per poll | wall s per /status | manager's interval s | manager's share of a core |"
-echo "|---:|---|---:|---:|---:|---:|---:|"
+echo "| clusters | SkyPilot | CPU s per /status, whole tree | CPU s per /status, executor + main | CPU s per poll | wall s per /status | manager's interval s | manager's share of a core |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 for n in "${sizes[@]}"; do
   rm -rf "$work/patched" "$work/released"
   log "fleet of $n clusters, ${BENCH_CATALOG:-published} catalog"

@@ -8,7 +8,12 @@ scripts/bench-status-cpu.sh starts the two servers on copies of one state and ru
 For each server: one warm-up /status, the idle CPU rate over --idle-secs, then R rounds
 (the servers take turns within a round) of a /status as the cluster manager sends it and
 of a poll (/api/health, then that /status). CPU is the server's whole process tree from
-/proc, idle subtracted. Then the cluster manager itself (defaults: poll_interval_secs 30,
+/proc, idle subtracted, including the work a request leaves behind once answered (see
+server_cpu.cpu_of). A third /status per round is measured on the two processes that
+worked on it alone, the executor that ran it and the server's main process, each with
+its own idle rate subtracted (server_cpu.request_cpu_of): the whole tree's figure carries
+the server's background work (its daemons, in bursts of seconds), which for a request of
+a fraction of a second is noise as large as the request. Then the cluster manager itself (defaults: poll_interval_secs 30,
 load_budget 0.02) polls each server until it has measured three reads, and the effective
 interval it chose is read from `skypilot-host status --json`. Prints a Markdown table row
 per server and a JSON line with every figure.
@@ -92,8 +97,9 @@ def main():
     # The warm-up's own tail (see server_cpu.cpu_of) is not idle time.
     time.sleep(server_cpu.SETTLE_SECS)
     for s in servers.values():
-        s['idle'] = server_cpu.idle_rate(s['state'], args.idle_secs)
-        s['status_cpu'], s['status_wall'], s['poll_cpu'] = [], [], []
+        s['idle_by_pid'] = server_cpu.idle_rates_by_pid(s['state'], args.idle_secs)
+        s['idle'] = sum(s['idle_by_pid'].values())
+        s['status_cpu'], s['status_wall'], s['poll_cpu'], s['request_cpu'] = [], [], [], []
     for _ in range(args.reps):
         for s in servers.values():
             url = s['url']
@@ -110,6 +116,10 @@ def main():
 
             cpu, _ = server_cpu.cpu_of(s['state'], poll, s['idle'])
             s['poll_cpu'].append(cpu)
+            s['request_cpu'].append(server_cpu.request_cpu_of(
+                s['state'],
+                lambda: status_contract.call_with_pid(url, 'status', MANAGER_QUERY, 3600)[2],
+                s['idle_by_pid']))
     for s in servers.values():
         s['polling'] = manager_interval(args.host_bin, s['url'], 3600)
     result = {'clusters': args.clusters, 'catalog': args.catalog, 'reps': args.reps,
@@ -126,11 +136,15 @@ def main():
             'status_wall_median': statistics.median(s['status_wall']),
             'poll_cpu_median': poll_cpu,
             'poll_cpu': s['poll_cpu'],
+            'request_cpu_median': statistics.median(s['request_cpu']),
+            'request_cpu_min': min(s['request_cpu']),
+            'request_cpu': s['request_cpu'],
             'manager_interval_secs': interval,
             'manager_status_secs': s['polling']['load']['status_secs'],
             'manager_cpu_share': poll_cpu / interval,
         }
         print(f'| {args.clusters} | {name} | {status_cpu:.3f} (min {min(s["status_cpu"]):.3f}) | '
+              f'{statistics.median(s["request_cpu"]):.3f} (min {min(s["request_cpu"]):.3f}) | '
               f'{poll_cpu:.3f} | '
               f'{statistics.median(s["status_wall"]):.2f} | {interval:.0f} | '
               f'{100 * poll_cpu / interval:.2f}% |')
@@ -143,6 +157,11 @@ def main():
         print(f'{names[1]} / {names[0]} CPU per /status at {args.clusters}: '
               f'{result["ratio"]:.1f}x (medians), {result["ratio_of_minima"]:.1f}x (minima, '
               'the rounds least disturbed by the servers\' own background work)')
+        a, b = (result['servers'][n]['request_cpu_median'] for n in names)
+        result['request_ratio'] = b / a if a else None
+        if a:
+            print(f'{names[1]} / {names[0]} CPU per /status at {args.clusters}, the request\'s '
+                  f'executor and main process: {result["request_ratio"]:.1f}x (medians)')
     print(json.dumps(result))
 
 

@@ -106,6 +106,17 @@ class Meter:
         with self.lock:
             return sum(self.ticks.values()) / TICKS
 
+    def cpu_by_pid(self):
+        """{pid: CPU seconds so far} of the tree's processes (as of a fresh sample); a pid
+        reused by a later process counts the later one."""
+        self.sample()
+        with self.lock:
+            latest = {}
+            for (pid, start), ticks in self.ticks.items():
+                if pid not in latest or start > latest[pid][0]:
+                    latest[pid] = (start, ticks)
+            return {pid: ticks / TICKS for pid, (_, ticks) in latest.items()}
+
 
 _METERS = {}
 
@@ -116,6 +127,55 @@ def tree_cpu(state_dir):
     if state_dir not in _METERS:
         _METERS[state_dir] = Meter(state_dir)
     return _METERS[state_dir].cpu()
+
+
+def main_pid(state_dir):
+    """The pid of the server's main process (python -m sky.server.server)."""
+    for pid in tree_cpu_by_pid(state_dir):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if b'sky.server.server' in f.read():
+                    return pid
+        except OSError:
+            continue
+    raise RuntimeError(f'no sky.server.server process among the server of {state_dir}')
+
+
+def tree_cpu_by_pid(state_dir):
+    """{pid: CPU seconds} of the server's processes (see Meter.cpu_by_pid)."""
+    tree_cpu(state_dir)
+    return _METERS[state_dir].cpu_by_pid()
+
+
+def idle_rates_by_pid(state_dir, seconds):
+    """{pid: CPU seconds per second} of each of the server's processes while nobody asks
+    it anything."""
+    c0, t0 = tree_cpu_by_pid(state_dir), time.monotonic()
+    time.sleep(seconds)
+    c1, elapsed = tree_cpu_by_pid(state_dir), time.monotonic() - t0
+    return {pid: (c1[pid] - c0.get(pid, 0.0)) / elapsed for pid in c1}
+
+
+def request_cpu_of(state_dir, action, idle_by_pid):
+    """CPU seconds of the two processes that worked on a request: the executor that ran
+    it and the server's main process (the HTTP side: the request's record, the long
+    poll, the answer), each over the time of the request and of the work it left behind
+    (see cpu_of), each with its own idle rate subtracted. action() returns the pid of the
+    executor (SkyPilot reports it with the request). Leaves out the server's other
+    processes, whose background work (daemons, their cloud CLIs) makes the whole tree's
+    figure noisy for a request of a fraction of a second."""
+    main = main_pid(state_dir)
+    c0, t0 = tree_cpu_by_pid(state_dir), time.monotonic()
+    executor = action()
+    settle(state_dir, sum(idle_by_pid.values()))
+    c1, elapsed = tree_cpu_by_pid(state_dir), time.monotonic() - t0
+    total = 0.0
+    for pid in {main, executor}:
+        if pid not in c1:
+            raise RuntimeError(f'process {pid} (the request\'s) is not among the server\'s')
+        used = c1[pid] - c0.get(pid, 0.0)
+        total += max(0.0, used - idle_by_pid.get(pid, 0.0) * elapsed)
+    return total
 
 
 def idle_rate(state_dir, seconds):

@@ -44,6 +44,12 @@ COST_QUERIES = {
 
 def call(base, op, body, timeout=600):
     """POST /op, then wait for the request's result; returns (value, wall seconds)."""
+    value, wall, _ = call_with_pid(base, op, body, timeout)
+    return value, wall
+
+
+def call_with_pid(base, op, body, timeout=600):
+    """As call, and the pid of the executor that ran the request: (value, wall, pid)."""
     started = time.monotonic()
     req = urllib.request.Request(
         f'{base}/{op}', data=json.dumps(body).encode(), method='POST',
@@ -61,7 +67,7 @@ def call(base, op, body, timeout=600):
     if answer.get('status') != 'SUCCEEDED':
         raise RuntimeError(f'{base}/{op} {body}: request {request_id} ended '
                            f'{answer.get("status")}: {answer.get("error")}')
-    return json.loads(answer['return_value']), time.monotonic() - started
+    return json.loads(answer['return_value']), time.monotonic() - started, answer.get('pid')
 
 
 def differences(a, b, path='', out=None, limit=20):
