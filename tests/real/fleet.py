@@ -163,20 +163,22 @@ def _aws_more_families():
     return [n for n in names if n not in AWS_FAMILIES][:60]
 
 
-def _aws_regions(catalog):
-    regions = dict(AWS_REGIONS)
+def _zoned_regions(catalog, regions, more, zone_sep):
+    """{region: zones}: the tests' regions, and for the published size more regions of
+    three zones each (named region + zone_sep + a, b, c)."""
+    regions = dict(regions)
     if catalog == 'published':
-        for region in AWS_MORE_REGIONS:
-            regions[region] = [f'{region}{z}' for z in 'abc']
+        for region in more:
+            regions[region] = [f'{region}{zone_sep}{z}' for z in 'abc']
     return regions
+
+
+def _aws_regions(catalog):
+    return _zoned_regions(catalog, AWS_REGIONS, AWS_MORE_REGIONS, '')
 
 
 def _gcp_regions(catalog):
-    regions = dict(GCP_REGIONS)
-    if catalog == 'published':
-        for region in GCP_MORE_REGIONS:
-            regions[region] = [f'{region}-{z}' for z in 'abc']
-    return regions
+    return _zoned_regions(catalog, GCP_REGIONS, GCP_MORE_REGIONS, '-')
 
 
 def _azure_regions(catalog):
