@@ -9,7 +9,7 @@
 #   scripts/bench-status-cpu.sh [SIZES...]      e.g. scripts/bench-status-cpu.sh 1000
 #
 # Environment: BENCH_CATALOG (published, the default: catalogs the size of SkyPilot's
-# published v8 ones, about 87,000 rows; or test: the tests' 3,380 rows), BENCH_REPS
+# published v8 ones, about 85,000 rows; or test: the tests' 3,380 rows), BENCH_REPS
 # (default 5), BENCH_IDLE_SECS (default 30), BENCH_RELEASED_UP_TO (measure the released
 # SkyPilot only at sizes up to this; default: every size). Results:
 # the Markdown rows on stdout, every figure as JSON in $BENCH_OUT (default
