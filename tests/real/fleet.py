@@ -10,7 +10,8 @@ No cloud is contacted: the clusters are records with AWS, GCP and Azure handles.
 --catalog test (the default; 3,380 rows in all, what the tests use) or published: the
 size of SkyPilot's published v8 catalogs, whose AWS file (3.65 MB) holds about 50,000
 rows (every instance type in every availability zone offering it) and GCP's (2.2 MB)
-about 33,000; Azure's, by region, a few thousand. The extra rows are more regions, zones
+about 31,000-34,000 (both estimated from the file sizes and the length of their rows);
+Azure's, by region, a few thousand. The extra rows are more regions, zones
 and instance types of the same form; the fleet's own types and regions are in both.
 
 The catalogs are generated, not copied: every instance type is offered in every region
