@@ -123,11 +123,9 @@ def main():
             continue
         (ta, ca), (tb, cb), (tt, ct) = a[-1], b[0], tail[0]
         whole_tree.append(max(0.0, sum(cb.values()) - sum(ca.values()) - idle * (tb - ta)))
-        cost = max(0.0, cb.get(main_pid, 0.0) - ca.get(main_pid, 0.0)
-                   - idle_by_pid.get(main_pid, 0.0) * (tb - ta))
+        cost = server_cpu.used_less_idle(ca, cb, main_pid, idle_by_pid, tb - ta)
         for pid in set(executors) - {main_pid}:
-            cost += max(0.0, ct.get(pid, 0.0) - ca.get(pid, 0.0)
-                        - idle_by_pid.get(pid, 0.0) * (tt - ta))
+            cost += server_cpu.used_less_idle(ca, ct, pid, idle_by_pid, tt - ta)
         per_poll.append(cost)
     # The manager's share in its steady state: what a poll costs the server, once per
     # interval it chose (a window holds few polls, so polls / window would depend on

@@ -121,12 +121,17 @@ class Meter:
 _METERS = {}
 
 
+def _meter(state_dir):
+    """The Meter of the server whose state is in state_dir (made at the first call)."""
+    if state_dir not in _METERS:
+        _METERS[state_dir] = Meter(state_dir)
+    return _METERS[state_dir]
+
+
 def tree_cpu(state_dir):
     """CPU seconds used so far by the server whose state is in state_dir (counted from
     the first call for that server)."""
-    if state_dir not in _METERS:
-        _METERS[state_dir] = Meter(state_dir)
-    return _METERS[state_dir].cpu()
+    return _meter(state_dir).cpu()
 
 
 def main_pid(state_dir):
@@ -143,8 +148,7 @@ def main_pid(state_dir):
 
 def tree_cpu_by_pid(state_dir):
     """{pid: CPU seconds} of the server's processes (see Meter.cpu_by_pid)."""
-    tree_cpu(state_dir)
-    return _METERS[state_dir].cpu_by_pid()
+    return _meter(state_dir).cpu_by_pid()
 
 
 def idle_rates_by_pid(state_dir, seconds):
@@ -169,20 +173,17 @@ def request_cpu_of(state_dir, action, idle_by_pid):
     executor = action()
     settle(state_dir, sum(idle_by_pid.values()))
     c1, elapsed = tree_cpu_by_pid(state_dir), time.monotonic() - t0
-    total = 0.0
     for pid in {main, executor}:
         if pid not in c1:
             raise RuntimeError(f'process {pid} (the request\'s) is not among the server\'s')
-        used = c1[pid] - c0.get(pid, 0.0)
-        total += max(0.0, used - idle_by_pid.get(pid, 0.0) * elapsed)
-    return total
+    return sum(used_less_idle(c0, c1, pid, idle_by_pid, elapsed) for pid in {main, executor})
 
 
-def idle_rate(state_dir, seconds):
-    """The server's CPU seconds per second while nobody asks it anything."""
-    c0, t0 = tree_cpu(state_dir), time.monotonic()
-    time.sleep(seconds)
-    return (tree_cpu(state_dir) - c0) / (time.monotonic() - t0)
+def used_less_idle(before, after, pid, idle_by_pid, elapsed):
+    """CPU seconds process pid used between two tree_cpu_by_pid readings elapsed seconds
+    apart, less its idle rate over that time (never below zero)."""
+    used = after.get(pid, 0.0) - before.get(pid, 0.0)
+    return max(0.0, used - idle_by_pid.get(pid, 0.0) * elapsed)
 
 
 # A request's work does not end with its answer: SkyPilot's executor then frees the
