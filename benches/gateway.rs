@@ -28,11 +28,8 @@ use tokio::net::TcpListener;
 const ROUNDS: usize = 2000;
 
 async fn as_alice(mut req: Request, next: Next) -> Response {
-    req.extensions_mut().insert(Identity {
-        name: "alice".into(),
-        role: Role::Admin,
-        method: AuthMethod::Basic,
-    });
+    req.extensions_mut()
+        .insert(Identity::named("alice", Role::Admin, AuthMethod::Basic));
     next.run(req).await
 }
 

@@ -111,6 +111,9 @@ pub struct WebUiConfig {
     /// The URL people reach the web UI at (e.g. behind nginx). `https://` marks the
     /// session cookie `Secure` even when the web UI itself speaks plain HTTP.
     pub public_url: Option<String>,
+    /// Host names the web UI answers to besides `public_url`'s, `localhost` and IP
+    /// addresses; a request naming any other host is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Lifetime of a console session, in seconds (then log in again).
     pub session_lifetime_secs: u64,
     /// Failed logins allowed per client address within `login_window_secs`.
@@ -456,6 +459,7 @@ impl Default for WebUiConfig {
             tls_cert_file: None,
             tls_key_file: None,
             public_url: None,
+            allowed_hosts: Vec::new(),
             session_lifetime_secs: 8 * 3600,
             login_failures_per_client: 20,
             login_failures_per_user: 10,

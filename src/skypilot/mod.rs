@@ -168,6 +168,9 @@ pub struct Client {
     max_body: u64,
     /// The API version to send: ours until the server's is known, then the lower.
     api_version: AtomicU32,
+    /// The identity header and the person's name sent with every request, when the
+    /// client acts for a person ([`Client::acting_as`]).
+    acting: Option<(String, String)>,
 }
 
 impl fmt::Debug for Client {
@@ -263,7 +266,24 @@ impl Client {
             attempts: cfg.connect_attempts.max(1),
             max_body: cfg.max_answer_bytes,
             api_version: AtomicU32::new(CLIENT_API_VERSION),
+            acting: None,
         })
+    }
+
+    /// This client, sending `name` in SkyPilot's identity header `header` with every
+    /// request: SkyPilot then records and authorizes the request as that person. (With a
+    /// service-account token configured, SkyPilot takes the token's identity instead.)
+    pub(crate) fn acting_as(&self, header: &str, name: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: self.token.clone(),
+            timeout: self.timeout,
+            attempts: self.attempts,
+            max_body: self.max_body,
+            api_version: AtomicU32::new(self.api_version.load(Ordering::Relaxed)),
+            acting: Some((header.to_string(), name.to_string())),
+        }
     }
 
     pub(crate) fn base_url(&self) -> &str {
@@ -288,6 +308,9 @@ impl Client {
             .header("X-SkyPilot-Version", CLIENT_SKYPILOT_VERSION);
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
+        }
+        if let Some((header, name)) = &self.acting {
+            rb = rb.header(header.as_str(), name.as_str());
         }
         rb
     }
@@ -554,6 +577,36 @@ impl Client {
             }),
         )
         .await
+    }
+
+    /// `POST /status` of the named clusters only (all users), without handles: what
+    /// SkyPilot knows of clusters the host database has not seen yet.
+    pub async fn status_named(&self, names: &[String]) -> Result<Vec<Cluster>> {
+        let text = self
+            .call_raw(
+                "status",
+                json!({
+                    "cluster_names": names,
+                    "refresh": RefreshMode::None.as_str(),
+                    "all_users": true,
+                    "include_credentials": false,
+                    "include_handle": false,
+                }),
+            )
+            .await?;
+        parse_status(&text).map_err(|what| ClientError::Malformed {
+            url: self.url("status"),
+            what: format!("status: {what}"),
+        })
+    }
+
+    /// Runs operation `op` with `body` and returns its return value as JSON.
+    pub(crate) async fn call_json(
+        &self,
+        op: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.call(op, body).await
     }
 
     /// `POST /cost_report` over the last `days` days.

@@ -73,6 +73,10 @@ db_enum! {
         Start = "start",
         Login = "login",
         Logout = "logout",
+        /// A state-changing request through the gateway (or its refusal).
+        Request = "request",
+        /// The web UI set a person's role inside SkyPilot to ours (a sync or a drift).
+        Role = "role",
     }
 }
 

@@ -126,6 +126,25 @@ CREATE TABLE poll_load (
     budget        REAL NOT NULL CHECK (budget > 0 AND budget <= 1)
 );
 "#,
+    // 4: the audit also records requests through the gateway and role syncs.
+    r#"
+ALTER TABLE audit RENAME TO audit_v3;
+DROP INDEX audit_by_cluster;
+DROP INDEX audit_by_time;
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('autostop', 'cancel_autostop', 'stop', 'down', 'start', 'login', 'logout', 'request', 'role')),
+    cluster TEXT,
+    outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'dry_run', 'refused', 'failure')),
+    detail  TEXT
+);
+CREATE INDEX audit_by_cluster ON audit (cluster, id);
+CREATE INDEX audit_by_time ON audit (at);
+INSERT INTO audit SELECT * FROM audit_v3;
+DROP TABLE audit_v3;
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

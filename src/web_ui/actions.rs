@@ -1,13 +1,15 @@
 //! Actions on a cluster, for the console and the JSON API alike: stop, down, set or cancel
 //! autostop. Admins act on any cluster; anyone else only on the clusters they own (the
-//! cluster's `user` in the host database is their name). Each action goes to SkyPilot's
-//! API server and lands in the audit table with the acting user and SkyPilot's error.
+//! cluster's owner is them, [`super::ownership`]); viewers never. Each action goes to
+//! SkyPilot's API server as the acting person (their name in SkyPilot's identity header,
+//! so SkyPilot's own request table names them) and lands in the audit table with the
+//! acting user and SkyPilot's error.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::identity::Identity;
+use super::identity::{Identity, Role};
 use super::WebState;
 use crate::store::{AuditAction, AuditEntry, AuditOutcome, ClusterRow, Store};
 
@@ -122,10 +124,18 @@ impl std::fmt::Display for ActError {
     }
 }
 
-/// Whether `who` may act on `cluster`: an admin, or its owner.
+/// Whether `who` may act on `cluster`: an admin, or a `user` who owns it (the rule of
+/// [`super::ownership`], the gateway's too); a viewer never.
 pub(crate) fn may_act(who: &Identity, cluster: &ClusterRow) -> bool {
-    who.is_admin()
-        || (!who.name.is_empty() && cluster.cluster.user_name.as_deref() == Some(who.name.as_str()))
+    match who.role {
+        Role::Admin => true,
+        Role::User => super::ownership::owns(
+            who,
+            cluster.cluster.user_name.as_deref(),
+            cluster.cluster.user_hash.as_deref(),
+        ),
+        Role::Viewer => false,
+    }
 }
 
 /// The actor recorded in the audit table for a person acting through the web UI.
@@ -184,11 +194,16 @@ pub(crate) async fn act(
         audit(state, entry).await;
         return Err(ActError::Forbidden(why));
     }
+    // As the person: SkyPilot's request table names them, and SkyPilot's RBAC (kept
+    // equal to ours by the role sync) decides again.
+    let sky = state
+        .sky
+        .acting_as(&state.config.web_ui.gateway.identity_header, &who.name);
     let sent = match action {
-        Action::Stop => state.sky.stop(cluster).await,
-        Action::Down => state.sky.down(cluster).await,
-        Action::Autostop { minutes, down } => state.sky.autostop(cluster, minutes, down).await,
-        Action::CancelAutostop => state.sky.autostop(cluster, -1, false).await,
+        Action::Stop => sky.stop(cluster).await,
+        Action::Down => sky.down(cluster).await,
+        Action::Autostop { minutes, down } => sky.autostop(cluster, minutes, down).await,
+        Action::CancelAutostop => sky.autostop(cluster, -1, false).await,
     };
     entry.at = state.clock.now();
     let result = match sent {
@@ -235,7 +250,7 @@ mod tests {
     use super::*;
     use crate::cluster::{Cluster, ClusterStatus};
     use crate::time::Timestamp;
-    use crate::web_ui::identity::{AuthMethod, Role};
+    use crate::web_ui::identity::AuthMethod;
 
     fn req(action: &str, minutes: Option<&str>, down: Option<&str>) -> ActionRequest {
         ActionRequest {
@@ -275,14 +290,11 @@ mod tests {
             last_changed: Timestamp::from_secs(1),
             gone_at: None,
         };
-        let who = |name: &str, role| Identity {
-            name: name.into(),
-            role,
-            method: AuthMethod::Session,
-        };
-        assert!(may_act(&who("bob", Role::Viewer), &row));
-        assert!(!may_act(&who("alice", Role::Viewer), &row));
+        let who = |name: &str, role| Identity::named(name, role, AuthMethod::Session);
+        assert!(may_act(&who("bob", Role::User), &row));
+        assert!(!may_act(&who("bob", Role::Viewer), &row));
+        assert!(!may_act(&who("alice", Role::User), &row));
         assert!(may_act(&who("alice", Role::Admin), &row));
-        assert!(!may_act(&who("", Role::Viewer), &row));
+        assert!(!may_act(&who("", Role::User), &row));
     }
 }

@@ -14,8 +14,10 @@
 //!   to the person's name. The forwarding headers go because SkyPilot reads any of them
 //!   as "came through a proxy, not loopback", which with basic auth on makes it ask for
 //!   a password the gateway does not have.
-//! - A SkyPilot service account (`Authorization: Bearer sky_…`): the header goes through
-//!   untouched and no identity header is set; SkyPilot verifies the token itself.
+//! - A SkyPilot service account (`Authorization: Bearer sky_…`), already verified by
+//!   SkyPilot in the auth layer: the token is sent in the one form SkyPilot checks
+//!   (`Bearer sky_…`) with `X-Skypilot-Auth-Mode: token`, which makes SkyPilot refuse the
+//!   request unless the token is valid, and the identity header carries its name.
 //! - No credentials: only `GET /api/health` is forwarded (with every identity and
 //!   credential header removed and its query dropped): SkyPilot's CLI probes it before
 //!   it sends credentials, and it answers version and status, nothing more. Anything
@@ -26,11 +28,16 @@
 //! `Sec-Fetch-Site`): SkyPilot's dashboard sends no CSRF token, so this is its CSRF
 //! defence. A request authenticated by the session cookie must show one of the two.
 //!
-//! Per-owner control: a non-admin may stop, down, start, cancel jobs on or set the
-//! autostop of only the clusters they own. The owner comes from the host database (the
-//! cluster manager's copy of SkyPilot's `user_name`): a read of one row, without a round
-//! trip through SkyPilot's request queue; a cluster launched since the last poll is not
-//! known yet and is refused with a message saying so.
+//! No request other than the unauthenticated health probe reaches SkyPilot without an
+//! identity: [`Gateway::forward`] checks the headers it is about to send and refuses
+//! (500, logged as a bug) a request that carries none.
+//!
+//! Authorization: every request of a logged-in person goes through the table of
+//! [`super::rules`] first (allow, owner-checked, deny by route and role). Owners come
+//! from the host database (the cluster manager's copy of SkyPilot's owner) and, for a
+//! cluster it has not seen yet, jobs, services and pools, from SkyPilot itself; the
+//! answer is [`super::ownership::owns`]. Every state-changing request, and every
+//! refusal, is written to the audit table.
 //!
 //! Bodies stream both ways (uploads of 95 MB chunks, `/api/stream`'s chunked logs);
 //! websockets (`/kubernetes-pod-ssh-proxy`, …) are upgraded on both sides and copied.
@@ -55,8 +62,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::{Instant, Sleep};
 
+use super::auth::service_account::AUTH_MODE_HEADER;
+use super::auth::{parse_authorization, AuthHeader};
 use super::identity::{AuthMethod, Identity};
+use super::ownership::{owns, skypilot_id};
+use super::rules::{self, Access, Kind, Owned};
 use crate::config::Config;
+use crate::store::{AuditAction, AuditEntry, AuditOutcome};
 
 /// SkyPilot's API version sent in our own 401s until the upstream has told us its own.
 const DEFAULT_API_VERSION: u32 = 62;
@@ -64,10 +76,6 @@ const DEFAULT_API_VERSION: u32 = 62;
 const MAX_ERROR_CHARS: usize = 600;
 /// Where a browser without a session is sent.
 const LOGIN_PATH: &str = "/console/login";
-
-/// Endpoints that act on one existing cluster named in the JSON body's `cluster_name`:
-/// a non-admin may call them only for clusters they own.
-const OWNER_CONTROLLED: [&str; 5] = ["/stop", "/down", "/autostop", "/start", "/cancel"];
 
 /// The gateway: a cheap handle (one `Arc`), cloned into every request.
 #[derive(Clone)]
@@ -88,6 +96,9 @@ struct Inner {
     database: PathBuf,
     /// The API version the upstream last reported, for our own 401s.
     api_version: AtomicU32,
+    /// SkyPilot's API server as the host's service account: owner lookups of what the
+    /// host database does not know (new clusters, jobs, services, pools).
+    sky: crate::skypilot::Client,
 }
 
 impl Gateway {
@@ -152,6 +163,8 @@ impl Gateway {
                 max_control_body: g.max_control_body_bytes,
                 database: config.cluster_manager.database.clone(),
                 api_version: AtomicU32::new(DEFAULT_API_VERSION),
+                sky: crate::skypilot::Client::new(&config.skypilot)
+                    .map_err(|e| anyhow::anyhow!("skypilot.api_url: {e}"))?,
             }),
         })
     }
@@ -215,16 +228,117 @@ pub async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
             if let Err(r) = check_same_origin(&req, &who) {
                 return r;
             }
-            let req = if who.is_admin() {
-                req
-            } else {
-                match gw.check_owner(req, &who).await {
-                    Ok(r) => r,
-                    Err(r) => return r,
-                }
-            };
-            gw.forward(req, Some(&who)).await
+            gw.authorized(req, who).await
         }
+    }
+}
+
+/// What the audit records of one request through the gateway.
+struct Audited {
+    actor: String,
+    what: String,
+    names: Vec<String>,
+}
+
+impl Gateway {
+    /// A logged-in person's request: the table's decision, the owner check, the
+    /// forward, and the audit of writes and refusals.
+    async fn authorized(&self, req: Request, who: Identity) -> Response {
+        let path = rules::routed_path(req.uri().path());
+        let method = req.method().as_str().to_string();
+        let (access, kind, _) = rules::decide(who.role, &method, &path);
+        let mut audited = Audited {
+            actor: actor(&who),
+            what: format!("{method} {path}"),
+            names: Vec::new(),
+        };
+        let req = match access {
+            Access::Allow => req,
+            Access::Deny => {
+                let why = format!(
+                    "{method} {path} refused: role {} of {} may not use it (the gateway's route table; docs/gateway.md)",
+                    who.role.as_str(),
+                    who.name
+                );
+                self.audit(&audited, AuditOutcome::Refused, why.clone())
+                    .await;
+                return error(StatusCode::FORBIDDEN, &why);
+            }
+            Access::Own(owned) => match self.check_owner(req, &who, owned, &path).await {
+                Ok((req, names)) => {
+                    audited.names = names;
+                    req
+                }
+                Err((status, why)) => {
+                    self.audit(&audited, AuditOutcome::Refused, why.clone())
+                        .await;
+                    return error(status, &why);
+                }
+            },
+        };
+        let resp = self.forward(req, Some(&who)).await;
+        if kind == Kind::Write {
+            let status = resp.status();
+            let request_id = resp
+                .headers()
+                .get("x-skypilot-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let outcome =
+                if status.is_success() || status.is_redirection() || status.as_u16() == 101 {
+                    AuditOutcome::Ok
+                } else {
+                    AuditOutcome::Error
+                };
+            let detail = match request_id {
+                Some(id) => format!("HTTP {}, SkyPilot request {id}", status.as_u16()),
+                None => format!("HTTP {}", status.as_u16()),
+            };
+            self.audit(&audited, outcome, detail).await;
+        }
+        resp
+    }
+
+    /// Appends one gateway entry to the audit table (a failure is logged, never shown:
+    /// the request itself already went its way).
+    async fn audit(&self, a: &Audited, outcome: AuditOutcome, detail: String) {
+        let names = if a.names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.names.join(", "))
+        };
+        let entry = AuditEntry {
+            at: crate::time::Clock::now(&crate::time::SystemClock),
+            actor: a.actor.clone(),
+            action: AuditAction::Request,
+            cluster: a.names.first().cloned(),
+            outcome,
+            detail: Some(bounded(&format!("{}{names}: {detail}", a.what))),
+        };
+        tracing::info!(
+            actor = %entry.actor,
+            request = %crate::terminal::clean(&a.what),
+            outcome = %entry.outcome,
+            "gateway"
+        );
+        let path = self.inner.database.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::store::Store::open_writer(&path).and_then(|s| s.append_audit(&entry))
+        })
+        .await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "gateway: cannot write the audit entry"),
+            Err(e) => tracing::error!(error = %e, "gateway: the audit write did not complete"),
+        }
+    }
+}
+
+/// The actor the audit names for a request through the gateway.
+fn actor(who: &Identity) -> String {
+    match who.method {
+        AuthMethod::SkyPilotServiceAccount => format!("gateway:{} (service account)", who.name),
+        _ => format!("gateway:{}", who.name),
     }
 }
 
@@ -267,6 +381,13 @@ impl Gateway {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, v);
+        }
+        if let Err(why) = identified(&parts.headers, &self.inner.identity_header, who.is_some()) {
+            tracing::error!(path = %path_and_query, "gateway bug: {why}; refused");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the gateway refused to forward {path_and_query}: {why}"),
+            );
         }
         parts.uri = uri;
         parts.extensions = Default::default();
@@ -349,6 +470,20 @@ impl Gateway {
         h: &mut HeaderMap,
         who: Option<&Identity>,
     ) -> Result<(), Response> {
+        // A service account's token, in the one form SkyPilot verifies (checked by the
+        // auth layer; read before the header goes).
+        let sky_token = match (who.map(|w| w.method), parse_authorization(h)) {
+            (Some(AuthMethod::SkyPilotServiceAccount), Ok(Some(AuthHeader::SkyToken(t)))) => {
+                Some(format!("Bearer {t}"))
+            }
+            (Some(AuthMethod::SkyPilotServiceAccount), _) => {
+                return Err(error(
+                    StatusCode::UNAUTHORIZED,
+                    "the service-account token is not in the form `Bearer sky_…`",
+                ))
+            }
+            _ => None,
+        };
         strip_hop_by_hop(h, false);
         h.remove(&self.inner.identity_header);
         let spoofable: Vec<HeaderName> = h
@@ -365,13 +500,20 @@ impl Gateway {
             h.remove(&k);
         }
         h.remove(header::COOKIE);
-        let service_account = who.is_some_and(|w| w.method == AuthMethod::SkyPilotServiceAccount);
-        if !service_account {
-            h.remove(header::AUTHORIZATION);
-            h.remove("x-skypilot-auth-mode");
-        }
+        h.remove(header::AUTHORIZATION);
+        h.remove(AUTH_MODE_HEADER);
         h.insert(header::HOST, self.inner.upstream_host.clone());
-        if let Some(w) = who.filter(|_| !service_account) {
+        if let Some(token) = sky_token {
+            let v = HeaderValue::from_str(&token).map_err(|_| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "the service-account token is not header text",
+                )
+            })?;
+            h.insert(header::AUTHORIZATION, v);
+            h.insert(AUTH_MODE_HEADER, HeaderValue::from_static("token"));
+        }
+        if let Some(w) = who {
             let v = HeaderValue::from_bytes(w.name.as_bytes()).map_err(|_| {
                 error(
                     StatusCode::FORBIDDEN,
@@ -402,84 +544,312 @@ impl Gateway {
         }
     }
 
-    /// Per-owner control: for a non-admin on one of [`OWNER_CONTROLLED`], reads the
-    /// (small) body, finds the cluster, and refuses unless `who` owns it. A person owns
-    /// the clusters whose SkyPilot `user_name` is their name; a service account those
-    /// whose `user_hash` is its user id (the token's `u` claim: the gateway does not
-    /// verify the token, SkyPilot does, and refuses a forged one). Returns the request
-    /// with its body restored.
-    async fn check_owner(&self, req: Request, who: &Identity) -> Result<Request, Response> {
-        let Some(endpoint) = owner_controlled(req.uri().path()) else {
-            return Ok(req);
+    /// Per-owner control ([`Access::Own`]): finds what the request names (the query, or
+    /// its JSON body read up to `max_control_body_bytes`), and refuses unless `who` owns
+    /// every one of them. Returns the request with its body restored (or, for
+    /// `/api/cancel`, bound to the caller) and the names, for the audit.
+    async fn check_owner(
+        &self,
+        req: Request,
+        who: &Identity,
+        owned: Owned,
+        path: &str,
+    ) -> Result<(Request, Vec<String>), (StatusCode, String)> {
+        let me = format!("{} ({})", who.name, who.role.as_str());
+        let refuse = |m: String| {
+            (
+                StatusCode::FORBIDDEN,
+                format!("{path} by {me} refused: {m}"),
+            )
         };
-        let me = if who.method == AuthMethod::SkyPilotServiceAccount {
-            match service_account_id(req.headers()) {
-                Some(id) => Me::Hash(id),
-                None => {
-                    return Err(error(
-                        StatusCode::FORBIDDEN,
-                        &format!("{endpoint} refused: the service-account token names no user id"),
-                    ))
-                }
-            }
-        } else {
-            Me::Name(who.name.clone())
-        };
+        if owned == Owned::ClusterQuery {
+            let name = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "cluster_name")
+                .map(|(_, v)| v.into_owned())
+                .ok_or_else(|| refuse("the query names no cluster (cluster_name)".into()))?;
+            self.check_clusters(who, std::slice::from_ref(&name), false)
+                .await
+                .map_err(refuse)?;
+            return Ok((req, vec![name]));
+        }
         let (parts, body) = req.into_parts();
         let limit = self.inner.max_control_body;
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            error(
+            (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the body of {endpoint} could not be read within {limit} bytes (web_ui.gateway.max_control_body_bytes): {e}"
+                format!(
+                    "the body of {path} could not be read within {limit} bytes (web_ui.gateway.max_control_body_bytes): {e}"
                 ),
             )
         })?;
-        let names = cluster_names(&bytes).map_err(|m| {
-            error(
-                StatusCode::FORBIDDEN,
-                &format!("{endpoint} by {me} (not an admin) refused: {m}"),
-            )
+        let mut body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            refuse(format!(
+                "the body is not JSON ({e}), so what it names is unknown"
+            ))
         })?;
-        for name in names {
-            let owner = self.owner_of(&name).await.map_err(|m| {
-                error(
-                    StatusCode::FORBIDDEN,
-                    &format!("{endpoint} of cluster {name:?} by {me} refused: {m}"),
+        let names = match owned {
+            Owned::Clusters => {
+                let names = cluster_names(&body).map_err(refuse)?;
+                self.check_clusters(who, &names, false)
+                    .await
+                    .map_err(refuse)?;
+                names
+            }
+            Owned::Launch => match body.get("cluster_name") {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(v) => {
+                    let name = v
+                        .as_str()
+                        .ok_or_else(|| refuse("cluster_name is not a string".into()))?
+                        .to_string();
+                    let names = vec![name];
+                    self.check_clusters(who, &names, true)
+                        .await
+                        .map_err(refuse)?;
+                    names
+                }
+            },
+            Owned::Jobs => self.check_jobs(who, &body).await.map_err(refuse)?,
+            Owned::Services => self
+                .check_services(
+                    who,
+                    &body,
+                    "serve/status",
+                    "service_names",
+                    "service_name",
+                    false,
                 )
-            })?;
+                .await
+                .map_err(refuse)?,
+            Owned::Pools { create } => self
+                .check_services(
+                    who,
+                    &body,
+                    "jobs/pool_status",
+                    "pool_names",
+                    "pool_name",
+                    create,
+                )
+                .await
+                .map_err(refuse)?,
+            Owned::Requests => {
+                // SkyPilot binds a non-admin's cancel to the caller (`role_filter`); the
+                // gateway binds it too, so it holds even if SkyPilot took the person for
+                // an admin.
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert(
+                        "user_id".into(),
+                        serde_json::Value::String(skypilot_id(who)),
+                    );
+                }
+                strings(&body, "request_ids").map_err(refuse)?
+            }
+            Owned::ClusterQuery => Vec::new(),
+        };
+        let bytes = if owned == Owned::Requests {
+            serde_json::to_vec(&body).map_err(|e| refuse(format!("cannot write the body: {e}")))?
+        } else {
+            bytes.to_vec()
+        };
+        let mut parts = parts;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Ok((Request::from_parts(parts, Body::from(bytes)), names))
+    }
+
+    /// Refuses unless `who` owns every cluster of `names`. A cluster the host database
+    /// does not know (launched since the cluster manager's last poll) is asked of
+    /// SkyPilot; one SkyPilot does not know either is refused, or let through when
+    /// `new_ok` (a launch of a new cluster).
+    async fn check_clusters(
+        &self,
+        who: &Identity,
+        names: &[String],
+        new_ok: bool,
+    ) -> Result<(), String> {
+        for name in names {
+            let owner = match self.owner_in_database(name).await? {
+                Some(o) => Some(o),
+                None => {
+                    let found = self
+                        .inner
+                        .sky
+                        .status_named(std::slice::from_ref(name))
+                        .await
+                        .map_err(|e| {
+                            format!("cannot ask SkyPilot who owns cluster {name:?}: {e}")
+                        })?;
+                    found
+                        .into_iter()
+                        .find(|c| &c.name == name)
+                        .map(|c| (c.user_name, c.user_hash))
+                }
+            };
             let Some((owner_name, owner_hash)) = owner else {
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "{endpoint} of cluster {name:?} by {me} refused: the host database does not know the cluster or its owner (a cluster launched since the cluster manager's last poll appears within its poll interval)",
-                    ),
+                if new_ok {
+                    continue;
+                }
+                return Err(format!(
+                    "cluster {name:?} is not known to the host database or to SkyPilot"
                 ));
             };
-            let mine = match &me {
-                Me::Name(n) => owner_name.as_deref() == Some(n.as_str()),
-                Me::Hash(h) => owner_hash.as_deref() == Some(h.as_str()),
-            };
-            if !mine {
+            if !owns(who, owner_name.as_deref(), owner_hash.as_deref()) {
                 let shown = owner_name.or(owner_hash).unwrap_or_default();
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "{endpoint} of cluster {name:?} refused: it belongs to {shown:?}, and {me} (not an admin) may act only on their own clusters"
-                    ),
+                return Err(format!(
+                    "cluster {name:?} belongs to {shown:?}; a {} acts only on their own",
+                    who.role.as_str()
                 ));
             }
         }
-        Ok(Request::from_parts(parts, Body::from(bytes)))
+        Ok(())
+    }
+
+    /// Refuses a managed-jobs request unless it names jobs (by `job_ids`, `job_id` or
+    /// `name`) that all belong to `who`; `all` and `all_users` are refused.
+    async fn check_jobs(
+        &self,
+        who: &Identity,
+        body: &serde_json::Value,
+    ) -> Result<Vec<String>, String> {
+        if flag(body, "all") || flag(body, "all_users") {
+            return Err(
+                "`all` / `all_users` act on other people's jobs: name your jobs instead".into(),
+            );
+        }
+        let mut ids: Vec<i64> = match body.get("job_ids") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(v) => v
+                .as_array()
+                .and_then(|a| a.iter().map(|i| i.as_i64()).collect::<Option<Vec<_>>>())
+                .ok_or("job_ids is not a list of numbers")?,
+        };
+        if let Some(id) = body.get("job_id").filter(|v| !v.is_null()) {
+            ids.push(id.as_i64().ok_or("job_id is not a number")?);
+        }
+        let name = match body.get("name") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_str().ok_or("name is not a string")?.to_string()),
+        };
+        if ids.is_empty() && name.is_none() {
+            return Err(
+                "the request names no job (job_ids, job_id or name), so its owner is unknown"
+                    .into(),
+            );
+        }
+        let mut query = serde_json::json!({ "all_users": true, "skip_finished": false });
+        if !ids.is_empty() {
+            query["job_ids"] = serde_json::json!(ids);
+        }
+        let answer = self
+            .inner
+            .sky
+            .call_json("jobs/queue/v2", query)
+            .await
+            .map_err(|e| format!("cannot ask SkyPilot who owns the jobs: {e}"))?;
+        let jobs = answer
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|j| j.as_array())
+            .or_else(|| answer.get("jobs").and_then(|j| j.as_array()))
+            .cloned()
+            .unwrap_or_default();
+        let wanted: Vec<&serde_json::Value> = jobs
+            .iter()
+            .filter(|j| {
+                let id_ok = ids.is_empty()
+                    || j.get("job_id")
+                        .and_then(|v| v.as_i64())
+                        .is_some_and(|i| ids.contains(&i));
+                let name_ok = name
+                    .as_deref()
+                    .is_none_or(|n| j.get("job_name").and_then(|v| v.as_str()) == Some(n));
+                id_ok && name_ok
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Err("SkyPilot knows no such managed job".into());
+        }
+        for j in &wanted {
+            let hash = j.get("user_hash").and_then(|v| v.as_str());
+            let owner = j.get("user_name").and_then(|v| v.as_str());
+            if !owns(who, owner, hash) {
+                return Err(format!(
+                    "managed job {} belongs to {:?}; a {} acts only on their own",
+                    j.get("job_id").map(|v| v.to_string()).unwrap_or_default(),
+                    owner.or(hash).unwrap_or(""),
+                    who.role.as_str()
+                ));
+            }
+        }
+        let mut names: Vec<String> = ids.iter().map(|i| format!("job {i}")).collect();
+        names.extend(name.map(|n| format!("job {n}")));
+        Ok(names)
+    }
+
+    /// Refuses a services (or pools) request unless the services it names (`list_key`
+    /// or `one_key`) all belong to `who`; `all` is refused. With `create`, a name
+    /// SkyPilot does not know is a new one and passes.
+    async fn check_services(
+        &self,
+        who: &Identity,
+        body: &serde_json::Value,
+        op: &str,
+        list_key: &str,
+        one_key: &str,
+        create: bool,
+    ) -> Result<Vec<String>, String> {
+        if flag(body, "all") {
+            return Err("`all` acts on other people's services: name yours instead".into());
+        }
+        let mut names = strings(body, list_key)?;
+        names.extend(strings(body, one_key)?);
+        if names.is_empty() {
+            return Err(format!(
+                "the request names nothing ({list_key} or {one_key}), so its owner is unknown"
+            ));
+        }
+        let answer = self
+            .inner
+            .sky
+            .call_json(op, serde_json::json!({ list_key: names }))
+            .await
+            .map_err(|e| format!("cannot ask SkyPilot who owns {names:?}: {e}"))?;
+        let records = answer.as_array().cloned().unwrap_or_default();
+        for n in &names {
+            let rec = records.iter().find(|r| {
+                r.get("name")
+                    .or_else(|| r.get("service_name"))
+                    .and_then(|v| v.as_str())
+                    == Some(n.as_str())
+            });
+            let Some(rec) = rec else {
+                if create {
+                    continue;
+                }
+                return Err(format!("SkyPilot knows no {n:?}"));
+            };
+            let hash = rec.get("user_hash").and_then(|v| v.as_str());
+            let owner = rec.get("user_name").and_then(|v| v.as_str());
+            if !owns(who, owner, hash) {
+                return Err(format!(
+                    "{n:?} belongs to {:?}; a {} acts only on their own",
+                    owner.or(hash).unwrap_or(""),
+                    who.role.as_str()
+                ));
+            }
+        }
+        Ok(names)
     }
 
     /// The owner of `cluster` in the host database, as (SkyPilot's `user_name`,
-    /// `user_hash`); `None` when the cluster is unknown or gone.
-    async fn owner_of(
+    /// `user_hash`); `None` when the database does not know it (or it is gone).
+    async fn owner_in_database(
         &self,
         cluster: &str,
     ) -> Result<Option<(Option<String>, Option<String>)>, String> {
         let db = self.inner.database.clone();
+        if !db.exists() {
+            return Ok(None);
+        }
         let name = cluster.to_string();
         let read = tokio::task::spawn_blocking(move || {
             let store = crate::store::Store::open_read_only(&db).map_err(|e| e.to_string())?;
@@ -500,55 +870,56 @@ impl Gateway {
     }
 }
 
-/// Who asks, for per-owner control.
-enum Me {
-    Name(String),
-    /// A service account's SkyPilot user id.
-    Hash(String),
+/// Whether the JSON body sets `key` to true.
+fn flag(body: &serde_json::Value, key: &str) -> bool {
+    body.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
-impl std::fmt::Display for Me {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Me::Name(n) => write!(f, "{n}"),
-            Me::Hash(h) => write!(f, "service account {h}"),
+/// The strings under `key`: one string, a list of strings, or nothing.
+fn strings(body: &serde_json::Value, key: &str) -> Result<Vec<String>, String> {
+    match body.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::String(s)) => Ok(vec![s.clone()]),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("{key} holds a non-string")),
+        Some(_) => Err(format!("{key} is not a string or a list of strings")),
+    }
+}
+
+/// Whether headers about to go to SkyPilot carry an identity SkyPilot will verify or
+/// take as given: the identity header, and for a service-account token the mode header
+/// that makes SkyPilot refuse an invalid one. Only the unauthenticated health probe
+/// (`person` false) goes without, and then with no credentials at all.
+fn identified(h: &HeaderMap, identity_header: &HeaderName, person: bool) -> Result<(), String> {
+    if !person {
+        if h.contains_key(identity_header) || h.contains_key(header::AUTHORIZATION) {
+            return Err("the unauthenticated probe carries credentials".into());
         }
+        return Ok(());
     }
-}
-
-/// The SkyPilot user id a service-account token (`Bearer sky_<JWT>`) claims: the `u`
-/// claim of its payload, read without verification (SkyPilot verifies the token).
-fn service_account_id(h: &HeaderMap) -> Option<String> {
-    use base64::Engine;
-    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = auth.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+    let named = h
+        .get(identity_header)
+        .is_some_and(|v| !v.as_bytes().is_empty());
+    if !named {
+        return Err(format!(
+            "no {identity_header} header: SkyPilot would take it for its anonymous admin"
+        ));
     }
-    let jwt = token.trim().strip_prefix("sky_")?;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("u")?.as_str().map(str::to_string)
-}
-
-/// The owner-controlled endpoint `path` names, as SkyPilot routes it: percent-decoded,
-/// and with the dashboard's `/internal/dashboard` prefix removed once.
-fn owner_controlled(path: &str) -> Option<&'static str> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let p = match decoded.strip_prefix("/internal/dashboard/") {
-        Some(rest) => format!("/{rest}"),
-        None => decoded.into_owned(),
-    };
-    OWNER_CONTROLLED.into_iter().find(|e| *e == p)
+    if h.contains_key(header::AUTHORIZATION)
+        && h.get(AUTH_MODE_HEADER).map(|v| v.as_bytes()) != Some(b"token")
+    {
+        return Err(
+            "a bearer token without X-Skypilot-Auth-Mode: token would not be verified".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The clusters a control body names: `cluster_name`, or `cluster_names` (a list).
-fn cluster_names(body: &[u8]) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not JSON ({e}), so its cluster is unknown"))?;
+fn cluster_names(v: &serde_json::Value) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     if let Some(n) = v.get("cluster_name") {
         match n.as_str() {
@@ -782,32 +1153,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_controlled_paths_as_skypilot_routes_them() {
-        assert_eq!(owner_controlled("/stop"), Some("/stop"));
-        assert_eq!(owner_controlled("/%73top"), Some("/stop"));
-        assert_eq!(owner_controlled("/internal/dashboard/down"), Some("/down"));
-        assert_eq!(
-            owner_controlled("/internal/dashboard/%61utostop"),
-            Some("/autostop")
+    fn only_the_probe_goes_without_an_identity() {
+        let id = HeaderName::from_static("x-auth-request-email");
+        let mut h = HeaderMap::new();
+        assert!(identified(&h, &id, false).is_ok());
+        assert!(identified(&h, &id, true).is_err());
+        h.insert(id.clone(), HeaderValue::from_static("alice"));
+        assert!(identified(&h, &id, true).is_ok());
+        assert!(identified(&h, &id, false).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sky_x"),
         );
-        assert_eq!(owner_controlled("/status"), None);
-        assert_eq!(owner_controlled("/stop/extra"), None);
-        assert_eq!(owner_controlled("/jobs/cancel"), None);
+        assert!(identified(&h, &id, true).is_err());
+        h.insert(AUTH_MODE_HEADER, HeaderValue::from_static("token"));
+        assert!(identified(&h, &id, true).is_ok());
+        h.insert(id.clone(), HeaderValue::from_static(""));
+        assert!(identified(&h, &id, true).is_err());
+    }
+
+    #[test]
+    fn strings_of_a_body() {
+        let b = serde_json::json!({"a": "x", "b": ["y", "z"], "c": [1], "d": null});
+        assert_eq!(strings(&b, "a"), Ok(vec!["x".to_string()]));
+        assert_eq!(strings(&b, "b").unwrap().len(), 2);
+        assert!(strings(&b, "c").is_err());
+        assert_eq!(strings(&b, "d"), Ok(vec![]));
+        assert_eq!(strings(&b, "e"), Ok(vec![]));
     }
 
     #[test]
     fn cluster_names_from_bodies() {
+        let names = |t: &str| cluster_names(&serde_json::from_str(t).unwrap());
         assert_eq!(
-            cluster_names(br#"{"cluster_name":"a","purge":false}"#),
+            names(r#"{"cluster_name":"a","purge":false}"#),
             Ok(vec!["a".to_string()])
         );
         assert_eq!(
-            cluster_names(br#"{"cluster_names":["a","b"]}"#),
+            names(r#"{"cluster_names":["a","b"]}"#),
             Ok(vec!["a".to_string(), "b".to_string()])
         );
-        assert!(cluster_names(br#"{"purge":true}"#).is_err());
-        assert!(cluster_names(br#"{"cluster_name":5}"#).is_err());
-        assert!(cluster_names(b"not json").is_err());
+        assert!(names(r#"{"purge":true}"#).is_err());
+        assert!(names(r#"{"cluster_name":5}"#).is_err());
     }
 
     #[test]

@@ -2,19 +2,25 @@
 //! [`Identity`] into the request's extensions; the console, the JSON API and the gateway
 //! read it from there and never look at credentials themselves.
 
-/// What a person may do.
+/// What a person may do: SkyPilot's own three roles (`sky/users/rbac.py`), kept equal
+/// inside SkyPilot by the web UI's role sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    /// Sees everything; acts on any cluster.
+    /// Everything: any cluster, job or service, users, workspaces, config.
     Admin,
-    /// Sees everything; acts only on the clusters they own (per-owner control).
+    /// Launches, and acts only on the clusters, jobs and services they own.
+    User,
+    /// Reads only.
     Viewer,
 }
 
 impl Role {
+    pub const NAMES: &'static str = "admin, user or viewer";
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
             "viewer" => Some(Role::Viewer),
             _ => None,
         }
@@ -23,6 +29,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::User => "user",
             Role::Viewer => "viewer",
         }
     }
@@ -37,21 +44,35 @@ pub enum AuthMethod {
     Basic,
     /// `Authorization: Bearer` with one of our API tokens (scripts).
     Bearer,
-    /// `Authorization: Bearer sky_…`: a SkyPilot service-account token, which SkyPilot
-    /// verifies itself; the gateway passes it through untouched.
+    /// `Authorization: Bearer sky_…`: a SkyPilot service-account token, verified by
+    /// SkyPilot before the request was let through (see `auth::service_account`).
     SkyPilotServiceAccount,
 }
 
 /// An authenticated person (or script).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The user's name from the users file; what SkyPilot sees in its identity header.
+    /// The user's name from the users file, or a verified service account's name; what
+    /// SkyPilot sees in its identity header.
     pub name: String,
     pub role: Role,
     pub method: AuthMethod,
+    /// SkyPilot's user id, when it was verified (a service account's); people are known
+    /// by name.
+    pub user_id: Option<String>,
 }
 
 impl Identity {
+    /// A person (or script) known by name, with no SkyPilot user id.
+    pub fn named(name: impl Into<String>, role: Role, method: AuthMethod) -> Identity {
+        Identity {
+            name: name.into(),
+            role,
+            method,
+            user_id: None,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -17,6 +17,8 @@ pub(crate) mod auth;
 pub(crate) mod console;
 pub mod gateway;
 pub mod identity;
+pub(crate) mod ownership;
+pub(crate) mod rules;
 pub(crate) mod users;
 
 use std::future::Future;
@@ -49,6 +51,8 @@ pub(crate) struct WebState {
     pub(crate) sessions: auth::session::Sessions,
     pub(crate) limiter: auth::rate_limit::LoginLimiter,
     pub(crate) basic_cache: auth::BasicCache,
+    /// SkyPilot's verdict on service-account tokens, cached briefly.
+    pub(crate) service_accounts: auth::service_account::ServiceAccounts,
     pub(crate) clock: Arc<dyn Clock>,
     /// Session cookies carry `Secure` (TLS here, or an https `public_url`).
     pub(crate) secure_cookies: bool,
@@ -84,6 +88,10 @@ impl WebState {
                 w.login_window_secs,
             ),
             basic_cache: auth::BasicCache::new()?,
+            service_accounts: auth::service_account::ServiceAccounts::new(
+                w.gateway.upstream_url(&config.skypilot),
+                std::time::Duration::from_secs(config.skypilot.request_timeout_secs),
+            )?,
             clock,
             secure_cookies,
             dummy_hash: users::hash_password(&users::random_token(16)?)?,
@@ -153,7 +161,14 @@ pub(crate) fn router(state: Arc<WebState>, gateway: gateway::Gateway) -> Router 
         .merge(console::router(state.clone()))
         .merge(api::router(state.clone()))
         .fallback_service(gateway.router())
-        .layer(axum::middleware::from_fn_with_state(state, auth::identify))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth::host::AllowedHosts::from_config(&state.config)),
+            auth::host::check_host,
+        ))
 }
 
 /// The rustls acceptor for `web_ui.tls_cert_file` and `web_ui.tls_key_file`.

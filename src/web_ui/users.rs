@@ -7,8 +7,13 @@
 //!   of the token (`skypilot-host make-token NAME --role ROLE` prints a token and its
 //!   line). A token is 256 random bits, so a fast digest is as good as a slow hash.
 //!
-//! Blank lines and lines starting with `#` are ignored. Roles: `admin`, `viewer`. Errors
-//! name the file and the line.
+//! Blank lines and lines starting with `#` are ignored. Roles are SkyPilot's: `admin`,
+//! `user` (launches; acts on what they own), `viewer` (reads only). Errors name the file
+//! and the line.
+//!
+//! Before this release `viewer` could act on its own clusters (today's `user`). A file
+//! that lists a `viewer` without the line [`ROLES_MARKER`] gets a warning per such line,
+//! naming it: the meaning changed towards less access, never silently.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +36,9 @@ pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 /// Prefix of our API tokens (never `sky_`, which is SkyPilot's own).
 pub(crate) const TOKEN_PREFIX: &str = "shtok_";
 const TOKEN_DIGEST_PREFIX: &str = "$blake2b$";
+/// A comment line that says a users or tokens file means `viewer` as read-only (the
+/// meaning since roles became SkyPilot's three), which silences the warning.
+pub(crate) const ROLES_MARKER: &str = "# roles: admin user viewer";
 
 /// A person from the users file.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +90,34 @@ pub(crate) struct Users {
     users: HashMap<String, User>,
     /// Token digest -> (name, role).
     tokens: HashMap<[u8; 32], (String, Role)>,
+    /// What the files say that is allowed but may not mean what its author meant (see
+    /// the module's documentation), one sentence each naming the file and line.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// The warnings of a users or tokens file whose `viewer` lines may be of the old meaning:
+/// one per such line, unless the file carries [`ROLES_MARKER`].
+pub(crate) fn viewer_warnings(text: &str, path: &Path) -> Vec<String> {
+    if text.lines().any(|l| l.trim() == ROLES_MARKER) {
+        return Vec::new();
+    }
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            let line = raw.trim();
+            if line.starts_with('#') || !line.ends_with(":viewer") {
+                return None;
+            }
+            let name = line.split(':').next().unwrap_or("");
+            Some(format!(
+                "{}: line {}: {name:?} has role viewer, which now means read-only (SkyPilot's viewer); \
+                 before, a viewer could act on their own clusters, which is now the role `user`. \
+                 Write `user` to keep that, or add the line {ROLES_MARKER:?} to say this file means read-only",
+                path.display(),
+                i + 1
+            ))
+        })
+        .collect()
 }
 
 impl fmt::Debug for Users {
@@ -123,7 +159,7 @@ fn split_line<'a>(line: &'a str, what: &str) -> Result<(&'a str, &'a str, Role),
         return Err(format!("user name {name:?}: {NAME_RULE}"));
     }
     let role = Role::parse(role)
-        .ok_or_else(|| format!("role {role:?} of {name:?}: expected admin or viewer"))?;
+        .ok_or_else(|| format!("role {role:?} of {name:?}: expected {}", Role::NAMES))?;
     Ok((name, secret, role))
 }
 
@@ -244,12 +280,14 @@ impl Users {
         let mut users = Users::default();
         if let Some(path) = users_file {
             let text = read_file(path, "web_ui.users_file")?;
+            users.warnings.extend(viewer_warnings(&text, path));
             for u in parse_users(&text, path)? {
                 users.users.insert(u.name.clone(), u);
             }
         }
         if let Some(path) = tokens_file {
             let text = read_file(path, "web_ui.tokens_file")?;
+            users.warnings.extend(viewer_warnings(&text, path));
             for (name, digest, role) in parse_tokens(&text, path)? {
                 users.tokens.insert(digest, (name, role));
             }
@@ -319,7 +357,7 @@ fn check_name_and_role(name: &str, role: &str) -> anyhow::Result<Role> {
     if !valid_name(name) {
         anyhow::bail!("user name {name:?}: {NAME_RULE}");
     }
-    Role::parse(role).ok_or_else(|| anyhow::anyhow!("role {role:?}: expected admin or viewer"))
+    Role::parse(role).ok_or_else(|| anyhow::anyhow!("role {role:?}: expected {}", Role::NAMES))
 }
 
 /// `skypilot-host hash-password NAME --role ROLE`: reads the password (twice without
@@ -421,7 +459,11 @@ mod tests {
         let hash = hash_password("correct horse").unwrap();
         for (text, line, needle) in [
             ("alice:admin\n".to_string(), 1, "three fields"),
-            (format!("\n\nalice:{hash}:root\n"), 3, "admin or viewer"),
+            (
+                format!("\n\nalice:{hash}:root\n"),
+                3,
+                "admin, user or viewer",
+            ),
             ("alice:plaintext:admin\n".to_string(), 1, "PHC"),
             (
                 "alice:$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo:admin\n".to_string(),
@@ -461,6 +503,26 @@ mod tests {
         assert_eq!(users.token("sky_abc"), None);
         let e = parse_tokens("ci:$blake2b$zz:admin\n", Path::new("tokens")).unwrap_err();
         assert!(e.to_string().starts_with("tokens: line 1: "), "{e}");
+    }
+
+    #[test]
+    fn an_old_viewer_line_is_named_unless_the_file_says_it_means_read_only() {
+        let text = "alice:H:admin\n# ops\nbob:H:viewer\ncarol:H:user\n";
+        let w = viewer_warnings(text, Path::new("users"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("users: line 3: \"bob\""), "{}", w[0]);
+        assert!(
+            w[0].contains("`user`") && w[0].contains(ROLES_MARKER),
+            "{}",
+            w[0]
+        );
+        let marked = format!("{ROLES_MARKER}\n{text}");
+        assert!(viewer_warnings(&marked, Path::new("users")).is_empty());
+        let roles: Vec<Role> = ["admin", "user", "viewer"]
+            .iter()
+            .map(|r| Role::parse(r).unwrap())
+            .collect();
+        assert_eq!(roles, [Role::Admin, Role::User, Role::Viewer]);
     }
 
     #[test]

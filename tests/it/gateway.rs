@@ -55,7 +55,7 @@ impl Upstream {
 /// apart; `/ws` upgrades and echoes; `/sink` counts the body without keeping it.
 async fn upstream_handler(State(up): State<Upstream>, mut req: Request) -> Response {
     let path = req.uri().path().to_string();
-    if path == "/ws" {
+    if path == "/ssh-interactive-auth" {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(u) = on.await {
@@ -83,7 +83,7 @@ async fn upstream_handler(State(up): State<Upstream>, mut req: Request) -> Respo
             .body(Body::empty())
             .unwrap();
     }
-    if path == "/stream" {
+    if path == "/api/stream" {
         record(&up, &req, 0, Vec::new());
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
         tokio::spawn(async move {
@@ -116,7 +116,7 @@ async fn upstream_handler(State(up): State<Upstream>, mut req: Request) -> Respo
     let mut r = axum::Json(serde_json::json!({ "received": n })).into_response();
     r.headers_mut()
         .insert("x-skypilot-api-version", HeaderValue::from_static("62"));
-    if path == "/redirect" {
+    if path == "/dashboard" {
         *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
         let loc = format!("http://{}/dashboard/", parts_host(&req));
         r.headers_mut()
@@ -210,27 +210,24 @@ async fn test_auth(State(gw): State<Gateway>, mut req: Request, next: Next) -> R
         .and_then(|c| c.strip_prefix("session="))
         .map(str::to_string);
     let identity = match (auth.as_deref(), cookie) {
-        (Some(a), _) if a == basic("alice", "secret") => Some(Identity {
-            name: "alice".into(),
-            role: Role::Viewer,
-            method: AuthMethod::Basic,
-        }),
-        (Some(a), _) if a == basic("root", "admin") => Some(Identity {
-            name: "root".into(),
-            role: Role::Admin,
-            method: AuthMethod::Basic,
-        }),
-        (Some(a), _) if a.starts_with("Bearer sky_") => Some(Identity {
-            name: String::new(),
-            role: Role::Viewer,
+        (Some(a), _) if a == basic("alice", "secret") => {
+            Some(Identity::named("alice", Role::User, AuthMethod::Basic))
+        }
+        (Some(a), _) if a == basic("vera", "secret") => {
+            Some(Identity::named("vera", Role::Viewer, AuthMethod::Basic))
+        }
+        (Some(a), _) if a == basic("root", "admin") => {
+            Some(Identity::named("root", Role::Admin, AuthMethod::Basic))
+        }
+        // A service account "verified" as SkyPilot would: `sky_<user id>`.
+        (Some(a), _) if a.starts_with("Bearer sky_") && !a[7..].contains(' ') => Some(Identity {
+            name: "ci_bot".into(),
+            role: Role::User,
             method: AuthMethod::SkyPilotServiceAccount,
+            user_id: Some(a["Bearer sky_".len()..].to_string()),
         }),
         (Some(_), _) => return gw.unauthorized("invalid credentials"),
-        (None, Some(name)) => Some(Identity {
-            name,
-            role: Role::Viewer,
-            method: AuthMethod::Session,
-        }),
+        (None, Some(name)) => Some(Identity::named(name, Role::User, AuthMethod::Session)),
         (None, None) => None,
     };
     if let Some(i) = identity {
@@ -428,7 +425,7 @@ async fn a_custom_identity_header_is_set_and_stripped() {
 }
 
 #[tokio::test]
-async fn a_service_account_token_passes_untouched_without_an_identity_header() {
+async fn a_service_account_token_goes_in_the_form_skypilot_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (url, up, _t) = start_upstream().await;
     let front = start_gateway(&config(&url, &dir.path().join("none.db"))).await;
@@ -442,7 +439,11 @@ async fn a_service_account_token_passes_untouched_without_an_identity_header() {
     assert_eq!(r.status(), 200);
     let h = &up.seen()[0].headers;
     assert_eq!(h.get("authorization").unwrap(), "Bearer sky_abc.def");
-    assert!(!h.contains_key("x-auth-request-email"), "{h:?}");
+    // SkyPilot must verify it (or refuse the request), and the name it carries is the
+    // verified one, not the client's.
+    assert_eq!(h.get("x-skypilot-auth-mode").unwrap(), "token");
+    let ids: Vec<_> = h.get_all("x-auth-request-email").iter().collect();
+    assert_eq!(ids, vec!["ci_bot"], "{h:?}");
 }
 
 #[tokio::test]
@@ -594,7 +595,7 @@ async fn cookie_sessions_must_show_the_same_origin_for_changes() {
 // ---------------------------------------------------------------- per-owner control
 
 #[tokio::test]
-async fn a_viewer_acts_only_on_their_own_clusters() {
+async fn a_user_acts_only_on_their_own_clusters_and_a_viewer_on_none() {
     let dir = tempfile::tempdir().unwrap();
     let db = owners_db(dir.path());
     let (url, up, _t) = start_upstream().await;
@@ -651,7 +652,34 @@ async fn a_viewer_acts_only_on_their_own_clusters() {
     .await
     .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(up.seen().is_empty(), "forwarded: {:?}", up.seen());
+    // A viewer acts on nothing, not even a cluster of their own name's.
+    for path in [
+        "/stop",
+        "/exec",
+        "/launch",
+        "/users/update",
+        "/workspaces/config",
+    ] {
+        let r = send(
+            path,
+            r#"{"cluster_name":"alices-cpu"}"#.into(),
+            ("vera", "secret"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 403, "viewer {path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("viewer"), "{path}: {text}");
+    }
+    // Nothing went upstream on their behalf (an unknown cluster was asked of SkyPilot
+    // as the host, without an identity).
+    let seen = up.seen();
+    assert!(
+        seen.iter()
+            .all(|s| !s.headers.contains_key("x-auth-request-email")),
+        "forwarded: {seen:?}"
+    );
+    let lookups = seen.len();
 
     // Her own cluster: forwarded with the body intact.
     let body = r#"{"cluster_name":"alices-cpu","purge":false}"#;
@@ -666,7 +694,7 @@ async fn a_viewer_acts_only_on_their_own_clusters() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
-    let seen = up.seen();
+    let seen: Vec<_> = up.seen().into_iter().skip(lookups).collect();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].body, body.as_bytes());
     assert_eq!(
@@ -678,34 +706,20 @@ async fn a_viewer_acts_only_on_their_own_clusters() {
         &body.len().to_string()
     );
     assert_eq!(seen[1].path_and_query, "/down");
-    // A service account is held to the clusters of its own SkyPilot user id (the
-    // token's `u` claim; SkyPilot verifies the token).
-    let token = |u: &str| {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!(
-            "Bearer sky_{}.{}.sig",
-            b.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-            b.encode(format!(r#"{{"u":"{u}","y":"sa"}}"#))
-        )
-    };
-    let sa = |auth: String, cluster: &str| {
+    // A service account is held to the clusters of the user id SkyPilot verified.
+    let sa = |auth: &str, cluster: &str| {
         c.post(format!("{}/stop", front.base))
             .header("Authorization", auth)
             .body(format!(r#"{{"cluster_name":"{cluster}"}}"#))
             .send()
     };
-    let r = sa(token("h-alice"), "bobs-gpu").await.unwrap();
+    let r = sa("Bearer sky_h-alice", "bobs-gpu").await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("bob"));
-    let r = sa("Bearer sky_not-a-jwt".into(), "alices-cpu")
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(up.seen().len(), 2);
-    let r = sa(token("h-alice"), "alices-cpu").await.unwrap();
+    let before = up.seen().len();
+    let r = sa("Bearer sky_h-alice", "alices-cpu").await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(up.seen().len(), 3);
+    assert_eq!(up.seen().len(), before + 1);
 }
 
 // ---------------------------------------------------------------- streams, websockets, uploads
@@ -716,7 +730,7 @@ async fn streams_pass_through_as_they_come() {
     let (url, _up, _t) = start_upstream().await;
     let front = start_gateway(&config(&url, &dir.path().join("none.db"))).await;
     let mut r = client()
-        .get(format!("{}/stream", front.base))
+        .get(format!("{}/api/stream", front.base))
         .header("Authorization", basic("alice", "secret"))
         .send()
         .await
@@ -747,7 +761,7 @@ async fn websockets_are_upgraded_on_both_sides() {
     let front = start_gateway(&config(&url, &dir.path().join("none.db"))).await;
     let mut s = TcpStream::connect(front.addr).await.unwrap();
     let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        "GET /ssh-interactive-auth?session_id=s1 HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Authorization: {}\r\nX-Auth-Request-Email: root\r\n\r\n",
         front.addr,
@@ -793,7 +807,7 @@ async fn websockets_are_upgraded_on_both_sides() {
     // A cross-site websocket of a cookie session is refused (websocket hijacking).
     let mut s = TcpStream::connect(front.addr).await.unwrap();
     let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: session=alice\r\nOrigin: http://evil.example\r\n\r\n",
+        "GET /ssh-interactive-auth?session_id=s1 HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: session=alice\r\nOrigin: http://evil.example\r\n\r\n",
         front.addr
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -826,7 +840,7 @@ async fn uploads_stream_through_and_redirects_point_at_the_gateway() {
         &size.to_string()
     );
     let r = client()
-        .get(format!("{}/redirect", front.base))
+        .get(format!("{}/dashboard", front.base))
         .header("Authorization", basic("alice", "secret"))
         .send()
         .await
@@ -876,11 +890,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
-/// `skypilot-host web-ui` with one viewer (alice) in front of `upstream`, serving.
+/// `skypilot-host web-ui` with one user (alice) in front of `upstream`, serving.
 fn start_web_ui(dir: &Path, upstream: &str) -> (crate::support::host::HostProcess, String) {
     use std::io::Write as _;
     let mut hash = crate::support::host::bin()
-        .args(["hash-password", "alice", "--role", "viewer"])
+        .args(["hash-password", "alice", "--role", "user"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -20,7 +20,8 @@ fn later(t: Timestamp, secs: f64) -> Timestamp {
 }
 
 const ADMIN: (&str, &str, &str) = ("alice", "alice-password", "admin");
-const VIEWER: (&str, &str, &str) = ("bob", "bob-password", "viewer");
+const USER: (&str, &str, &str) = ("bob", "bob-password", "user");
+const VIEWER: (&str, &str, &str) = ("carol", "carol-password", "viewer");
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -61,7 +62,7 @@ impl Setup {
         host.wait_status("the fleet is recorded", Duration::from_secs(30), |s| {
             names.iter().all(|n| cluster(s, n).is_some())
         });
-        let users = users_file(host.dir.path(), &[ADMIN, VIEWER]);
+        let users = users_file(host.dir.path(), &[ADMIN, USER, VIEWER]);
         let (tokens, token) = tokens_file(host.dir.path(), "ci-bot", "admin");
         let mut config = Config::default();
         config.skypilot.api_url = sim.url();
@@ -204,7 +205,7 @@ fn every_route_refuses_strangers_and_forged_requests() {
         .as_u16()
     };
     assert_eq!(sa("/api/v1/clusters"), 401);
-    assert_eq!(sa("/console/clusters"), 303);
+    assert_eq!(sa("/console/clusters"), 401);
     // Wrong credentials of each kind: 401 from the middleware, on any route.
     for path in ["/api/v1/clusters", "/console/", "/dashboard/"] {
         let wrong_basic = rt
@@ -315,11 +316,24 @@ fn every_route_refuses_strangers_and_forged_requests() {
 }
 
 #[test]
-fn admins_act_viewers_only_on_their_own_clusters_and_all_is_audited() {
+fn admins_act_users_only_on_their_own_clusters_viewers_never_and_all_is_audited() {
     let s = Setup::new(&[], |_| {});
     let rt = &s.rt;
     let alice = s.logged_in(ADMIN);
-    let bob = s.logged_in(VIEWER);
+    let bob = s.logged_in(USER);
+    let carol = s.logged_in(VIEWER);
+
+    // Carol (viewer) is offered no action and may take none, not even on a cluster of
+    // her name's.
+    let list = rt.block_on(carol.get("/console/clusters"));
+    assert_eq!(list.status, 200);
+    assert!(
+        !list.body.contains("/actions/"),
+        "a viewer is offered actions"
+    );
+    let a = rt.block_on(carol.post("/console/clusters/web-b/actions/stop", &[], true));
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(s.sim.requests_for(Op::Stop).is_empty());
 
     // Bob may not stop alice's cluster: refused, audited, nothing sent.
     let page = rt.block_on(bob.get("/console/clusters/web-a/actions/stop"));
@@ -477,7 +491,7 @@ fn sessions_expire_and_logout_ends_them() {
     let a = rt.block_on(alice.get("/api/v1/clusters"));
     assert_eq!(a.status, 401);
 
-    let bob = s.logged_in(VIEWER);
+    let bob = s.logged_in(USER);
     let out = rt.block_on(bob.post("/console/logout", &[], true));
     assert_eq!(out.status, 303);
     let gone = crate::support::web::set_cookie(&out.headers, "skyhost_session").unwrap();

@@ -3,14 +3,19 @@
 //!
 //! [`identify`] runs on every route, the gateway's included. It looks at the request's
 //! credentials, in this order:
-//! - `Authorization: Bearer sky_…`: a SkyPilot service-account token. Not verified here
-//!   (SkyPilot verifies it); marked [`AuthMethod::SkyPilotServiceAccount`] with an empty
-//!   name, for the gateway to pass through. The console and the JSON API do not accept it.
+//! - `Authorization: Bearer sky_…`: a SkyPilot service-account token, verified by SkyPilot
+//!   before anything else happens ([`service_account`]); marked
+//!   [`AuthMethod::SkyPilotServiceAccount`] with the id, name and role SkyPilot gave. The
+//!   console and the JSON API do not accept it; the gateway does.
 //! - `Authorization: Bearer shtok_…`: one of our API tokens (the tokens file).
 //! - `Authorization: Basic …`: a user of the users file (SkyPilot's CLI sends this on
 //!   every request). A successful check is remembered for [`BASIC_CACHE_SECS`] under a
 //!   keyed hash of the credentials, so argon2 does not run per request.
 //! - The session cookie: a live console session.
+//!
+//! The header is parsed strictly ([`parse_authorization`]): one header, the scheme, one
+//! space, the credentials. Anything else is refused with 401, never taken for "no
+//! credentials".
 //!
 //! Valid credentials: an [`Identity`] is inserted into the request's extensions.
 //! Invalid credentials: 401 (429 once the login rate limit is reached), counted by the
@@ -20,7 +25,9 @@
 
 pub(crate) mod csrf;
 pub(crate) mod headers;
+pub(crate) mod host;
 pub(crate) mod rate_limit;
+pub(crate) mod service_account;
 pub(crate) mod session;
 
 use std::collections::HashMap;
@@ -220,93 +227,163 @@ fn too_many(retry_after: u64) -> Response {
 const BASIC_REALM: &str = "Basic realm=\"skypilot-host\", charset=\"UTF-8\"";
 const BEARER_REALM: &str = "Bearer realm=\"skypilot-host\"";
 
-async fn credentials(state: &Arc<WebState>, headers: &HeaderMap, client: IpAddr) -> Credentials {
-    if let Some(auth) = headers.get(AUTHORIZATION) {
-        let Ok(auth) = auth.to_str() else {
-            return Credentials::Invalid(unauthorized(
-                "the Authorization header is not text",
-                BASIC_REALM,
-            ));
-        };
-        let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("bearer") {
-            if rest.starts_with("sky_") {
-                return Credentials::Valid(
-                    Identity {
-                        name: String::new(),
-                        role: Role::Viewer,
-                        method: AuthMethod::SkyPilotServiceAccount,
-                    },
-                    None,
-                );
-            }
-            let now = state.clock.now();
-            if let Err(wait) = state.limiter.check(client, "", now) {
-                return Credentials::Invalid(too_many(wait));
-            }
-            return match state.users.token(rest) {
-                Some((name, role)) => Credentials::Valid(
-                    Identity {
-                        name,
-                        role,
-                        method: AuthMethod::Bearer,
-                    },
-                    None,
-                ),
-                None => {
-                    state.limiter.failure(client, "", now);
-                    Credentials::Invalid(unauthorized("unknown API token", BEARER_REALM))
-                }
-            };
+/// What an `Authorization` header holds, in the one form each scheme is accepted in:
+/// `SCHEME`, one space, the credentials (no other whitespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthHeader<'a> {
+    Basic(&'a str),
+    /// One of our API tokens (or anything else after `Bearer `).
+    Bearer(&'a str),
+    /// A SkyPilot service-account token (`sky_…`).
+    SkyToken(&'a str),
+}
+
+/// The request's one `Authorization` header, parsed strictly: more than one, a value
+/// that is not visible ASCII, whitespace other than the one space after the scheme, or
+/// an empty credential is an error (never "no credentials", which would let the
+/// request on as anonymous).
+pub(crate) fn parse_authorization(headers: &HeaderMap) -> Result<Option<AuthHeader<'_>>, String> {
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err("more than one Authorization header".to_string());
+    }
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .ok_or("the Authorization header is not visible ASCII text")?;
+    let form = "expected `Basic CREDENTIALS` or `Bearer TOKEN`: the scheme, one space, and no other whitespace";
+    let (scheme, rest) = text
+        .split_once(' ')
+        .ok_or_else(|| format!("the Authorization header has no credentials: {form}"))?;
+    if rest.is_empty() || rest.contains(' ') {
+        return Err(format!("malformed Authorization header: {form}"));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        Ok(Some(AuthHeader::Basic(rest)))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        if rest.starts_with("sky_") {
+            Ok(Some(AuthHeader::SkyToken(rest)))
+        } else {
+            Ok(Some(AuthHeader::Bearer(rest)))
         }
-        if scheme.eq_ignore_ascii_case("basic") {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+    } else {
+        Err(format!("unsupported Authorization scheme: {form}"))
+    }
+}
+
+/// Whether `path` is one of the web UI's own (the console, its JSON API, the health
+/// check) rather than the gateway's.
+fn own_route(path: &str) -> bool {
+    path == "/healthz"
+        || path.starts_with("/console/")
+        || path == "/console"
+        || path.starts_with("/api/v1/")
+}
+
+async fn credentials(
+    state: &Arc<WebState>,
+    headers: &HeaderMap,
+    client: IpAddr,
+    path: &str,
+) -> Credentials {
+    let auth = match parse_authorization(headers) {
+        Ok(a) => a,
+        Err(m) => return Credentials::Invalid(unauthorized(&m, BASIC_REALM)),
+    };
+    if let Some(auth) = auth {
+        let now = state.clock.now();
+        match auth {
+            AuthHeader::SkyToken(_) if own_route(path) => {
                 return Credentials::Invalid(unauthorized(
-                    "Basic credentials are not base64 of NAME:PASSWORD",
-                    BASIC_REALM,
+                    "a SkyPilot service-account token is for SkyPilot's API (the gateway), not the console or /api/v1: use a console session, Basic credentials or an API token",
+                    BEARER_REALM,
                 ));
-            };
-            return match state.check_password(name, password, client).await {
-                Ok((name, role)) => Credentials::Valid(
-                    Identity {
-                        name,
-                        role,
-                        method: AuthMethod::Basic,
-                    },
-                    None,
-                ),
-                Err(LoginError::Limited(wait)) => Credentials::Invalid(too_many(wait)),
-                Err(LoginError::Invalid) => {
-                    Credentials::Invalid(unauthorized("wrong user name or password", BASIC_REALM))
+            }
+            AuthHeader::SkyToken(token) => {
+                if let Err(wait) = state.limiter.check(client, "", now) {
+                    return Credentials::Invalid(too_many(wait));
                 }
-                Err(LoginError::Internal) => Credentials::Invalid(
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the password check did not complete\n",
-                    )
-                        .into_response(),
-                ),
-            };
+                return match state.service_accounts.verify(token, now).await {
+                    Ok(v) => Credentials::Valid(
+                        Identity {
+                            name: v.name,
+                            role: v.role,
+                            method: AuthMethod::SkyPilotServiceAccount,
+                            user_id: Some(v.id),
+                        },
+                        None,
+                    ),
+                    Err(service_account::Refusal::Invalid(m)) => {
+                        state.limiter.failure(client, "", now);
+                        Credentials::Invalid(unauthorized(&m, BEARER_REALM))
+                    }
+                    Err(service_account::Refusal::Unavailable(m)) => {
+                        tracing::warn!(error = %m, "web UI: cannot verify a service-account token");
+                        Credentials::Invalid(
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                axum::Json(serde_json::json!({ "detail": m })),
+                            )
+                                .into_response(),
+                        )
+                    }
+                };
+            }
+            AuthHeader::Bearer(token) => {
+                if let Err(wait) = state.limiter.check(client, "", now) {
+                    return Credentials::Invalid(too_many(wait));
+                }
+                return match state.users.token(token) {
+                    Some((name, role)) => {
+                        Credentials::Valid(Identity::named(name, role, AuthMethod::Bearer), None)
+                    }
+                    None => {
+                        state.limiter.failure(client, "", now);
+                        Credentials::Invalid(unauthorized("unknown API token", BEARER_REALM))
+                    }
+                };
+            }
+            AuthHeader::Basic(encoded) => {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':'))
+                else {
+                    return Credentials::Invalid(unauthorized(
+                        "Basic credentials are not base64 of NAME:PASSWORD",
+                        BASIC_REALM,
+                    ));
+                };
+                return match state.check_password(name, password, client).await {
+                    Ok((name, role)) => {
+                        Credentials::Valid(Identity::named(name, role, AuthMethod::Basic), None)
+                    }
+                    Err(LoginError::Limited(wait)) => Credentials::Invalid(too_many(wait)),
+                    Err(LoginError::Invalid) => Credentials::Invalid(unauthorized(
+                        "wrong user name or password",
+                        BASIC_REALM,
+                    )),
+                    Err(LoginError::Internal) => Credentials::Invalid(
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the password check did not complete\n",
+                        )
+                            .into_response(),
+                    ),
+                };
+            }
         }
-        return Credentials::Invalid(unauthorized(
-            "unsupported Authorization scheme: expected Basic or Bearer",
-            BASIC_REALM,
-        ));
     }
     if let Some(id) = cookie(headers, session::COOKIE) {
         if let Some(s) = state.sessions.get(id, state.clock.now()) {
             return Credentials::Valid(
-                Identity {
-                    name: s.name,
-                    role: s.role,
-                    method: AuthMethod::Session,
-                },
+                Identity::named(s.name, s.role, AuthMethod::Session),
                 Some(SessionRef {
                     id: id.to_string(),
                     csrf: s.csrf,
@@ -328,7 +405,8 @@ pub(crate) async fn identify(
     req.extensions_mut().remove::<Identity>();
     req.extensions_mut().remove::<SessionRef>();
     let client = client_ip(&req);
-    match credentials(&state, req.headers(), client).await {
+    let path = req.uri().path().to_string();
+    match credentials(&state, req.headers(), client, &path).await {
         Credentials::None => {}
         Credentials::Valid(identity, session) => {
             req.extensions_mut().insert(identity);
@@ -441,6 +519,56 @@ mod tests {
             c.put(&format!("u{i}"), "pw", Role::Viewer, t);
         }
         assert!(c.len() <= BASIC_CACHE_ENTRIES);
+    }
+
+    fn parsed(values: &[&[u8]]) -> Result<Option<AuthHeader<'static>>, String> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        // Leak for the 'static lifetime of the answer (a test helper).
+        let h: &'static HeaderMap = Box::leak(Box::new(h));
+        parse_authorization(h)
+    }
+
+    #[test]
+    fn authorization_is_accepted_in_one_form_only() {
+        assert_eq!(parsed(&[]), Ok(None));
+        assert_eq!(
+            parsed(&[b"Bearer sky_a.b.c"]),
+            Ok(Some(AuthHeader::SkyToken("sky_a.b.c")))
+        );
+        assert_eq!(
+            parsed(&[b"bearer sky_x"]),
+            Ok(Some(AuthHeader::SkyToken("sky_x")))
+        );
+        assert_eq!(
+            parsed(&[b"Bearer shtok_x"]),
+            Ok(Some(AuthHeader::Bearer("shtok_x")))
+        );
+        assert_eq!(
+            parsed(&[b"Basic YTpi"]),
+            Ok(Some(AuthHeader::Basic("YTpi")))
+        );
+        for bad in [
+            &b"Bearer  sky_x"[..],
+            b"Bearer sky_x ",
+            b"Bearer\tsky_x",
+            b"Bearer sky_x\t",
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer sky_\xc3\xa9",
+            b"Token sky_x",
+            b"Basic  YTpi",
+            b" Bearer sky_x",
+        ] {
+            assert!(
+                parsed(&[bad]).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(parsed(&[b"Bearer sky_x", b"Bearer sky_y"]).is_err());
     }
 
     #[test]

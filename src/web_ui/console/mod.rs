@@ -419,11 +419,11 @@ mod tests {
     #[test]
     fn markup_is_escaped() {
         let ctx = Ctx {
-            who: Identity {
-                name: "<b>x</b>".into(),
-                role: crate::web_ui::identity::Role::Viewer,
-                method: AuthMethod::Session,
-            },
+            who: Identity::named(
+                "<b>x</b>",
+                crate::web_ui::identity::Role::Viewer,
+                AuthMethod::Session,
+            ),
             csrf: Some("\"><script>".into()),
         };
         let s = layout(&ctx, "<t>", "", false, html! { p { "<i>" } }).into_string();
