@@ -274,7 +274,15 @@ let
     ++ map (k: "services.skypilot.config.spot.${k} is not understood (only enabled and max_price are): `sky-config render` fails the build.")
       (lib.filter (k: k != "enabled" && k != "max_price") (lib.attrNames spot));
 
-  skyConfigJson = pkgs.writeText "skypilot-config.json" (builtins.toJSON cfg.config);
+  # SkyPilot gives an identity it has not seen `rbac.default_role`, `admin` unless set
+  # (sky/users/rbac.py). The gateway names every logged-in person, so the default here is
+  # `viewer`, and the web UI sets each person's role to theirs. With SkyPilot's state in
+  # PostgreSQL the file may hold one key only: there the web UI writes it into SkyPilot's
+  # config in the database at start (docs/gateway.md).
+  skyConfigWithRoles =
+    if dbLocal || dbExternal then cfg.config
+    else lib.recursiveUpdate { rbac.default_role = "viewer"; } cfg.config;
+  skyConfigJson = pkgs.writeText "skypilot-config.json" (builtins.toJSON skyConfigWithRoles);
   # Rendered and validated at build time: a config SkyPilot would reject fails the build.
   # The output holds config.yaml and launch-policy.json (the settings SkyPilot's config
   # cannot express, for the launch-policy role).
@@ -826,10 +834,6 @@ in
       assertions =
         [
           {
-            assertion = !(webUIEnabled && !webUILoopback && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null);
-            message = "services.skypilot.webUI.host = \"${cfg.webUI.host}\" puts the web UI on the network, but no user can log in: set services.skypilot.webUI.usersFile to a file outside the Nix store holding lines made with `skypilot-host hash-password NAME --role admin` (the web UI refuses to start without one).";
-          }
-          {
             assertion = (cfg.webUI.tlsCertFile == null) == (cfg.webUI.tlsKeyFile == null);
             message = "services.skypilot.webUI.tlsCertFile and .tlsKeyFile go together: set both or neither.";
           }
@@ -964,6 +968,7 @@ in
 
       warnings =
         compatWarnings
+        ++ optional (webUIEnabled && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null) "services.skypilot.webUI has no usersFile: at its first start the web UI creates one admin, `admin`, with a random password in ${cfg.stateDir}/web-ui-initial-admin (readable by ${cfg.user} and root only; read it with `sudo cat ${cfg.stateDir}/web-ui-initial-admin`). Configure real users: lines of `skypilot-host hash-password NAME --role admin|user|viewer` in a file outside the Nix store, named by services.skypilot.webUI.usersFile; the generated admin is then disabled."
         ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
         ++ lib.optionals (!policyEnabled) (map (o: "services.skypilot.cluster.${o} is a launch-policy setting, but the launch policy does not run (services.skypilot.policy.enable or systemdServices is false): it has no effect.")
           (lib.filter (o: cfg.cluster.${o} != null) [ "defaultRegion" "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ]))

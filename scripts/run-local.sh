@@ -91,7 +91,7 @@ TOML
 # names it (admin_policy, with the token the policy creates at its first start), so it
 # starts before the API server.
 echo '{"autostop_idle_minutes": 60}' >"$run/launch-defaults.json"
-echo '{}' >"$run/sky-config.json"
+echo '{"rbac": {"default_role": "viewer"}}' >"$run/sky-config.json"
 "$VENV_DIR/bin/python" scripts/sky-schema.py >"$run/sky-config-schema.json"
 "$bin" sky-config render "$run/sky-config.json" "$run/sky-config.yaml" \
   --schema "$run/sky-config-schema.json" \

@@ -124,6 +124,9 @@ pub struct WebUiConfig {
     pub login_window_secs: u64,
     /// SkyPilot's config.yaml, shown (secrets redacted) on the Config page.
     pub skypilot_config_file: Option<PathBuf>,
+    /// Seconds between two checks that SkyPilot's role of every user equals ours (a
+    /// change made inside SkyPilot is set back and audited).
+    pub role_sync_interval_secs: u64,
     /// The gateway to SkyPilot's dashboard and REST API (`[web_ui.gateway]`).
     #[serde(default)]
     pub gateway: GatewayConfig,
@@ -465,6 +468,7 @@ impl Default for WebUiConfig {
             login_failures_per_user: 10,
             login_window_secs: 300,
             skypilot_config_file: None,
+            role_sync_interval_secs: 30,
             gateway: GatewayConfig::default(),
         }
     }
@@ -512,6 +516,10 @@ impl WebUiConfig {
         for (key, v) in [
             ("web_ui.session_lifetime_secs", self.session_lifetime_secs),
             ("web_ui.login_window_secs", self.login_window_secs),
+            (
+                "web_ui.role_sync_interval_secs",
+                self.role_sync_interval_secs,
+            ),
             (
                 "web_ui.login_failures_per_client",
                 u64::from(self.login_failures_per_client),

@@ -449,10 +449,7 @@ def policy_api_server(c, r, label, token_file=None):
     c.check('?token=' not in blob, f'{label}: no token anywhere in what the module renders')
 
 
-ADVANCED_ASSERTIONS = [('webUI.host', 'no user can log in', 'webUI.usersFile', 'hash-password')]
-
-
-def advanced_warnings(c, r, label):
+def advanced_warnings(c, r, label, generated_admin=False):
     for parts in (('config.cloud.aws.region', 'task resource', 'launch policy',
                    'cluster.defaultRegion'),
                   ('config.cloud.gcp.zone', 'task resource', 'launch policy',
@@ -465,7 +462,10 @@ def advanced_warnings(c, r, label):
                   ('metricsPort = 9090', 'Prometheus')):
         c.check(has_warning(r, *parts), f'{label}: warning naming {parts}')
     c.check(not has_warning(r, 'not built yet'), f'{label}: the launch policy is built')
-    c.equal(len(r['warnings']), 7, f'{label}: number of warnings ({r["warnings"]})')
+    c.equal(len(r['warnings']), 8 if generated_admin else 7,
+            f'{label}: number of warnings ({r["warnings"]})')
+    c.equal(has_warning(r, 'no usersFile', 'web-ui-initial-admin', 'hash-password'),
+            generated_admin, f'{label}: the generated admin is named when it is made')
     for key in ('config.cloud.aws.region', 'config.spot.enabled', 'config.spot.max_price'):
         c.check(has_warning(r, key, 'the launch policy (skypilot-policy) applies it'),
                 f'{label}: {key} is applied by the running policy')
@@ -501,11 +501,9 @@ def seed_keys_named(c, r, label):
 
 
 def expect_seed_advanced(c, r, label):
-    c.equal(len(r['failedAssertions']), len(ADVANCED_ASSERTIONS),
-            f'{label}: only the open web UI without users fails ({r["failedAssertions"]})')
-    for parts in ADVANCED_ASSERTIONS:
-        c.check(has_assertion(r, *parts), f'{label}: assertion naming {parts}')
-    advanced_warnings(c, r, label)
+    # Verbatim: it evaluates; the open web UI without users gets a generated admin.
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    advanced_warnings(c, r, label, generated_admin=True)
     seed_keys_named(c, r, label)
 
 
@@ -809,8 +807,11 @@ def expect_web_ui_loopback(c, r, label):
 
 
 def expect_web_ui_no_users(c, r, label):
-    c.equal(len(r['failedAssertions']), 1, f'{label}: one failure')
-    c.check(has_assertion(r, 'webUI.host', 'no user can log in', 'hash-password'), f'{label}: message')
+    # No longer refused: the web UI makes one admin with a random password at its first
+    # start (tests/it/web_ui.rs runs that), and evaluation says where it is.
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(has_warning(r, 'no usersFile', 'web-ui-initial-admin', 'sudo cat', 'hash-password'),
+            f'{label}: warning naming the generated admin\'s file and how to configure users')
 
 
 def failed_besides_not_built(r):

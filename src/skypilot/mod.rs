@@ -600,6 +600,62 @@ impl Client {
         })
     }
 
+    /// A direct (not queued) call: `method` on `path`, its JSON answer. SkyPilot's user
+    /// management (`/users`, `/users/role`, `/users/update`) answers this way.
+    pub(crate) async fn direct_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let url = self.url(path);
+        let resp = self
+            .send(
+                || {
+                    let rb = self.request(method.clone(), &url);
+                    match body {
+                        Some(b) => rb.json(b),
+                        None => rb,
+                    }
+                },
+                &url,
+            )
+            .await?;
+        let status = resp.status();
+        let text = self.body_bytes(&url, resp).await?;
+        check_status(&url, status, &text, self.token.is_some())?;
+        serde_json::from_slice(&text).map_err(|e| ClientError::Malformed {
+            url,
+            what: format!("not JSON ({e}): {}", snippet_bytes(&text)),
+        })
+    }
+
+    /// Runs the queued `GET` operation `op` (e.g. `workspaces/config`) to completion and
+    /// returns its return value as JSON.
+    pub(crate) async fn call_get_json(&self, op: &str) -> Result<serde_json::Value> {
+        let url = self.url(op);
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &url), &url)
+            .await?;
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-skypilot-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.to_string());
+        let text = self.body_bytes(&url, resp).await?;
+        check_status(&url, status, &text, self.token.is_some())?;
+        let request_id = request_id.ok_or_else(|| ClientError::Malformed {
+            url: url.clone(),
+            what: format!("{op}: no x-skypilot-request-id header in the answer"),
+        })?;
+        let text = self.wait(op, &request_id).await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+            url,
+            what: format!("{op}: return value is not JSON: {e}"),
+        })
+    }
+
     /// Runs operation `op` with `body` and returns its return value as JSON.
     pub(crate) async fn call_json(
         &self,

@@ -18,6 +18,7 @@ pub(crate) mod console;
 pub mod gateway;
 pub mod identity;
 pub(crate) mod ownership;
+pub(crate) mod role_sync;
 pub(crate) mod rules;
 pub(crate) mod users;
 
@@ -67,7 +68,25 @@ impl WebState {
     /// The state for `config`: reads the users and tokens files.
     pub(crate) fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<WebState>> {
         let w = &config.web_ui;
-        let users = users::Users::load(w.users_file.as_deref(), w.tokens_file.as_deref())?;
+        let users = if w.users_file.is_none() && w.tokens_file.is_none() {
+            // Nobody configured: one admin with a random password, kept in the state
+            // directory (as Jenkins and Argo CD do); disabled once a users file is set.
+            let path = users::initial_admin_path(&config.cluster_manager.database);
+            let (password, made) = users::initial_admin_password(&path)?;
+            tracing::warn!(
+                file = %path.display(),
+                "web UI: no users file: {} admin {:?} whose password is in that file (readable by this service's user and root); set web_ui.users_file to configure real users",
+                if made { "made" } else { "using the generated" },
+                users::INITIAL_ADMIN
+            );
+            users::Users::initial_admin(&password)?
+        } else {
+            let path = users::initial_admin_path(&config.cluster_manager.database);
+            if path.exists() {
+                tracing::info!(file = %path.display(), "web UI: a users file is configured; the generated admin is disabled");
+            }
+            users::Users::load(w.users_file.as_deref(), w.tokens_file.as_deref())?
+        };
         let sky = crate::skypilot::Client::new(&config.skypilot)
             .context("cannot make the client for SkyPilot's API server")?;
         let secure_cookies = w.tls_cert_file.is_some()
@@ -263,6 +282,7 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the listener's address")?;
     let (tls, gateway, state) = prepare(listen, config, clock)?;
+    let sync = spawn_role_sync(&state);
     crate::http::serve_tls(
         listener,
         router(state, gateway.clone()),
@@ -271,7 +291,14 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    sync.abort();
     Ok(())
+}
+
+/// Starts the role sync ([`role_sync`]) on the runtime.
+fn spawn_role_sync(state: &Arc<WebState>) -> tokio::task::JoinHandle<()> {
+    let every = std::time::Duration::from_secs(state.config.web_ui.role_sync_interval_secs);
+    tokio::spawn(role_sync::run(state.clone(), every))
 }
 
 /// Runs the web UI until SIGTERM/SIGINT.
@@ -296,6 +323,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         api_url = %state.config.skypilot.api_url,
         "web UI serving {scheme}://{addr}/console/"
     );
+    for w in &state.users.warnings {
+        tracing::warn!("{w}");
+    }
+    let sync = spawn_role_sync(&state);
     crate::systemd::ready(&format!("serving {scheme}://{addr}/console/"));
     let watchdog = crate::systemd::watchdog_interval().map(|every| {
         tokio::spawn(async move {
@@ -316,6 +347,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    sync.abort();
     tracing::info!("web UI stopped");
     Ok(())
 }

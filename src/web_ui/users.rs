@@ -271,7 +271,88 @@ fn read_file(path: &Path, key: &str) -> Result<String, FileError> {
     })
 }
 
+/// The file of the admin the web UI makes when no user is configured: beside the host
+/// database, like the rest of the host's state.
+pub(crate) const INITIAL_ADMIN_FILE: &str = "web-ui-initial-admin";
+/// The generated admin's name.
+pub(crate) const INITIAL_ADMIN: &str = "admin";
+
+/// Where the generated admin's password lives for a host database at `database`.
+pub(crate) fn initial_admin_path(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(INITIAL_ADMIN_FILE)
+}
+
+/// The password of the generated admin: read from `path` when it exists (one is made
+/// once, never another), else made (24 random characters) and written there, mode 0600,
+/// created exclusively. Returns it and whether it was made now.
+pub(crate) fn initial_admin_password(path: &Path) -> anyhow::Result<(String, bool)> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::OpenOptionsExt;
+    match crate::files::read_regular_text(path, 4096) {
+        Ok(text) => {
+            let pw = text.trim().to_string();
+            if pw.chars().count() < MIN_PASSWORD_CHARS {
+                anyhow::bail!(
+                    "{}: the generated admin's password file holds no password of {MIN_PASSWORD_CHARS} or more characters; delete it to make a new one",
+                    path.display()
+                );
+            }
+            return Ok((pw, false));
+        }
+        Err(e) if !path.exists() => {
+            let _ = e;
+        }
+        Err(e) => anyhow::bail!(
+            "{}: cannot read the generated admin's password: it {e}",
+            path.display()
+        ),
+    }
+    let pw = random_token(18)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "{}: made by another process at the same time; start again",
+                path.display()
+            ),
+            _ => anyhow::anyhow!(
+                "{}: cannot write the generated admin's password: {e}",
+                path.display()
+            ),
+        })?;
+    f.write_all(format!("{pw}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot write the generated admin's password: {e}",
+                path.display()
+            )
+        })?;
+    Ok((pw, true))
+}
+
 impl Users {
+    /// The generated admin alone (no users or tokens file configured).
+    pub(crate) fn initial_admin(password: &str) -> anyhow::Result<Users> {
+        let mut users = Users::default();
+        users.users.insert(
+            INITIAL_ADMIN.to_string(),
+            User {
+                name: INITIAL_ADMIN.to_string(),
+                hash: hash_password(password)?,
+                role: Role::Admin,
+            },
+        );
+        Ok(users)
+    }
+
     /// Reads `web_ui.users_file` and `web_ui.tokens_file` (either may be unset).
     pub(crate) fn load(
         users_file: Option<&Path>,
@@ -293,6 +374,22 @@ impl Users {
             }
         }
         Ok(users)
+    }
+
+    /// Every name the web UI grants a role to (people and token names), with the role;
+    /// a name in both files gets the lesser.
+    pub(crate) fn roles(&self) -> Vec<(String, Role)> {
+        let mut out: HashMap<String, Role> = HashMap::new();
+        let people = self.users.values().map(|u| (u.name.clone(), u.role));
+        let scripts = self.tokens.values().cloned();
+        for (name, role) in people.chain(scripts) {
+            let e = out.entry(name).or_insert(role);
+            // Admin < User < Viewer in declaration order: max is the lesser right.
+            *e = (*e).max(role);
+        }
+        let mut v: Vec<(String, Role)> = out.into_iter().collect();
+        v.sort();
+        v
     }
 
     pub(crate) fn user_count(&self) -> usize {
@@ -523,6 +620,30 @@ mod tests {
             .map(|r| Role::parse(r).unwrap())
             .collect();
         assert_eq!(roles, [Role::Admin, Role::User, Role::Viewer]);
+    }
+
+    #[test]
+    fn the_initial_admin_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = initial_admin_path(&dir.path().join("host.db"));
+        assert_eq!(path, dir.path().join(INITIAL_ADMIN_FILE));
+        let (pw, made) = initial_admin_password(&path).unwrap();
+        assert!(made && pw.len() >= 24, "{pw}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (again, made) = initial_admin_password(&path).unwrap();
+        assert_eq!((again, made), (pw.clone(), false));
+        let users = Users::initial_admin(&pw).unwrap();
+        assert!(verify_password(
+            &users.get(INITIAL_ADMIN).unwrap().hash,
+            &pw
+        ));
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(initial_admin_password(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("delete it"));
     }
 
     #[test]

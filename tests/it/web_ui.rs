@@ -575,7 +575,8 @@ fn healthz_answers(port: u16) -> bool {
 }
 
 #[test]
-fn refuses_to_listen_beyond_loopback_without_users() {
+fn without_users_it_makes_one_admin_with_a_private_password_and_a_users_file_disables_it() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("host.toml");
     let port = free_port();
@@ -587,16 +588,56 @@ fn refuses_to_listen_beyond_loopback_without_users() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .args(["web-ui", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("0.0.0.0"), "{err}");
-    assert!(err.contains("hash-password"), "{err}");
-    assert!(err.contains("web_ui.users_file"), "{err}");
-    // With a user, it starts.
+    let start = |log: &str| {
+        let mut p = HostProcess::role("web-ui", &config, &dir.path().join(log));
+        let started = std::time::Instant::now();
+        while !healthz_answers(port) {
+            assert!(p.is_running(), "web-ui exited: {}", p.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "web-ui never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    };
+    let p = start("web1.log");
+    let file = dir.path().join("web-ui-initial-admin");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(password.len() >= 24, "{password}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the password file is readable by others");
+    let log = p.log_text();
+    assert!(
+        log.contains(file.to_str().unwrap()),
+        "the log names the file: {log}"
+    );
+    assert!(
+        !log.contains(&password),
+        "the log shows the password: {log}"
+    );
+    let rt = runtime();
+    let login = |user: &str, pw: &str| {
+        rt.block_on(
+            http()
+                .get(format!("http://127.0.0.1:{port}/api/v1/clusters"))
+                .basic_auth(user, Some(pw))
+                .send(),
+        )
+        .unwrap()
+        .status()
+        .as_u16()
+    };
+    // The generated admin logs in (the database is missing, so the API says so: not 401).
+    assert_ne!(login("admin", &password), 401);
+    assert_eq!(login("admin", "wrong-password"), 401);
+    assert!(p.terminate().success());
+    // A second start keeps the same password: it never makes another.
+    let p = start("web2.log");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    assert_ne!(login("admin", &password), 401);
+    assert!(p.terminate().success());
+    // With a users file, the generated admin is disabled.
     let users = users_file(dir.path(), &[ADMIN]);
     std::fs::write(
         &config,
@@ -607,21 +648,15 @@ fn refuses_to_listen_beyond_loopback_without_users() {
         ),
     )
     .unwrap();
-    let mut p = HostProcess::role("web-ui", &config, &dir.path().join("web.log"));
-    let started = std::time::Instant::now();
-    loop {
-        if healthz_answers(port) {
-            break;
-        }
-        assert!(p.is_running(), "web-ui exited: {}", p.log_text());
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "web-ui never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = p.terminate();
-    assert!(status.success(), "{status:?}");
+    let p = start("web3.log");
+    assert_eq!(login("admin", &password), 401);
+    assert_ne!(login(ADMIN.0, ADMIN.1), 401);
+    assert!(
+        p.log_text().contains("generated admin is disabled"),
+        "{}",
+        p.log_text()
+    );
+    assert!(p.terminate().success());
 }
 
 #[test]
