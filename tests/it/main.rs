@@ -40,3 +40,7 @@ mod sky_config;
 mod postgres;
 #[cfg(feature = "real-server")]
 mod remote;
+// Authorization end to end: the real web UI in front of SkyPilot servers of their own,
+// one with its state in the throwaway PostgreSQL.
+#[cfg(feature = "real-server")]
+mod authorization;

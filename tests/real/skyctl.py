@@ -51,6 +51,17 @@ def create(args) -> None:
     from sky import global_user_state
     from sky.backends import cloud_vm_ray_backend
     from sky.utils import status_lib
+    if args.user:
+        # Owned by this person, as a launch through the gateway would be: SkyPilot's id of
+        # a name from its identity header is md5(name)[:8].
+        import hashlib
+        from sky import models
+        from sky.utils import common_utils
+        owner = models.User(id=hashlib.md5(args.user.encode()).hexdigest()[:8], name=args.user)
+        # SkyPilot lists a cluster only with its user known (as the gateway's first request
+        # of that person makes it).
+        global_user_state.add_or_update_user(owner)
+        common_utils.set_current_user(owner)
     res = sky.Resources(infra=f'aws/{args.region}', instance_type=args.instance_type)
     handle = cloud_vm_ray_backend.CloudVmRayResourceHandle(
         cluster_name=args.name,
@@ -94,6 +105,7 @@ def main() -> int:
     c.add_argument('--instance-type', default='m6i.large')
     c.add_argument('--region', default='us-west-2')
     c.add_argument('--nodes', type=int, default=1)
+    c.add_argument('--user', default=None, help='owner (a name as the gateway sends it)')
     s = sub.add_parser('set-status')
     s.add_argument('name')
     s.add_argument('status', choices=['UP', 'INIT', 'STOPPED'])

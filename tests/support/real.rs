@@ -202,6 +202,12 @@ impl OwnServer {
         OwnServer::start_full(config, aws_catalog, &[])
     }
 
+    /// A server whose config.yaml is `config`, with more environment.
+    #[allow(dead_code)]
+    pub fn start_with_config_env(config: &str, extra_env: &[(&str, &str)]) -> OwnServer {
+        OwnServer::start_full(config, None, extra_env)
+    }
+
     fn start_full(
         config: &str,
         aws_catalog: Option<&str>,

@@ -1,0 +1,619 @@
+//! Authorization end to end, against the real SkyPilot 0.14.1 through the real
+//! `skypilot-host web-ui`: the attacks of the "Authorization end to end" issue replayed as
+//! each role, the `Authorization` header fuzzed, SkyPilot's roles synced and drift set
+//! back, service-account tokens verified, the audit of writes and refusals, and
+//! SkyPilot's `rbac.default_role` in PostgreSQL.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::host::{bin, free_port, HostProcess};
+use crate::support::real::OwnServer;
+
+const ROOT: (&str, &str) = ("root", "root-password-1");
+const ALICE: (&str, &str) = ("alice", "alice-password-1");
+const VERA: (&str, &str) = ("vera", "vera-password-1");
+
+/// SkyPilot's id of a name from the identity header.
+fn id_of(name: &str) -> &'static str {
+    match name {
+        "root" => "63a9f0ea",
+        "alice" => "6384e2b2",
+        "bob" => "9f9d51bc",
+        "vera" => "4341dfaa",
+        other => panic!("no id for {other}"),
+    }
+}
+
+fn users_line(name: &str, password: &str, role: &str) -> String {
+    use std::io::Write as _;
+    let mut c = bin()
+        .args(["hash-password", name, "--role", role])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The web UI in front of `upstream`, with root (admin), alice (user) and vera (viewer),
+/// syncing roles every second; its host database made (migrated) first.
+fn start_web_ui(dir: &Path, upstream: &str) -> (HostProcess, String) {
+    let users = format!(
+        "# roles: admin user viewer\n{}{}{}",
+        users_line(ROOT.0, ROOT.1, "admin"),
+        users_line(ALICE.0, ALICE.1, "user"),
+        users_line(VERA.0, VERA.1, "viewer")
+    );
+    std::fs::write(dir.join("users"), users).unwrap();
+    drop(skypilot_host::store::Store::open(&dir.join("host.db")).unwrap());
+    let port = free_port();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skypilot]\napi_url = \"{upstream}\"\n[cluster_manager]\ndatabase = \"{}\"\n\
+             [web_ui]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"{}\"\nrole_sync_interval_secs = 1\n",
+            dir.join("host.db").display(),
+            dir.join("users").display()
+        ),
+    )
+    .unwrap();
+    let p = HostProcess::role("web-ui", &config, &dir.join("web-ui.log"));
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "web-ui not listening: {}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// SkyPilot's users and roles, asked directly (as the host).
+async fn skypilot_roles(server: &str) -> Vec<(String, String)> {
+    let v: Value = client()
+        .get(format!("{server}/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap_or("").to_string(),
+                u["role"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_role(server: &str, name: &str, role: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let roles = skypilot_roles(server).await;
+        if roles.iter().any(|(i, r)| i == id_of(name) && r == role) {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "SkyPilot's role of {name} is not {role} after {within:?}: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn audit(dir: &Path) -> Vec<Value> {
+    let out = bin()
+        .args(["audit", "--json", "--limit", "1000", "--config"])
+        .arg(dir.join("config.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(a)) => a,
+        _ => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    }
+}
+
+/// One request through the gateway: (status, body).
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut r = client()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("X-SkyPilot-API-Version", "62");
+    if let Some((u, p)) = auth {
+        r = r.basic_auth(u, Some(p));
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_fails_and_each_role_gets_what_it_should() {
+    let server = OwnServer::start_with_config_env(
+        "rbac:\n  default_role: viewer\n",
+        &[("ENABLE_SERVICE_ACCOUNTS", "true")],
+    );
+    server.skyctl(&["create", "alices-box", "--user", "alice"]);
+    server.skyctl(&["create", "bobs-box", "--user", "bob"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (web, base) = start_web_ui(dir.path(), &server.url);
+    let base = base.as_str();
+    // SkyPilot agrees with us within a sync.
+    for (name, role) in [("root", "admin"), ("alice", "user"), ("vera", "viewer")] {
+        wait_for_role(&server.url, name, role, Duration::from_secs(30)).await;
+    }
+
+    // 1. No login: every malformed Authorization header is refused, never SkyPilot's
+    //    anonymous admin.
+    let raw = |value: &'static [u8]| async move {
+        let r = client()
+            .get(format!("{base}/users/role"))
+            .header(
+                "Authorization",
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.text().await.unwrap_or_default())
+    };
+    for value in [
+        &b"Bearer  sky_x"[..],
+        b"Bearer sky_x",
+        b"bearer sky_x",
+        b"BEARER  sky_x",
+        b"Bearer\tsky_x",
+        b"Bearer sky_x\t",
+        b"Bearer sky_x ",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer sky_\xc3\xa9",
+        b"Bearer sky_eyJhbGciOiJIUzI1NiJ9.eyJ1IjoiNjNhOWYwZWEifQ.sig",
+        b"Basic  cm9vdDpyb290LXBhc3N3b3JkLTE=",
+        b"Token sky_x",
+    ] {
+        let (status, body) = raw(value).await;
+        assert_eq!(
+            status,
+            401,
+            "Authorization {:?} answered {status}: {body}",
+            String::from_utf8_lossy(value)
+        );
+        assert!(!body.contains("\"role\":\"admin\""), "{body}");
+    }
+    // Two Authorization headers, one of them valid.
+    let r = client()
+        .get(format!("{base}/users/role"))
+        .header("Authorization", "Bearer  sky_x")
+        .header(
+            "Authorization",
+            format!("Basic {}", b64(&format!("{}:{}", ROOT.0, ROOT.1))),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // No credentials at all: refused too (but the health probe).
+    assert_eq!(send(base, "GET", "/users", None, None).await.0, 401);
+    assert_eq!(send(base, "GET", "/api/health", None, None).await.0, 200);
+
+    // 2. Each role, each attack of the issue: (who, method, path, body, expected status).
+    let alices = json!({"cluster_name": "alices-box"});
+    let bobs = json!({"cluster_name": "bobs-box"});
+    let cases: Vec<((&str, &str), &str, &str, Option<Value>, u16)> = vec![
+        (
+            VERA,
+            "POST",
+            "/users/update",
+            Some(json!({"user_id": id_of("alice"), "role": "viewer"})),
+            403,
+        ),
+        (
+            VERA,
+            "POST",
+            "/users/service-account-tokens",
+            Some(json!({"token_name": "x", "expires_in_days": 1})),
+            403,
+        ),
+        (VERA, "POST", "/exec", Some(alices.clone()), 403),
+        (VERA, "POST", "/stop", Some(alices.clone()), 403),
+        (
+            VERA,
+            "POST",
+            "/launch",
+            Some(json!({"cluster_name": "vera-new", "task": "{}"})),
+            403,
+        ),
+        (VERA, "GET", "/workspaces/config", None, 403),
+        (
+            VERA,
+            "POST",
+            "/workspaces/config",
+            Some(json!({"config": {}})),
+            403,
+        ),
+        (
+            VERA,
+            "POST",
+            "/workspaces/create",
+            Some(json!({"workspace_name": "w", "config": {}})),
+            403,
+        ),
+        (VERA, "POST", "/api/cancel", Some(json!({})), 403),
+        (VERA, "POST", "/status", Some(json!({})), 200),
+        (
+            ALICE,
+            "POST",
+            "/users/update",
+            Some(json!({"user_id": id_of("root"), "role": "viewer"})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/users/create",
+            Some(json!({"username": "mallory", "password": "x"})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/users/service-account-tokens",
+            Some(json!({"token_name": "x", "expires_in_days": 1})),
+            403,
+        ),
+        (ALICE, "GET", "/workspaces/config", None, 403),
+        (
+            ALICE,
+            "POST",
+            "/workspaces/config",
+            Some(json!({"config": {}})),
+            403,
+        ),
+        (ALICE, "POST", "/exec", Some(bobs.clone()), 403),
+        (ALICE, "POST", "/stop", Some(bobs.clone()), 403),
+        (
+            ALICE,
+            "POST",
+            "/down",
+            Some(json!({"cluster_name": "internal/../bobs-box"})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/internal/dashboard/stop",
+            Some(bobs.clone()),
+            403,
+        ),
+        (ALICE, "POST", "/%73top", Some(bobs.clone()), 403),
+        (
+            ALICE,
+            "POST",
+            "/launch",
+            Some(json!({"cluster_name": "bobs-box", "task": "{}"})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/queue",
+            Some(json!({"cluster_name": "bobs-box"})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/jobs/cancel",
+            Some(json!({"all_users": true})),
+            403,
+        ),
+        (
+            ALICE,
+            "POST",
+            "/serve/down",
+            Some(json!({"service_names": null, "all": true})),
+            403,
+        ),
+        (
+            ALICE,
+            "GET",
+            "/kubernetes-pod-ssh-proxy?cluster_name=bobs-box",
+            None,
+            403,
+        ),
+        (ALICE, "POST", "/stop", Some(alices.clone()), 200),
+        (ALICE, "POST", "/status", Some(json!({})), 200),
+        (ROOT, "POST", "/stop", Some(bobs.clone()), 200),
+    ];
+    for (who, method, path, body, want) in cases {
+        let (status, text) = send(base, method, path, Some(who), body).await;
+        assert_eq!(
+            status,
+            want,
+            "{} {method} {path}: {text}\n{}",
+            who.0,
+            web.log_text()
+        );
+        if want == 403 {
+            let role = if who.0 == "vera" { "viewer" } else { "user" };
+            assert!(
+                text.contains("refused") && text.contains(role) && text.contains(who.0),
+                "{} {method} {path}: the refusal names neither the person nor the role: {text}",
+                who.0
+            );
+        }
+    }
+    // SkyPilot's own view of each person through the gateway agrees.
+    for (who, role) in [(VERA, "viewer"), (ALICE, "user"), (ROOT, "admin")] {
+        let (status, text) = send(base, "GET", "/users/role", Some(who), None).await;
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["role"], role, "{text}");
+        assert_eq!(v["name"], who.0, "{text}");
+    }
+    // Alice's roles were never changed by the attempts above.
+    wait_for_role(&server.url, "root", "admin", Duration::from_secs(1)).await;
+
+    // 3. A service account (made by root inside SkyPilot): verified by SkyPilot, held to
+    //    the role SkyPilot gives it, a forged one refused.
+    let made: Value = client()
+        .post(format!("{}/users/service-account-tokens", server.url))
+        .header("X-Auth-Request-Email", "root")
+        .json(&json!({"token_name": "ci_bot", "expires_in_days": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = made["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_string();
+    let bearer = |path: &'static str, auth: String, body: Value| {
+        let base = base.to_string();
+        async move {
+            let r = client()
+                .post(format!("{base}{path}"))
+                .header("Authorization", auth)
+                .header("X-Auth-Request-Email", "root")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            let id = r
+                .headers()
+                .get("x-skypilot-request-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (s, id, r.text().await.unwrap_or_default())
+        }
+    };
+    let (s, id, text) = bearer("/status", format!("Bearer {token}"), json!({})).await;
+    assert_eq!(s, 200, "{text}");
+    let id = id.unwrap();
+    let rec: Value = client()
+        .get(format!("{}/api/status?request_ids={id}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec[0]["user_name"], "ci_bot", "{rec}");
+    // With SkyPilot's role for it (the default, viewer), it may not stop alice's cluster.
+    let (s, _, text) = bearer("/stop", format!("Bearer {token}"), alices.clone()).await;
+    assert_eq!(s, 403, "{text}");
+    let (s, _, text) = bearer(
+        "/status",
+        "Bearer sky_eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzYS14In0.forged".into(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 401, "{text}");
+
+    // 4. The audit: refusals and allowed writes, with the person, the cluster and
+    //    SkyPilot's request id.
+    let rows = audit(dir.path());
+    let find = |actor: &str, outcome: &str, needle: &str| {
+        rows.iter().any(|e| {
+            e["actor"] == actor
+                && e["action"] == "request"
+                && e["outcome"] == outcome
+                && e["detail"].as_str().is_some_and(|d| d.contains(needle))
+        })
+    };
+    assert!(
+        find("gateway:alice", "refused", "POST /stop (bobs-box)")
+            || find("gateway:alice", "refused", "bobs-box"),
+        "{rows:#?}"
+    );
+    assert!(
+        find("gateway:vera", "refused", "/users/update"),
+        "{rows:#?}"
+    );
+    assert!(find("gateway:alice", "ok", "SkyPilot request"), "{rows:#?}");
+    assert!(
+        find(
+            "gateway:root",
+            "ok",
+            "POST /stop: HTTP 200, SkyPilot request"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        !rows.iter().any(|e| e["action"] == "request"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("POST /status"))),
+        "reads are not audited: {rows:#?}"
+    );
+
+    // 5. Drift: someone makes root a viewer inside SkyPilot; the sync sets it back and
+    //    audits it within a sync interval (1 s here; 10 s allowed).
+    let r = client()
+        .post(format!("{}/users/update", server.url))
+        .json(&json!({"user_id": id_of("root"), "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    wait_for_role(&server.url, "root", "admin", Duration::from_secs(10)).await;
+    let started = Instant::now();
+    loop {
+        let rows = audit(dir.path());
+        if rows.iter().any(|e| {
+            e["action"] == "role"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("root") && d.contains("drift"))
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no drift in the audit: {rows:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(web);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_sky_launch_is_refused_with_a_clear_message() {
+    let server = OwnServer::start_with_config_env("rbac:\n  default_role: viewer\n", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (web, base) = start_web_ui(dir.path(), &server.url);
+    wait_for_role(&server.url, "vera", "viewer", Duration::from_secs(30)).await;
+    let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let addr = base.trim_start_matches("http://");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(Path::new(&venv).join("bin/sky"))
+            .env("HOME", &home)
+            .env(
+                "SKYPILOT_API_SERVER_ENDPOINT",
+                format!("http://{}:{}@{addr}", VERA.0, VERA.1),
+            )
+            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+            .env_remove("SKY_RUNTIME_DIR")
+            .env_remove("SKYPILOT_GLOBAL_CONFIG")
+            .args(["launch", "-y", "-c", "vera-box", "echo hi"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sky launch did not finish within 240 s")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a viewer launched: {text}");
+    assert!(
+        text.contains("viewer") && text.contains("refused"),
+        "the refusal does not say why: {text}\n{}",
+        web.log_text()
+    );
+    // Nothing was launched.
+    let (status, body) = send(&base, "POST", "/status", Some(ROOT), Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_state_in_postgresql_the_default_role_goes_into_skypilots_database() {
+    let pg_uri =
+        std::env::var("SKYPILOT_TEST_PG_URI").expect("SKYPILOT_TEST_PG_URI (scripts/test.sh)");
+    let host = std::env::var("SKYPILOT_TEST_PG_HOST").unwrap();
+    let bin_dir = std::env::var("SKYPILOT_TEST_PG_BIN").unwrap();
+    let name = crate::support::real::unique("skyrbac").replace('-', "_");
+    let created = std::process::Command::new(Path::new(&bin_dir).join("psql"))
+        .args(["-X", "-h", &host, "-U", "skypilot", "-d", "skypilot", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let _ = pg_uri;
+    let uri = format!("postgresql+psycopg2://skypilot@/{name}?host={host}");
+    // SkyPilot's config file holds nothing (with its state in PostgreSQL, at most one key).
+    let server =
+        OwnServer::start_with_config_env("{}\n", &[("SKYPILOT_DB_CONNECTION_URI", uri.as_str())]);
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _base) = start_web_ui(dir.path(), &server.url);
+    wait_for_role(&server.url, "alice", "user", Duration::from_secs(60)).await;
+    // The default role is in SkyPilot's config now (its database), and a name nobody
+    // synced gets viewer.
+    let r = client()
+        .get(format!("{}/users/role", server.url))
+        .header("X-Auth-Request-Email", "stranger")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["role"], "viewer", "{v}\n{}", web.log_text());
+    let rows = audit(dir.path());
+    assert!(
+        rows.iter().any(|e| e["action"] == "role"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("default_role set to viewer"))),
+        "{rows:#?}"
+    );
+}
+
+/// Base64 (standard, padded).
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
