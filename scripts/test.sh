@@ -72,6 +72,17 @@ suite() {
   fi
 }
 
+# The gateway's route table is checked against tests/fixtures/skypilot-0.14.1-routes.txt;
+# that list must be the one the installed SkyPilot serves.
+routes_check() {
+  if diff <("$VENV_DIR/bin/python" scripts/sky-routes.py 2>/dev/null) tests/fixtures/skypilot-$SKYPILOT_VERSION-routes.txt; then
+    echo "skypilot routes: 1 passed, 0 failed"
+  else
+    echo "the routes of SkyPilot $SKYPILOT_VERSION differ from tests/fixtures/skypilot-$SKYPILOT_VERSION-routes.txt (above): classify the new ones in src/web_ui/rules.rs" >&2
+    echo "skypilot routes: 0 passed, 1 failed"
+  fi
+}
+suite routes routes_check
 suite nix-checks scripts/nix-checks.sh
 suite module-run scripts/module-run.sh
 
@@ -109,7 +120,7 @@ failed=0
 for f in "$work"/suite-*.log; do
   read -r p n < <(awk '
     /^test result:/ { p += $4; f += $6; next }
-    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test|browser): [0-9]+ passed, [0-9]+ failed$/ {
+    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test|browser|skypilot routes): [0-9]+ passed, [0-9]+ failed$/ {
       p += $(NF - 3); f += $(NF - 1)
     }
     END { printf "%d %d\n", p, f }' "$f")

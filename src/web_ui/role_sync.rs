@@ -44,8 +44,10 @@ fn desired(state: &WebState) -> BTreeMap<String, Role> {
 
 /// One pass: see the module's documentation.
 pub(crate) async fn sync_once(state: &Arc<WebState>) -> anyhow::Result<Report> {
-    let mut report = Report::default();
-    report.default_role_set = ensure_default_role(state).await?;
+    let mut report = Report {
+        default_role_set: ensure_default_role(state).await?,
+        ..Report::default()
+    };
     let want = desired(state);
     if want.is_empty() {
         return Ok(report);

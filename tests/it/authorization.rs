@@ -147,6 +147,15 @@ fn audit(dir: &Path) -> Vec<Value> {
     }
 }
 
+/// (who, method, path, body, expected status).
+type Case = (
+    (&'static str, &'static str),
+    &'static str,
+    &'static str,
+    Option<Value>,
+    u16,
+);
+
 /// One request through the gateway: (status, body).
 async fn send(
     base: &str,
@@ -243,7 +252,7 @@ async fn every_attack_fails_and_each_role_gets_what_it_should() {
     // 2. Each role, each attack of the issue: (who, method, path, body, expected status).
     let alices = json!({"cluster_name": "alices-box"});
     let bobs = json!({"cluster_name": "bobs-box"});
-    let cases: Vec<((&str, &str), &str, &str, Option<Value>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             VERA,
             "POST",
