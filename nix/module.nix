@@ -1006,6 +1006,10 @@ in
           {
             listen = mkDefault "${webUIHost}:${toString cfg.webUI.port}";
             skypilot_config_file = mkDefault "${skyConfigDir}/config.yaml";
+            # The names users reach the gateway by (beside publicUrl's, localhost and IP
+            # addresses); any other Host is refused (DNS rebinding).
+            allowed_hosts = mkDefault ([ cfg.apiServer.hostName ]
+              ++ lib.optional ((config.networking.hostName or "") != "") config.networking.hostName);
           }
           // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});

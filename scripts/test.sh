@@ -109,7 +109,7 @@ suite cargo-test cargo test --features real-server --lib --bins --tests -- "${ex
 # The SkyPilot patch: its tests, the contract against the released SkyPilot, the load test.
 suite status-contract scripts/status-contract.sh
 # The console in headless Chromium; prints "browser: N passed, N failed".
-suite browser cargo test --features browser --test it browser_ -- --nocapture
+suite browser cargo test --features "browser real-server" --test it browser_ -- --nocapture
 
 echo
 # cargo's "test result: ok. N passed; M failed; ...", and the module suites'

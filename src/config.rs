@@ -513,6 +513,18 @@ impl WebUiConfig {
                 ));
             }
         }
+        for h in &self.allowed_hosts {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err((
+                    "web_ui.allowed_hosts",
+                    format!("{h:?}: expected a host name (letters, digits, '.', '-'; no scheme or port)"),
+                ));
+            }
+        }
         for (key, v) in [
             ("web_ui.session_lifetime_secs", self.session_lifetime_secs),
             ("web_ui.login_window_secs", self.login_window_secs),
@@ -908,6 +920,19 @@ mod tests {
         let e = parse("[cluster_manager]\npoll_interval_secs = \"often\"\n").unwrap_err();
         assert_eq!(e.key, "cluster_manager.poll_interval_secs");
         assert!(e.message.contains("invalid type"), "{}", e.message);
+    }
+
+    #[test]
+    fn allowed_hosts_are_host_names() {
+        let c = parse("[web_ui]\nallowed_hosts = [\"sky.example.org\", \"gpu-box\"]\n").unwrap();
+        assert_eq!(c.web_ui.allowed_hosts.len(), 2);
+        for bad in ["https://sky.example.org", "sky:8080", ""] {
+            let e = parse(&format!("[web_ui]\nallowed_hosts = [{bad:?}]\n")).unwrap_err();
+            assert_eq!(e.key, "web_ui.allowed_hosts", "{bad}");
+            assert!(e.message.contains("host name"), "{}", e.message);
+        }
+        let e = parse("[web_ui]\nrole_sync_interval_secs = 0\n").unwrap_err();
+        assert_eq!(e.key, "web_ui.role_sync_interval_secs");
     }
 
     #[test]

@@ -107,6 +107,10 @@ in
         enable = true;
         uid = 947;
         gid = 947;
+        # The seed's open web UI with no usersFile: a generated admin at first start.
+        systemdServices = true;
+        enableWebUI = true;
+        webUI.host = "0.0.0.0";
       };
 
       users.users.bob = {
@@ -335,5 +339,28 @@ in
         # mallory's sky cannot reach the server, and does not start one of its own.
         server.fail(as_user("mallory", "timeout 120 sky status"))
         server.fail("pgrep -u mallory -f 'sky[.]server[.]server'")
+
+    with subtest("Web UI without users: one generated admin, readable by the service and root only"):
+        nft.wait_for_unit("skypilot-web-ui.service")
+        nft.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
+        secret = "/var/lib/skypilot/web-ui-initial-admin"
+        nft.succeed(f"test \"$(stat -c '%a %U' {secret})\" = '600 skypilot'")
+        nft.fail(as_user("eve", f"cat {secret}"))
+        password = nft.succeed(f"cat {secret}").strip()
+        assert len(password) >= 24, password
+        code = nft.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' -u admin:{password} http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "200", code
+        code = nft.succeed("curl -s -o /dev/null -w '%{http_code}' -u admin:wrong http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "401", code
+        # An unauthenticated request is refused, and the malformed bearer that SkyPilot
+        # would take for no credentials is too.
+        code = nft.succeed("curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer  sky_x' http://127.0.0.1:8080/users/role").strip()
+        assert code == "401", code
+        journal = nft.succeed("journalctl -u skypilot-web-ui.service")
+        assert secret in journal, "the log names the password file"
+        assert password not in journal, "the password is in the log"
+        nft.systemctl("restart skypilot-web-ui.service")
+        nft.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
+        assert nft.succeed(f"cat {secret}").strip() == password, "a second admin was made"
   '';
 }

@@ -414,11 +414,14 @@
 
   # An external PostgreSQL: the URI (with its password) only in a file outside the store.
   # nix/tests/run_rendered.py runs this case against a throwaway PostgreSQL.
+  # The web UI without a users file: it makes one admin at first start, and writes
+  # SkyPilot's rbac.default_role into SkyPilot's config in the database.
   run-database = {
     services.skypilot = {
       enable = true;
       enableCluster = true;
       monitoring.enable = true;
+      enableWebUI = true;
       database.uriFile = "/run/secrets/skypilot-db-uri";
     };
   };

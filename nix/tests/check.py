@@ -803,6 +803,8 @@ def expect_web_ui_loopback(c, r, label):
     c.equal(w.get('IPAddressAllow'), 'localhost', f'{label}: loopback only')
     c.check('LoadCredential' not in w, f'{label}: no credential to load')
     c.equal(r['skypilot']['settings']['web_ui']['listen'], '127.0.0.1:8080', f'{label}: seed default port')
+    c.check('skypilot-api' in r['skypilot']['settings']['web_ui']['allowed_hosts'],
+            f'{label}: users\' sky reaches the gateway by the API server\'s host name, which the Host check allows')
     c.equal(r['firewall']['allowedTCPPorts'], [], f'{label}: no port opened')
 
 
@@ -1000,7 +1002,10 @@ def expect_database_local(c, r, label):
 
 def expect_run_database(c, r, label):
     # What it renders is run by nix/tests/run_rendered.py; here: what it is.
-    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.equal(len(r['warnings']), 1, f'{label}: one warning ({r["warnings"]})')
+    c.check(has_warning(r, 'no usersFile', 'web-ui-initial-admin'),
+            f'{label}: the warning names the generated admin')
     u = api(r)
     s = u['serviceConfig']
     c.check('db-uri:/run/secrets/skypilot-db-uri' in s['LoadCredential'],

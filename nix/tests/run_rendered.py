@@ -720,7 +720,7 @@ def run(a):
                 check_policy(c, r, subs, api_url)
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
             if 'skypilot-web-ui' in units:
-                check_web_ui(c, r)
+                check_web_ui(c, r, subs, api_url)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -804,12 +804,16 @@ def check_oneshot(c, role, r, subs, roles, venv):
             f'{role.unit}: /autostop reached SkyPilot, whose refusal is in the audit table')
 
 
-def check_web_ui(c, r):
-    """The web UI listens where the module says, refuses a stranger and lets the user of
-    the users file (loaded as a credential) in."""
+def check_web_ui(c, r, subs, api_url):
+    """The web UI listens where the module says, refuses a stranger and lets the user in:
+    the users file's (loaded as a credential) or, without one, the admin the web UI made
+    at its first start, whose password is in a 0600 file beside the host database. SkyPilot
+    gets `rbac.default_role: viewer` either way (the rendered config.yaml, or with its
+    state in PostgreSQL, written by the web UI into SkyPilot's config in the database)."""
     import urllib.error
     import urllib.request
-    listen = r['skypilot']['settings']['web_ui']['listen']
+    settings = r['skypilot']['settings']
+    listen = settings['web_ui']['listen']
     url = f'http://{listen}/api/v1/health'
 
     def status(headers):
@@ -822,13 +826,39 @@ def check_web_ui(c, r):
         except OSError as e:
             return str(e)
 
+    user, password = WEB_USER, WEB_PASSWORD
+    if 'users_file' not in settings['web_ui']:
+        db = subs.text(settings['cluster_manager']['database'])
+        secret = os.path.join(os.path.dirname(db), 'web-ui-initial-admin')
+        c.check(os.path.isfile(secret), f'skypilot-web-ui: without a users file it made {secret}')
+        if os.path.isfile(secret):
+            c.equal(oct(os.stat(secret).st_mode & 0o777), '0o600',
+                    f'skypilot-web-ui: {secret} is readable by its owner only')
+            with open(secret, encoding='utf-8') as f:
+                user, password = 'admin', f.read().strip()
     c.equal(status({}), 401, f'skypilot-web-ui: {url} refuses a request without credentials')
-    basic = base64.b64encode(f'{WEB_USER}:{WEB_PASSWORD}'.encode()).decode()
+    basic = base64.b64encode(f'{user}:{password}'.encode()).decode()
     c.equal(status({'Authorization': f'Basic {basic}'}), 200,
-            f'skypilot-web-ui: {url} lets in the user of the users file')
-    wrong = base64.b64encode(f'{WEB_USER}:wrong'.encode()).decode()
+            f'skypilot-web-ui: {url} lets {user} in')
+    wrong = base64.b64encode(f'{user}:wrong'.encode()).decode()
     c.equal(status({'Authorization': f'Basic {wrong}'}), 401,
             f'skypilot-web-ui: {url} refuses a wrong password')
+    c.equal(status({'Authorization': 'Bearer  sky_x'}), 401,
+            f'skypilot-web-ui: {url} refuses a malformed bearer token')
+    # SkyPilot's default role for an identity nobody synced.
+    role, deadline = None, time.monotonic() + 90
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f'{api_url}/users/role',
+                                     headers={'X-Auth-Request-Email': 'rendered-stranger'})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                role = json.load(resp).get('role')
+        except (urllib.error.HTTPError, OSError, ValueError) as e:
+            role = str(e)
+        if role == 'viewer':
+            break
+        time.sleep(1)
+    c.equal(role, 'viewer', "SkyPilot gives an identity the web UI did not sync the role viewer")
 
 
 def check_listeners(c, roles, api_url):

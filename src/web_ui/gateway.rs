@@ -253,6 +253,17 @@ impl Gateway {
             names: Vec::new(),
         };
         let req = match access {
+            Access::Allow if kind == Kind::Write => match self.peek_names(req).await {
+                Ok((req, names)) => {
+                    audited.names = names;
+                    req
+                }
+                Err(why) => {
+                    self.audit(&audited, AuditOutcome::Refused, why.clone())
+                        .await;
+                    return error(StatusCode::BAD_REQUEST, &why);
+                }
+            },
             Access::Allow => req,
             Access::Deny => {
                 let why = format!(
@@ -297,6 +308,35 @@ impl Gateway {
             self.audit(&audited, outcome, detail).await;
         }
         resp
+    }
+
+    /// For the audit of an allowed write: the clusters a small JSON body names
+    /// (`cluster_name`, `cluster_names`), read only when the body declares a length within
+    /// `max_control_body_bytes`; the request comes back with its body whole.
+    async fn peek_names(&self, req: Request) -> Result<(Request, Vec<String>), String> {
+        let small_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"))
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n <= self.inner.max_control_body);
+        if !small_json {
+            return Ok((req, Vec::new()));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, self.inner.max_control_body)
+            .await
+            .map_err(|e| format!("the body could not be read as its Content-Length says: {e}"))?;
+        let names = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| cluster_names(&v).ok())
+            .unwrap_or_default();
+        Ok((Request::from_parts(parts, Body::from(bytes)), names))
     }
 
     /// Appends one gateway entry to the audit table (a failure is logged, never shown:

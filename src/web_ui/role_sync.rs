@@ -35,6 +35,9 @@ pub(crate) struct Report {
     pub(crate) changed: Vec<(String, String, Role)>,
     /// Whether `rbac.default_role` was written.
     pub(crate) default_role_set: bool,
+    /// Why SkyPilot's `rbac.default_role` is not `viewer` and could not be made so (the
+    /// roles are synced all the same).
+    pub(crate) default_role_problem: Option<String>,
 }
 
 /// The roles the web UI grants, by name: the users file's and the tokens file's.
@@ -44,10 +47,11 @@ fn desired(state: &WebState) -> BTreeMap<String, Role> {
 
 /// One pass: see the module's documentation.
 pub(crate) async fn sync_once(state: &Arc<WebState>) -> anyhow::Result<Report> {
-    let mut report = Report {
-        default_role_set: ensure_default_role(state).await?,
-        ..Report::default()
-    };
+    let mut report = Report::default();
+    match ensure_default_role(state).await {
+        Ok(set) => report.default_role_set = set,
+        Err(e) => report.default_role_problem = Some(format!("{e:#}")),
+    }
     let want = desired(state);
     if want.is_empty() {
         return Ok(report);
@@ -210,6 +214,14 @@ pub(crate) async fn run(state: Arc<WebState>, interval: Duration) {
                     }
                 }
                 audit(&state, &report).await;
+                if let Some(p) = &report.default_role_problem {
+                    if !failing {
+                        tracing::error!(error = %p, "role sync: SkyPilot's default role");
+                    }
+                    failing = true;
+                    tokio::time::sleep(interval).await;
+                    continue;
+                }
                 if failing {
                     tracing::info!("role sync: SkyPilot's roles match the users file again");
                 }

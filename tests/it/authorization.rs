@@ -61,7 +61,7 @@ fn start_web_ui(dir: &Path, upstream: &str) -> (HostProcess, String) {
     std::fs::write(
         &config,
         format!(
-            "[skypilot]\napi_url = \"{upstream}\"\n[cluster_manager]\ndatabase = \"{}\"\n\
+            "[skypilot]\napi_url = \"{upstream}\"\n[cluster_manager]\ndatabase = \"{}\"\npoll_interval_secs = 2\nload_budget = 1.0\n\
              [web_ui]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"{}\"\nrole_sync_interval_secs = 1\n",
             dir.join("host.db").display(),
             dir.join("users").display()
@@ -625,4 +625,130 @@ async fn with_state_in_postgresql_the_default_role_goes_into_skypilots_database(
 fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// The `sky` CLI as a `user` through the gateway: stopping another person's cluster is
+/// refused with the gateway's reason; stopping their own goes to SkyPilot (which then
+/// fails for want of a cloud: these clusters are records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_sky_stop_reaches_skypilot_for_their_own_cluster_only() {
+    let server = OwnServer::start_with_config_env("rbac:\n  default_role: viewer\n", &[]);
+    server.skyctl(&["create", "alices-own", "--user", "alice"]);
+    server.skyctl(&["create", "bobs-own", "--user", "bob"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (web, base) = start_web_ui(dir.path(), &server.url);
+    wait_for_role(&server.url, "alice", "user", Duration::from_secs(30)).await;
+    let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let addr = base.trim_start_matches("http://").to_string();
+    let sky_stop = |cluster: &'static str| {
+        let venv = venv.clone();
+        let home = home.clone();
+        let addr = addr.clone();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(240),
+                tokio::process::Command::new(Path::new(&venv).join("bin/sky"))
+                    .env("HOME", &home)
+                    .env(
+                        "SKYPILOT_API_SERVER_ENDPOINT",
+                        format!("http://{}:{}@{addr}", ALICE.0, ALICE.1),
+                    )
+                    .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+                    .env_remove("SKY_RUNTIME_DIR")
+                    .env_remove("SKYPILOT_GLOBAL_CONFIG")
+                    .args(["stop", "-y", cluster])
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("sky stop did not finish within 240 s")
+            .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    };
+    let other = sky_stop("bobs-own").await;
+    assert!(
+        other.contains("refused") && other.contains("belongs to"),
+        "stopping bob's cluster: {other}\n{}",
+        web.log_text()
+    );
+    let own = sky_stop("alices-own").await;
+    assert!(
+        !own.contains("refused") && !own.contains("belongs to"),
+        "stopping her own cluster was refused by the gateway: {own}"
+    );
+    // SkyPilot got her stop, as hers.
+    let all: Value = client()
+        .get(format!("{}/api/status?all_status=true", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stops: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "sky.stop")
+        .collect();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["cluster_name"], "alices-own");
+    assert_eq!(stops[0]["user_name"], "alice");
+}
+
+/// A viewer in Chromium: no action in the console, and SkyPilot's dashboard (behind the
+/// gateway, against the real SkyPilot) refuses what its stop, down and autostop buttons
+/// send (tests/browser/viewer_flow.py).
+#[cfg(feature = "browser")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_viewer_gets_no_action_in_the_console_or_the_dashboard() {
+    let server = OwnServer::start_with_config_env("rbac:\n  default_role: viewer\n", &[]);
+    server.skyctl(&["create", "alices-view", "--user", "alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    // The console lists what the host database holds: a cluster manager records it.
+    let (web, base) = start_web_ui(dir.path(), &server.url);
+    let manager = HostProcess::role(
+        "cluster-manager",
+        &dir.path().join("config.toml"),
+        &dir.path().join("manager.log"),
+    );
+    wait_for_role(&server.url, "vera", "viewer", Duration::from_secs(30)).await;
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(&base, "GET", "/api/v1/clusters", Some(ROOT), None).await;
+        if status == 200 && body.contains("alices-view") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the cluster manager did not record alices-view: {status} {body}\n{}",
+            manager.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = std::env::var("BROWSER_PYTHON")
+        .unwrap_or_else(|_| format!("{root}/.venv/browser/bin/python"));
+    let shots = format!("{root}/target/screenshots");
+    let out = tokio::process::Command::new(&python)
+        .arg(format!("{root}/tests/browser/viewer_flow.py"))
+        .args([base.as_str(), VERA.0, VERA.1, "alices-view", shots.as_str()])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(" 0 failed"),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        web.log_text()
+    );
 }
