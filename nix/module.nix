@@ -634,6 +634,13 @@ in
         default = false;
         description = "Apply the launch policy to the launches of SkyPilot's own jobs and serve controllers too (by default they pass unchanged).";
       };
+      configInput = mkOption {
+        internal = true;
+        readOnly = true;
+        type = types.attrsOf types.anything;
+        default = skyConfigWithRoles;
+        description = "What `sky-config render` is given: `config`, with `rbac.default_role = \"viewer\"` unless set (or unless SkyPilot's state is in PostgreSQL).";
+      };
       launchDefaults = mkOption {
         internal = true;
         readOnly = true;

@@ -97,6 +97,23 @@ in
 
     # The nftables path of the owner match: bob is in the group through extraGroups only
     # (nftables sees the primary gid, so the module accepts members by their static uid).
+    # The seed's advanced example's web UI: on every address, no usersFile.
+    openui = { pkgs, ... }: {
+      imports = [ ../nix/nixos-module.nix ];
+      virtualisation.memorySize = 3072;
+      virtualisation.cores = 2;
+      services.skypilot = {
+        enable = true;
+        enableWebUI = true;
+        webUI.host = "0.0.0.0";
+      };
+      users.users.eve = {
+        isNormalUser = true;
+        uid = 1002;
+      };
+      environment.systemPackages = [ pkgs.curl ];
+    };
+
     nft = { pkgs, ... }: {
       imports = [ ../nix/nixos-module.nix ];
       virtualisation.memorySize = 3072;
@@ -107,10 +124,6 @@ in
         enable = true;
         uid = 947;
         gid = 947;
-        # The seed's open web UI with no usersFile: a generated admin at first start.
-        systemdServices = true;
-        enableWebUI = true;
-        webUI.host = "0.0.0.0";
       };
 
       users.users.bob = {
@@ -237,6 +250,30 @@ in
         assert clusters["clusters"] == [], clusters
         server.succeed("curl -sf -b /tmp/jar http://127.0.0.1:8080/console/ | grep -q webadmin")
 
+        # The seed's open web UI with no usersFile: one generated admin, readable by the
+        # service and root only, logged where it is (never the password), made once.
+        openui.wait_for_unit("skypilot-web-ui.service")
+        openui.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
+        secret = "/var/lib/skypilot/web-ui-initial-admin"
+        openui.succeed(f"test \"$(stat -c '%a %U' {secret})\" = '600 skypilot'")
+        openui.fail(as_user("eve", f"cat {secret}"))
+        password = openui.succeed(f"cat {secret}").strip()
+        assert len(password) >= 24, password
+        code = openui.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' -u admin:{password} http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "200", code
+        code = openui.succeed("curl -s -o /dev/null -w '%{http_code}' -u admin:wrong http://127.0.0.1:8080/api/v1/clusters").strip()
+        assert code == "401", code
+        # An unauthenticated request is refused, and the malformed bearer that SkyPilot
+        # would take for no credentials is too.
+        code = openui.succeed("curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer  sky_x' http://127.0.0.1:8080/users/role").strip()
+        assert code == "401", code
+        journal = openui.succeed("journalctl -u skypilot-web-ui.service")
+        assert secret in journal, "the log names the password file"
+        assert password not in journal, "the password is in the log"
+        openui.systemctl("restart skypilot-web-ui.service")
+        openui.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
+        assert openui.succeed(f"cat {secret}").strip() == password, "a second admin was made"
+
     with subtest("Monitoring"):
         # Type=notify: active means the monitor sent READY=1.
         server.wait_for_unit("skypilot-monitor.service")
@@ -340,27 +377,5 @@ in
         server.fail(as_user("mallory", "timeout 120 sky status"))
         server.fail("pgrep -u mallory -f 'sky[.]server[.]server'")
 
-    with subtest("Web UI without users: one generated admin, readable by the service and root only"):
-        nft.wait_for_unit("skypilot-web-ui.service")
-        nft.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
-        secret = "/var/lib/skypilot/web-ui-initial-admin"
-        nft.succeed(f"test \"$(stat -c '%a %U' {secret})\" = '600 skypilot'")
-        nft.fail(as_user("eve", f"cat {secret}"))
-        password = nft.succeed(f"cat {secret}").strip()
-        assert len(password) >= 24, password
-        code = nft.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' -u admin:{password} http://127.0.0.1:8080/api/v1/clusters").strip()
-        assert code == "200", code
-        code = nft.succeed("curl -s -o /dev/null -w '%{http_code}' -u admin:wrong http://127.0.0.1:8080/api/v1/clusters").strip()
-        assert code == "401", code
-        # An unauthenticated request is refused, and the malformed bearer that SkyPilot
-        # would take for no credentials is too.
-        code = nft.succeed("curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer  sky_x' http://127.0.0.1:8080/users/role").strip()
-        assert code == "401", code
-        journal = nft.succeed("journalctl -u skypilot-web-ui.service")
-        assert secret in journal, "the log names the password file"
-        assert password not in journal, "the password is in the log"
-        nft.systemctl("restart skypilot-web-ui.service")
-        nft.wait_until_succeeds("curl -sf --max-time 5 http://127.0.0.1:8080/healthz", timeout=120)
-        assert nft.succeed(f"cat {secret}").strip() == password, "a second admin was made"
   '';
 }

@@ -77,6 +77,7 @@ let
         lib.optionalAttrs (s ? enable && s.enable) {
           inherit (s) settings config;
           launchDefaults = s.policy.launchDefaults;
+          configInput = s.policy.configInput;
         };
     };
 

@@ -197,7 +197,7 @@ class Substitutes:
             os.makedirs(path)
             src = os.path.join(self.tmp, 'skypilot-config.json')
             with open(src, 'w', encoding='utf-8') as f:
-                json.dump(self.r['skypilot']['config'], f)
+                json.dump(self.r['skypilot']['configInput'], f)
             defaults = os.path.join(self.tmp, 'skypilot-launch-defaults.json')
             with open(defaults, 'w', encoding='utf-8') as f:
                 json.dump(self.r['skypilot']['launchDefaults'], f)
@@ -827,7 +827,8 @@ def check_web_ui(c, r, subs, api_url):
             return str(e)
 
     user, password = WEB_USER, WEB_PASSWORD
-    if 'users_file' not in settings['web_ui']:
+    exec_start = r['services']['skypilot-web-ui']['serviceConfig']['ExecStart']
+    if 'users_file' not in settings['web_ui'] and '--users-file' not in exec_start:
         db = subs.text(settings['cluster_manager']['database'])
         secret = os.path.join(os.path.dirname(db), 'web-ui-initial-admin')
         c.check(os.path.isfile(secret), f'skypilot-web-ui: without a users file it made {secret}')
