@@ -490,7 +490,7 @@ async fn every_attack_fails_and_each_role_gets_what_it_should() {
         find(
             "gateway:root",
             "ok",
-            "POST /stop: HTTP 200, SkyPilot request"
+            "POST /stop (bobs-box): HTTP 200, SkyPilot request"
         ),
         "{rows:#?}"
     );
