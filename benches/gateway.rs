@@ -69,6 +69,10 @@ async fn main() {
     };
     let mut config = Config::default();
     config.skypilot.api_url = upstream.clone();
+    // The audit of writes goes to a host database of the bench's own.
+    let dir = tempfile::tempdir().unwrap();
+    config.cluster_manager.database = dir.path().join("host.db");
+    drop(skypilot_host::store::Store::open(&config.cluster_manager.database).unwrap());
     let gw = Gateway::new(&config).unwrap();
     let front = serve(gw.router().layer(axum::middleware::from_fn(as_alice))).await;
     let client = reqwest::Client::new();
@@ -134,6 +138,54 @@ async fn main() {
     );
     println!(
         "added in all as a client sees it (median, vs direct without identity): {:.3} ms",
+        (g.as_secs_f64() - d.as_secs_f64()) * 1e3
+    );
+
+    // A write (`POST /stop`, as an admin): the route table's decision, the body read for
+    // the cluster's name, and one audit row appended to the host database. Against the
+    // in-process upstream only (SkyPilot would queue 2,000 stops).
+    if std::env::var("SKYPILOT_BENCH_API_URL").is_ok() {
+        return;
+    }
+    let post = |base: String| {
+        let client = client.clone();
+        async move {
+            let t = Instant::now();
+            let r = client
+                .post(format!("{base}/stop"))
+                .header("X-SkyPilot-API-Version", "62")
+                .json(&serde_json::json!({"cluster_name": "bench-cluster"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{base}: {}", r.status());
+            r.bytes().await.unwrap();
+            t.elapsed()
+        }
+    };
+    for _ in 0..100 {
+        post(upstream.clone()).await;
+        post(front.clone()).await;
+    }
+    let mut direct = Vec::with_capacity(ROUNDS);
+    let mut through = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        direct.push(post(upstream.clone()).await);
+        through.push(post(front.clone()).await);
+    }
+    let (d, g) = (median(&mut direct), median(&mut through));
+    println!(
+        "POST /stop direct:          median {:>8.3} ms   p99 {:>8.3} ms",
+        d.as_secs_f64() * 1e3,
+        p99(&direct).as_secs_f64() * 1e3
+    );
+    println!(
+        "POST /stop through gateway: median {:>8.3} ms   p99 {:>8.3} ms (audited)",
+        g.as_secs_f64() * 1e3,
+        p99(&through).as_secs_f64() * 1e3
+    );
+    println!(
+        "added by the gateway to an audited write (median): {:.3} ms",
         (g.as_secs_f64() - d.as_secs_f64()) * 1e3
     );
 }

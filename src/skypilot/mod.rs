@@ -438,10 +438,27 @@ impl Client {
 
     /// Like [`Client::call`], returning the `return_value` JSON text.
     pub(crate) async fn call_raw(&self, op: &str, body: serde_json::Value) -> Result<String> {
+        self.queued(reqwest::Method::POST, op, Some(&body)).await
+    }
+
+    /// Submits the queued operation `op` (`method`, with `body` as JSON when given), then
+    /// waits for it (`/api/get`) and returns its `return_value` text.
+    async fn queued(
+        &self,
+        method: reqwest::Method,
+        op: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String> {
         let url = self.url(op);
         let resp = self
             .send(
-                || self.request(reqwest::Method::POST, &url).json(&body),
+                || {
+                    let rb = self.request(method.clone(), &url);
+                    match body {
+                        Some(b) => rb.json(b),
+                        None => rb,
+                    }
+                },
                 &url,
             )
             .await?;
@@ -633,25 +650,9 @@ impl Client {
     /// Runs the queued `GET` operation `op` (e.g. `workspaces/config`) to completion and
     /// returns its return value as JSON.
     pub(crate) async fn call_get_json(&self, op: &str) -> Result<serde_json::Value> {
-        let url = self.url(op);
-        let resp = self
-            .send(|| self.request(reqwest::Method::GET, &url), &url)
-            .await?;
-        let status = resp.status();
-        let request_id = resp
-            .headers()
-            .get("x-skypilot-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.to_string());
-        let text = self.body_bytes(&url, resp).await?;
-        check_status(&url, status, &text, self.token.is_some())?;
-        let request_id = request_id.ok_or_else(|| ClientError::Malformed {
-            url: url.clone(),
-            what: format!("{op}: no x-skypilot-request-id header in the answer"),
-        })?;
-        let text = self.wait(op, &request_id).await?;
+        let text = self.queued(reqwest::Method::GET, op, None).await?;
         serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
-            url,
+            url: self.url(op),
             what: format!("{op}: return value is not JSON: {e}"),
         })
     }

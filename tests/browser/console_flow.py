@@ -14,18 +14,15 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
+from checks import Checks
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def main():
     base, user, password, shots = sys.argv[1:5]
     os.makedirs(shots, exist_ok=True)
-    results = []
-
-    def check(name, ok, detail=""):
-        results.append(ok)
-        print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail and not ok else ''}",
-              flush=True)
+    check = Checks()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -90,10 +87,7 @@ def main():
               page.url)
         browser.close()
 
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"browser: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

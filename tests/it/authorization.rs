@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::support::host::{bin, free_port, HostProcess};
 use crate::support::real::OwnServer;
+use crate::support::web::users_file;
 
 const ROOT: (&str, &str) = ("root", "root-password-1");
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
@@ -27,34 +28,17 @@ fn id_of(name: &str) -> &'static str {
     }
 }
 
-fn users_line(name: &str, password: &str, role: &str) -> String {
-    use std::io::Write as _;
-    let mut c = bin()
-        .args(["hash-password", name, "--role", role])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The web UI in front of `upstream`, with root (admin), alice (user) and vera (viewer),
 /// syncing roles every second; its host database made (migrated) first.
 fn start_web_ui(dir: &Path, upstream: &str) -> (HostProcess, String) {
-    let users = format!(
-        "# roles: admin user viewer\n{}{}{}",
-        users_line(ROOT.0, ROOT.1, "admin"),
-        users_line(ALICE.0, ALICE.1, "user"),
-        users_line(VERA.0, VERA.1, "viewer")
+    users_file(
+        dir,
+        &[
+            (ROOT.0, ROOT.1, "admin"),
+            (ALICE.0, ALICE.1, "user"),
+            (VERA.0, VERA.1, "viewer"),
+        ],
     );
-    std::fs::write(dir.join("users"), users).unwrap();
     drop(skypilot_host::store::Store::open(&dir.join("host.db")).unwrap());
     let port = free_port();
     let config = dir.join("config.toml");
@@ -145,6 +129,38 @@ fn audit(dir: &Path) -> Vec<Value> {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect(),
     }
+}
+
+/// `sky ARGS` as `who` through the gateway at `base` (the endpoint with the person's
+/// credentials, as `sky api login` stores it), with `home` as HOME: (success, output).
+async fn sky_as(who: (&str, &str), base: &str, home: &Path, args: &[&str]) -> (bool, String) {
+    let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
+    std::fs::create_dir_all(home).unwrap();
+    let addr = base.trim_start_matches("http://");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(Path::new(&venv).join("bin/sky"))
+            .env("HOME", home)
+            .env(
+                "SKYPILOT_API_SERVER_ENDPOINT",
+                format!("http://{}:{}@{addr}", who.0, who.1),
+            )
+            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+            .env_remove("SKY_RUNTIME_DIR")
+            .env_remove("SKYPILOT_GLOBAL_CONFIG")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("sky {args:?} did not finish within 240 s"))
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// (who, method, path, body, expected status).
@@ -538,34 +554,14 @@ async fn a_viewers_sky_launch_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let (web, base) = start_web_ui(dir.path(), &server.url);
     wait_for_role(&server.url, "vera", "viewer", Duration::from_secs(30)).await;
-    let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let addr = base.trim_start_matches("http://");
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(Path::new(&venv).join("bin/sky"))
-            .env("HOME", &home)
-            .env(
-                "SKYPILOT_API_SERVER_ENDPOINT",
-                format!("http://{}:{}@{addr}", VERA.0, VERA.1),
-            )
-            .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
-            .env_remove("SKY_RUNTIME_DIR")
-            .env_remove("SKYPILOT_GLOBAL_CONFIG")
-            .args(["launch", "-y", "-c", "vera-box", "echo hi"])
-            .kill_on_drop(true)
-            .output(),
+    let (ok, text) = sky_as(
+        VERA,
+        &base,
+        &dir.path().join("home"),
+        &["launch", "-y", "-c", "vera-box", "echo hi"],
     )
-    .await
-    .expect("sky launch did not finish within 240 s")
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "a viewer launched: {text}");
+    .await;
+    assert!(!ok, "a viewer launched: {text}");
     assert!(
         text.contains("viewer") && text.contains("refused"),
         "the refusal does not say why: {text}\n{}",
@@ -611,14 +607,24 @@ async fn with_state_in_postgresql_the_default_role_goes_into_skypilots_database(
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["role"], "viewer", "{v}\n{}", web.log_text());
-    let rows = audit(dir.path());
-    assert!(
-        rows.iter().any(|e| e["action"] == "role"
-            && e["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("default_role set to viewer"))),
-        "{rows:#?}"
-    );
+    // The sync audits once its pass is over: wait for the entry.
+    let started = Instant::now();
+    loop {
+        let rows = audit(dir.path());
+        if rows.iter().any(|e| {
+            e["action"] == "role"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("default_role set to viewer"))
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no audit entry for the default role: {rows:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Base64 (standard, padded).
@@ -638,38 +644,13 @@ async fn a_users_sky_stop_reaches_skypilot_for_their_own_cluster_only() {
     let dir = tempfile::tempdir().unwrap();
     let (web, base) = start_web_ui(dir.path(), &server.url);
     wait_for_role(&server.url, "alice", "user", Duration::from_secs(30)).await;
-    let venv = std::env::var("SKYPILOT_VENV").expect("SKYPILOT_VENV");
     let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let addr = base.trim_start_matches("http://").to_string();
     let sky_stop = |cluster: &'static str| {
-        let venv = venv.clone();
-        let home = home.clone();
-        let addr = addr.clone();
+        let (base, home) = (base.clone(), home.clone());
         async move {
-            let out = tokio::time::timeout(
-                Duration::from_secs(240),
-                tokio::process::Command::new(Path::new(&venv).join("bin/sky"))
-                    .env("HOME", &home)
-                    .env(
-                        "SKYPILOT_API_SERVER_ENDPOINT",
-                        format!("http://{}:{}@{addr}", ALICE.0, ALICE.1),
-                    )
-                    .env("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
-                    .env_remove("SKY_RUNTIME_DIR")
-                    .env_remove("SKYPILOT_GLOBAL_CONFIG")
-                    .args(["stop", "-y", cluster])
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .expect("sky stop did not finish within 240 s")
-            .unwrap();
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
+            sky_as(ALICE, &base, &home, &["stop", "-y", cluster])
+                .await
+                .1
         }
     };
     let other = sky_stop("bobs-own").await;
