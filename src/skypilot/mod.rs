@@ -441,15 +441,15 @@ impl Client {
         self.queued(reqwest::Method::POST, op, Some(&body)).await
     }
 
-    /// Submits the queued operation `op` (`method`, with `body` as JSON when given), then
-    /// waits for it (`/api/get`) and returns its `return_value` text.
-    async fn queued(
+    /// One request (`method` on `path`, `body` as JSON when given), its status checked:
+    /// the URL, SkyPilot's request id if it gave one, and the body.
+    async fn exchange(
         &self,
         method: reqwest::Method,
-        op: &str,
+        path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<String> {
-        let url = self.url(op);
+    ) -> Result<(String, Option<String>, bytes::Bytes)> {
+        let url = self.url(path);
         let resp = self
             .send(
                 || {
@@ -470,6 +470,18 @@ impl Client {
             .map(|s| s.to_string());
         let text = self.body_bytes(&url, resp).await?;
         check_status(&url, status, &text, self.token.is_some())?;
+        Ok((url, request_id, text))
+    }
+
+    /// Submits the queued operation `op` (`method`, with `body` as JSON when given), then
+    /// waits for it (`/api/get`) and returns its `return_value` text.
+    async fn queued(
+        &self,
+        method: reqwest::Method,
+        op: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String> {
+        let (url, request_id, _) = self.exchange(method, op, body).await?;
         let request_id = request_id.ok_or_else(|| ClientError::Malformed {
             url: url.clone(),
             what: format!("{op}: no x-skypilot-request-id header in the answer"),
@@ -625,22 +637,7 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let url = self.url(path);
-        let resp = self
-            .send(
-                || {
-                    let rb = self.request(method.clone(), &url);
-                    match body {
-                        Some(b) => rb.json(b),
-                        None => rb,
-                    }
-                },
-                &url,
-            )
-            .await?;
-        let status = resp.status();
-        let text = self.body_bytes(&url, resp).await?;
-        check_status(&url, status, &text, self.token.is_some())?;
+        let (url, _, text) = self.exchange(method, path, body).await?;
         serde_json::from_slice(&text).map_err(|e| ClientError::Malformed {
             url,
             what: format!("not JSON ({e}): {}", snippet_bytes(&text)),
