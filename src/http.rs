@@ -1,5 +1,5 @@
-//! The HTTP server setup every listening role shares (the monitor now, the web UI and
-//! the launch policy next): a client can hold a connection only while it makes
+//! The HTTP server setup every listening role shares (the monitor, the web UI with its
+//! gateway, the launch policy): a client can hold a connection only while it makes
 //! progress, the number of connections is bounded below the file limit, and shutdown
 //! has a deadline.
 //!

@@ -1,7 +1,11 @@
 //! `skypilot-host`: the host services of a team SkyPilot server.
 //!
-//! Data flows one way: SkyPilot's API server -> [`cluster_manager`] -> [`store`] ->
-//! the reading roles ([`monitor`], `status`). Every role reads one [`config::Config`].
+//! Data flows one way: SkyPilot's API server -> [`cluster_manager`] (the only writer of
+//! cluster state) -> [`store`] -> the roles that read it ([`monitor`], [`autostop`],
+//! [`web_ui`], `status`). Two roles act, through SkyPilot's API server, and append what
+//! they did to the store's audit table: [`autostop`] and [`web_ui`] (console actions,
+//! every write through its gateway, its role sync). Every role reads one
+//! [`config::Config`].
 
 mod audit_log;
 pub mod autostop;
