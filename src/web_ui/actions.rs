@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::identity::{Identity, Role};
 use super::WebState;
-use crate::store::{AuditAction, AuditEntry, AuditOutcome, ClusterRow, Store};
+use crate::store::{AuditAction, AuditEntry, AuditOutcome, ClusterRow};
 
 /// Longest autostop accepted, in minutes (a week).
 pub(crate) const MAX_AUTOSTOP_MINUTES: i64 = 7 * 24 * 60;
@@ -144,16 +144,7 @@ pub(crate) fn actor(who: &Identity) -> String {
 }
 
 async fn audit(state: &Arc<WebState>, entry: AuditEntry) {
-    let path = state.db_path.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        Store::open_writer(&path).and_then(|s| s.append_audit(&entry))
-    })
-    .await;
-    match written {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "web UI: cannot write the audit entry"),
-        Err(e) => tracing::error!(error = %e, "web UI: the audit write did not complete"),
-    }
+    super::write_audit(state.db_path.clone(), vec![entry]).await;
 }
 
 /// Carries out `action` on `cluster` for `who`, and audits it (refusals included).

@@ -246,7 +246,7 @@ impl Gateway {
     async fn authorized(&self, req: Request, who: Identity) -> Response {
         let path = rules::routed_path(req.uri().path());
         let method = req.method().as_str().to_string();
-        let (access, kind, _) = rules::decide(who.role, &method, &path);
+        let (access, kind) = rules::decide(who.role, &method, &path);
         let mut audited = Audited {
             actor: actor(&who),
             what: format!("{method} {path}"),
@@ -361,16 +361,7 @@ impl Gateway {
             outcome = %entry.outcome,
             "gateway"
         );
-        let path = self.inner.database.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            crate::store::Store::open_writer(&path).and_then(|s| s.append_audit(&entry))
-        })
-        .await;
-        match written {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "gateway: cannot write the audit entry"),
-            Err(e) => tracing::error!(error = %e, "gateway: the audit write did not complete"),
-        }
+        super::write_audit(self.inner.database.clone(), vec![entry]).await;
     }
 }
 

@@ -146,6 +146,27 @@ impl WebState {
     }
 }
 
+/// Appends `entries` to the audit table of the host database at `db`, on a blocking
+/// thread. A failure is logged, never returned: what was audited has already happened.
+pub(crate) async fn write_audit(db: PathBuf, entries: Vec<crate::store::AuditEntry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        let store = Store::open_writer(&db)?;
+        for e in &entries {
+            store.append_audit(e)?;
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "web UI: cannot write the audit entry"),
+        Err(e) => tracing::error!(error = %e, "web UI: the audit write did not complete"),
+    }
+}
+
 /// Refuses to listen beyond loopback with nobody able to log in.
 pub(crate) fn check_listen(
     listen: SocketAddr,

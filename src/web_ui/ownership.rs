@@ -16,9 +16,9 @@ const USER_HASH_LENGTH: usize = 8;
 
 /// The id SkyPilot gives the name `name` sent in its identity header.
 pub(crate) fn user_id_of_name(name: &str) -> String {
-    let digest = Md5::digest(name.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..USER_HASH_LENGTH].to_string()
+    let mut id = super::users::hex(&Md5::digest(name.as_bytes()));
+    id.truncate(USER_HASH_LENGTH);
+    id
 }
 
 /// The caller's SkyPilot user id.

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::identity::Role;
 use super::ownership::user_id_of_name;
 use super::WebState;
-use crate::store::{AuditAction, AuditEntry, AuditOutcome, Store};
+use crate::store::{AuditAction, AuditEntry, AuditOutcome};
 
 /// The actor the audit names for the sync.
 pub(crate) const ACTOR: &str = "web-ui:role-sync";
@@ -180,23 +180,7 @@ async fn audit(state: &Arc<WebState>, report: &Report) {
             detail: Some("SkyPilot's rbac.default_role set to viewer".to_string()),
         });
     }
-    if entries.is_empty() {
-        return;
-    }
-    let path = state.db_path.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        let store = Store::open_writer(&path)?;
-        for e in &entries {
-            store.append_audit(e)?;
-        }
-        Ok::<_, crate::store::StoreError>(())
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "role sync: cannot write the audit entries"),
-        Err(e) => tracing::error!(error = %e, "role sync: the audit write did not complete"),
-    }
+    super::write_audit(state.db_path.clone(), entries).await;
 }
 
 /// The sync loop: a pass at once, then one every `interval`, for ever (the web UI ends

@@ -270,11 +270,7 @@ pub(crate) fn rule_for(method: &str, path: &str) -> Option<&'static Rule> {
 
 /// The decision for `role` on `method` `path`: the access and the rule's kind (a route
 /// the table lacks is a write, allowed to admins only).
-pub(crate) fn decide(
-    role: Role,
-    method: &str,
-    path: &str,
-) -> (Access, Kind, Option<&'static Rule>) {
+pub(crate) fn decide(role: Role, method: &str, path: &str) -> (Access, Kind) {
     let rule = rule_for(method, path);
     let kind = rule.map_or(Kind::Write, |r| r.kind);
     let access = match (role, rule) {
@@ -283,7 +279,7 @@ pub(crate) fn decide(
         (Role::User, Some(r)) => r.user,
         (Role::Viewer, Some(r)) => r.viewer,
     };
-    (access, kind, rule)
+    (access, kind)
 }
 
 #[cfg(test)]

@@ -252,7 +252,8 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -292,24 +293,21 @@ pub(crate) fn initial_admin_path(database: &Path) -> PathBuf {
 pub(crate) fn initial_admin_password(path: &Path) -> anyhow::Result<(String, bool)> {
     use std::io::ErrorKind;
     use std::os::unix::fs::OpenOptionsExt;
-    match crate::files::read_regular_text(path, 4096) {
-        Ok(text) => {
-            let pw = text.trim().to_string();
-            if pw.chars().count() < MIN_PASSWORD_CHARS {
-                anyhow::bail!(
-                    "{}: the generated admin's password file holds no password of {MIN_PASSWORD_CHARS} or more characters; delete it to make a new one",
-                    path.display()
-                );
-            }
-            return Ok((pw, false));
+    if path.exists() {
+        let text = crate::files::read_regular_text(path, 4096).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot read the generated admin's password: it {e}",
+                path.display()
+            )
+        })?;
+        let pw = text.trim().to_string();
+        if pw.chars().count() < MIN_PASSWORD_CHARS {
+            anyhow::bail!(
+                "{}: the generated admin's password file holds no password of {MIN_PASSWORD_CHARS} or more characters; delete it to make a new one",
+                path.display()
+            );
         }
-        Err(e) if !path.exists() => {
-            let _ = e;
-        }
-        Err(e) => anyhow::bail!(
-            "{}: cannot read the generated admin's password: it {e}",
-            path.display()
-        ),
+        return Ok((pw, false));
     }
     let pw = random_token(18)?;
     let mut f = std::fs::OpenOptions::new()

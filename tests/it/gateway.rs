@@ -892,21 +892,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// `skypilot-host web-ui` with one user (alice) in front of `upstream`, serving.
 fn start_web_ui(dir: &Path, upstream: &str) -> (crate::support::host::HostProcess, String) {
-    use std::io::Write as _;
-    let mut hash = crate::support::host::bin()
-        .args(["hash-password", "alice", "--role", "user"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    hash.stdin
-        .take()
-        .unwrap()
-        .write_all(b"alice-password-1\n")
-        .unwrap();
-    let out = hash.wait_with_output().unwrap();
-    assert!(out.status.success());
-    std::fs::write(dir.join("users"), &out.stdout).unwrap();
+    crate::support::web::users_file(dir, &[("alice", "alice-password-1", "user")]);
     let port = crate::support::host::free_port();
     let config = dir.join("config.toml");
     std::fs::write(
@@ -920,16 +906,8 @@ fn start_web_ui(dir: &Path, upstream: &str) -> (crate::support::host::HostProces
     )
     .unwrap();
     let p = crate::support::host::HostProcess::role("web-ui", &config, &dir.join("web-ui.log"));
+    crate::support::host::wait_listening(port, &p);
     let base = format!("http://127.0.0.1:{port}");
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "web-ui not listening: {}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     (p, base)
 }
 

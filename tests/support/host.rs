@@ -105,6 +105,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (at most 20 s) until `p` accepts connections on 127.0.0.1:`port`; panics with
+/// its log when it does not.
+pub fn wait_listening(port: u16, p: &HostProcess) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not listening on port {port}: {}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A temp dir with a host config pointing at `api_url`.
 pub struct Host {
     pub dir: tempfile::TempDir,

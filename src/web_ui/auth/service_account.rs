@@ -15,9 +15,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Digest};
-
 use crate::time::Timestamp;
 use crate::web_ui::identity::Role;
 
@@ -53,12 +50,6 @@ pub(crate) struct ServiceAccounts {
     cache: Mutex<HashMap<[u8; 32], (Verified, Timestamp)>>,
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    let mut h = Blake2b::<U32>::new();
-    h.update(token.as_bytes());
-    h.finalize().into()
-}
-
 /// SkyPilot's role name as ours; a principal with no role, or one we do not know, gets
 /// the least (SkyPilot itself denies such a principal everything).
 fn role_of(name: &str) -> Role {
@@ -83,7 +74,7 @@ impl ServiceAccounts {
     /// Who `token` (without `Bearer `) is, as SkyPilot says; from the cache when it was
     /// verified within [`CACHE_SECS`].
     pub(crate) async fn verify(&self, token: &str, now: Timestamp) -> Result<Verified, Refusal> {
-        let key = digest(token);
+        let key = crate::web_ui::users::token_digest(token);
         if let Some((v, until)) = self
             .cache
             .lock()
