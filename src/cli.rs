@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, WebUiOverrides};
+use crate::runner::Threads;
 
 pub(crate) const DEFAULT_CONFIG: &str = "/etc/skypilot-host/config.toml";
 
@@ -73,18 +74,8 @@ pub(crate) enum Command {
     WebUi {
         #[command(flatten)]
         config: ConfigArg,
-        /// Overrides web_ui.users_file (the module passes systemd's credential here).
-        #[arg(long, value_name = "FILE")]
-        users_file: Option<PathBuf>,
-        /// Overrides web_ui.tokens_file.
-        #[arg(long, value_name = "FILE")]
-        tokens_file: Option<PathBuf>,
-        /// Overrides web_ui.tls_cert_file.
-        #[arg(long, value_name = "FILE")]
-        tls_cert_file: Option<PathBuf>,
-        /// Overrides web_ui.tls_key_file.
-        #[arg(long, value_name = "FILE")]
-        tls_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: WebUiOverrides,
     },
     /// Read a password (twice, without echo, or one line from stdin when it is not a
     /// terminal) and print a users-file line `NAME:ARGON2ID-HASH:ROLE`.
@@ -199,22 +190,6 @@ fn init_logging(config: &Config) {
         .try_init();
 }
 
-/// A single-threaded runtime for the cluster manager (one poll at a time: fewer threads,
-/// one malloc arena, a smaller footprint), two workers for servers.
-fn runtime(single_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut b = if single_thread {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    };
-    b.enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        ExitCode::from(1)
-    })
-}
-
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,148 +200,109 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// A long-running role: its config with logging set up, run to its end on its runtime.
+fn role<F>(config: Config, threads: Threads, run: impl FnOnce(Config) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_logging(&config);
+    report(crate::runner::block_on(threads, run(config)))
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let inner = || -> Result<ExitCode, ExitCode> {
-        Ok(match cli.command {
-            Command::CheckConfig { file } => {
-                load(&file)?;
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+    dispatch(cli.command).unwrap_or_else(|code| code)
+}
+
+fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
+    use crate::{audit_log, autostop, cluster_manager, monitor, policy, web_ui};
+    Ok(match command {
+        Command::CheckConfig { file } => {
+            load(&file)?;
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Command::ClusterManager(a) => role(load(&a.config)?, Threads::One, cluster_manager::run),
+        Command::Monitor(a) => role(load(&a.config)?, Threads::Two, monitor::run),
+        Command::WebUi { config, overrides } => {
+            let config = load(&config.config)?.with_overrides(overrides);
+            role(config, Threads::Two, web_ui::run)
+        }
+        Command::Autostop {
+            config,
+            daemon,
+            dry_run,
+        } => role(load(&config.config)?, Threads::One, |c| {
+            autostop::run(c, daemon, dry_run)
+        }),
+        Command::Policy {
+            config,
+            command: None,
+        } => role(load(&config.config)?, Threads::Two, policy::run),
+        Command::Policy {
+            config,
+            command:
+                Some(PolicyCommand::SkyConfig {
+                    input,
+                    output,
+                    token_file,
+                }),
+        } => report(policy::write_sky_config(
+            &load(&config.config)?,
+            &input,
+            &output,
+            token_file.as_deref(),
+        )),
+        Command::Status { config, json, all } => {
+            report(crate::status::run(&load(&config.config)?, json, all))
+        }
+        Command::Audit {
+            config,
+            since,
+            limit,
+            json,
+        } => report(audit_log::run(&load(&config.config)?, since, limit, json)),
+        Command::DebugAuditWriter { config, count } => {
+            report(audit_log::debug_writer(&load(&config.config)?, count))
+        }
+        Command::SkyConfig(c) => report(sky_config(c)),
+        Command::HashPassword { name, role } => report(web_ui::hash_password_cli(&name, &role)),
+        Command::MakeToken { name, role } => report(web_ui::make_token_cli(&name, &role)),
+        Command::Credentials(CredentialsCommand::Check(a)) => {
+            match crate::credentials::check(&load(&a.config)?) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => report(Err(e)),
             }
-            Command::ClusterManager(a) => {
-                let config = load(&a.config)?;
-                init_logging(&config);
-                let rt = runtime(true)?;
-                report(rt.block_on(crate::cluster_manager::run(config)))
-            }
-            Command::Status { config, json, all } => {
-                let config = load(&config.config)?;
-                report(crate::status::run(&config, json, all))
-            }
-            Command::Monitor(a) => {
-                let config = load(&a.config)?;
-                init_logging(&config);
-                let rt = runtime(false)?;
-                let code = report(rt.block_on(crate::monitor::run(config)));
-                // Connections past their shutdown grace are dropped with the runtime.
-                rt.shutdown_timeout(std::time::Duration::from_secs(1));
-                code
-            }
-            Command::SkyConfig(SkyConfigCommand::Render {
-                input,
-                output,
+        }
+    })
+}
+
+fn sky_config(command: SkyConfigCommand) -> anyhow::Result<()> {
+    match command {
+        SkyConfigCommand::Render {
+            input,
+            output,
+            schema,
+            policy_out,
+            launch_defaults,
+        } => crate::sky_config::run_render(
+            &input,
+            &output,
+            &crate::sky_config::RenderOptions {
                 schema,
                 policy_out,
                 launch_defaults,
-            }) => report(crate::sky_config::run_render(
-                &input,
-                &output,
-                &crate::sky_config::RenderOptions {
-                    schema,
-                    policy_out,
-                    launch_defaults,
-                },
-            )),
-            Command::SkyConfig(SkyConfigCommand::SeedKeys) => {
-                let table: std::collections::BTreeMap<&str, &str> =
-                    crate::sky_config::compat::SEED_KEYS.into_iter().collect();
-                match serde_json::to_string_pretty(&table) {
-                    Ok(text) => {
-                        println!("{text}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => report(Err(e.into())),
-                }
-            }
-            Command::SkyConfig(SkyConfigCommand::Check { file, schema }) => {
-                report(crate::sky_config::run_check(&file, schema.as_deref()))
-            }
-            Command::Audit {
-                config,
-                since,
-                limit,
-                json,
-            } => {
-                let config = load(&config.config)?;
-                report(crate::audit_log::run(&config, since, limit, json))
-            }
-            Command::DebugAuditWriter { config, count } => {
-                let config = load(&config.config)?;
-                report(crate::audit_log::debug_writer(&config, count))
-            }
-            Command::WebUi {
-                config,
-                users_file,
-                tokens_file,
-                tls_cert_file,
-                tls_key_file,
-            } => {
-                let mut config = load(&config.config)?;
-                let w = &mut config.web_ui;
-                w.users_file = users_file.or(w.users_file.take());
-                w.tokens_file = tokens_file.or(w.tokens_file.take());
-                w.tls_cert_file = tls_cert_file.or(w.tls_cert_file.take());
-                w.tls_key_file = tls_key_file.or(w.tls_key_file.take());
-                init_logging(&config);
-                let rt = runtime(false)?;
-                let code = report(rt.block_on(crate::web_ui::run(config)));
-                rt.shutdown_timeout(std::time::Duration::from_secs(1));
-                code
-            }
-            Command::HashPassword { name, role } => {
-                report(crate::web_ui::hash_password_cli(&name, &role))
-            }
-            Command::MakeToken { name, role } => {
-                report(crate::web_ui::make_token_cli(&name, &role))
-            }
-            Command::Autostop {
-                config,
-                daemon,
-                dry_run,
-            } => {
-                let config = load(&config.config)?;
-                init_logging(&config);
-                let rt = runtime(true)?;
-                report(rt.block_on(crate::autostop::run(config, daemon, dry_run)))
-            }
-            Command::Policy {
-                config,
-                command:
-                    Some(PolicyCommand::SkyConfig {
-                        input,
-                        output,
-                        token_file,
-                    }),
-            } => {
-                let config = load(&config.config)?;
-                report(crate::policy::write_sky_config(
-                    &config,
-                    &input,
-                    &output,
-                    token_file.as_deref(),
-                ))
-            }
-            Command::Policy {
-                config: a,
-                command: None,
-            } => {
-                let config = load(&a.config)?;
-                init_logging(&config);
-                let rt = runtime(false)?;
-                let code = report(rt.block_on(crate::policy::run(config)));
-                rt.shutdown_timeout(std::time::Duration::from_secs(1));
-                code
-            }
-            Command::Credentials(CredentialsCommand::Check(a)) => {
-                let config = load(&a.config)?;
-                match crate::credentials::check(&config) {
-                    Ok(true) => ExitCode::SUCCESS,
-                    Ok(false) => ExitCode::from(1),
-                    Err(e) => report(Err(e)),
-                }
-            }
-        })
-    };
-    inner().unwrap_or_else(|code| code)
+            },
+        ),
+        SkyConfigCommand::SeedKeys => {
+            let table: std::collections::BTreeMap<&str, &str> =
+                crate::sky_config::compat::SEED_KEYS.into_iter().collect();
+            println!("{}", serde_json::to_string_pretty(&table)?);
+            Ok(())
+        }
+        SkyConfigCommand::Check { file, schema } => {
+            crate::sky_config::run_check(&file, schema.as_deref())
+        }
+    }
 }

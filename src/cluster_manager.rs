@@ -622,6 +622,30 @@ impl Manager {
     }
 }
 
+impl crate::runner::Periodic for Manager {
+    /// One poll, bounded by the poll deadline (below the watchdog's interval).
+    async fn round(&mut self) -> crate::runner::Round {
+        let deadline = self.poll_deadline(systemd::watchdog_interval());
+        let started = self.clock.now();
+        let report = match tokio::time::timeout(deadline, self.poll_once()).await {
+            Ok(report) => report,
+            Err(_) => self.record_deadline(started, deadline),
+        };
+        crate::memory::release_freed();
+        let wait = self.next_delay();
+        let status = match &report.error {
+            None => format!(
+                "{} clusters, {} changed; next poll in {:.0} s",
+                report.clusters,
+                report.changes,
+                wait.as_secs_f64()
+            ),
+            Some(e) => format!("poll failed ({} in a row): {e}", self.failures()),
+        };
+        crate::runner::Round { status, wait }
+    }
+}
+
 /// Runs the poll loop until `shutdown` resolves.
 pub(crate) async fn run_until(
     config: Config,
@@ -635,49 +659,7 @@ pub(crate) async fn run_until(
         clusters = manager.known_len(),
         "cluster manager started"
     );
-    systemd::ready("started; first poll running");
-    let watchdog = systemd::watchdog_interval();
-    let deadline = manager.poll_deadline(watchdog);
-    tokio::pin!(shutdown);
-    'polling: loop {
-        let started = manager.clock.now();
-        let report = tokio::select! {
-            r = tokio::time::timeout(deadline, manager.poll_once()) => match r {
-                Ok(report) => report,
-                Err(_) => manager.record_deadline(started, deadline),
-            },
-            () = &mut shutdown => break 'polling,
-        };
-        crate::memory::release_freed();
-        let status = match &report.error {
-            None => format!(
-                "{} clusters, {} changed; next poll in {:.0} s",
-                report.clusters,
-                report.changes,
-                manager.next_delay().as_secs_f64()
-            ),
-            Some(e) => format!("poll failed ({} in a row): {e}", manager.failures()),
-        };
-        systemd::watchdog();
-        systemd::status(&status);
-        let mut remaining = manager.next_delay();
-        // Sleep in slices short enough to keep the watchdog fed.
-        while !remaining.is_zero() {
-            let slice = match watchdog {
-                Some(w) => remaining.min(w / 2),
-                None => remaining,
-            };
-            tokio::select! {
-                () = tokio::time::sleep(slice) => {}
-                () = &mut shutdown => break 'polling,
-            }
-            remaining = remaining.saturating_sub(slice);
-            if watchdog.is_some() {
-                systemd::watchdog();
-            }
-        }
-    }
-    systemd::stopping();
+    crate::runner::run_periodic("started; first poll running", &mut manager, shutdown).await;
     tracing::info!("cluster manager stopping");
     Ok(())
 }

@@ -637,7 +637,41 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Paths given on the command line that take the place of the config file's (the module
+/// passes systemd's credentials this way: their paths exist only inside the unit).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct WebUiOverrides {
+    /// Overrides web_ui.users_file (the module passes systemd's credential here).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) users_file: Option<PathBuf>,
+    /// Overrides web_ui.tokens_file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokens_file: Option<PathBuf>,
+    /// Overrides web_ui.tls_cert_file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// Overrides web_ui.tls_key_file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key_file: Option<PathBuf>,
+}
+
 impl Config {
+    /// The config with the paths given on the command line in place of the file's.
+    pub(crate) fn with_overrides(mut self, o: WebUiOverrides) -> Config {
+        let w = &mut self.web_ui;
+        for (set, given) in [
+            (&mut w.users_file, o.users_file),
+            (&mut w.tokens_file, o.tokens_file),
+            (&mut w.tls_cert_file, o.tls_cert_file),
+            (&mut w.tls_key_file, o.tls_key_file),
+        ] {
+            if given.is_some() {
+                *set = given;
+            }
+        }
+        self
+    }
+
     /// Reads and validates the config file.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =

@@ -22,6 +22,7 @@ mod load_budget;
 mod memory;
 pub mod monitor;
 pub mod policy;
+mod runner;
 pub mod sky_config;
 pub mod skypilot;
 mod status;

@@ -11,7 +11,6 @@ use super::{snapshot, PassLock, ACTOR};
 use crate::config::Config;
 use crate::skypilot::{Client, ClientError};
 use crate::store::{AuditEntry, AuditOutcome, Store};
-use crate::systemd;
 use crate::terminal::clean;
 use crate::time::Clock;
 
@@ -165,6 +164,33 @@ pub(crate) async fn pass(
     Ok(report)
 }
 
+/// The daemon's rounds: one pass each, every `autostop.interval_secs`.
+struct Passes<'a> {
+    config: &'a Config,
+    client: &'a Arc<Client>,
+    clock: &'a dyn Clock,
+    interval: Duration,
+}
+
+impl crate::runner::Periodic for Passes<'_> {
+    async fn round(&mut self) -> crate::runner::Round {
+        let status = match pass(self.config, self.client, self.clock).await {
+            Ok(report) => {
+                tracing::info!("{}", report.summary());
+                report.summary()
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "autostop pass failed");
+                format!("last pass failed: {e:#}")
+            }
+        };
+        crate::runner::Round {
+            status,
+            wait: self.interval,
+        }
+    }
+}
+
 /// Passes every `autostop.interval_secs` until `shutdown`, holding the lock throughout
 /// (a timer pass meanwhile exits at once). A pass that fails is logged and the loop goes on.
 pub(crate) async fn run_daemon(
@@ -187,39 +213,13 @@ pub(crate) async fn run_daemon(
         every = interval.as_secs(),
         "autostop enforcer started"
     );
-    systemd::ready("started; first pass running");
-    let watchdog = systemd::watchdog_interval();
-    tokio::pin!(shutdown);
-    'passes: loop {
-        let status = tokio::select! {
-            r = pass(&config, &client, clock.as_ref()) => match r {
-                Ok(report) => {
-                    tracing::info!("{}", report.summary());
-                    report.summary()
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "autostop pass failed");
-                    format!("last pass failed: {e:#}")
-                }
-            },
-            () = &mut shutdown => break 'passes,
-        };
-        systemd::watchdog();
-        systemd::status(&status);
-        let mut remaining = interval;
-        while !remaining.is_zero() {
-            let slice = watchdog.map_or(remaining, |w| remaining.min(w / 2));
-            tokio::select! {
-                () = tokio::time::sleep(slice) => {}
-                () = &mut shutdown => break 'passes,
-            }
-            remaining = remaining.saturating_sub(slice);
-            if watchdog.is_some() {
-                systemd::watchdog();
-            }
-        }
-    }
-    systemd::stopping();
+    let mut passes = Passes {
+        config: &config,
+        client: &client,
+        clock: clock.as_ref(),
+        interval,
+    };
+    crate::runner::run_periodic("started; first pass running", &mut passes, shutdown).await;
     tracing::info!("autostop enforcer stopping");
     drop(lock);
     Ok(())

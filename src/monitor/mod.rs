@@ -19,6 +19,7 @@ pub(crate) mod cache;
 pub mod collect;
 pub(crate) mod metrics;
 
+use crate::runner::Serving;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,21 +94,15 @@ pub async fn serve(
 /// The `monitor` role: binds `monitor.listen` and serves until SIGTERM or SIGINT.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.monitor.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("monitor.listen = {addr}: cannot listen there"))?;
+    let listener = crate::runner::bind("monitor.listen", addr).await?;
     tracing::info!(
         %addr,
         database = %config.cluster_manager.database.display(),
         skypilot_metrics = config.monitor.skypilot_metrics_url.as_deref().unwrap_or("-"),
         "monitor serving /metrics and /healthz"
     );
-    crate::systemd::ready(&format!("serving /metrics on {addr}"));
-    let shutdown = async {
-        crate::systemd::shutdown_signal().await;
-        crate::systemd::stopping();
-    };
-    serve(listener, config, Arc::new(SystemClock), shutdown).await?;
+    let _serving = Serving::ready(&format!("serving /metrics on {addr}"));
+    serve(listener, config, Arc::new(SystemClock), Serving::shutdown()).await?;
     tracing::info!("monitor stopped");
     Ok(())
 }

@@ -18,11 +18,11 @@ pub(crate) mod catalog;
 pub(crate) mod mutate;
 pub(crate) mod token;
 
+use crate::runner::Serving;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -234,9 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Read everything before listening: a bad file fails the start, not a launch.
     load_launch_policy(&config.policy.launch_policy)?;
     token::load(&config.policy.token_file, config.policy.create_token)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("policy.listen = {addr}: cannot listen there"))?;
+    let listener = crate::runner::bind("policy.listen", addr).await?;
     tracing::info!(
         %addr,
         launch_policy = %config.policy.launch_policy.display(),
@@ -244,12 +242,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         controllers = config.policy.controllers,
         "launch policy serving {POLICY_PATH}"
     );
-    crate::systemd::ready(&format!("serving the launch policy on {addr}"));
-    let shutdown = async {
-        crate::systemd::shutdown_signal().await;
-        crate::systemd::stopping();
-    };
-    serve(listener, &config, shutdown).await?;
+    let _serving = Serving::ready(&format!("serving the launch policy on {addr}"));
+    serve(listener, &config, Serving::shutdown()).await?;
     tracing::info!("launch policy stopped");
     Ok(())
 }

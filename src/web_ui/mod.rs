@@ -22,6 +22,7 @@ pub(crate) mod role_sync;
 pub(crate) mod rules;
 pub(crate) mod users;
 
+use crate::runner::Serving;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -328,13 +329,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Everything that can fail is done before binding, so that a refused start binds
     // nothing and a started one answers at once.
     let (tls, gateway, state) = prepare(addr, config, Arc::new(SystemClock))?;
-    let shutdown = async {
-        crate::systemd::shutdown_signal().await;
-        crate::systemd::stopping();
-    };
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("web_ui.listen = {addr}: cannot listen there"))?;
+    let listener = crate::runner::bind("web_ui.listen", addr).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %addr,
@@ -348,26 +343,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let sync = spawn_role_sync(&state);
-    crate::systemd::ready(&format!("serving {scheme}://{addr}/console/"));
-    let watchdog = crate::systemd::watchdog_interval().map(|every| {
-        tokio::spawn(async move {
-            loop {
-                crate::systemd::watchdog();
-                tokio::time::sleep(every / 2).await;
-            }
-        })
-    });
+    let serving = Serving::ready(&format!("serving {scheme}://{addr}/console/"));
     crate::http::serve_tls(
         listener,
         router(state, gateway.clone()),
         limits(&gateway),
         tls,
-        shutdown,
+        Serving::shutdown(),
     )
     .await;
-    if let Some(w) = watchdog {
-        w.abort();
-    }
+    drop(serving);
     sync.abort();
     tracing::info!("web UI stopped");
     Ok(())
