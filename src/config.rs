@@ -247,7 +247,7 @@ impl Default for AutostopConfig {
 }
 
 impl AutostopConfig {
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Checked {
         if self.idle_minutes == 0 {
             return Err((
                 "autostop.idle_minutes",
@@ -488,9 +488,166 @@ impl Default for GatewayConfig {
     }
 }
 
+/// The result of a section's checks: the first key found wrong, and what was expected.
+type Checked = Result<(), (&'static str, String)>;
+
+impl SkypilotConfig {
+    fn validate(&self) -> Checked {
+        let url = &self.api_url;
+        let expected = format!("expected an http(s) URL such as {DEFAULT_API_URL}");
+        match url::Url::parse(url) {
+            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => {
+                let scheme = u.scheme();
+                return Err((
+                    "skypilot.api_url",
+                    format!("scheme {scheme:?} is not supported: {expected}"),
+                ));
+            }
+            Ok(u) if u.host_str().is_none() => {
+                return Err((
+                    "skypilot.api_url",
+                    format!("{url:?} has no host: {expected}"),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err((
+                    "skypilot.api_url",
+                    format!("{url:?} is not a URL ({e}): {expected}"),
+                ))
+            }
+        }
+        if self.request_timeout_secs == 0 {
+            return Err((
+                "skypilot.request_timeout_secs",
+                "must be at least 1 (seconds)".to_string(),
+            ));
+        }
+        if self.max_answer_bytes < 64 * 1024 {
+            return Err((
+                "skypilot.max_answer_bytes",
+                format!(
+                    "{} is too small to hold even a health answer: expected at least 65536 (default {DEFAULT_MAX_ANSWER_BYTES})",
+                    self.max_answer_bytes
+                ),
+            ));
+        }
+        if self.connect_attempts == 0 {
+            return Err((
+                "skypilot.connect_attempts",
+                "must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ClusterManagerConfig {
+    /// `skypilot` for the one cross-section rule: a poll's deadline holds a request's timeout.
+    fn validate(&self, skypilot: &SkypilotConfig) -> Checked {
+        for (key, v) in [
+            (
+                "cluster_manager.poll_interval_secs",
+                self.poll_interval_secs,
+            ),
+            (
+                "cluster_manager.force_refresh_interval_secs",
+                self.force_refresh_interval_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1 (seconds)".to_string()));
+            }
+        }
+        let budget = self.load_budget;
+        if !(budget > 0.0 && budget <= 1.0) {
+            return Err((
+                "cluster_manager.load_budget",
+                format!("{budget} is not a share of the server's CPU: expected a number above 0 and at most 1 (default 0.02)"),
+            ));
+        }
+        if self.poll_deadline_secs < skypilot.request_timeout_secs {
+            return Err((
+                "cluster_manager.poll_deadline_secs",
+                format!(
+                    "{} is shorter than skypilot.request_timeout_secs ({}): expected at least one request's timeout",
+                    self.poll_deadline_secs, skypilot.request_timeout_secs
+                ),
+            ));
+        }
+        if self.force_refresh_interval_secs < self.poll_interval_secs {
+            return Err((
+                "cluster_manager.force_refresh_interval_secs",
+                format!(
+                    "{} is shorter than cluster_manager.poll_interval_secs ({}): expected at least the poll interval",
+                    self.force_refresh_interval_secs, self.poll_interval_secs
+                ),
+            ));
+        }
+        if self.database.as_os_str().is_empty() {
+            return Err((
+                "cluster_manager.database",
+                "is empty: expected the path of the SQLite database file".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MonitorConfig {
+    fn validate(&self) -> Checked {
+        let Some(u) = &self.skypilot_metrics_url else {
+            return Ok(());
+        };
+        let parsed = url::Url::parse(u)
+            .ok()
+            .filter(|p| p.scheme() == "http" || p.scheme() == "https");
+        let Some(parsed) = parsed else {
+            return Err((
+                "monitor.skypilot_metrics_url",
+                format!("{u:?}: expected an http(s) URL such as http://127.0.0.1:9091/metrics"),
+            ));
+        };
+        if points_at(&parsed, self.listen) {
+            return Err((
+                "monitor.skypilot_metrics_url",
+                format!(
+                    "{u:?} is the monitor's own address (monitor.listen = {}): each scrape of /metrics/skypilot would fetch itself; expected SkyPilot's metrics endpoint",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PolicyConfig {
+    fn validate(&self) -> Checked {
+        if self.max_body_bytes < 64 * 1024 {
+            return Err((
+                "policy.max_body_bytes",
+                format!(
+                    "{} is too small for a task SkyPilot sends (a jobs controller's is ~6 KB): expected at least 65536",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        for (key, path) in [
+            ("policy.launch_policy", &self.launch_policy),
+            ("policy.token_file", &self.token_file),
+            ("policy.catalog_dir", &self.catalog_dir),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err((key, "is empty: expected a path".to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl WebUiConfig {
     /// Semantic checks of `[web_ui]`: (key, what was expected).
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Checked {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             let missing = if self.tls_cert_file.is_some() {
                 "web_ui.tls_key_file"
@@ -555,7 +712,7 @@ impl GatewayConfig {
         self.upstream.as_deref().unwrap_or(&skypilot.api_url)
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Checked {
         // Only a set upstream is checked here: an https `skypilot.api_url` is fine for
         // every other role, and the web UI says so itself when it starts.
         if let Some(u) = &self.upstream {
@@ -714,143 +871,16 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Semantic checks that types alone cannot express.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        match url::Url::parse(&self.skypilot.api_url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
-                if u.host_str().is_none() {
-                    return Err(("skypilot.api_url", format!("{:?} has no host: expected an http(s) URL such as {DEFAULT_API_URL}", self.skypilot.api_url)));
-                }
-            }
-            Ok(u) => {
-                return Err((
-                    "skypilot.api_url",
-                    format!(
-                        "scheme {:?} is not supported: expected an http(s) URL such as {DEFAULT_API_URL}",
-                        u.scheme()
-                    ),
-                ))
-            }
-            Err(e) => {
-                return Err((
-                    "skypilot.api_url",
-                    format!(
-                        "{:?} is not a URL ({e}): expected an http(s) URL such as {DEFAULT_API_URL}",
-                        self.skypilot.api_url
-                    ),
-                ))
-            }
-        }
-        let positive: [(&'static str, u64); 3] = [
-            (
-                "skypilot.request_timeout_secs",
-                self.skypilot.request_timeout_secs,
-            ),
-            (
-                "cluster_manager.poll_interval_secs",
-                self.cluster_manager.poll_interval_secs,
-            ),
-            (
-                "cluster_manager.force_refresh_interval_secs",
-                self.cluster_manager.force_refresh_interval_secs,
-            ),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err((key, "must be at least 1 (seconds)".to_string()));
-            }
-        }
-        let budget = self.cluster_manager.load_budget;
-        if !(budget > 0.0 && budget <= 1.0) {
-            return Err((
-                "cluster_manager.load_budget",
-                format!("{budget} is not a share of the server's CPU: expected a number above 0 and at most 1 (default 0.02)"),
-            ));
-        }
-        if self.skypilot.max_answer_bytes < 64 * 1024 {
-            return Err((
-                "skypilot.max_answer_bytes",
-                format!(
-                    "{} is too small to hold even a health answer: expected at least 65536 (default {DEFAULT_MAX_ANSWER_BYTES})",
-                    self.skypilot.max_answer_bytes
-                ),
-            ));
-        }
-        if self.cluster_manager.poll_deadline_secs < self.skypilot.request_timeout_secs {
-            return Err((
-                "cluster_manager.poll_deadline_secs",
-                format!(
-                    "{} is shorter than skypilot.request_timeout_secs ({}): expected at least one request's timeout",
-                    self.cluster_manager.poll_deadline_secs, self.skypilot.request_timeout_secs
-                ),
-            ));
-        }
-        if self.skypilot.connect_attempts == 0 {
-            return Err((
-                "skypilot.connect_attempts",
-                "must be at least 1".to_string(),
-            ));
-        }
-        if self.cluster_manager.force_refresh_interval_secs
-            < self.cluster_manager.poll_interval_secs
-        {
-            return Err((
-                "cluster_manager.force_refresh_interval_secs",
-                format!(
-                    "{} is shorter than cluster_manager.poll_interval_secs ({}): expected at least the poll interval",
-                    self.cluster_manager.force_refresh_interval_secs,
-                    self.cluster_manager.poll_interval_secs
-                ),
-            ));
-        }
-        if self.cluster_manager.database.as_os_str().is_empty() {
-            return Err((
-                "cluster_manager.database",
-                "is empty: expected the path of the SQLite database file".to_string(),
-            ));
-        }
+    /// Semantic checks that types alone cannot express: each section checks its own keys,
+    /// in the order of the file's sections.
+    fn validate(&self) -> Checked {
+        self.skypilot.validate()?;
+        self.cluster_manager.validate(&self.skypilot)?;
         self.autostop.validate()?;
-        if self.policy.max_body_bytes < 64 * 1024 {
-            return Err((
-                "policy.max_body_bytes",
-                format!(
-                    "{} is too small for a task SkyPilot sends (a jobs controller's is ~6 KB): expected at least 65536",
-                    self.policy.max_body_bytes
-                ),
-            ));
-        }
-        for (key, path) in [
-            ("policy.launch_policy", &self.policy.launch_policy),
-            ("policy.token_file", &self.policy.token_file),
-            ("policy.catalog_dir", &self.policy.catalog_dir),
-        ] {
-            if path.as_os_str().is_empty() {
-                return Err((key, "is empty: expected a path".to_string()));
-            }
-        }
+        self.policy.validate()?;
         self.web_ui.validate()?;
         self.web_ui.gateway.validate()?;
-        if let Some(u) = &self.monitor.skypilot_metrics_url {
-            let parsed = url::Url::parse(u)
-                .ok()
-                .filter(|p| p.scheme() == "http" || p.scheme() == "https");
-            let Some(parsed) = parsed else {
-                return Err((
-                    "monitor.skypilot_metrics_url",
-                    format!("{u:?}: expected an http(s) URL such as http://127.0.0.1:9091/metrics"),
-                ));
-            };
-            if points_at(&parsed, self.monitor.listen) {
-                return Err((
-                    "monitor.skypilot_metrics_url",
-                    format!(
-                        "{u:?} is the monitor's own address (monitor.listen = {}): each scrape of /metrics/skypilot would fetch itself; expected SkyPilot's metrics endpoint",
-                        self.monitor.listen
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        self.monitor.validate()
     }
 
     /// The credential paths that are set, by cloud name.
