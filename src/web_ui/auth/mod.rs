@@ -26,6 +26,7 @@
 pub(crate) mod csrf;
 pub(crate) mod headers;
 pub(crate) mod host;
+pub(crate) mod login;
 pub(crate) mod rate_limit;
 pub(crate) mod service_account;
 pub(crate) mod session;
@@ -47,6 +48,7 @@ use blake2::Blake2bMac;
 use super::identity::{AuthMethod, Identity, Role};
 use super::WebState;
 use crate::time::Timestamp;
+use login::LoginError;
 
 /// How long a verified Basic credential is trusted without running argon2 again.
 pub(crate) const BASIC_CACHE_SECS: f64 = 300.0;
@@ -135,62 +137,6 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-/// Why a login failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LoginError {
-    /// Wrong name or password.
-    Invalid,
-    /// Too many failures: retry after this many seconds.
-    Limited(u64),
-    /// The check itself could not run.
-    Internal,
-}
-
-impl WebState {
-    /// Checks a name and password (console login or Basic auth), within the rate limits.
-    pub(crate) async fn check_password(
-        self: &Arc<Self>,
-        name: &str,
-        password: &str,
-        client: IpAddr,
-    ) -> Result<(String, Role), LoginError> {
-        let now = self.clock.now();
-        if let Some(hit) = self.basic_cache.get(name, password, now) {
-            return Ok(hit);
-        }
-        self.limiter
-            .check(client, name, now)
-            .map_err(LoginError::Limited)?;
-        let user = self.users.get(name).cloned();
-        let hash = user
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |u| u.hash.clone());
-        let password_owned = password.to_string();
-        // argon2 takes ~19 MiB and tens of milliseconds: bounded, on blocking threads.
-        let Ok(_slot) = self.argon_slots.acquire().await else {
-            return Err(LoginError::Internal);
-        };
-        let ok = tokio::task::spawn_blocking(move || {
-            super::users::verify_password(&hash, &password_owned)
-        })
-        .await
-        .map_err(|_| LoginError::Internal)?;
-        let now = self.clock.now();
-        match user {
-            Some(u) if ok => {
-                self.limiter.success(name);
-                self.basic_cache.put(name, password, u.role, now);
-                Ok((u.name, u.role))
-            }
-            _ => {
-                self.limiter.failure(client, name, now);
-                tracing::info!(user = %crate::terminal::clean(name), %client, "web UI: failed login");
-                Err(LoginError::Invalid)
-            }
-        }
-    }
 }
 
 /// What the request's credentials say.
@@ -360,7 +306,7 @@ async fn credentials(
                         BASIC_REALM,
                     ));
                 };
-                return match state.check_password(name, password, client).await {
+                return match login::check_password(state, name, password, client).await {
                     Ok((name, role)) => {
                         Credentials::Valid(Identity::named(name, role, AuthMethod::Basic), None)
                     }

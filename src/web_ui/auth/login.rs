@@ -1,0 +1,300 @@
+//! Logging in and out of the console: the login form with its CSRF cookie, the password
+//! check (shared with Basic credentials, within the rate limits), the session cookie.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Form};
+use serde::Deserialize;
+
+use super::{csrf, session, SessionRef};
+use crate::store::{AuditAction, AuditOutcome};
+use crate::web_ui::console::views::login_page;
+use crate::web_ui::identity::{AuthMethod, Identity, Role};
+use crate::web_ui::WebState;
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoginError {
+    /// Wrong name or password.
+    Invalid,
+    /// Too many failures: retry after this many seconds.
+    Limited(u64),
+    /// The check itself could not run.
+    Internal,
+}
+
+/// Checks a name and password (console login or Basic auth), within the rate limits.
+pub(crate) async fn check_password(
+    state: &Arc<WebState>,
+    name: &str,
+    password: &str,
+    client: IpAddr,
+) -> Result<(String, Role), LoginError> {
+    let now = state.clock.now();
+    if let Some(hit) = state.basic_cache.get(name, password, now) {
+        return Ok(hit);
+    }
+    state
+        .limiter
+        .check(client, name, now)
+        .map_err(LoginError::Limited)?;
+    let user = state.users.get(name).cloned();
+    let hash = user
+        .as_ref()
+        .map_or_else(|| state.dummy_hash.clone(), |u| u.hash.clone());
+    let password_owned = password.to_string();
+    // argon2 takes ~19 MiB and tens of milliseconds: bounded, on blocking threads.
+    let Ok(_slot) = state.argon_slots.acquire().await else {
+        return Err(LoginError::Internal);
+    };
+    let ok = tokio::task::spawn_blocking(move || {
+        crate::web_ui::users::verify_password(&hash, &password_owned)
+    })
+    .await
+    .map_err(|_| LoginError::Internal)?;
+    let now = state.clock.now();
+    match user {
+        Some(u) if ok => {
+            state.limiter.success(name);
+            state.basic_cache.put(name, password, u.role, now);
+            Ok((u.name, u.role))
+        }
+        _ => {
+            state.limiter.failure(client, name, now);
+            tracing::info!(user = %crate::terminal::clean(name), %client, "web UI: failed login");
+            Err(LoginError::Invalid)
+        }
+    }
+}
+
+/// Where to go after login: a local path only (never `//host` or a scheme).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_string()
+        }
+        _ => "/console/".to_string(),
+    }
+}
+
+fn cookie_header(
+    state: &WebState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    same_site: &str,
+) -> Option<HeaderValue> {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    ))
+    .ok()
+}
+
+/// The login form's CSRF cookie (`max_age` 0 removes it).
+fn login_cookie(state: &WebState, token: &str, max_age: u64) -> Option<HeaderValue> {
+    cookie_header(
+        state,
+        csrf::LOGIN_COOKIE,
+        token,
+        "/console/login",
+        max_age,
+        "Strict",
+    )
+}
+
+/// The login page with `status`.
+fn login_response(status: StatusCode, message: Option<&str>, next: &str, token: &str) -> Response {
+    (status, Html(login_page(message, next, token).into_string())).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+pub(crate) async fn login_form(
+    State(state): State<Arc<WebState>>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let Ok(token) = crate::web_ui::users::random_token(32) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read random bytes\n",
+        )
+            .into_response();
+    };
+    let message = match q.error.as_deref() {
+        Some("expired") => Some("Your session ended: log in again."),
+        _ => None,
+    };
+    let next = safe_next(q.next.as_deref());
+    let mut resp = login_response(StatusCode::OK, message, &next, &token);
+    if let Some(c) = login_cookie(&state, &token, 3600) {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+pub(crate) async fn login_submit(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return (StatusCode::BAD_REQUEST, "expected the login form\n").into_response();
+    };
+    let expected = super::cookie(&headers, csrf::LOGIN_COOKIE).unwrap_or("");
+    let next = safe_next(form.next.as_deref());
+    if !csrf::matches(expected, &form.csrf_token) {
+        let m = "The login form expired or came from elsewhere: try again.";
+        return login_response(StatusCode::FORBIDDEN, Some(m), &next, expected);
+    }
+    let client = connect.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |Extension(c)| {
+        c.0.ip()
+    });
+    match check_password(&state, &form.username, &form.password, client).await {
+        Ok((name, role)) => logged_in(&state, &name, role, &next).await,
+        Err(LoginError::Invalid) => {
+            if crate::web_ui::users::valid_name(&form.username) {
+                let detail = format!("wrong user name or password from {client}");
+                audit(
+                    &state,
+                    &form.username,
+                    AuditAction::Login,
+                    AuditOutcome::Failure,
+                    Some(detail),
+                )
+                .await;
+            }
+            let m = "Wrong user name or password.";
+            login_response(StatusCode::UNAUTHORIZED, Some(m), &next, expected)
+        }
+        Err(LoginError::Limited(secs)) => {
+            let m = format!("Too many failed logins: try again in {secs} s.");
+            let mut resp = login_response(StatusCode::TOO_MANY_REQUESTS, Some(&m), &next, expected);
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+        Err(LoginError::Internal) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the password check did not complete\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn audit(
+    state: &Arc<WebState>,
+    name: &str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    detail: Option<String>,
+) {
+    crate::web_ui::actions::audit_login(state, name, action, outcome, detail).await;
+}
+
+/// A new session for `name`: audited, its cookie set, the login form's cookie removed,
+/// and on to `next`.
+async fn logged_in(state: &Arc<WebState>, name: &str, role: Role, next: &str) -> Response {
+    let Ok((id, _)) = state.sessions.create(name, role, state.clock.now()) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot start a session\n",
+        )
+            .into_response();
+    };
+    audit(state, name, AuditAction::Login, AuditOutcome::Ok, None).await;
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(next) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    let lifetime = state.config.web_ui.session_lifetime_secs;
+    let cookies = [
+        cookie_header(state, session::COOKIE, &id, "/", lifetime, "Lax"),
+        login_cookie(state, "", 0),
+    ];
+    for c in cookies.into_iter().flatten() {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}
+
+pub(crate) async fn logout(
+    State(state): State<Arc<WebState>>,
+    who: Extension<Identity>,
+    session: Option<Extension<SessionRef>>,
+) -> Response {
+    if let Some(Extension(s)) = session {
+        state.sessions.remove(&s.id);
+        if who.method == AuthMethod::Session {
+            audit(
+                &state,
+                &who.name,
+                AuditAction::Logout,
+                AuditOutcome::Ok,
+                None,
+            )
+            .await;
+        }
+    }
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/console/login"));
+    if let Some(c) = cookie_header(&state, session::COOKIE, "", "/", 0, "Lax") {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(
+            safe_next(Some("/console/clusters?x=1")),
+            "/console/clusters?x=1"
+        );
+        assert_eq!(safe_next(Some("/dashboard/")), "/dashboard/");
+        for bad in [
+            "//evil.org/",
+            "https://evil.org/",
+            "/\\evil",
+            "javascript:x",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/console/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/console/");
+    }
+}

@@ -1,0 +1,268 @@
+//! The console's markup, apart from what it shows: every function here draws from data
+//! it is given (maud escapes every interpolated value) and reads nothing.
+
+mod actions;
+mod fleet;
+mod host;
+
+pub(crate) use actions::{action_result, confirm_action};
+pub(crate) use fleet::{cluster, clusters, overview};
+pub(crate) use host::{audit, autostop, config, services};
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup, DOCTYPE};
+
+use super::ctx::Ctx;
+use crate::cluster::ClusterStatus;
+use crate::fleet::Freshness;
+use crate::store::AuditEntry;
+use crate::time::{human_duration, Timestamp};
+use crate::web_ui::auth::csrf;
+use crate::web_ui::identity::Identity;
+
+/// The navigation, in order: (path, label).
+const NAV: [(&str, &str); 6] = [
+    ("/console/", "Overview"),
+    ("/console/clusters", "Clusters"),
+    ("/console/autostop", "Autostop"),
+    ("/console/audit", "Audit log"),
+    ("/console/services", "Services"),
+    ("/console/config", "Config"),
+];
+
+/// A whole page: navigation, who is logged in, the logout button, the body.
+pub(crate) fn layout(ctx: &Ctx, title: &str, current: &str, refresh: bool, body: Markup) -> Markup {
+    frame(&ctx.who, ctx.csrf.as_deref(), title, current, refresh, body)
+}
+
+/// [`layout`] for `who`, with a logout button when there is a session (`csrf`).
+fn frame(
+    who: &Identity,
+    csrf: Option<&str>,
+    title: &str,
+    current: &str,
+    refresh: bool,
+    body: Markup,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · skypilot-host" }
+                link rel="stylesheet" href="/console/static/console.css";
+                // No favicon request (it would go to the gateway).
+                link rel="icon" href="data:,";
+                script src="/console/static/refresh.js" defer {}
+            }
+            body data-refresh=[refresh.then_some("30")] {
+                header {
+                    nav {
+                        span.brand { "skypilot-host" }
+                        @for (path, label) in NAV {
+                            a href=(path) class=[(path == current).then_some("current")] { (label) }
+                        }
+                        a href="/dashboard/" { "SkyPilot dashboard" }
+                    }
+                    div.who {
+                        span { (who.name) " (" (who.role.as_str()) ")" }
+                        @if let Some(token) = csrf {
+                            form method="post" action="/console/logout" {
+                                input type="hidden" name=(csrf::FIELD) value=(token);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An HTML response.
+pub(crate) fn page(markup: Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+/// An error page with a status.
+pub(crate) fn error_page(ctx: &Ctx, status: StatusCode, message: &str) -> Response {
+    let body = html! { p.error { (message) } };
+    (status, page(layout(ctx, "Error", "", false, body))).into_response()
+}
+
+/// The login page: `message` above the form, `next` where to go after, `token` the login
+/// form's CSRF token.
+pub(crate) fn login_page(message: Option<&str>, next: &str, token: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Log in · skypilot-host" }
+                link rel="stylesheet" href="/console/static/console.css";
+                // No favicon request (it would go to the gateway).
+                link rel="icon" href="data:,";
+            }
+            body.login {
+                main {
+                    h1 { "skypilot-host" }
+                    @if let Some(m) = message { p.error { (m) } }
+                    form method="post" action="/console/login" {
+                        input type="hidden" name=(csrf::FIELD) value=(token);
+                        input type="hidden" name="next" value=(next);
+                        label { "User " input type="text" name="username" autocomplete="username" required autofocus; }
+                        label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                        button type="submit" { "Log in" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `2026-11-30 09:41:07 UTC` from Unix seconds.
+pub(crate) fn utc(t: Timestamp) -> String {
+    let secs = t.floor().whole_secs().unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn money(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or_else(|| "–".to_string(), |x| format!("${x:.2}"))
+}
+
+fn autostop_text(minutes: i64, down: bool) -> String {
+    if minutes < 0 {
+        "off".into()
+    } else {
+        format!("{minutes} min{}", if down { " (down)" } else { "" })
+    }
+}
+
+fn freshness_line(f: &Freshness) -> Markup {
+    html! {
+        @match f.age_secs {
+            Some(age) => {
+                span class=[f.stale.then_some("stale")] {
+                    "data from " (human_duration(age)) " ago"
+                    @if f.stale { " — STALE" }
+                }
+            }
+            None => { span.stale { "no successful poll yet — STALE" } }
+        }
+        @if let Some(e) = &f.last_error { " · last poll failed: " span.error { (e) } }
+    }
+}
+
+fn status_cell(s: ClusterStatus) -> Markup {
+    html! { span class={ "status-" (s.as_str()) } { (s.as_str()) } }
+}
+
+fn audit_table(entries: &[AuditEntry], show_cluster: bool) -> Markup {
+    html! {
+        @if entries.is_empty() {
+            p.muted { "No entries." }
+        } @else {
+            table {
+                thead { tr {
+                    th { "When" } th { "Actor" } th { "Action" }
+                    @if show_cluster { th { "Cluster" } }
+                    th { "Outcome" } th { "Detail" }
+                } }
+                tbody {
+                    @for e in entries {
+                        tr {
+                            td { (utc(e.at)) }
+                            td { (e.actor) }
+                            td { (e.action.as_str()) }
+                            @if show_cluster {
+                                td { @if let Some(c) = &e.cluster { a href=(cluster_href(c)) { (c) } } }
+                            }
+                            td class={ "outcome-" (e.outcome.as_str().replace('_', "-")) } { (e.outcome.as_str()) }
+                            td { (e.detail.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The console URL of a cluster (its name percent-encoded).
+pub(crate) fn cluster_href(name: &str) -> String {
+    format!("/console/clusters/{}", encode_segment(name))
+}
+
+fn encode_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web_ui::identity::{AuthMethod, Role};
+
+    #[test]
+    fn markup_is_escaped() {
+        let who = Identity::named("<b>x</b>", Role::Viewer, AuthMethod::Session);
+        let s = frame(
+            &who,
+            Some("\"><script>"),
+            "<t>",
+            "",
+            false,
+            html! { p { "<i>" } },
+        )
+        .into_string();
+        assert!(
+            !s.contains("<b>x</b>") && s.contains("&lt;b&gt;x&lt;/b&gt;"),
+            "{s}"
+        );
+        assert!(!s.contains("\"><script>"), "{s}");
+        assert!(!s.contains("<t>") && !s.contains("<i>"), "{s}");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(Timestamp::from_secs(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            utc(Timestamp::from_secs(1_800_000_000)),
+            "2027-01-15 08:00:00 UTC"
+        );
+        assert_eq!(
+            utc(Timestamp::from_secs(951_782_400)),
+            "2000-02-29 00:00:00 UTC"
+        );
+    }
+
+    #[test]
+    fn names_in_urls_are_encoded() {
+        assert_eq!(cluster_href("a b/<c>"), "/console/clusters/a%20b%2F%3Cc%3E");
+    }
+}
