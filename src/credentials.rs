@@ -14,6 +14,11 @@
 //! | kubernetes | `KUBECONFIG` / `~/.kube/config` | YAML with non-empty `clusters` and `contexts`; references resolve |
 //! | lambda | `~/.lambda_cloud/lambda_keys` | a line `api_key = …` (SkyPilot splits lines on `" = "`) |
 //! | runpod | `~/.runpod/config.toml` | TOML with `[default]` `api_key` |
+//!
+//! The AWS INI reader is ours on purpose, not an INI crate's: it copies the rules of
+//! Python's strict `configparser` (duplicate sections and keys refused, continuation
+//! lines, `;`/`#` comments), which botocore uses; an INI crate reads a wider or narrower
+//! language, and a file it accepts would then fail in SkyPilot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};

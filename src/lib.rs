@@ -23,6 +23,7 @@ mod memory;
 pub mod monitor;
 pub mod policy;
 mod runner;
+mod secret;
 pub mod sky_config;
 pub mod skypilot;
 mod status;

@@ -27,12 +27,7 @@ impl Token {
     /// Compares with what a request carried, in time that does not depend on where
     /// they differ.
     pub(crate) fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        let mut diff = u8::from(a.len() != b.len());
-        for (i, x) in a.iter().enumerate() {
-            diff |= x ^ b.get(i).copied().unwrap_or(0);
-        }
-        diff == 0
+        crate::secret::matches(&self.0, given)
     }
 
     fn parse(text: &str, path: &Path) -> anyhow::Result<Token> {
@@ -79,10 +74,7 @@ pub(crate) fn load(path: &Path, create: bool) -> anyhow::Result<Token> {
 }
 
 fn create_new(path: &Path) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 32];
-    random(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("cannot get random bytes for the policy token: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = hex::encode(crate::secret::random_bytes(32)?);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -105,24 +97,6 @@ fn create_new(path: &Path) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_file(&tmp);
     result.map_err(|e| anyhow::anyhow!("{}: cannot create the policy token: {e}", path.display()))
-}
-
-fn random(buf: &mut [u8]) -> std::io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled += usize::try_from(n).unwrap_or(0);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! refuses to read raw keep the value identical in SkyPilot.
 //!
 //! Input (for `sky-config check`) is parsed with `serde_yaml_ng`.
+//!
+//! The writer is ours on purpose, not a YAML crate's: what it must match is PyYAML's
+//! reading, and no Rust YAML emitter promises that (they emit YAML 1.2 plain scalars).
 
 use serde_json::Value;
 

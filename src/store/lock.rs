@@ -33,6 +33,10 @@ pub enum LockError {
 /// the process dies), or `Ok(Err(holder))` with the holder's pid ("unknown" when it has
 /// not written it yet) when another process holds it. Shared by the cluster manager's
 /// writer lock and the autostop enforcer's pass lock.
+#[allow(
+    unsafe_code,
+    reason = "flock(2): std's safe File::try_lock needs Rust 1.89, above this crate's rust-version"
+)]
 pub(crate) fn lock_with_pid(path: &Path) -> std::io::Result<Result<std::fs::File, String>> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)

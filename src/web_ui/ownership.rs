@@ -16,7 +16,7 @@ const USER_HASH_LENGTH: usize = 8;
 
 /// The id SkyPilot gives the name `name` sent in its identity header.
 pub(crate) fn user_id_of_name(name: &str) -> String {
-    let mut id = super::users::hex(&Md5::digest(name.as_bytes()));
+    let mut id = hex::encode(Md5::digest(name.as_bytes()));
     id.truncate(USER_HASH_LENGTH);
     id
 }

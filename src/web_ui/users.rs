@@ -242,19 +242,9 @@ pub(crate) fn parse_tokens(
 }
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// BLAKE2b-256 of a token.
@@ -442,9 +432,7 @@ pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
 /// `n` random bytes, base64url without padding.
 pub(crate) fn random_token(n: usize) -> anyhow::Result<String> {
     use base64::Engine;
-    let mut bytes = vec![0u8; n];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("cannot read random bytes from the system: {e}"))?;
+    let bytes = crate::secret::random_bytes(n)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -494,7 +482,7 @@ pub(crate) fn make_token_cli(name: &str, role: &str) -> anyhow::Result<()> {
     eprintln!("token for {name} (shown once; send it as `Authorization: Bearer TOKEN`):\n{token}");
     println!(
         "{name}:{TOKEN_DIGEST_PREFIX}{}:{}",
-        hex(&digest),
+        hex::encode(digest),
         role.as_str()
     );
     Ok(())
@@ -502,32 +490,8 @@ pub(crate) fn make_token_cli(name: &str, role: &str) -> anyhow::Result<()> {
 
 /// Reads one line from the terminal with echo off.
 fn read_hidden(prompt: &str) -> anyhow::Result<String> {
-    let mut tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|e| anyhow::anyhow!("cannot open the terminal /dev/tty: {e}"))?;
-    let _ = write!(tty, "{prompt}");
-    let _ = tty.flush();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&tty);
-    // SAFETY: a zeroed termios is a valid value for tcgetattr to fill in.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is an open terminal for the lifetime of `tty`; `saved` is valid.
-    let echo_off = unsafe { libc::tcgetattr(fd, &mut saved) } == 0 && {
-        let mut quiet = saved;
-        quiet.c_lflag &= !libc::ECHO;
-        // SAFETY: as above; `quiet` is a copy of the terminal's own settings.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) == 0 }
-    };
-    let mut line = String::new();
-    let read = std::io::BufReader::new(&tty).read_line(&mut line);
-    if echo_off {
-        // SAFETY: restores the settings read above on the same terminal.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    }
-    let _ = writeln!(tty);
-    read.map_err(|e| anyhow::anyhow!("cannot read the password from the terminal: {e}"))?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    rpassword::prompt_password(prompt)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from the terminal: {e}"))
 }
 
 #[cfg(test)]
@@ -586,7 +550,7 @@ mod tests {
         let token = format!("{TOKEN_PREFIX}abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG");
         let line = format!(
             "ci:{TOKEN_DIGEST_PREFIX}{}:admin\n",
-            hex(&token_digest(&token))
+            hex::encode(token_digest(&token))
         );
         let parsed = parse_tokens(&line, Path::new("tokens")).unwrap();
         let mut users = Users::default();

@@ -9,6 +9,7 @@ use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
+use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::{csrf, session, SessionRef};
@@ -87,19 +88,26 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// A `Set-Cookie` value: HttpOnly, `Secure` when the console is reached over https,
+/// `max_age` seconds (0 removes the cookie).
 fn cookie_header(
     state: &WebState,
     name: &str,
     value: &str,
     path: &str,
     max_age: u64,
-    same_site: &str,
+    same_site: SameSite,
 ) -> Option<HeaderValue> {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
-    ))
-    .ok()
+    let c = Cookie::build((name, value))
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
+        .http_only(true)
+        .same_site(same_site)
+        .secure(state.secure_cookies)
+        .build();
+    HeaderValue::from_str(&c.to_string()).ok()
 }
 
 /// The login form's CSRF cookie (`max_age` 0 removes it).
@@ -110,7 +118,7 @@ fn login_cookie(state: &WebState, token: &str, max_age: u64) -> Option<HeaderVal
         token,
         "/console/login",
         max_age,
-        "Strict",
+        SameSite::Strict,
     )
 }
 
@@ -239,7 +247,7 @@ async fn logged_in(state: &Arc<WebState>, name: &str, role: Role, next: &str) ->
     }
     let lifetime = state.config.web_ui.session_lifetime_secs;
     let cookies = [
-        cookie_header(state, session::COOKIE, &id, "/", lifetime, "Lax"),
+        cookie_header(state, session::COOKIE, &id, "/", lifetime, SameSite::Lax),
         login_cookie(state, "", 0),
     ];
     for c in cookies.into_iter().flatten() {
@@ -269,7 +277,7 @@ pub(crate) async fn logout(
     let mut resp = StatusCode::SEE_OTHER.into_response();
     resp.headers_mut()
         .insert(LOCATION, HeaderValue::from_static("/console/login"));
-    if let Some(c) = cookie_header(&state, session::COOKIE, "", "/", 0, "Lax") {
+    if let Some(c) = cookie_header(&state, session::COOKIE, "", "/", 0, SameSite::Lax) {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp

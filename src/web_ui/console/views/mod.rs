@@ -127,27 +127,15 @@ pub(crate) fn login_page(message: Option<&str>, next: &str, token: &str) -> Mark
     }
 }
 
-/// `2026-11-30 09:41:07 UTC` from Unix seconds.
+/// `2026-11-30 09:41:07 UTC` from Unix seconds (the epoch for a time out of range).
 pub(crate) fn utc(t: Timestamp) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     let secs = t.floor().whole_secs().unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(format)
+        .unwrap_or_else(|_| format!("{secs} (Unix time)"))
 }
 
 fn money(v: Option<f64>) -> String {
