@@ -39,6 +39,20 @@ let
 
   storeDir = builtins.storeDir;
   inStore = p: lib.isStorePath p || lib.hasPrefix "${storeDir}/" (toString p);
+  # A host as it stands in a URL or host:port: an IPv6 address in brackets.
+  bracketed = host: if lib.hasInfix ":" host then "[${host}]" else host;
+  # The two assertions every secret file gets: outside the store, and absolute. `advice`
+  # ends the first message (what to do instead).
+  secretFileAssertions = { option, path, advice ? ": give the path of a file outside the store." }: [
+    {
+      assertion = !(inStore path);
+      message = "services.skypilot.${option} = \"${toString path}\" is in the Nix store, which every local user can read${advice}";
+    }
+    {
+      assertion = isAbsolute path;
+      message = "services.skypilot.${option} = \"${toString path}\" is not an absolute path.";
+    }
+  ];
   isAbsolute = p: lib.hasPrefix "/" (toString p);
 
   cloudNames = [ "aws" "gcp" "azure" "kubernetes" "lambda" "runpod" ];
@@ -88,11 +102,10 @@ let
   # (only the service user, whose units include the web UI, and root may connect). The
   # gateway is named like the API server (a name, not 127.0.0.1: see userApiUrl) when it
   # listens on loopback or everywhere, else by the address it binds.
-  webUIOnLoopback = builtins.elem cfg.webUI.host [ "0.0.0.0" "::" "127.0.0.1" "::1" "localhost" ];
+  webUIAnswersOnLoopback = builtins.elem cfg.webUI.host [ "0.0.0.0" "::" "127.0.0.1" "::1" "localhost" ];
   gatewayHost =
-    if webUIOnLoopback then cfg.apiServer.hostName
-    else if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]"
-    else cfg.webUI.host;
+    if webUIAnswersOnLoopback then cfg.apiServer.hostName
+    else bracketed cfg.webUI.host;
   # `webUI.publicUrl` when set (the name a TLS certificate or nginx answers to), else the
   # web UI's own address (https when it serves TLS itself).
   gatewayUrl =
@@ -144,7 +157,7 @@ let
   launchDefaultsJson = pkgs.writeText "skypilot-launch-defaults.json" (builtins.toJSON cfg.policy.launchDefaults);
 
   webUIEnabled = unitsEnabled && cfg.enableWebUI;
-  webUIHost = if lib.hasInfix ":" cfg.webUI.host then "[${cfg.webUI.host}]" else cfg.webUI.host;
+  webUIHost = bracketed cfg.webUI.host;
   webUILoopback = builtins.elem cfg.webUI.host [ "127.0.0.1" "::1" "localhost" ];
   # The web UI's secret files, loaded with LoadCredential: (credential id, option, path).
   webUIFiles = lib.filter (f: f.path != null) [
@@ -316,13 +329,7 @@ let
 
   serverStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
 
-  listenAddress =
-    let
-      a = cfg.monitoring.listenAddress;
-    in
-    if lib.hasInfix ":" a
-    then "[${a}]"
-    else a;
+  listenAddress = bracketed cfg.monitoring.listenAddress;
   monitorLoopback = builtins.elem cfg.monitoring.listenAddress [ "127.0.0.1" "::1" "localhost" ];
 
   # Hardening shared by every unit; each role adds or relaxes what it must.
@@ -364,10 +371,50 @@ let
       ProcSubset = "pid";
       RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
       SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
-      Restart = "on-failure";
-      RestartSec = 5;
       TimeoutStopSec = 30;
-      Environment = [ "SKYPILOT_HOST_CONFIG=${hostConfig}" ];
+    };
+
+  # The unit of a skypilot-host role, every one built here: `skypilot-host ROLE --config
+  # <checked host config> ARGS` with the host hardening, restarted on failure unless a
+  # oneshot; `notify`: it sends READY=1 once it serves (and STOPPING=1), `watchdog`: the
+  # WatchdogSec it feeds; `loopbackOnly`: it talks to loopback only (IP rules);
+  # `stateDir`: it reads or writes the host database; `connections`: a server taking up to
+  # 4,096 connections (then it closes new ones at accept), plus its database and log files.
+  # `unit` adds to the unit (wantedBy, after, ...), `service` to its serviceConfig.
+  mkHostUnit =
+    { role
+    , description
+    , notify ? true
+    , watchdog ? null
+    , loopbackOnly
+    , stateDir ? true
+    , connections ? false
+    , args ? ""
+    , unit ? { }
+    , service ? { }
+    }:
+    unit
+    // {
+      inherit description;
+      serviceConfig =
+        hostHardening
+        // {
+          ExecStart = "${cfg.hostPackage}/bin/skypilot-host ${role} --config ${hostConfig}${args}";
+        }
+        // (if notify then {
+          Type = "notify";
+          NotifyAccess = "main";
+          Restart = "on-failure";
+          RestartSec = 5;
+        } else { Type = "oneshot"; })
+        // optionalAttrs (watchdog != null) { WatchdogSec = watchdog; }
+        // optionalAttrs stateDir { ReadWritePaths = [ cfg.stateDir ]; }
+        // optionalAttrs connections { LimitNOFILE = 8192; }
+        // optionalAttrs loopbackOnly {
+          IPAddressDeny = "any";
+          IPAddressAllow = "localhost";
+        }
+        // service;
     };
 
   managedUnits =
@@ -886,43 +933,14 @@ in
           }
         ]
         ++ lib.concatMap
-          (c:
-            let
-              p = cfg.cloudCredentials.${c};
-            in
-            [
-              {
-                assertion = !(inStore p);
-                message = "services.skypilot.cloudCredentials.${c} = \"${p}\" is in the Nix store, which every local user can read: a credential there is published. Give the path of a file outside the store (e.g. /run/secrets/${c}, managed by sops-nix or agenix).";
-              }
-              {
-                assertion = isAbsolute p;
-                message = "services.skypilot.cloudCredentials.${c} = \"${p}\" is not an absolute path.";
-              }
-            ])
+          (c: secretFileAssertions {
+            option = "cloudCredentials.${c}";
+            path = cfg.cloudCredentials.${c};
+            advice = ": a credential there is published. Give the path of a file outside the store (e.g. /run/secrets/${c}, managed by sops-nix or agenix).";
+          })
           configuredClouds
-        ++ lib.concatMap
-          (f: [
-            {
-              assertion = !(inStore f.path);
-              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
-            }
-            {
-              assertion = isAbsolute f.path;
-              message = "services.skypilot.webUI.${f.option} = \"${f.path}\" is not an absolute path.";
-            }
-          ])
-          webUIFiles
-        ++ optionals (cfg.environmentFile != null) [
-          {
-            assertion = !(inStore cfg.environmentFile);
-            message = "services.skypilot.environmentFile = \"${cfg.environmentFile}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
-          }
-          {
-            assertion = isAbsolute cfg.environmentFile;
-            message = "services.skypilot.environmentFile = \"${cfg.environmentFile}\" is not an absolute path.";
-          }
-        ]
+        ++ lib.concatMap (f: secretFileAssertions { option = "webUI.${f.option}"; inherit (f) path; }) webUIFiles
+        ++ optionals (cfg.environmentFile != null) (secretFileAssertions { option = "environmentFile"; path = cfg.environmentFile; })
         ++ map
           (message: {
             assertion = false;
@@ -940,14 +958,6 @@ in
             message = "services.skypilot.database.* configures the local API server's state, but apiServer.enable = false: the remote API server keeps its own state (its Helm chart's apiService.dbConnectionSecretName).";
           }
           {
-            assertion = !(dbExternal && inStore cfg.database.uriFile);
-            message = "services.skypilot.database.uriFile = \"${toString cfg.database.uriFile}\" is in the Nix store, which every local user can read: the URI holds the database password. Give the path of a file outside the store.";
-          }
-          {
-            assertion = !dbExternal || isAbsolute cfg.database.uriFile;
-            message = "services.skypilot.database.uriFile = \"${toString cfg.database.uriFile}\" is not an absolute path.";
-          }
-          {
             assertion = !((dbLocal || dbExternal) && cfg.apiServer.enable && builtins.length renderedTopKeys > 1);
             message = "services.skypilot.config has ${toString (builtins.length renderedTopKeys)} top-level keys (${lib.concatStringsSep ", " renderedTopKeys}), but with its state in PostgreSQL SkyPilot 0.14.1 refuses a config file of more than one (\"If db config is specified, no other config is allowed\"): keep one key here and set the rest in SkyPilot's dashboard, which stores them in the database.";
           }
@@ -963,15 +973,13 @@ in
             assertion = cfg.apiServer.url == null || builtins.match "https?://[^/[:space:]]+.*" cfg.apiServer.url != null;
             message = "services.skypilot.apiServer.url = \"${toString cfg.apiServer.url}\" is not an http:// or https:// URL.";
           }
-          {
-            assertion = !(cfg.apiServer.tokenFile != null && inStore cfg.apiServer.tokenFile);
-            message = "services.skypilot.apiServer.tokenFile = \"${toString cfg.apiServer.tokenFile}\" is in the Nix store, which every local user can read: give the path of a file outside the store.";
-          }
-          {
-            assertion = cfg.apiServer.tokenFile == null || isAbsolute cfg.apiServer.tokenFile;
-            message = "services.skypilot.apiServer.tokenFile = \"${toString cfg.apiServer.tokenFile}\" is not an absolute path.";
-          }
-        ];
+        ]
+        ++ optionals dbExternal (secretFileAssertions {
+          option = "database.uriFile";
+          path = cfg.database.uriFile;
+          advice = ": the URI holds the database password. Give the path of a file outside the store.";
+        })
+        ++ optionals (cfg.apiServer.tokenFile != null) (secretFileAssertions { option = "apiServer.tokenFile"; path = cfg.apiServer.tokenFile; });
 
       warnings =
         compatWarnings
@@ -1231,53 +1239,34 @@ in
     })
 
     (mkIf clusterManagerEnabled {
-      systemd.services.skypilot-cluster-manager = {
+      systemd.services.skypilot-cluster-manager = mkHostUnit {
+        role = "cluster-manager";
         description = "SkyPilot cluster manager (skypilot-host)";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
-        after = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
-        serviceConfig =
-          hostHardening
-          // {
-            Type = "notify";
-            NotifyAccess = "main";
-            WatchdogSec = watchdogSec;
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host cluster-manager --config ${hostConfig}";
-            ReadWritePaths = [ cfg.stateDir ];
-          }
-          // optionalAttrs cfg.apiServer.enable {
-            # It only talks to the API server on loopback.
-            IPAddressDeny = "any";
-            IPAddressAllow = "localhost";
-          }
-          // optionalAttrs (remoteApi && cfg.apiServer.tokenFile != null) {
-            LoadCredential = [ "token:${cfg.apiServer.tokenFile}" ];
-          };
+        watchdog = watchdogSec;
+        # With the local API server it talks to loopback only.
+        loopbackOnly = cfg.apiServer.enable;
+        unit = {
+          wantedBy = [ "multi-user.target" ];
+          wants = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
+          after = [ (if cfg.apiServer.enable then "skypilot-api-server.service" else "network-online.target") ];
+        };
+        service = optionalAttrs (remoteApi && cfg.apiServer.tokenFile != null) {
+          LoadCredential = [ "token:${cfg.apiServer.tokenFile}" ];
+        };
       };
     })
 
     (mkIf monitorEnabled {
-      systemd.services.skypilot-monitor = {
+      systemd.services.skypilot-monitor = mkHostUnit {
+        role = "monitor";
         description = "SkyPilot host monitor (skypilot-host)";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "skypilot-cluster-manager.service" ];
-        serviceConfig =
-          hostHardening
-          // {
-            # It sends READY=1 once it listens.
-            Type = "notify";
-            NotifyAccess = "main";
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host monitor --config ${hostConfig}";
-            # Up to 4,096 connections at once (then it closes new ones at accept), plus
-            # its database and log files.
-            LimitNOFILE = 8192;
-            # Reads the host database (SQLite WAL needs its -shm file writable).
-            ReadWritePaths = [ cfg.stateDir ];
-          }
-          // optionalAttrs monitorLoopback {
-            IPAddressDeny = "any";
-            IPAddressAllow = "localhost";
-          };
+        loopbackOnly = monitorLoopback;
+        # Reads the host database (SQLite WAL needs its -shm file writable).
+        connections = true;
+        unit = {
+          wantedBy = [ "multi-user.target" ];
+          after = [ "skypilot-cluster-manager.service" ];
+        };
       };
     })
 
@@ -1285,23 +1274,19 @@ in
     # database each time; the pass's lock keeps a slow pass and the next tick (or a manual
     # run) from overlapping.
     (mkIf autostopEnabled {
-      systemd.services.skypilot-autostop = {
+      systemd.services.skypilot-autostop = mkHostUnit {
+        role = "autostop";
         description = "SkyPilot autostop enforcer, one pass (skypilot-host)";
-        wants = [ "skypilot-cluster-manager.service" ];
-        after = [ "skypilot-cluster-manager.service" ];
-        serviceConfig =
-          removeAttrs hostHardening [ "Restart" "RestartSec" ]
-          // {
-            Type = "oneshot";
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host autostop --config ${hostConfig}";
-            # A pass with many actions waits on SkyPilot for each (4 at a time).
-            TimeoutStartSec = 1800;
-            # Appends to the host database's audit table; takes <database>.autostop.lock.
-            ReadWritePaths = [ cfg.stateDir ];
-            # It only talks to the API server on loopback.
-            IPAddressDeny = "any";
-            IPAddressAllow = "localhost";
-          };
+        notify = false;
+        # It only talks to the API server on loopback; appends to the host database's
+        # audit table and takes <database>.autostop.lock.
+        loopbackOnly = true;
+        unit = {
+          wants = [ "skypilot-cluster-manager.service" ];
+          after = [ "skypilot-cluster-manager.service" ];
+        };
+        # A pass with many actions waits on SkyPilot for each (4 at a time).
+        service.TimeoutStartSec = 1800;
       };
       systemd.timers.skypilot-autostop = {
         description = "SkyPilot autostop enforcer, every ${toString autostopInterval} s";
@@ -1316,57 +1301,43 @@ in
     })
 
     (mkIf policyEnabled {
-      systemd.services.skypilot-policy = {
+      systemd.services.skypilot-policy = mkHostUnit {
+        role = "policy";
         description = "SkyPilot launch policy (skypilot-host)";
-        wantedBy = [ "multi-user.target" ];
-        # Before the API server, which names it in its config.
-        before = [ "skypilot-api-server.service" ];
-        serviceConfig =
-          hostHardening
-          // {
-            # It sends READY=1 once it listens.
-            Type = "notify";
-            NotifyAccess = "main";
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host policy --config ${hostConfig}";
-            # Only SkyPilot's API server on loopback talks to it.
-            IPAddressDeny = "any";
-            IPAddressAllow = "localhost";
-          }
-          # It reads SkyPilot's catalog under the API server's state (read-only, as all of
-          # the system is here) and writes only a token it creates.
-          // (if policyTokenGenerated
+        # Only SkyPilot's API server on loopback talks to it.
+        loopbackOnly = true;
+        # It reads SkyPilot's catalog under the API server's state (read-only, as all of
+        # the system is here) and writes only a token it creates.
+        stateDir = false;
+        unit = {
+          wantedBy = [ "multi-user.target" ];
+          # Before the API server, which names it in its config.
+          before = [ "skypilot-api-server.service" ];
+        };
+        service =
+          if policyTokenGenerated
           then { ReadWritePaths = [ "${cfg.stateDir}/policy" ]; }
-          else { LoadCredential = [ "policy-token:${cfg.policy.tokenFile}" ]; });
+          else { LoadCredential = [ "policy-token:${cfg.policy.tokenFile}" ]; };
       };
     })
 
     (mkIf webUIEnabled {
-      systemd.services.skypilot-web-ui = {
+      systemd.services.skypilot-web-ui = mkHostUnit {
+        role = "web-ui";
         description = "SkyPilot web UI (skypilot-host)";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "skypilot-api-server.service" ];
-        after = [ "skypilot-api-server.service" "skypilot-cluster-manager.service" ];
-        serviceConfig =
-          hostHardening
-          // {
-            # It sends READY=1 once it listens.
-            Type = "notify";
-            NotifyAccess = "main";
-            # The secret files come from systemd's credentials directory (%d).
-            ExecStart = "${cfg.hostPackage}/bin/skypilot-host web-ui --config ${hostConfig}"
-            + lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;
-            # Up to 4,096 connections at once, plus its database and log files.
-            LimitNOFILE = 8192;
-            # Reads the host database and appends to its audit table.
-            ReadWritePaths = [ cfg.stateDir ];
-          }
-          // optionalAttrs (webUIFiles != [ ]) {
-            LoadCredential = map (f: "${f.id}:${f.path}") webUIFiles;
-          }
-          // optionalAttrs webUILoopback {
-            IPAddressDeny = "any";
-            IPAddressAllow = "localhost";
-          };
+        loopbackOnly = webUILoopback;
+        # Reads the host database and appends to its audit table.
+        connections = true;
+        # The secret files come from systemd's credentials directory (%d).
+        args = lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;
+        unit = {
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "skypilot-api-server.service" ];
+          after = [ "skypilot-api-server.service" "skypilot-cluster-manager.service" ];
+        };
+        service = optionalAttrs (webUIFiles != [ ]) {
+          LoadCredential = map (f: "${f.id}:${f.path}") webUIFiles;
+        };
       };
     })
 
