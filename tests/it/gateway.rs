@@ -192,8 +192,12 @@ async fn start_upstream() -> (String, Upstream, tokio::task::JoinHandle<()>) {
 }
 
 fn basic(user: &str, password: &str) -> String {
-    use base64_lite::encode;
-    format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }
 
 /// The test auth layer (stands in for the web UI's): see the module's documentation.
@@ -993,19 +997,16 @@ mod real {
             .unwrap_or_else(|| panic!("no record of request {id}: {v}"))
     }
 
-    #[tokio::test]
-    async fn skypilot_records_the_logged_in_user_not_the_spoofed_one() {
-        let server = RealServer::require();
-        let dir = tempfile::tempdir().unwrap();
-        let front = start_gateway(&config(&server.url, &dir.path().join("none.db"))).await;
+    /// `POST /status` through the web UI at `base` as `authorization`, with a spoofed
+    /// identity header that must not count: SkyPilot's record of it (who it ran as).
+    async fn status_recorded(server: &str, base: &str, authorization: &str) -> serde_json::Value {
         let r = client()
-            .post(format!("{}/status", front.base))
-            .header("Authorization", basic("alice", "secret"))
+            .post(format!("{base}/status"))
+            .header("Authorization", authorization)
             .header("X-Auth-Request-Email", "root")
             .header("X-Forwarded-For", "10.1.2.3")
             .header("X-SkyPilot-API-Version", "62")
-            .header("Content-Type", "application/json")
-            .body("{}")
+            .json(&serde_json::json!({}))
             .send()
             .await
             .unwrap();
@@ -1017,7 +1018,15 @@ mod real {
             .to_str()
             .unwrap()
             .to_string();
-        let rec = request_record(&server.url, &id).await;
+        request_record(server, &id).await
+    }
+
+    #[tokio::test]
+    async fn skypilot_records_the_logged_in_user_not_the_spoofed_one() {
+        let server = RealServer::require();
+        let dir = tempfile::tempdir().unwrap();
+        let front = start_gateway(&config(&server.url, &dir.path().join("none.db"))).await;
+        let rec = status_recorded(&server.url, &front.base, &basic("alice", "secret")).await;
         assert_eq!(rec["user_name"], "alice", "{rec}");
         assert_eq!(rec["user_id"], ALICE_ID, "{rec}");
         // SkyPilot's own view of who asks.
@@ -1199,21 +1208,7 @@ mod real {
         .await;
         assert!(!out.status.success(), "a wrong password worked");
         // What SkyPilot records is alice, whatever header the client adds.
-        let r = client()
-            .post(format!("{base}/status"))
-            .header("Authorization", basic("alice", "alice-password-1"))
-            .header("X-Auth-Request-Email", "root")
-            .header("X-SkyPilot-API-Version", "62")
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let id = r.headers()["x-skypilot-request-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let rec = request_record(&server.url, &id).await;
+        let rec = status_recorded(&server.url, &base, &basic("alice", "alice-password-1")).await;
         assert_eq!(rec["user_name"], "alice", "{rec}");
         // Unauthenticated: refused with what the CLI needs to start a login.
         let r = client()
@@ -1242,21 +1237,7 @@ mod real {
         assert!(token.starts_with("sky_"));
         let dir = tempfile::tempdir().unwrap();
         let front = start_gateway(&config(&own.url, &dir.path().join("none.db"))).await;
-        let r = client()
-            .post(format!("{}/status", front.base))
-            .header("Authorization", format!("Bearer {token}"))
-            .header("X-Auth-Request-Email", "root")
-            .header("X-SkyPilot-API-Version", "62")
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let id = r.headers()["x-skypilot-request-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let rec = request_record(&own.url, &id).await;
+        let rec = status_recorded(&own.url, &front.base, &format!("Bearer {token}")).await;
         assert_eq!(rec["user_name"], "ci_bot", "{rec}");
         // A forged token: SkyPilot itself refuses it.
         let r = client()
@@ -1267,29 +1248,5 @@ mod real {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-    }
-}
-
-/// Base64 (standard alphabet, padded) for Basic credentials.
-mod base64_lite {
-    pub fn encode(input: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
     }
 }

@@ -107,52 +107,109 @@ fn count_prefix(m: &BTreeMap<String, f64>, prefix: &str) -> usize {
     m.keys().filter(|k| k.starts_with(prefix)).count()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn row(
-    name: &str,
+/// A cluster of the test fleet, as the cluster manager records it at `NOW`: aws,
+/// us-east-1, m6i.large, workspace default, no autostop, no price; the setters change it.
+struct Row {
+    name: String,
     status: ClusterStatus,
-    cloud: &str,
-    region: &str,
-    instance_type: &str,
-    workspace: &str,
+    cloud: &'static str,
+    region: &'static str,
+    instance_type: &'static str,
+    workspace: &'static str,
     launched_ago: Option<i64>,
     autostop: i64,
     down: bool,
     hourly: Option<f64>,
     total: Option<f64>,
-) -> ClusterRow {
-    let now = Timestamp::from_secs_f64(NOW).floor();
-    ClusterRow {
-        cluster: Cluster {
-            name: name.to_string(),
-            cluster_hash: format!("hash-{name}"),
-            status,
-            cloud: Some(cloud.to_string()),
-            region: Some(region.to_string()),
-            zone: None,
-            instance_type: Some(instance_type.to_string()),
-            nodes: 1,
-            cpus: Some("2".into()),
-            memory: Some("8".into()),
-            accelerators: None,
-            resources: Some(format!("1x(cpus=2, mem=8, {instance_type}, disk=256)")),
-            workspace: workspace.to_string(),
-            user_name: Some("alice@example.com".into()),
-            user_hash: Some("u1".into()),
-            launched_at: launched_ago.map(|a| now - a as f64),
-            status_updated_at: Some(now - 30.0),
-            autostop_minutes: autostop,
-            autostop_to_down: down,
-            is_managed: false,
-            last_use: Some("sky launch".into()),
-        },
-        hourly_cost: hourly,
-        total_cost: total,
-        first_seen: now - 10_000.0,
-        last_seen: now - 45.0,
-        last_changed: now - 45.0,
-        gone_at: (status == ClusterStatus::Gone).then_some(now - 500.0),
+}
+
+fn row(name: &str, status: ClusterStatus) -> Row {
+    Row {
+        name: name.to_string(),
+        status,
+        cloud: "aws",
+        region: "us-east-1",
+        instance_type: "m6i.large",
+        workspace: "default",
+        launched_ago: None,
+        autostop: -1,
+        down: false,
+        hourly: None,
+        total: None,
     }
+}
+
+impl Row {
+    fn at(mut self, cloud: &'static str, region: &'static str, instance_type: &'static str) -> Row {
+        (self.cloud, self.region, self.instance_type) = (cloud, region, instance_type);
+        self
+    }
+    fn workspace(mut self, workspace: &'static str) -> Row {
+        self.workspace = workspace;
+        self
+    }
+    fn launched_ago(mut self, secs: i64) -> Row {
+        self.launched_ago = Some(secs);
+        self
+    }
+    fn autostop(mut self, minutes: i64, down: bool) -> Row {
+        (self.autostop, self.down) = (minutes, down);
+        self
+    }
+    fn priced(mut self, hourly: f64, total: Option<f64>) -> Row {
+        (self.hourly, self.total) = (Some(hourly), total);
+        self
+    }
+
+    fn build(self) -> ClusterRow {
+        let now = Timestamp::from_secs_f64(NOW).floor();
+        let instance_type = self.instance_type;
+        ClusterRow {
+            cluster: Cluster {
+                name: self.name.clone(),
+                cluster_hash: format!("hash-{}", self.name),
+                status: self.status,
+                cloud: Some(self.cloud.to_string()),
+                region: Some(self.region.to_string()),
+                zone: None,
+                instance_type: Some(instance_type.to_string()),
+                nodes: 1,
+                cpus: Some("2".into()),
+                memory: Some("8".into()),
+                accelerators: None,
+                resources: Some(format!("1x(cpus=2, mem=8, {instance_type}, disk=256)")),
+                workspace: self.workspace.to_string(),
+                user_name: Some("alice@example.com".into()),
+                user_hash: Some("u1".into()),
+                launched_at: self.launched_ago.map(|a| now - a as f64),
+                status_updated_at: Some(now - 30.0),
+                autostop_minutes: self.autostop,
+                autostop_to_down: self.down,
+                is_managed: false,
+                last_use: Some("sky launch".into()),
+            },
+            hourly_cost: self.hourly,
+            total_cost: self.total,
+            first_seen: now - 10_000.0,
+            last_seen: now - 45.0,
+            last_changed: now - 45.0,
+            gone_at: (self.status == ClusterStatus::Gone).then_some(now - 500.0),
+        }
+    }
+}
+
+/// Records a successful poll, `finished_ago` seconds before `NOW`, that saw `upserts`.
+fn commit(store: &mut Store, upserts: Vec<ClusterRow>, finished_ago: f64) {
+    store
+        .commit_poll(
+            &ClusterChanges {
+                upserts,
+                gone: vec![],
+                transitions: vec![],
+            },
+            &poll(finished_ago, PollOutcome::Ok, None),
+        )
+        .unwrap();
 }
 
 fn poll(finished_ago: f64, outcome: PollOutcome, kind: Option<&str>) -> PollRun {
@@ -194,95 +251,38 @@ fn write_fleet(db: &Path) {
             .unwrap();
     }
     let upserts = vec![
-        row(
-            "a-up-aws",
-            Up,
-            "aws",
-            "us-east-1",
-            "m6i.large",
-            "default",
-            Some(3600),
-            30,
-            false,
-            Some(0.5),
-            Some(2.0),
-        ),
-        row(
-            "b-up-noauto",
-            Up,
-            "aws",
-            "us-east-1",
-            "m6i.xlarge",
-            "default",
-            Some(7200),
-            -1,
-            false,
-            Some(1.25),
-            Some(10.0),
-        ),
-        row(
-            "c-up-gcp",
-            Up,
-            "gcp",
-            "us-central1",
-            "n2-standard-4",
-            "research",
-            Some(60),
-            10,
-            true,
-            None,
-            None,
-        ),
-        row(
-            "d-stopped",
-            Stopped,
-            "aws",
-            "us-east-1",
-            "m6i.large",
-            "default",
-            Some(90_000),
-            -1,
-            false,
-            Some(0.5),
-            Some(3.0),
-        ),
-        row(
-            "e-init",
-            Init,
-            "aws",
-            "us-west-2",
-            "m6i.large",
-            "default",
-            None,
-            5,
-            false,
-            Some(0.25),
-            None,
-        ),
-        row(
-            "f-gone",
-            Gone,
-            "aws",
-            "us-east-1",
-            "p4d.24xlarge",
-            "default",
-            Some(4000),
-            -1,
-            false,
-            Some(3.0),
-            Some(7.0),
-        ),
+        row("a-up-aws", Up)
+            .launched_ago(3600)
+            .autostop(30, false)
+            .priced(0.5, Some(2.0))
+            .build(),
+        row("b-up-noauto", Up)
+            .at("aws", "us-east-1", "m6i.xlarge")
+            .launched_ago(7200)
+            .priced(1.25, Some(10.0))
+            .build(),
+        row("c-up-gcp", Up)
+            .at("gcp", "us-central1", "n2-standard-4")
+            .workspace("research")
+            .launched_ago(60)
+            .autostop(10, true)
+            .build(),
+        row("d-stopped", Stopped)
+            .launched_ago(90_000)
+            .priced(0.5, Some(3.0))
+            .build(),
+        row("e-init", Init)
+            .at("aws", "us-west-2", "m6i.large")
+            .autostop(5, false)
+            .priced(0.25, None)
+            .build(),
+        row("f-gone", Gone)
+            .at("aws", "us-east-1", "p4d.24xlarge")
+            .launched_ago(4000)
+            .priced(3.0, Some(7.0))
+            .build(),
     ];
-    store
-        .commit_poll(
-            &ClusterChanges {
-                upserts,
-                gone: vec![],
-                transitions: vec![],
-            },
-            &poll(45.0, PollOutcome::Ok, None),
-        )
-        .unwrap();
+    commit(&mut store, upserts, 45.0);
     store
         .set_api_server_health(&ApiServerHealth {
             checked_at: Timestamp::from(NOW - 10.0),
@@ -806,30 +806,9 @@ async fn odd_label_values_are_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
     let mut store = Store::open(&db).unwrap();
-    let mut r = row(
-        "odd",
-        ClusterStatus::Up,
-        "aws",
-        "us-east-1",
-        "m6i.large",
-        "default",
-        Some(10),
-        -1,
-        false,
-        None,
-        None,
-    );
+    let mut r = row("odd", ClusterStatus::Up).launched_ago(10).build();
     r.cluster.region = Some("weird \"region\"\\\nname".into());
-    store
-        .commit_poll(
-            &ClusterChanges {
-                upserts: vec![r],
-                gone: vec![],
-                transitions: vec![],
-            },
-            &poll(1.0, PollOutcome::Ok, None),
-        )
-        .unwrap();
+    commit(&mut store, vec![r], 1.0);
     store
         .record_poll_failure(&poll(
             0.5,
@@ -1246,31 +1225,14 @@ async fn large_fleet_streams_completely() {
             } else {
                 ClusterStatus::Up
             };
-            row(
-                &format!("bulk-{i:05}"),
-                status,
-                "aws",
-                "us-east-1",
-                "m6i.large",
-                "default",
-                Some(100),
-                10,
-                false,
-                Some(0.5),
-                Some(1.0),
-            )
+            row(&format!("bulk-{i:05}"), status)
+                .launched_ago(100)
+                .autostop(10, false)
+                .priced(0.5, Some(1.0))
+                .build()
         })
         .collect();
-    store
-        .commit_poll(
-            &ClusterChanges {
-                upserts,
-                gone: vec![],
-                transitions: vec![],
-            },
-            &poll(1.0, PollOutcome::Ok, None),
-        )
-        .unwrap();
+    commit(&mut store, upserts, 1.0);
     drop(store);
     let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
     for accept in [None, Some("application/openmetrics-text")] {
@@ -1307,29 +1269,12 @@ async fn later_writes_and_a_replaced_database_are_seen() {
     // A poll adds a cluster while the monitor holds its connections.
     {
         let mut store = Store::open(&db).unwrap();
-        let r = row(
-            "g-new",
-            ClusterStatus::Up,
-            "aws",
-            "us-east-1",
-            "m6i.large",
-            "default",
-            Some(5),
-            15,
-            false,
-            Some(2.0),
-            None,
-        );
-        store
-            .commit_poll(
-                &ClusterChanges {
-                    upserts: vec![r],
-                    gone: vec![],
-                    transitions: vec![],
-                },
-                &poll(2.0, PollOutcome::Ok, None),
-            )
-            .unwrap();
+        let r = row("g-new", ClusterStatus::Up)
+            .launched_ago(5)
+            .autostop(15, false)
+            .priced(2.0, None)
+            .build();
+        commit(&mut store, vec![r], 2.0);
     }
     let m = parse(&server.metrics().await);
     assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 4.0);
@@ -1340,29 +1285,10 @@ async fn later_writes_and_a_replaced_database_are_seen() {
     let other = dir.path().join("other.db");
     {
         let mut store = Store::open(&other).unwrap();
-        let r = row(
-            "only",
-            ClusterStatus::Stopped,
-            "gcp",
-            "us-central1",
-            "n2-standard-4",
-            "default",
-            None,
-            -1,
-            false,
-            None,
-            None,
-        );
-        store
-            .commit_poll(
-                &ClusterChanges {
-                    upserts: vec![r],
-                    gone: vec![],
-                    transitions: vec![],
-                },
-                &poll(1.0, PollOutcome::Ok, None),
-            )
-            .unwrap();
+        let r = row("only", ClusterStatus::Stopped)
+            .at("gcp", "us-central1", "n2-standard-4")
+            .build();
+        commit(&mut store, vec![r], 1.0);
         // Fold the WAL into the main file so the rename carries everything.
         rusqlite::Connection::open(&other)
             .unwrap()
