@@ -326,6 +326,9 @@ let
   # its requests and between polls, so twice that is a hung loop, never a slow server.
   pollDeadline = cfg.settings.cluster_manager.poll_deadline_secs or 120;
   watchdogSec = 2 * pollDeadline;
+  # The servers (monitor, launch policy, web UI) feed it from a task every half period:
+  # silence for this long is a runtime whose threads are all stuck.
+  serverWatchdogSec = 30;
 
   serverStart = "${serverInterpreter} -m sky.server.server --deploy --host 127.0.0.1 --port ${toString cfg.apiServer.port}";
 
@@ -1260,6 +1263,7 @@ in
       systemd.services.skypilot-monitor = mkHostUnit {
         role = "monitor";
         description = "SkyPilot host monitor (skypilot-host)";
+        watchdog = serverWatchdogSec;
         loopbackOnly = monitorLoopback;
         # Reads the host database (SQLite WAL needs its -shm file writable).
         connections = true;
@@ -1304,6 +1308,7 @@ in
       systemd.services.skypilot-policy = mkHostUnit {
         role = "policy";
         description = "SkyPilot launch policy (skypilot-host)";
+        watchdog = serverWatchdogSec;
         # Only SkyPilot's API server on loopback talks to it.
         loopbackOnly = true;
         # It reads SkyPilot's catalog under the API server's state (read-only, as all of
@@ -1325,6 +1330,7 @@ in
       systemd.services.skypilot-web-ui = mkHostUnit {
         role = "web-ui";
         description = "SkyPilot web UI (skypilot-host)";
+        watchdog = serverWatchdogSec;
         loopbackOnly = webUILoopback;
         # Reads the host database and appends to its audit table.
         connections = true;

@@ -1,6 +1,7 @@
 //! Reading the files a role is pointed at (host config, SkyPilot config, tokens,
 //! credentials) without trusting them: only regular files, opened so that a FIFO cannot
-//! block, and never more than a cap.
+//! block, and never more than a cap; and writing one so that a reader never sees half of
+//! it ([`write_atomic`]).
 
 use std::fmt;
 use std::io::Read;
@@ -101,6 +102,62 @@ pub(crate) fn read_regular_text(path: &Path, max: u64) -> Result<String, ReadErr
     String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
         offset: e.utf8_error().valid_up_to(),
     })
+}
+
+/// How [`write_atomic`] puts its file in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Renamed over whatever is at the path.
+    Replace,
+    /// Linked only if nothing is at the path yet.
+    CreateNew,
+}
+
+/// Writes `bytes` to a new temporary file of `mode` (less the umask) beside `path`,
+/// synced, then puts it at `path` in one step, so a reader sees the old file or the
+/// whole new one. `Ok(false)` when `place` is [`Place::CreateNew`] and `path` already
+/// exists (another process made it first). The temporary file never stays behind.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    place: Place,
+) -> std::io::Result<bool> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| -> std::io::Result<bool> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        match place {
+            Place::Replace => std::fs::rename(&tmp, path).map(|()| true),
+            Place::CreateNew => match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                other => other.map(|()| true),
+            },
+        }
+    })();
+    if place == Place::CreateNew || result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -631,6 +631,7 @@ def expect_monitoring_open(c, r, label):
     c.equal(cm['Type'], 'notify', f'{label}: cluster manager Type=notify')
     c.equal(cm['WatchdogSec'], 180, f'{label}: WatchdogSec = 2 x poll deadline (90 s)')
     c.equal(m['LimitNOFILE'], 8192, f'{label}: monitor file limit above its 4,096 connections')
+    c.equal(m['WatchdogSec'], 30, f'{label}: the monitor feeds a 30 s watchdog')
     c.equal(cm['IPAddressDeny'], 'any', f'{label}: cluster manager network')
     c.equal(r['services']['skypilot-cluster-manager']['after'],
             ['skypilot-api-server.service'], f'{label}: cluster manager after API server')

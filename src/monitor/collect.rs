@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::ErrorCode;
-
 use crate::load_budget::PollLoad;
 pub(crate) use crate::store::scrape::FleetCluster;
 use crate::store::scrape::FleetRead;
-use crate::store::{ApiServerHealth, PollOutcome, Store, StoreError};
+use crate::store::{ApiServerHealth, ErrorKind, PollOutcome, Store, StoreError};
 use crate::time::{Clock, Timestamp};
 
 /// Every kind of database-wide error the exporter reports (`skypilot_host_database_error`).
@@ -79,32 +77,16 @@ enum Problem {
     Row,
 }
 
-fn classify_sqlite(e: &rusqlite::Error) -> Problem {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => Problem::Database(match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => "locked",
-            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                "unreadable"
-            }
-            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => "corrupt",
-            _ => "other",
-        }),
-        rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => Problem::Row,
-        _ => Problem::Database("other"),
-    }
-}
-
 fn classify(e: &StoreError) -> Problem {
-    match e {
-        StoreError::Sqlite { cause, .. } => classify_sqlite(cause),
-        StoreError::Dir { .. } => Problem::Database("unreadable"),
-        StoreError::TooNew { .. } => Problem::Database("too_new"),
-        StoreError::TooOld { .. } => Problem::Database("too_old"),
-        StoreError::InvalidVersion { .. } => Problem::Database("other"),
-        StoreError::BadRow { .. } => Problem::Row,
-    }
+    Problem::Database(match e.kind() {
+        ErrorKind::BadRow => return Problem::Row,
+        ErrorKind::Locked => "locked",
+        ErrorKind::Unreadable => "unreadable",
+        ErrorKind::Corrupt => "corrupt",
+        ErrorKind::TooNew => "too_new",
+        ErrorKind::TooOld => "too_old",
+        ErrorKind::Other => "other",
+    })
 }
 
 impl Snapshot {

@@ -269,8 +269,6 @@ pub(crate) fn write_sky_config(
     output: &Path,
     token_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let token_path = token_file.unwrap_or(&config.policy.token_file);
     let token = token::load(token_path, config.policy.create_token)?;
     let mut value = crate::sky_config::read_config(input)?;
@@ -302,26 +300,8 @@ pub(crate) fn write_sky_config(
             input.display()
         ),
     );
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(".sky-config.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&tmp)?;
-        f.write_all(yaml.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, output)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: cannot write: {e}", output.display());
-    }
+    crate::files::write_atomic(output, yaml.as_bytes(), 0o400, crate::files::Place::Replace)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
     println!(
         "{}: SkyPilot's config with admin_policy = {}?token=(from {})",
         output.display(),

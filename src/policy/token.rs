@@ -2,8 +2,6 @@
 //! the token rides in its query string (`?token=…`). Read from `policy.token_file`,
 //! created there (random, mode 0600) when `policy.create_token` says so.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 /// Largest token file read.
@@ -75,28 +73,15 @@ pub(crate) fn load(path: &Path, create: bool) -> anyhow::Result<Token> {
 
 fn create_new(path: &Path) -> anyhow::Result<()> {
     let token = hex::encode(crate::secret::random_bytes(32)?);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(".policy-token.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()
-    };
-    let result = write().and_then(|()| match std::fs::hard_link(&tmp, path) {
-        // Another process made it first: theirs is the token.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    });
-    let _ = std::fs::remove_file(&tmp);
-    result.map_err(|e| anyhow::anyhow!("{}: cannot create the policy token: {e}", path.display()))
+    // Another process may make it first: theirs is the token (`Ok(false)`).
+    crate::files::write_atomic(
+        path,
+        format!("{token}\n").as_bytes(),
+        0o600,
+        crate::files::Place::CreateNew,
+    )
+    .map(drop)
+    .map_err(|e| anyhow::anyhow!("{}: cannot create the policy token: {e}", path.display()))
 }
 
 #[cfg(test)]

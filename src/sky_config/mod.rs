@@ -14,7 +14,6 @@ mod values;
 pub mod yaml;
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -243,29 +242,9 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
     }
 }
 
-/// Writes `bytes` to a temporary file next to `path` and renames it into place.
+/// Writes `bytes` to `path`, replaced atomically.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::anyhow!("{}: cannot write: {e}", path.display()));
-    }
-    Ok(())
+    crate::files::write_atomic(path, bytes, 0o666, crate::files::Place::Replace)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
 }

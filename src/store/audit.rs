@@ -175,6 +175,35 @@ impl Store {
         )
     }
 
+    /// The latest entries made by `actor` or recording one of `actions`, newest first.
+    pub(crate) fn audit_by(
+        &self,
+        actor: &str,
+        actions: &[AuditAction],
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
+        // The actions are this binary's own names: one placeholder each.
+        let names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!(":a{i}")).collect();
+        let mut args: Vec<(&str, &dyn ToSql)> = vec![(":actor", &actor)];
+        for (k, n) in placeholders.iter().zip(&names) {
+            args.push((k.as_str(), n));
+        }
+        let limit = sql_count(limit);
+        args.push((":limit", &limit));
+        let actions_clause = if names.is_empty() {
+            String::new()
+        } else {
+            format!(" OR action IN ({})", placeholders.join(", "))
+        };
+        self.audit_query(
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE actor = :actor{actions_clause} ORDER BY id DESC LIMIT :limit"
+            ),
+            &args,
+        )
+    }
+
     /// Counts of audit entries by (action, outcome).
     pub(crate) fn audit_counts(&self) -> Result<Vec<(AuditAction, AuditOutcome, i64)>> {
         let mut stmt = self
@@ -195,6 +224,54 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_by_actor_or_action_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("host.db")).unwrap();
+        let add = |actor: &str, action: AuditAction| {
+            store
+                .append_audit(&AuditEntry {
+                    at: Timestamp::from_secs(1),
+                    actor: actor.into(),
+                    action,
+                    cluster: Some("c".into()),
+                    outcome: AuditOutcome::Ok,
+                    detail: None,
+                })
+                .unwrap();
+        };
+        add("autostop", AuditAction::Stop);
+        add("alice", AuditAction::Autostop);
+        add("autostop-bot", AuditAction::Down);
+        add("bob", AuditAction::Stop);
+        add("autostop", AuditAction::Autostop);
+        let by = |actions: &[AuditAction], limit| -> Vec<(String, AuditAction)> {
+            store
+                .audit_by("autostop", actions, limit)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.actor, e.action))
+                .collect()
+        };
+        assert_eq!(
+            by(&[], 10),
+            vec![
+                ("autostop".into(), AuditAction::Autostop),
+                ("autostop".into(), AuditAction::Stop)
+            ]
+        );
+        assert_eq!(by(&[], 1).len(), 1);
+        let with_actions = by(&[AuditAction::Autostop, AuditAction::CancelAutostop], 10);
+        assert_eq!(
+            with_actions,
+            vec![
+                ("autostop".into(), AuditAction::Autostop),
+                ("alice".into(), AuditAction::Autostop),
+                ("autostop".into(), AuditAction::Stop)
+            ]
+        );
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_are_named() {

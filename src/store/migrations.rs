@@ -145,6 +145,11 @@ CREATE INDEX audit_by_time ON audit (at);
 INSERT INTO audit SELECT * FROM audit_v3;
 DROP TABLE audit_v3;
 "#,
+    // 5: the console reads the audit by actor (the enforcer's actions) and by action.
+    r#"
+CREATE INDEX audit_by_actor ON audit (actor, id);
+CREATE INDEX audit_by_action ON audit (action, id);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

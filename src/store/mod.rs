@@ -84,6 +84,53 @@ pub enum StoreError {
 
 pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
+/// What kind of failure a [`StoreError`] is, for counting (the monitor's
+/// `skypilot_host_database_error{kind}`) without looking into SQLite's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another connection holds a lock.
+    Locked,
+    /// The file or its directory cannot be opened or read.
+    Unreadable,
+    /// Not a SQLite database, or a damaged one.
+    Corrupt,
+    /// Written by a newer skypilot-host.
+    TooNew,
+    /// Not migrated yet.
+    TooOld,
+    /// One row does not hold what its table promises; the rest is readable.
+    BadRow,
+    Other,
+}
+
+impl StoreError {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sqlite { cause, .. } => match cause {
+                rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                    ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Locked,
+                    ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                        ErrorKind::Unreadable
+                    }
+                    ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => ErrorKind::Corrupt,
+                    _ => ErrorKind::Other,
+                },
+                rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..) => ErrorKind::BadRow,
+                _ => ErrorKind::Other,
+            },
+            StoreError::Dir { .. } => ErrorKind::Unreadable,
+            StoreError::TooNew { .. } => ErrorKind::TooNew,
+            StoreError::TooOld { .. } => ErrorKind::TooOld,
+            StoreError::InvalidVersion { .. } => ErrorKind::Other,
+            StoreError::BadRow { .. } => ErrorKind::BadRow,
+        }
+    }
+}
+
 /// A count or limit as SQLite's INTEGER (saturating: no count reaches it).
 pub(crate) fn sql_count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::identity::{Identity, Role};
-use super::WebState;
 use crate::store::{AuditAction, AuditEntry, AuditOutcome, ClusterRow};
+use crate::web_ui::state::WebState;
 
 /// Longest autostop accepted, in minutes (a week).
 pub(crate) const MAX_AUTOSTOP_MINUTES: i64 = 7 * 24 * 60;
@@ -144,7 +144,7 @@ pub(crate) fn actor(who: &Identity) -> String {
 }
 
 async fn audit(state: &Arc<WebState>, entry: AuditEntry) {
-    super::write_audit(state.db_path.clone(), vec![entry]).await;
+    super::state::write_audit(state.db_path.clone(), vec![entry]).await;
 }
 
 /// Carries out `action` on `cluster` for `who`, and audits it (refusals included).

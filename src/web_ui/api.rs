@@ -20,9 +20,9 @@ use serde_json::json;
 
 use super::actions::{self, ActError, Action, ActionRequest};
 use super::identity::Identity;
-use super::WebState;
 use crate::cluster::ClusterStatus;
 use crate::store::{ClusterOrder, ClusterQuery};
+use crate::web_ui::state::WebState;
 
 /// Most audit entries one request returns.
 const MAX_AUDIT: usize = 10_000;

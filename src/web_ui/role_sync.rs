@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use super::identity::Role;
 use super::ownership::user_id_of_name;
-use super::WebState;
 use crate::store::{AuditAction, AuditEntry, AuditOutcome};
+use crate::web_ui::state::WebState;
 
 /// The actor the audit names for the sync.
 pub(crate) const ACTOR: &str = "web-ui:role-sync";
@@ -180,7 +180,7 @@ async fn audit(state: &Arc<WebState>, report: &Report) {
             detail: Some("SkyPilot's rbac.default_role set to viewer".to_string()),
         });
     }
-    super::write_audit(state.db_path.clone(), entries).await;
+    super::state::write_audit(state.db_path.clone(), entries).await;
 }
 
 /// The sync loop: a pass at once, then one every `interval`, for ever (the web UI ends

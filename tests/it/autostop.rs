@@ -89,14 +89,6 @@ mod sim {
     use super::*;
     use crate::support::sim::{Fault, Op, Outcome, SimCluster, SimStatus, Simulator};
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     fn old(name: &str) -> SimCluster {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -157,7 +149,7 @@ mod sim {
     /// next pass; the dry run prints one line per cluster.
     #[test]
     fn enforces_reasserts_and_is_idempotent() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         fleet(&sim);
         let host = host_with(&sim.url(), 2, POLICY);
@@ -266,7 +258,7 @@ mod sim {
     /// (and torn down on Kubernetes).
     #[test]
     fn lifetime_backstop_stops_and_downs() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(old("lt-aws").autostop(30, false));
         sim.add_cluster(old("lt-k8s").cloud("Kubernetes").autostop(30, true));
@@ -308,7 +300,7 @@ mod sim {
     /// enforcer holds back and says why. A failed last poll holds it back too.
     #[test]
     fn stale_data_holds_it_back() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(old("st-off"));
         let host = host_with(&sim.url(), 1, "idle_minutes = 60");
@@ -346,7 +338,7 @@ mod sim {
     /// the back-off sends nothing, one after it tries again.
     #[test]
     fn failures_are_audited_and_backed_off() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(old("bo-off"));
         sim.set_outcome(
@@ -422,7 +414,7 @@ mod sim {
     /// then does nothing), stopping cleanly on SIGTERM.
     #[test]
     fn daemon_passes_repeatedly_and_holds_the_lock() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(old("dm-off"));
         let host = host_with(&sim.url(), 1, "idle_minutes = 20\ninterval_secs = 1");
@@ -483,7 +475,7 @@ mod sim {
     /// acting; only the first acts.
     #[test]
     fn overlapping_passes_do_not_both_act() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(old("ov-off"));
         let host = host_with(&sim.url(), 2, "idle_minutes = 60");

@@ -191,14 +191,6 @@ mod sim {
 
     use crate::support::sim::{Fault, SimCluster, SimStatus, Simulator};
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     fn last_error_kind(db: &Path) -> Option<String> {
         open_db(db)
             .query_row(
@@ -214,7 +206,7 @@ mod sim {
     /// one poll once the server is well.
     #[test]
     fn faults_keep_state_mark_stale_and_recover() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(SimCluster::new("f-a").autostop(30, false));
         sim.add_cluster(SimCluster::new("f-b").status(SimStatus::Stopped));
@@ -311,7 +303,7 @@ mod sim {
     /// never marks the fleet gone.
     #[test]
     fn failed_poll_never_marks_clusters_gone() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.generate_clusters("g", 20);
         let host = Host::new(&sim.url(), 1, 3600);
@@ -350,7 +342,7 @@ mod sim {
     /// carries the autostop value of one and the same poll).
     #[test]
     fn kill_9_during_writes_keeps_database_consistent() {
-        let rt = runtime();
+        let rt = crate::support::runtime(1);
         let sim = rt.block_on(Simulator::start()).unwrap();
         let n = 3000;
         let fleet = |round: i64| {

@@ -18,14 +18,6 @@ const POLL_SECS: u64 = 1;
 const BUDGET: f64 = 0.1;
 const DELAY: Duration = Duration::from_millis(500);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Prometheus text -> value of an unlabelled series.
 fn series(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -34,7 +26,7 @@ fn series(text: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
-    let rt = runtime();
+    let rt = crate::support::runtime(1);
     let sim = rt.block_on(Simulator::start()).unwrap();
     sim.add_cluster(SimCluster::new("lb-a"));
     sim.add_cluster(SimCluster::new("lb-b"));

@@ -23,14 +23,6 @@ const ADMIN: (&str, &str, &str) = ("alice", "alice-password", "admin");
 const USER: (&str, &str, &str) = ("bob", "bob-password", "user");
 const VIEWER: (&str, &str, &str) = ("carol", "carol-password", "viewer");
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A simulated fleet recorded by the cluster manager, and a web UI over it.
 struct Setup {
     rt: tokio::runtime::Runtime,
@@ -44,7 +36,7 @@ struct Setup {
 impl Setup {
     /// `extra` adds clusters to the simulated fleet; `tweak` changes the config.
     fn new(extra: &[SimCluster], tweak: impl FnOnce(&mut Config)) -> Setup {
-        let rt = runtime();
+        let rt = crate::support::runtime(2);
         let sim = rt.block_on(Simulator::start()).unwrap();
         sim.add_cluster(SimCluster::new("web-a").user("alice", "a1"));
         sim.add_cluster(SimCluster::new("web-b").user("bob", "b2"));
@@ -616,7 +608,7 @@ fn without_users_it_makes_one_admin_with_a_private_password_and_a_users_file_dis
         !log.contains(&password),
         "the log shows the password: {log}"
     );
-    let rt = runtime();
+    let rt = crate::support::runtime(2);
     let login = |user: &str, pw: &str| {
         rt.block_on(
             http()

@@ -11,6 +11,7 @@
 //! - `clock`: a clock the test sets.
 //! - `tls`: a TLS front with a private CA for any loopback server.
 //! - `web`: the web UI in-process, its users file, and a browser-like client.
+//! - [`runtime`]: a runtime for the tests that drive async code from sync ones.
 #![allow(dead_code)]
 
 pub mod api;
@@ -20,3 +21,13 @@ pub mod real;
 pub mod sim;
 pub mod tls;
 pub mod web;
+
+/// A multi-thread runtime with `workers` worker threads, for tests that are not async
+/// themselves (they block on the binary or a server in between).
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}

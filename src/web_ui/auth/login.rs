@@ -16,7 +16,7 @@ use super::{csrf, session, SessionRef};
 use crate::store::{AuditAction, AuditOutcome};
 use crate::web_ui::console::views::login_page;
 use crate::web_ui::identity::{AuthMethod, Identity, Role};
-use crate::web_ui::WebState;
+use crate::web_ui::state::WebState;
 
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,8 +46,8 @@ use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
 
 use super::identity::{AuthMethod, Identity, Role};
-use super::WebState;
 use crate::time::Timestamp;
+use crate::web_ui::state::WebState;
 use login::LoginError;
 
 /// How long a verified Basic credential is trusted without running argon2 again.

@@ -13,7 +13,7 @@ use crate::store::Store;
 use crate::time::Timestamp;
 use crate::web_ui::auth::SessionRef;
 use crate::web_ui::identity::Identity;
-use crate::web_ui::WebState;
+use crate::web_ui::state::WebState;
 
 /// The context every page is drawn with.
 pub(crate) struct Ctx {

@@ -8,8 +8,7 @@ use crate::store::{
 };
 use crate::time::Timestamp;
 
-/// The actor name prefix of the autostop enforcer's audit entries.
-const AUTOSTOP_ACTOR: &str = "autostop";
+use crate::autostop::ACTOR as AUTOSTOP_ACTOR;
 
 /// The Overview: the whole fleet and the latest autostop actions.
 pub(crate) struct Overview {
@@ -20,12 +19,7 @@ pub(crate) struct Overview {
 pub(crate) fn overview(s: &Store, config: &Config, now: Timestamp) -> anyhow::Result<Overview> {
     Ok(Overview {
         fleet: crate::fleet::report(s, config, now, &ClusterQuery::default())?,
-        autostop_actions: s
-            .audit(500)?
-            .into_iter()
-            .filter(|e| e.actor.starts_with(AUTOSTOP_ACTOR))
-            .take(10)
-            .collect(),
+        autostop_actions: s.audit_by(AUTOSTOP_ACTOR, &[], 10)?,
     })
 }
 
@@ -44,17 +38,11 @@ pub(crate) fn cluster(
 
 /// The Autostop page's log: the enforcer's actions and every person's autostop changes.
 pub(crate) fn autostop_log(s: &Store) -> anyhow::Result<Vec<AuditEntry>> {
-    Ok(s.audit(2000)?
-        .into_iter()
-        .filter(|e| {
-            e.actor.starts_with(AUTOSTOP_ACTOR)
-                || matches!(
-                    e.action,
-                    AuditAction::Autostop | AuditAction::CancelAutostop
-                )
-        })
-        .take(200)
-        .collect())
+    Ok(s.audit_by(
+        AUTOSTOP_ACTOR,
+        &[AuditAction::Autostop, AuditAction::CancelAutostop],
+        200,
+    )?)
 }
 
 /// The Services page's recorded part (the live probes are made by the handler).
@@ -70,9 +58,6 @@ pub(crate) fn services(s: &Store, config: &Config, now: Timestamp) -> anyhow::Re
         fresh: crate::fleet::freshness_of(s, config, now)?,
         api: s.api_server_health()?,
         polls: s.recent_polls(10)?,
-        last_autostop: s
-            .audit(500)?
-            .into_iter()
-            .find(|e| e.actor.starts_with(AUTOSTOP_ACTOR)),
+        last_autostop: s.audit_by(AUTOSTOP_ACTOR, &[], 1)?.pop(),
     })
 }

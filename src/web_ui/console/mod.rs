@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::auth::{self, login};
-use super::WebState;
+use crate::web_ui::state::WebState;
 
 const CSS: &str = include_str!("static/console.css");
 const JS: &str = include_str!("static/refresh.js");

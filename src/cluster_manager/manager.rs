@@ -1,0 +1,470 @@
+//! The poll loop: SkyPilot's API server asked on the effective interval, its answer
+//! diffed and committed through the store, failures recorded and backed off.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::load_budget::LoadBudget;
+use crate::skypilot::{Client, ClientError, CostRecord, RefreshMode};
+use crate::store::{
+    sql_count, ApiServerHealth, ClusterRow, PollOutcome, PollRun, Store, WriterLock,
+};
+use crate::systemd;
+use crate::terminal::clean;
+use crate::time::{Clock, SystemClock, Timestamp};
+
+/// How long poll records and transitions are kept.
+const POLL_RETENTION_SECS: f64 = 30.0 * 86_400.0;
+/// How often old poll records are pruned.
+const PRUNE_EVERY_SECS: f64 = 3600.0;
+/// Days of history asked of SkyPilot's cost report.
+const COST_REPORT_DAYS: u32 = 30;
+
+use super::diff::{ingest, Ingested, Known};
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollReport {
+    pub(crate) refresh: RefreshMode,
+    pub outcome: PollOutcome,
+    pub clusters: usize,
+    pub changes: usize,
+    pub error: Option<String>,
+}
+
+/// The cluster manager's state between polls.
+pub struct Manager {
+    client: Client,
+    store: Store,
+    _lock: WriterLock,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    known: Known,
+    costs: HashMap<String, CostRecord>,
+    last_force: Option<Timestamp>,
+    last_prune: Option<Timestamp>,
+    failures: u32,
+    /// The cost of `/status` to the server and the interval that keeps it in budget.
+    load: LoadBudget,
+}
+
+fn known_rows(store: &Store) -> crate::store::Result<HashMap<String, ClusterRow>> {
+    Ok(store
+        .clusters()?
+        .into_iter()
+        .map(|r| (r.cluster.name.clone(), r))
+        .collect())
+}
+
+impl Manager {
+    pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Manager> {
+        let client = Client::new(&config.skypilot)?;
+        let lock = WriterLock::acquire(&config.cluster_manager.database)?;
+        let store = Store::open(&config.cluster_manager.database)?;
+        let rows = known_rows(&store)?;
+        let load = LoadBudget::new(
+            config.cluster_manager.load_budget,
+            config.cluster_manager.poll_interval_secs,
+        );
+        Ok(Manager {
+            client,
+            store,
+            _lock: lock,
+            clock,
+            config,
+            known: Known {
+                rows,
+                fingerprints: HashMap::new(),
+            },
+            costs: HashMap::new(),
+            last_force: None,
+            last_prune: None,
+            failures: 0,
+            load,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Number of clusters known, gone ones included.
+    pub(crate) fn known_len(&self) -> usize {
+        self.known.rows.len()
+    }
+
+    /// Consecutive failed polls.
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    fn force_due(&self, now: Timestamp) -> bool {
+        let every = self.config.cluster_manager.force_refresh_interval_secs;
+        let every = Duration::from_secs(every).as_secs_f64();
+        self.last_force.is_none_or(|t| now.secs_since(t) >= every)
+    }
+
+    /// Probes `/api/health` and records the result.
+    pub(crate) async fn check_health(&mut self) -> Result<(), ClientError> {
+        let started = Instant::now();
+        let result = self.client.health().await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let h = match &result {
+            Ok(h) => ApiServerHealth {
+                checked_at: self.clock.now(),
+                healthy: h.status == "healthy",
+                version: h.version.clone(),
+                api_version: h.api_version.clone(),
+                commit: h.commit.clone(),
+                latency_ms: Some(latency_ms),
+                error: (h.status != "healthy").then(|| format!("status {:?}", h.status)),
+            },
+            Err(e) => ApiServerHealth {
+                checked_at: self.clock.now(),
+                healthy: false,
+                version: None,
+                api_version: None,
+                commit: None,
+                latency_ms: None,
+                error: Some(e.to_string()),
+            },
+        };
+        if let Err(e) = self.store.set_api_server_health(&h) {
+            tracing::error!(error = %e, "cannot record the API server's health");
+        }
+        result.map(|_| ())
+    }
+
+    /// Reopens the database when its file was deleted or replaced (a new file is
+    /// created and migrated), and starts over from what the new file holds.
+    fn reopen_if_replaced(&mut self) -> Result<(), String> {
+        if !self.store.file_replaced() {
+            return Ok(());
+        }
+        let path = self.config.cluster_manager.database.clone();
+        tracing::warn!(database = %path.display(), "the host database file was deleted or replaced; reopening it");
+        let store = Store::open(&path).map_err(|e| e.to_string())?;
+        let rows = known_rows(&store).map_err(|e| e.to_string())?;
+        tracing::info!(database = %path.display(), clusters = rows.len(), "host database reopened; the next poll records every cluster it lacks");
+        self.store = store;
+        self.known = Known {
+            rows,
+            fingerprints: HashMap::new(),
+        };
+        Ok(())
+    }
+
+    /// One poll: health, status (forced when due), cost report with forced polls,
+    /// ingest, commit, prune. Never fails: the outcome is recorded and returned.
+    pub async fn poll_once(&mut self) -> PollReport {
+        let started = self.clock.now();
+        if let Err(e) = self.reopen_if_replaced() {
+            self.failures += 1;
+            tracing::error!(error = %e, "cannot reopen the host database");
+            return PollReport {
+                refresh: RefreshMode::None,
+                outcome: PollOutcome::Error,
+                clusters: 0,
+                changes: 0,
+                error: Some(e),
+            };
+        }
+        if let Err(e) = self.check_health().await {
+            return self.record_failure(RefreshMode::None, started, &e);
+        }
+        systemd::watchdog();
+        let force = self.force_due(started);
+        let (refresh, text) = match self.fetch_status(force, started).await {
+            Ok(answer) => answer,
+            Err((refresh, e)) => return self.record_failure(refresh, started, &e),
+        };
+        systemd::watchdog();
+        if force {
+            self.refresh_costs().await;
+            systemd::watchdog();
+        }
+        let finished = self.clock.now();
+        let ingested = match self.client.status_records(&text).and_then(|records| {
+            ingest(&self.known, records, &self.costs, force, finished.floor()).map_err(|what| {
+                ClientError::Malformed {
+                    url: self.client.base_url().to_string(),
+                    what: format!("status: {what}"),
+                }
+            })
+        }) {
+            Ok(i) => i,
+            Err(e) => return self.record_failure(refresh, started, &e),
+        };
+        drop(text);
+        self.commit(refresh, started, finished, ingested)
+    }
+
+    /// `/status`, forced when due. A forced read that the server answered with an error
+    /// (e.g. a cloud's credentials are missing) is recorded, then SkyPilot's database is
+    /// read without refresh so the state stays fresh.
+    async fn fetch_status(
+        &mut self,
+        force: bool,
+        started: Timestamp,
+    ) -> Result<(RefreshMode, String), (RefreshMode, ClientError)> {
+        if force {
+            self.last_force = Some(started);
+            match self.client.status_raw(RefreshMode::Force).await {
+                Ok(text) => return Ok((RefreshMode::Force, text)),
+                Err(e) if !e.is_unreachable() => {
+                    tracing::warn!(error = %e, "forced refresh failed; reading without refresh");
+                    self.record_failure(RefreshMode::Force, started, &e);
+                }
+                Err(e) => return Err((RefreshMode::Force, e)),
+            }
+        }
+        let sent = self.clock.now();
+        let text = self
+            .client
+            .status_raw(RefreshMode::None)
+            .await
+            .map_err(|e| (RefreshMode::None, e))?;
+        // Only reads without refresh count: a forced one waits on the clouds, not on
+        // the server, and comes every force_refresh_interval_secs whatever the interval.
+        let load = self.load.record(sent, self.clock.now());
+        if load.interval_secs > self.load_floor_secs() {
+            tracing::debug!(
+                status_secs = load.status_secs,
+                interval_secs = load.interval_secs,
+                budget = load.budget,
+                "polling less often to keep within cluster_manager.load_budget"
+            );
+        }
+        Ok((RefreshMode::None, text))
+    }
+
+    fn load_floor_secs(&self) -> f64 {
+        Duration::from_secs(self.config.cluster_manager.poll_interval_secs).as_secs_f64()
+    }
+
+    async fn refresh_costs(&mut self) {
+        match self.client.cost_report(COST_REPORT_DAYS).await {
+            Ok(records) => {
+                self.costs = records.into_iter().map(|r| (r.name.clone(), r)).collect();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cost report failed; keeping the last known costs")
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        refresh: RefreshMode,
+        started: Timestamp,
+        finished: Timestamp,
+        ingested: Ingested,
+    ) -> PollReport {
+        let changes = &ingested.changes;
+        let n = changes.upserts.len() + changes.gone.len();
+        let clusters = ingested.clusters;
+        let run = PollRun {
+            id: 0,
+            started_at: started,
+            finished_at: finished,
+            refresh,
+            outcome: PollOutcome::Ok,
+            error_kind: None,
+            error: None,
+            clusters: Some(sql_count(clusters)),
+            changes: Some(sql_count(n)),
+        };
+        if let Err(e) = self.store.commit_poll(changes, &run) {
+            // The database refused the write: keep the in-memory view as it was, so the
+            // next poll writes the same changes again.
+            tracing::error!(error = %e, "cannot record the poll");
+            self.failures += 1;
+            return PollReport {
+                refresh,
+                outcome: PollOutcome::Error,
+                clusters,
+                changes: 0,
+                error: Some(e.to_string()),
+            };
+        }
+        if let Some(load) = self.load.last() {
+            if let Err(e) = self.store.set_poll_load(&load) {
+                tracing::warn!(error = %e, "cannot record the poll interval and load");
+            }
+        }
+        for t in &changes.transitions {
+            tracing::info!(cluster = %clean(&t.cluster), from = ?t.from, to = %t.to, "cluster status changed");
+        }
+        self.known.apply(ingested);
+        self.failures = 0;
+        self.prune(finished);
+        PollReport {
+            refresh,
+            outcome: PollOutcome::Ok,
+            clusters,
+            changes: n,
+            error: None,
+        }
+    }
+
+    /// A poll that ran out of its deadline (its future was dropped mid-request).
+    pub(crate) fn record_deadline(&mut self, started: Timestamp, deadline: Duration) -> PollReport {
+        let message = format!(
+            "the poll took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
+            deadline.as_secs(),
+            self.client.base_url()
+        );
+        self.record_error(RefreshMode::None, started, "deadline".into(), message)
+    }
+
+    fn record_failure(
+        &mut self,
+        refresh: RefreshMode,
+        started: Timestamp,
+        e: &ClientError,
+    ) -> PollReport {
+        self.record_error(refresh, started, e.kind(), e.to_string())
+    }
+
+    fn record_error(
+        &mut self,
+        refresh: RefreshMode,
+        started: Timestamp,
+        kind: String,
+        error: String,
+    ) -> PollReport {
+        self.failures += 1;
+        // The text may quote SkyPilot's answer: never a raw control character in a log,
+        // a terminal or the database.
+        let error = clean(&error).into_owned();
+        tracing::warn!(error = %error, failures = self.failures, "poll failed; keeping the last known state");
+        let run = PollRun {
+            id: 0,
+            started_at: started,
+            finished_at: self.clock.now(),
+            refresh,
+            outcome: PollOutcome::Error,
+            error_kind: Some(kind),
+            error: Some(error.clone()),
+            clusters: None,
+            changes: None,
+        };
+        if let Err(db) = self.store.record_poll_failure(&run) {
+            tracing::error!(error = %db, "cannot record the failed poll");
+        }
+        PollReport {
+            refresh,
+            outcome: PollOutcome::Error,
+            clusters: 0,
+            changes: 0,
+            error: Some(error),
+        }
+    }
+
+    /// How long one poll may take: `poll_deadline_secs`, kept below three quarters of
+    /// the watchdog period when systemd set one.
+    pub(crate) fn poll_deadline(&self, watchdog: Option<Duration>) -> Duration {
+        let configured = Duration::from_secs(self.config.cluster_manager.poll_deadline_secs);
+        match watchdog {
+            Some(w) if configured >= w * 3 / 4 => {
+                let d = w * 3 / 4;
+                tracing::warn!(
+                    configured = configured.as_secs(),
+                    watchdog = w.as_secs_f64(),
+                    using = d.as_secs_f64(),
+                    "cluster_manager.poll_deadline_secs is not below WatchdogSec; using three quarters of it"
+                );
+                d
+            }
+            _ => configured,
+        }
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.secs_since(t) < PRUNE_EVERY_SECS)
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        match self
+            .store
+            .prune_history(now.minus_secs(POLL_RETENTION_SECS))
+        {
+            Ok((0, 0)) => {}
+            Ok((polls, transitions)) => {
+                tracing::info!(
+                    polls,
+                    transitions,
+                    "pruned old poll records and transitions"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune old poll records"),
+        }
+    }
+
+    /// Time to wait before the next poll: the effective interval (the poll interval,
+    /// stretched to keep `/status` within `load_budget`), or after failures a back-off
+    /// of 1, 2, 4, … seconds capped at the poll interval.
+    pub(crate) fn next_delay(&self) -> Duration {
+        let interval = self.config.cluster_manager.poll_interval_secs;
+        if self.failures == 0 {
+            Duration::try_from_secs_f64(self.load.interval_secs())
+                .unwrap_or(Duration::from_secs(interval))
+                .max(Duration::from_secs(interval))
+        } else {
+            let exp = 1u64 << (self.failures - 1).min(20);
+            Duration::from_secs(exp.min(interval))
+        }
+    }
+}
+
+impl crate::runner::Periodic for Manager {
+    /// One poll, bounded by the poll deadline (below the watchdog's interval).
+    async fn round(&mut self) -> crate::runner::Round {
+        let deadline = self.poll_deadline(systemd::watchdog_interval());
+        let started = self.clock.now();
+        let report = match tokio::time::timeout(deadline, self.poll_once()).await {
+            Ok(report) => report,
+            Err(_) => self.record_deadline(started, deadline),
+        };
+        crate::memory::release_freed();
+        let wait = self.next_delay();
+        let status = match &report.error {
+            None => format!(
+                "{} clusters, {} changed; next poll in {:.0} s",
+                report.clusters,
+                report.changes,
+                wait.as_secs_f64()
+            ),
+            Some(e) => format!("poll failed ({} in a row): {e}", self.failures()),
+        };
+        crate::runner::Round { status, wait }
+    }
+}
+
+/// Runs the poll loop until `shutdown` resolves.
+pub(crate) async fn run_until(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut manager = Manager::new(config, clock)?;
+    tracing::info!(
+        api = manager.client.base_url(),
+        database = %manager.store.path().display(),
+        clusters = manager.known_len(),
+        "cluster manager started"
+    );
+    crate::runner::run_periodic("started; first poll running", &mut manager, shutdown).await;
+    tracing::info!("cluster manager stopping");
+    Ok(())
+}
+
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, Arc::new(SystemClock), systemd::shutdown_signal()).await
+}
