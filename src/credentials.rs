@@ -206,6 +206,43 @@ fn current_uid() -> Option<u32> {
 /// their option continuing its value (blank lines in between allowed), `[DEFAULT]`
 /// inherited by every profile, and no profile or key given twice.
 pub fn check_aws(text: &str) -> Result<String, String> {
+    let (profiles, defaults) = parse_aws_ini(text)?;
+    if profiles.is_empty() {
+        return Err(
+            "has no profiles: expected e.g. `[default]` with aws_access_key_id and aws_secret_access_key"
+                .to_string(),
+        );
+    }
+    let has = |keys: &BTreeMap<String, bool>, k: &str| {
+        keys.get(k).or_else(|| defaults.get(k)) == Some(&true)
+    };
+    let complete: Vec<&str> = profiles
+        .iter()
+        .filter(|(_, k)| has(k, "aws_access_key_id") && has(k, "aws_secret_access_key"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if complete.is_empty() {
+        let names: Vec<&str> = profiles.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "no profile has both aws_access_key_id and aws_secret_access_key set (profiles: {})",
+            names.join(", ")
+        ));
+    }
+    Ok(format!(
+        "AWS shared-credentials file; profiles with keys: {}",
+        complete.join(", ")
+    ))
+}
+
+/// Each profile's keys (whether each value is non-empty), in file order, and the
+/// `[DEFAULT]` section's.
+type AwsIni = (
+    Vec<(String, BTreeMap<String, bool>)>,
+    BTreeMap<String, bool>,
+);
+
+/// The sections and keys of an AWS shared-credentials file, as [`check_aws`] says.
+fn parse_aws_ini(text: &str) -> Result<AwsIni, String> {
     const DEFAULT: &str = "DEFAULT";
     // Profile name -> key -> whether the value is non-empty; in file order.
     let mut profiles: Vec<(String, BTreeMap<String, bool>)> = Vec::new();
@@ -282,31 +319,7 @@ pub fn check_aws(text: &str) -> Result<String, String> {
         }
         option = Some(key);
     }
-    if profiles.is_empty() {
-        return Err(
-            "has no profiles: expected e.g. `[default]` with aws_access_key_id and aws_secret_access_key"
-                .to_string(),
-        );
-    }
-    let has = |keys: &BTreeMap<String, bool>, k: &str| {
-        keys.get(k).or_else(|| defaults.get(k)) == Some(&true)
-    };
-    let complete: Vec<&str> = profiles
-        .iter()
-        .filter(|(_, k)| has(k, "aws_access_key_id") && has(k, "aws_secret_access_key"))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if complete.is_empty() {
-        let names: Vec<&str> = profiles.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(format!(
-            "no profile has both aws_access_key_id and aws_secret_access_key set (profiles: {})",
-            names.join(", ")
-        ));
-    }
-    Ok(format!(
-        "AWS shared-credentials file; profiles with keys: {}",
-        complete.join(", ")
-    ))
+    Ok((profiles, defaults))
 }
 
 // ---------------------------------------------------------------------------- GCP
@@ -421,6 +434,36 @@ fn check_azure(dir: &Path, warnings: &mut Vec<String>) -> Result<String, String>
 
 // ---------------------------------------------------------------------------- Kubernetes
 
+/// The entries of a kubeconfig list (`clusters`, `contexts`): each one's `name` and its
+/// mapping under the singular key (`cluster`, `context`).
+fn named_entries(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Vec<(String, Value)>, String> {
+    let list = match obj.get(key) {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) | Some(Value::Null) | None => {
+            return Err(format!(
+                "has no `{key}`; expected a kubeconfig with clusters and contexts"
+            ))
+        }
+        Some(_) => return Err(format!("`{key}` is not a list")),
+    };
+    let singular = key.trim_end_matches('s');
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = item.get("name").and_then(Value::as_str);
+            match (name, item.get(singular)) {
+                (Some(n), Some(b)) if b.is_object() => Ok((n.to_string(), b.clone())),
+                _ => Err(format!(
+                    "`{key}[{i}]` needs a `name` and a `{singular}` mapping"
+                )),
+            }
+        })
+        .collect()
+}
+
 pub fn check_kubeconfig(text: &str) -> Result<String, String> {
     // The message names the line and column only, never the content.
     crate::sky_config::yaml::check_flow_depth(text, crate::sky_config::yaml::MAX_FLOW_DEPTH)
@@ -438,33 +481,8 @@ pub fn check_kubeconfig(text: &str) -> Result<String, String> {
             "is not a YAML mapping; expected a kubeconfig with clusters and contexts".to_string(),
         );
     };
-    let names = |key: &str| -> Result<Vec<(String, Value)>, String> {
-        let list = match obj.get(key) {
-            Some(Value::Array(a)) if !a.is_empty() => a,
-            Some(Value::Array(_)) | Some(Value::Null) | None => {
-                return Err(format!(
-                    "has no `{key}`; expected a kubeconfig with clusters and contexts"
-                ))
-            }
-            Some(_) => return Err(format!("`{key}` is not a list")),
-        };
-        list.iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let name = item.get("name").and_then(Value::as_str);
-                let body = item.get(key.trim_end_matches('s'));
-                match (name, body) {
-                    (Some(n), Some(b)) if b.is_object() => Ok((n.to_string(), b.clone())),
-                    _ => Err(format!(
-                        "`{key}[{i}]` needs a `name` and a `{}` mapping",
-                        key.trim_end_matches('s')
-                    )),
-                }
-            })
-            .collect()
-    };
-    let clusters = names("clusters")?;
-    let contexts = names("contexts")?;
+    let clusters = named_entries(&obj, "clusters")?;
+    let contexts = named_entries(&obj, "contexts")?;
     for (name, c) in &clusters {
         if c.get("server").and_then(Value::as_str).is_none() {
             return Err(format!("cluster {name:?} has no `server`"));

@@ -44,6 +44,42 @@ fn polling_line(p: &Polling) -> String {
     }
 }
 
+/// One cluster's cells of [`render_table`].
+fn table_row(r: &StatusReport, v: &crate::fleet::ClusterView) -> [String; 9] {
+    let c = &v.row.cluster;
+    let infra = match (&c.cloud, &c.region) {
+        (Some(cl), Some(rg)) => format!("{cl} ({rg})"),
+        (Some(cl), None) => cl.clone(),
+        _ => "-".into(),
+    };
+    let res = match &c.instance_type {
+        Some(t) => format!("{}x {t}", c.nodes),
+        None => c.resources.clone().unwrap_or_else(|| "-".into()),
+    };
+    let data = if c.status == ClusterStatus::Gone {
+        "gone".to_string()
+    } else if v.stale {
+        match r.state.age_secs {
+            Some(a) => format!("stale {}", human_duration(a)),
+            None => "stale".into(),
+        }
+    } else {
+        "fresh".into()
+    };
+    // Every cell that holds SkyPilot's text is escaped for the terminal.
+    [
+        clean(&c.name).into_owned(),
+        c.status.to_string(),
+        clean(&infra).into_owned(),
+        clean(&res).into_owned(),
+        clean(&c.workspace).into_owned(),
+        clean(c.user_name.as_deref().unwrap_or("-")).into_owned(),
+        autostop_text(c.autostop_minutes, c.autostop_to_down),
+        v.age_secs.map(human_duration).unwrap_or_else(|| "-".into()),
+        data,
+    ]
+}
+
 /// The report as a table like `sky status`, with header lines on freshness and polling.
 pub(crate) fn render_table(r: &StatusReport) -> String {
     let mut out = String::new();
@@ -79,44 +115,7 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
         "AGE",
         "DATA",
     ];
-    let rows: Vec<[String; 9]> = r
-        .clusters
-        .iter()
-        .map(|v| {
-            let c = &v.row.cluster;
-            let infra = match (&c.cloud, &c.region) {
-                (Some(cl), Some(rg)) => format!("{cl} ({rg})"),
-                (Some(cl), None) => cl.clone(),
-                _ => "-".into(),
-            };
-            let res = match &c.instance_type {
-                Some(t) => format!("{}x {t}", c.nodes),
-                None => c.resources.clone().unwrap_or_else(|| "-".into()),
-            };
-            let data = if c.status == ClusterStatus::Gone {
-                "gone".to_string()
-            } else if v.stale {
-                match r.state.age_secs {
-                    Some(a) => format!("stale {}", human_duration(a)),
-                    None => "stale".into(),
-                }
-            } else {
-                "fresh".into()
-            };
-            // Every cell that holds SkyPilot's text is escaped for the terminal.
-            [
-                clean(&c.name).into_owned(),
-                c.status.to_string(),
-                clean(&infra).into_owned(),
-                clean(&res).into_owned(),
-                clean(&c.workspace).into_owned(),
-                clean(c.user_name.as_deref().unwrap_or("-")).into_owned(),
-                autostop_text(c.autostop_minutes, c.autostop_to_down),
-                v.age_secs.map(human_duration).unwrap_or_else(|| "-".into()),
-                data,
-            ]
-        })
-        .collect();
+    let rows: Vec<[String; 9]> = r.clusters.iter().map(|v| table_row(r, v)).collect();
     if rows.is_empty() {
         out.push_str("No clusters.\n");
         return out;

@@ -123,35 +123,10 @@ pub(crate) async fn pass(
                 continue;
             }
         };
-        let outcome = match &result {
-            Ok(()) => {
-                report.ok += 1;
-                tracing::info!(cluster = %clean(&d.cluster), action = %a, "done");
-                AuditOutcome::Ok
-            }
-            Err(e) => {
-                report.failed += 1;
-                tracing::warn!(cluster = %clean(&d.cluster), action = %a, error = %e, "action failed; retried after the back-off");
-                if e.is_unreachable() {
-                    unreachable = true;
-                }
-                AuditOutcome::Error
-            }
-        };
-        let entry = AuditEntry {
-            at: clock.now(),
-            actor: ACTOR.to_string(),
-            action: a.audit_action(),
-            cluster: Some(d.cluster.clone()),
-            outcome,
-            detail: Some(audit_detail(&d, a, result.as_ref().err())),
-        };
-        store.append_audit(&entry).map_err(|e| {
-            anyhow::anyhow!(
-                "cluster {}: {a} ended {outcome} but cannot be recorded: {e}",
-                clean(&d.cluster)
-            )
-        })?;
+        if result.as_ref().is_err_and(ClientError::is_unreachable) {
+            unreachable = true;
+        }
+        record(&store, clock, &mut report, &d, a, &result)?;
     }
     report.not_sent = pending.count();
     if report.not_sent > 0 {
@@ -162,6 +137,43 @@ pub(crate) async fn pass(
         );
     }
     Ok(report)
+}
+
+/// Counts and audits the end of one action (`a` on `d`'s cluster).
+fn record(
+    store: &Store,
+    clock: &dyn Clock,
+    report: &mut PassReport,
+    d: &Decision,
+    a: Action,
+    result: &Result<(), ClientError>,
+) -> anyhow::Result<()> {
+    let outcome = match result {
+        Ok(()) => {
+            report.ok += 1;
+            tracing::info!(cluster = %clean(&d.cluster), action = %a, "done");
+            AuditOutcome::Ok
+        }
+        Err(e) => {
+            report.failed += 1;
+            tracing::warn!(cluster = %clean(&d.cluster), action = %a, error = %e, "action failed; retried after the back-off");
+            AuditOutcome::Error
+        }
+    };
+    let entry = AuditEntry {
+        at: clock.now(),
+        actor: ACTOR.to_string(),
+        action: a.audit_action(),
+        cluster: Some(d.cluster.clone()),
+        outcome,
+        detail: Some(audit_detail(d, a, result.as_ref().err())),
+    };
+    store.append_audit(&entry).map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "cluster {}: {a} ended {outcome} but cannot be recorded: {e}",
+            clean(&d.cluster)
+        )
+    })
 }
 
 /// The daemon's rounds: one pass each, every `autostop.interval_secs`.

@@ -250,89 +250,112 @@ fn decide_one(
     now: Timestamp,
 ) -> Decision {
     let c = &row.cluster;
-    let name = c.name.clone();
-    let skip = |reason: String| Decision {
-        cluster: name.clone(),
-        verdict: Verdict::Skip,
+    let decision = |verdict: Verdict, reason: String| Decision {
+        cluster: c.name.clone(),
+        verdict,
         reason,
     };
-    let hold = |reason: String| Decision {
-        cluster: name.clone(),
-        verdict: Verdict::Hold,
-        reason,
-    };
-    if let Some(why) = p.exemption(row) {
-        return skip(why);
-    }
-    if let Some(why) = stale {
-        return hold(format!("holding back: {why}"));
-    }
-    match c.status {
-        ClusterStatus::Up => {}
-        ClusterStatus::Gone => {
-            return skip("status unknown: SkyPilot no longer lists it".into());
-        }
-        ClusterStatus::Stopped => return skip("not running (STOPPED)".into()),
-        ClusterStatus::Init => {
-            return hold(
-                "in transition (INIT: launching, starting or in an unknown state); decided once it is UP"
-                    .into(),
-            )
-        }
-    }
-    if CONTROLLER_PREFIXES.iter().any(|x| c.name.starts_with(x)) {
-        return skip("SkyPilot's own controller: SkyPilot manages its autostop".into());
-    }
-    if c.is_managed {
-        return skip("launched by SkyPilot's jobs controller, which tears it down itself".into());
-    }
-    let launched = c.launched_at.unwrap_or(row.first_seen);
-    let up_for = now.secs_since(launched);
-    if up_for < p.grace_secs {
-        return hold(format!(
-            "launched {} ago, within the grace period of {}",
-            human_duration(up_for),
-            human_duration(p.grace_secs)
-        ));
+    if let Some((verdict, reason)) = left_alone(p, row, stale, now) {
+        return decision(verdict, reason);
     }
     let cannot_stop = p.cannot_stop(c.cloud.as_deref());
     let cloud = c.cloud.as_deref().unwrap_or("its cloud");
     if cannot_stop && !p.down_when_cannot_stop {
-        return skip(format!(
-            "{cloud} cannot stop a cluster and autostop.down_when_cannot_stop is false: left alone"
+        return decision(
+            Verdict::Skip,
+            format!(
+                "{cloud} cannot stop a cluster and autostop.down_when_cannot_stop is false: left alone"
+            ),
+        );
+    }
+    let Some((action, reason)) = wanted_action(p, row, now, cannot_stop, cloud) else {
+        return decision(Verdict::Skip, compliant_reason(p, row));
+    };
+    match waiting(p, &reason, last_ok_poll, failures, now) {
+        Some(why) => decision(Verdict::Hold, why),
+        None => decision(Verdict::Act(action), reason),
+    }
+}
+
+/// Why a cluster is not the policy's to act on now (skipped or held), if so: exempt,
+/// stale data, not UP, SkyPilot's own, or within the grace period.
+fn left_alone(
+    p: &Policy,
+    row: &ClusterRow,
+    stale: Option<&str>,
+    now: Timestamp,
+) -> Option<(Verdict, String)> {
+    let c = &row.cluster;
+    let skip = |reason: &str| Some((Verdict::Skip, reason.to_string()));
+    if let Some(why) = p.exemption(row) {
+        return Some((Verdict::Skip, why));
+    }
+    if let Some(why) = stale {
+        return Some((Verdict::Hold, format!("holding back: {why}")));
+    }
+    match c.status {
+        ClusterStatus::Up => {}
+        ClusterStatus::Gone => return skip("status unknown: SkyPilot no longer lists it"),
+        ClusterStatus::Stopped => return skip("not running (STOPPED)"),
+        ClusterStatus::Init => {
+            return Some((
+                Verdict::Hold,
+                "in transition (INIT: launching, starting or in an unknown state); decided once it is UP"
+                    .into(),
+            ))
+        }
+    }
+    if CONTROLLER_PREFIXES.iter().any(|x| c.name.starts_with(x)) {
+        return skip("SkyPilot's own controller: SkyPilot manages its autostop");
+    }
+    if c.is_managed {
+        return skip("launched by SkyPilot's jobs controller, which tears it down itself");
+    }
+    let launched = c.launched_at.unwrap_or(row.first_seen);
+    let up_for = now.secs_since(launched);
+    if up_for < p.grace_secs {
+        return Some((
+            Verdict::Hold,
+            format!(
+                "launched {} ago, within the grace period of {}",
+                human_duration(up_for),
+                human_duration(p.grace_secs)
+            ),
         ));
     }
-    let wanted = wanted_action(p, row, now, cannot_stop, cloud);
-    let Some((action, reason)) = wanted else {
-        return skip(compliant_reason(p, row));
-    };
-    // An action that succeeded after the last poll: its effect is not in the data yet.
+    None
+}
+
+/// Why an action wanted for `reason` waits, if it does: an earlier one succeeded after
+/// the last poll (its effect is not in the data yet), or the last attempts failed and
+/// the back-off has not passed.
+fn waiting(
+    p: &Policy,
+    reason: &str,
+    last_ok_poll: Option<Timestamp>,
+    failures: Option<&Failures>,
+    now: Timestamp,
+) -> Option<String> {
     if let (Some(ok), Some(poll)) = (failures.and_then(|f| f.last_ok_at), last_ok_poll) {
         if ok > poll {
-            return hold(format!(
+            return Some(format!(
                 "{reason}; but an action succeeded {} ago, after the last poll: waiting for the cluster manager to record its effect",
                 human_duration(now.secs_since(ok))
             ));
         }
     }
-    if let Some(f) = failures.filter(|f| f.count > 0) {
-        let wait = p.backoff_secs(f.count) as f64;
-        let next = f.last_at.plus_secs(wait);
-        if now < next {
-            return hold(format!(
-                "{reason}; but the last attempt failed {} ago ({} in a row): next try in {} (back-off {})",
-                human_duration(now.secs_since(f.last_at)),
-                f.count,
-                human_duration(next.secs_since(now)),
-                human_duration(wait)
-            ));
-        }
-    }
-    Decision {
-        cluster: name,
-        verdict: Verdict::Act(action),
-        reason,
-    }
+    let f = failures.filter(|f| f.count > 0)?;
+    let wait = p.backoff_secs(f.count) as f64;
+    let next = f.last_at.plus_secs(wait);
+    (now < next).then(|| {
+        format!(
+            "{reason}; but the last attempt failed {} ago ({} in a row): next try in {} (back-off {})",
+            human_duration(now.secs_since(f.last_at)),
+            f.count,
+            human_duration(next.secs_since(now)),
+            human_duration(wait)
+        )
+    })
 }
 
 /// The action an UP cluster past its grace period needs, with its reason; `None` when it

@@ -30,61 +30,7 @@ pub fn diff(
                 .as_deref()
                 .is_none_or(|h| h == cluster.cluster_hash)
         });
-        match known.get(&cluster.name) {
-            Some(prev)
-                if prev.gone_at.is_none() && prev.cluster.cluster_hash == cluster.cluster_hash =>
-            {
-                let hourly_cost = cost.and_then(|c| c.hourly_cost()).or(prev.hourly_cost);
-                let total_cost = cost.and_then(|c| c.total_cost).or(prev.total_cost);
-                if prev.cluster == cluster
-                    && prev.hourly_cost == hourly_cost
-                    && prev.total_cost == total_cost
-                {
-                    continue;
-                }
-                if prev.cluster.status != cluster.status {
-                    changes.transitions.push(Transition {
-                        cluster: cluster.name.clone(),
-                        from: Some(prev.cluster.status),
-                        to: cluster.status,
-                        at: now,
-                    });
-                }
-                changes.upserts.push(ClusterRow {
-                    cluster,
-                    hourly_cost,
-                    total_cost,
-                    first_seen: prev.first_seen,
-                    last_seen: now,
-                    last_changed: now,
-                    gone_at: None,
-                });
-            }
-            prev => {
-                // New, back after being gone, or relaunched under the same name (new hash).
-                changes.transitions.push(Transition {
-                    cluster: cluster.name.clone(),
-                    from: prev.map(|p| {
-                        if p.gone_at.is_some() {
-                            ClusterStatus::Gone
-                        } else {
-                            p.cluster.status
-                        }
-                    }),
-                    to: cluster.status,
-                    at: now,
-                });
-                changes.upserts.push(ClusterRow {
-                    cluster,
-                    hourly_cost: cost.and_then(|c| c.hourly_cost()),
-                    total_cost: cost.and_then(|c| c.total_cost),
-                    first_seen: now,
-                    last_seen: now,
-                    last_changed: now,
-                    gone_at: None,
-                });
-            }
-        }
+        diff_one(&mut changes, known.get(&cluster.name), cluster, cost, now);
     }
     let mut vanished: Vec<&ClusterRow> = known
         .values()
@@ -105,6 +51,68 @@ pub fn diff(
         });
     }
     changes
+}
+
+/// Adds to `changes` what one cluster of the answer changes against its known row
+/// `prev` (none when new): nothing, an update, or an upsert with a transition.
+fn diff_one(
+    changes: &mut ClusterChanges,
+    prev: Option<&ClusterRow>,
+    cluster: Cluster,
+    cost: Option<&CostRecord>,
+    now: Timestamp,
+) {
+    match prev {
+        Some(prev)
+            if prev.gone_at.is_none() && prev.cluster.cluster_hash == cluster.cluster_hash =>
+        {
+            let hourly_cost = cost.and_then(|c| c.hourly_cost()).or(prev.hourly_cost);
+            let total_cost = cost.and_then(|c| c.total_cost).or(prev.total_cost);
+            if prev.cluster == cluster
+                && prev.hourly_cost == hourly_cost
+                && prev.total_cost == total_cost
+            {
+                return;
+            }
+            if prev.cluster.status != cluster.status {
+                changes.transitions.push(Transition {
+                    cluster: cluster.name.clone(),
+                    from: Some(prev.cluster.status),
+                    to: cluster.status,
+                    at: now,
+                });
+            }
+            changes.upserts.push(ClusterRow {
+                cluster,
+                hourly_cost,
+                total_cost,
+                first_seen: prev.first_seen,
+                last_seen: now,
+                last_changed: now,
+                gone_at: None,
+            });
+        }
+        prev => {
+            // New, back after being gone, or relaunched under the same name (new hash).
+            changes.transitions.push(Transition {
+                cluster: cluster.name.clone(),
+                from: prev.map(|p| {
+                    if p.gone_at.is_some() {
+                        ClusterStatus::Gone
+                    } else {
+                        p.cluster.status
+                    }
+                }),
+                to: cluster.status,
+                at: now,
+            });
+            changes.upserts.push(ClusterRow {
+                hourly_cost: cost.and_then(|c| c.hourly_cost()),
+                total_cost: cost.and_then(|c| c.total_cost),
+                ..ClusterRow::new(cluster, now)
+            });
+        }
+    }
 }
 
 /// What the cluster manager knows between polls: the rows as committed, and the
@@ -226,6 +234,18 @@ mod tests {
         diff(known, seen, &HashSet::new(), &HashMap::new(), ts(now))
     }
 
+    /// What is known after a first poll at 100 saw clusters a and b UP.
+    fn a_and_b_up_at_100() -> HashMap<String, ClusterRow> {
+        known_from(plain(
+            &HashMap::new(),
+            vec![
+                cluster("a", ClusterStatus::Up),
+                cluster("b", ClusterStatus::Up),
+            ],
+            100,
+        ))
+    }
+
     fn known_from(changes: ClusterChanges) -> HashMap<String, ClusterRow> {
         let mut k = HashMap::new();
         apply(&mut k, changes);
@@ -298,14 +318,7 @@ mod tests {
 
     #[test]
     fn vanished_cluster_is_gone_and_may_come_back() {
-        let k = known_from(plain(
-            &HashMap::new(),
-            vec![
-                cluster("a", ClusterStatus::Up),
-                cluster("b", ClusterStatus::Up),
-            ],
-            100,
-        ));
+        let k = a_and_b_up_at_100();
         let d = plain(&k, vec![cluster("a", ClusterStatus::Up)], 200);
         assert_eq!(d.gone, vec![("b".to_string(), ts(200))]);
         assert_eq!(d.transitions[0].to, ClusterStatus::Gone);
@@ -331,14 +344,7 @@ mod tests {
 
     #[test]
     fn unchanged_by_fingerprint_counts_as_present() {
-        let k = known_from(plain(
-            &HashMap::new(),
-            vec![
-                cluster("a", ClusterStatus::Up),
-                cluster("b", ClusterStatus::Up),
-            ],
-            100,
-        ));
+        let k = a_and_b_up_at_100();
         let unchanged: HashSet<&str> = ["a"].into_iter().collect();
         let d = diff(
             &k,

@@ -329,6 +329,46 @@ fn parse_minutes(s: &str) -> Option<f64> {
     Some(n * factor).filter(|m| m.is_finite())
 }
 
+/// An autostop mapping's `idle_minutes` at most `max`: `Ok(true)` when it was changed.
+fn clamp_idle_minutes(
+    m: &mut Map<String, Value>,
+    max: u32,
+    label: &str,
+    changes: &mut Vec<String>,
+) -> Result<bool, Malformed> {
+    let idle = m.get("idle_minutes").cloned();
+    let ok = match &idle {
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|x| x >= 0.0 && x <= f64::from(max)),
+        Some(Value::String(s)) => match parse_minutes(s) {
+            Some(x) => x >= 0.0 && x <= f64::from(max),
+            None => {
+                return Err(malformed(format!(
+                    "`{label}.autostop.idle_minutes` is {s:?}: expected a number of minutes"
+                )))
+            }
+        },
+        // Unset in a mapping is SkyPilot's default, 0 minutes.
+        None => true,
+        Some(Value::Null) => false,
+        Some(other) => {
+            return Err(malformed(format!(
+                "`{label}.autostop.idle_minutes` is {}: expected a number of minutes",
+                kind(other)
+            )))
+        }
+    };
+    if ok {
+        return Ok(false);
+    }
+    let was = match &idle {
+        None | Some(Value::Null) => "unset".to_string(),
+        Some(v) => v.to_string(),
+    };
+    changes.push(format!("{label}.autostop.idle_minutes: {max} (was {was})"));
+    m.insert("idle_minutes".to_string(), Value::from(max));
+    Ok(true)
+}
+
 /// Autostop at most `max` idle minutes. `fill`: set it when missing (the base of the
 /// resources; a candidate without it inherits the base's).
 fn clamp_autostop(
@@ -378,38 +418,9 @@ fn clamp_autostop(
             }
         },
         Some(Value::Object(mut m)) => {
-            let idle = m.get("idle_minutes").cloned();
-            let ok = match &idle {
-                Some(Value::Number(n)) => {
-                    n.as_f64().is_some_and(|x| x >= 0.0 && x <= f64::from(max))
-                }
-                Some(Value::String(s)) => match parse_minutes(s) {
-                    Some(x) => x >= 0.0 && x <= f64::from(max),
-                    None => {
-                        return Err(malformed(format!(
-                            "`{label}.autostop.idle_minutes` is {s:?}: expected a number of minutes"
-                        )))
-                    }
-                },
-                // Unset in a mapping is SkyPilot's default, 0 minutes.
-                None => true,
-                Some(Value::Null) => false,
-                Some(other) => {
-                    return Err(malformed(format!(
-                        "`{label}.autostop.idle_minutes` is {}: expected a number of minutes",
-                        kind(other)
-                    )))
-                }
-            };
-            if ok {
+            if !clamp_idle_minutes(&mut m, max, label, changes)? {
                 return Ok(());
             }
-            let was = match &idle {
-                None | Some(Value::Null) => "unset".to_string(),
-                Some(v) => v.to_string(),
-            };
-            changes.push(format!("{label}.autostop.idle_minutes: {max} (was {was})"));
-            m.insert("idle_minutes".to_string(), Value::from(max));
             Value::Object(m)
         }
         Some(other) => {

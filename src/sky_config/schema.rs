@@ -363,47 +363,14 @@ fn describe(err: &ValidationError<'_>, root: &Value, raw: &Value) -> Vec<Problem
     let key = key_path(&inst, root);
     let schema_segs = pointer_segments(&err.schema_path);
     let keyword_value = schema_node(raw, &schema_segs);
-    let parent = schema_segs
-        .split_last()
-        .and_then(|(_, rest)| schema_node(raw, rest));
+    if let ValidationErrorKind::AdditionalProperties { unexpected } = &err.kind {
+        let parent = schema_segs
+            .split_last()
+            .and_then(|(_, rest)| schema_node(raw, rest));
+        return unknown_keys(&key, unexpected, parent);
+    }
     let value = show_value(&key, &err.instance);
     let message = match &err.kind {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let (known, patterns) = parent.map(allowed_keys).unwrap_or_default();
-            let place = if key.is_empty() {
-                "at the top level".to_string()
-            } else {
-                format!("under `{key}`")
-            };
-            return unexpected
-                .iter()
-                .map(|k| {
-                    let full = if key.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{key}.{k}")
-                    };
-                    let message = match seed_hint(&full) {
-                        Some(h) => h,
-                        None => {
-                            let mut m = format!("not a SkyPilot key; allowed {place}: ");
-                            if known.is_empty() && patterns.is_empty() {
-                                m.push_str("no keys");
-                            } else {
-                                let mut all = known.clone();
-                                all.extend(patterns.iter().map(|p| format!("keys matching /{p}/")));
-                                m.push_str(&all.join(", "));
-                            }
-                            if let Some(s) = did_you_mean(k, known.iter()) {
-                                m.push_str(&format!(" (did you mean `{s}`?)"));
-                            }
-                            m
-                        }
-                    };
-                    Problem { key: full, message }
-                })
-                .collect();
-        }
         ValidationErrorKind::Required { property } => {
             format!("missing required key {property}")
         }
@@ -433,54 +400,78 @@ fn describe(err: &ValidationError<'_>, root: &Value, raw: &Value) -> Vec<Problem
             }
         }
         ValidationErrorKind::Custom { message } => format!("{value} is not allowed: {message}"),
-        ValidationErrorKind::Enum { options } => {
-            format!("{value} is not allowed: expected one of {options}")
-        }
-        ValidationErrorKind::Pattern { pattern } => {
-            format!("{value} is not allowed: expected a string matching /{pattern}/")
-        }
-        ValidationErrorKind::Minimum { limit } => {
-            format!("{value} is not allowed: expected at least {limit}")
-        }
-        ValidationErrorKind::Maximum { limit } => {
-            format!("{value} is not allowed: expected at most {limit}")
-        }
-        ValidationErrorKind::ExclusiveMinimum { limit } => {
-            format!("{value} is not allowed: expected more than {limit}")
-        }
-        ValidationErrorKind::ExclusiveMaximum { limit } => {
-            format!("{value} is not allowed: expected less than {limit}")
-        }
-        ValidationErrorKind::MinLength { limit } => {
-            format!("{value} is not allowed: expected at least {limit} characters")
-        }
-        ValidationErrorKind::MinItems { limit } => {
-            format!("{value} is not allowed: expected at least {limit} items")
-        }
-        ValidationErrorKind::MinProperties { limit } => {
-            format!("{value} is not allowed: expected at least {limit} keys")
-        }
-        ValidationErrorKind::MaxProperties { limit } => {
-            format!("{value} is not allowed: expected at most {limit} keys")
-        }
-        ValidationErrorKind::UniqueItems => {
-            format!("{value} is not allowed: expected unique items")
-        }
         ValidationErrorKind::Not { schema } => format!(
             "{value} is not allowed: it must not be {}",
             summarize(schema)
         ),
         ValidationErrorKind::FalseSchema => format!("{value} is not allowed here"),
-        _ => {
-            // Other keywords do not occur in SkyPilot's schema; describe them by the
-            // keyword and its schema value, never by echoing the library's message
-            // (which could quote a secret).
-            let kw = schema_segs.last().map_or("?", String::as_str);
-            let expected = keyword_value.map_or_else(|| "?".to_string(), |v| v.to_string());
-            format!("{value} is not allowed: `{kw}` requires {expected}")
-        }
+        kind => match expected_bound(kind) {
+            Some(expected) => format!("{value} is not allowed: expected {expected}"),
+            None => {
+                // Other keywords do not occur in SkyPilot's schema; describe them by the
+                // keyword and its schema value, never by echoing the library's message
+                // (which could quote a secret).
+                let kw = schema_segs.last().map_or("?", String::as_str);
+                let expected = keyword_value.map_or_else(|| "?".to_string(), |v| v.to_string());
+                format!("{value} is not allowed: `{kw}` requires {expected}")
+            }
+        },
     };
     vec![Problem { key, message }]
+}
+
+/// What a bound or a listed value expects, in words: `at least 3 items`.
+fn expected_bound(kind: &ValidationErrorKind) -> Option<String> {
+    Some(match kind {
+        ValidationErrorKind::Enum { options } => format!("one of {options}"),
+        ValidationErrorKind::Pattern { pattern } => format!("a string matching /{pattern}/"),
+        ValidationErrorKind::Minimum { limit } => format!("at least {limit}"),
+        ValidationErrorKind::Maximum { limit } => format!("at most {limit}"),
+        ValidationErrorKind::ExclusiveMinimum { limit } => format!("more than {limit}"),
+        ValidationErrorKind::ExclusiveMaximum { limit } => format!("less than {limit}"),
+        ValidationErrorKind::MinLength { limit } => format!("at least {limit} characters"),
+        ValidationErrorKind::MinItems { limit } => format!("at least {limit} items"),
+        ValidationErrorKind::MinProperties { limit } => format!("at least {limit} keys"),
+        ValidationErrorKind::MaxProperties { limit } => format!("at most {limit} keys"),
+        ValidationErrorKind::UniqueItems => "unique items".to_string(),
+        _ => return None,
+    })
+}
+
+/// One problem per key of `unexpected` under `key` that the schema `parent` does not
+/// allow: the seed's hint for it, or the keys allowed there and the nearest one.
+fn unknown_keys(key: &str, unexpected: &[String], parent: Option<&Value>) -> Vec<Problem> {
+    let (known, patterns) = parent.map(allowed_keys).unwrap_or_default();
+    let place = if key.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("under `{key}`")
+    };
+    unexpected
+        .iter()
+        .map(|k| {
+            let full = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            let message = seed_hint(&full).unwrap_or_else(|| {
+                let mut m = format!("not a SkyPilot key; allowed {place}: ");
+                if known.is_empty() && patterns.is_empty() {
+                    m.push_str("no keys");
+                } else {
+                    let mut all = known.clone();
+                    all.extend(patterns.iter().map(|p| format!("keys matching /{p}/")));
+                    m.push_str(&all.join(", "));
+                }
+                if let Some(s) = did_you_mean(k, known.iter()) {
+                    m.push_str(&format!(" (did you mean `{s}`?)"));
+                }
+                m
+            });
+            Problem { key: full, message }
+        })
+        .collect()
 }
 
 #[cfg(test)]

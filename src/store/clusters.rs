@@ -29,6 +29,21 @@ pub struct ClusterRow {
     pub gone_at: Option<Timestamp>,
 }
 
+impl ClusterRow {
+    /// `cluster` first seen at `at`, with no price known.
+    pub fn new(cluster: Cluster, at: Timestamp) -> ClusterRow {
+        ClusterRow {
+            cluster,
+            hourly_cost: None,
+            total_cost: None,
+            first_seen: at,
+            last_seen: at,
+            last_changed: at,
+            gone_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Transition {
     pub cluster: String,
@@ -492,15 +507,10 @@ mod tests {
 
     #[test]
     fn upsert_names_every_column_once() {
-        let row = ClusterRow {
-            cluster: Cluster::bare("a", ClusterStatus::Up),
-            hourly_cost: None,
-            total_cost: None,
-            first_seen: Timestamp::from_secs(1),
-            last_seen: Timestamp::from_secs(1),
-            last_changed: Timestamp::from_secs(1),
-            gone_at: None,
-        };
+        let row = ClusterRow::new(
+            Cluster::bare("a", ClusterStatus::Up),
+            Timestamp::from_secs(1),
+        );
         let sql = upsert_sql(&values(&row));
         assert!(sql.starts_with("INSERT INTO clusters (name, cluster_hash, status,"));
         assert!(sql.contains("VALUES (:name, :cluster_hash, :status,"));

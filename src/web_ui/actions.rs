@@ -272,15 +272,7 @@ mod tests {
     fn owners_and_admins_may_act() {
         let mut c = Cluster::bare("c", ClusterStatus::Up);
         c.user_name = Some("bob".into());
-        let row = ClusterRow {
-            cluster: c,
-            hourly_cost: None,
-            total_cost: None,
-            first_seen: Timestamp::from_secs(1),
-            last_seen: Timestamp::from_secs(1),
-            last_changed: Timestamp::from_secs(1),
-            gone_at: None,
-        };
+        let row = ClusterRow::new(c, Timestamp::from_secs(1));
         let who = |name: &str, role| Identity::named(name, role, AuthMethod::Session);
         assert!(may_act(&who("bob", Role::User), &row));
         assert!(!may_act(&who("bob", Role::Viewer), &row));

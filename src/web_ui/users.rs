@@ -163,19 +163,24 @@ fn split_line<'a>(line: &'a str, what: &str) -> Result<(&'a str, &'a str, Role),
     Ok((name, secret, role))
 }
 
+/// The lines of a users or tokens file that hold an entry, trimmed, with their line
+/// numbers (blank lines and `#` comments left out).
+fn entry_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Parses the users file's text; `path` is only used in errors.
 pub(crate) fn parse_users(text: &str, path: &Path) -> Result<Vec<User>, FileError> {
     let mut out: Vec<User> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (n, line) in entry_lines(text) {
         let err = |message: String| FileError {
             file: path.to_path_buf(),
-            line: i + 1,
+            line: n,
             message,
         };
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
         let (name, hash, role) = split_line(line, "ARGON2ID-HASH").map_err(err)?;
         let parsed = PasswordHash::new(hash).map_err(|e| {
             err(format!(
@@ -214,16 +219,12 @@ pub(crate) fn parse_tokens(
     path: &Path,
 ) -> Result<Vec<(String, [u8; 32], Role)>, FileError> {
     let mut out: Vec<(String, [u8; 32], Role)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (n, line) in entry_lines(text) {
         let err = |message: String| FileError {
             file: path.to_path_buf(),
-            line: i + 1,
+            line: n,
             message,
         };
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
         let (name, digest, role) = split_line(line, "$blake2b$HEX").map_err(err)?;
         let digest = digest
             .strip_prefix(TOKEN_DIGEST_PREFIX)

@@ -20,16 +20,3 @@ pub(crate) fn matches(expected: &str, given: &str) -> bool {
 pub(crate) fn from_header(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get(HEADER).and_then(|v| v.to_str().ok())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_match_exactly() {
-        assert!(matches("abc", "abc"));
-        assert!(!matches("abc", "abd"));
-        assert!(!matches("abc", "ab"));
-        assert!(!matches("", ""));
-    }
-}

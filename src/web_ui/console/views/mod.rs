@@ -31,6 +31,22 @@ const NAV: [(&str, &str); 6] = [
     ("/console/config", "Config"),
 ];
 
+/// A page's `<head>`: its title, our stylesheet, and with `script` the list pages'
+/// auto-refresh.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · skypilot-host" }
+            link rel="stylesheet" href="/console/static/console.css";
+            // No favicon request (it would go to the gateway).
+            link rel="icon" href="data:,";
+            @if script { script src="/console/static/refresh.js" defer {} }
+        }
+    }
+}
+
 /// A whole page: navigation, who is logged in, the logout button, the body.
 pub(crate) fn layout(ctx: &Ctx, title: &str, current: &str, refresh: bool, body: Markup) -> Markup {
     frame(&ctx.who, ctx.csrf.as_deref(), title, current, refresh, body)
@@ -48,15 +64,7 @@ fn frame(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · skypilot-host" }
-                link rel="stylesheet" href="/console/static/console.css";
-                // No favicon request (it would go to the gateway).
-                link rel="icon" href="data:,";
-                script src="/console/static/refresh.js" defer {}
-            }
+            (head(title, true))
             body data-refresh=[refresh.then_some("30")] {
                 header {
                     nav {
@@ -102,14 +110,7 @@ pub(crate) fn login_page(message: Option<&str>, next: &str, token: &str) -> Mark
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in · skypilot-host" }
-                link rel="stylesheet" href="/console/static/console.css";
-                // No favicon request (it would go to the gateway).
-                link rel="icon" href="data:,";
-            }
+            (head("Log in", false))
             body.login {
                 main {
                     h1 { "skypilot-host" }
