@@ -6,6 +6,24 @@
 //! they did to the store's audit table: [`autostop`] and [`web_ui`] (console actions,
 //! every write through its gateway, its role sync). Every role reads one
 //! [`config::Config`].
+//!
+//! # Adding a role
+//!
+//! 1. Its module (`src/<role>/`): the domain logic with the clock passed in, apart from
+//!    its HTTP or its loop; SQL only through [`store`].
+//! 2. Its config section in [`config`]: a struct with `deny_unknown_fields`, its defaults
+//!    in its `Default`, its own `validate()` called from `Config::validate`.
+//! 3. A `Command` in [`cli`] dispatched to `role(config, threads, <role>::run)`.
+//! 4. Its `run` on the role runner (`runner.rs`): a server binds with `runner::bind`,
+//!    says `Serving::ready` and serves until `Serving::shutdown`; a loop implements
+//!    `runner::Periodic` and is driven by `runner::run_periodic`. Both get READY,
+//!    the watchdog and a clean stop from there.
+//! 5. Its unit in `nix/module.nix`: `mkHostUnit { role = "<role>"; ... }` (`notify`,
+//!    `watchdog`, `loopbackOnly`, `stateDir`, `connections`), and an option to enable it.
+//! 6. Its tests: unit tests beside the logic; integration tests in `tests/it/` that start
+//!    the real binary (`tests/support/host.rs`) against the simulator, and against the
+//!    real SkyPilot under the `real-server` feature; an evaluation case in
+//!    `nix/tests/cases.nix` and, for what the unit runs, `nix/tests/run_rendered.py`.
 
 mod audit_log;
 pub mod autostop;
