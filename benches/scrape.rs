@@ -149,8 +149,7 @@ fn generate(db: &Path, n: usize) -> anyhow::Result<()> {
         .commit_poll(
             &ClusterChanges {
                 upserts,
-                gone: vec![],
-                transitions: vec![],
+                ..Default::default()
             },
             &poll_run(5.0, PollOutcome::Ok, None),
         )

@@ -204,8 +204,7 @@ fn commit(store: &mut Store, upserts: Vec<ClusterRow>, finished_ago: f64) {
         .commit_poll(
             &ClusterChanges {
                 upserts,
-                gone: vec![],
-                transitions: vec![],
+                ..Default::default()
             },
             &poll(finished_ago, PollOutcome::Ok, None),
         )

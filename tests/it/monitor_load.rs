@@ -62,8 +62,7 @@ fn fleet(db: &std::path::Path, n: usize) {
         .commit_poll(
             &ClusterChanges {
                 upserts,
-                gone: vec![],
-                transitions: vec![],
+                ..Default::default()
             },
             &PollRun {
                 id: 0,
