@@ -429,13 +429,18 @@ class Role:
         self.read_only_paths()
         argv, _ = self.command(self.s['ExecStart'])
         env = self.environment()
+        log(f'{self.unit}: {" ".join(argv)}')
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
         env['NOTIFY_SOCKET'] = self.notify_path
         if 'WatchdogSec' in self.s:
+            # As systemd: WATCHDOG_USEC, and WATCHDOG_PID naming the main process (a
+            # program ignores a watchdog meant for another pid). The shell execs the
+            # command, so the pid it names is the command's.
             env['WATCHDOG_USEC'] = str(int(self.s['WatchdogSec']) * 1_000_000)
-        log(f'{self.unit}: {" ".join(argv)}')
+            argv = ['/bin/sh', '-c', 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"',
+                    'sh'] + list(argv)
         limit = self.s.get('LimitNOFILE')
 
         def apply_limits():
