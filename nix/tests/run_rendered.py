@@ -289,6 +289,13 @@ def expand_specifiers(s, creds):
 
 
 # ------------------------------------------------------------------------- processes
+def ps_of(pids):
+    """What `ps` says of `pids` (state, wait channel, command), for a report."""
+    p = subprocess.run(['ps', '-o', 'pid,stat,wchan:20,etime,args', '-p',
+                        ','.join(str(x) for x in pids)], capture_output=True, text=True)
+    return p.stdout
+
+
 def processes_with_marker(marker):
     out = []
     for d in os.listdir('/proc'):
@@ -509,7 +516,9 @@ class Role:
             # role's own stop left nothing when it did, and kill the rest either way.
             c.check(self.s.get('KillMode') == 'control-group' or not left,
                     f'{self.unit}: nothing left {timeout} s after SIGTERM (or KillMode='
-                    f'control-group): {sorted(left)}')
+                    f'control-group): {sorted(left)}'
+                    + ('' if self.s.get('KillMode') == 'control-group' or not left
+                       else '\n' + self.tail() + ps_of(left)))
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
