@@ -150,6 +150,17 @@ DROP TABLE audit_v3;
 CREATE INDEX audit_by_actor ON audit (actor, id);
 CREATE INDEX audit_by_action ON audit (action, id);
 "#,
+    // 6: the web UI's console sessions outlive a restart; only the id's digest is kept.
+    r#"
+CREATE TABLE sessions (
+    id_digest TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    role      TEXT NOT NULL,
+    created   REAL NOT NULL,
+    expires   REAL NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

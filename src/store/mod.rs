@@ -31,6 +31,8 @@ mod clusters;
 mod lock;
 mod migrations;
 mod polls;
+mod sessions;
+pub(crate) use sessions::StoredSession;
 pub(crate) mod scrape;
 
 pub use crate::load_budget::PollLoad;

@@ -18,6 +18,7 @@ pub(crate) mod console;
 pub mod gateway;
 pub mod identity;
 pub(crate) mod ownership;
+pub(crate) mod reload;
 pub(crate) mod role_sync;
 pub(crate) mod rules;
 pub(crate) mod state;
@@ -160,7 +161,7 @@ fn prepare(
     let tls = tls_acceptor(&config)?;
     let gateway = gateway::Gateway::new(&config)?;
     let state = WebState::new(config, clock)?;
-    check_listen(listen, &state.users, &state.config)?;
+    check_listen(listen, &state.users(), &state.config)?;
     Ok((tls, gateway, state))
 }
 
@@ -175,7 +176,7 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the listener's address")?;
     let (tls, gateway, state) = prepare(listen, config, clock)?;
-    let sync = spawn_role_sync(&state);
+    let background = Background::start(&state);
     crate::http::serve_tls(
         listener,
         router(state, gateway.clone()),
@@ -184,14 +185,30 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    sync.abort();
+    drop(background);
     Ok(())
 }
 
-/// Starts the role sync ([`role_sync`]) on the runtime.
-fn spawn_role_sync(state: &Arc<WebState>) -> tokio::task::JoinHandle<()> {
-    let every = std::time::Duration::from_secs(state.config.web_ui.role_sync_interval_secs);
-    tokio::spawn(role_sync::run(state.clone(), every))
+/// The web UI's background tasks, stopped when dropped: the role sync ([`role_sync`])
+/// and the users files' reload ([`reload`]).
+struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Background {
+    fn start(state: &Arc<WebState>) -> Background {
+        let every = std::time::Duration::from_secs(state.config.web_ui.role_sync_interval_secs);
+        Background(vec![
+            tokio::spawn(role_sync::run(state.clone(), every)),
+            tokio::spawn(reload::run(state.clone(), reload::EVERY)),
+        ])
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Runs the web UI until SIGTERM/SIGINT.
@@ -204,16 +221,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %addr,
-        users = state.users.user_count(),
-        tokens = state.users.token_count(),
+        users = state.users().user_count(),
+        tokens = state.users().token_count(),
         database = %state.db_path.display(),
         api_url = %state.config.skypilot.api_url,
         "web UI serving {scheme}://{addr}/console/"
     );
-    for w in &state.users.warnings {
+    for w in &state.users().warnings {
         tracing::warn!("{w}");
     }
-    let sync = spawn_role_sync(&state);
+    let background = Background::start(&state);
     let serving = Serving::ready(&format!("serving {scheme}://{addr}/console/"));
     crate::http::serve_tls(
         listener,
@@ -224,7 +241,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await;
     drop(serving);
-    sync.abort();
+    drop(background);
     tracing::info!("web UI stopped");
     Ok(())
 }

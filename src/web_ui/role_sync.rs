@@ -42,7 +42,7 @@ pub(crate) struct Report {
 
 /// The roles the web UI grants, by name: the users file's and the tokens file's.
 fn desired(state: &WebState) -> BTreeMap<String, Role> {
-    state.users.roles().into_iter().collect()
+    state.users().roles().into_iter().collect()
 }
 
 /// One pass: see the module's documentation.

@@ -24,7 +24,11 @@ pub(crate) struct WebState {
     pub(crate) db_path: PathBuf,
     /// SkyPilot's API server, with the host's service-account token if configured.
     pub(crate) sky: crate::skypilot::Client,
-    pub(crate) users: users::Users,
+    /// The users and tokens files as last read well (replaced when they change: see
+    /// [`super::reload`]); read it through [`WebState::users`].
+    pub(crate) users: std::sync::RwLock<Arc<users::Users>>,
+    /// Why the files' latest change was not taken (the previous ones stay in force).
+    pub(crate) users_problem: Mutex<Option<String>>,
     pub(crate) sessions: auth::session::Sessions,
     pub(crate) limiter: auth::rate_limit::LoginLimiter,
     pub(crate) basic_cache: auth::BasicCache,
@@ -72,7 +76,8 @@ impl WebState {
         Ok(Arc::new(WebState {
             db_path: config.cluster_manager.database.clone(),
             sky,
-            users,
+            users: std::sync::RwLock::new(Arc::new(users)),
+            users_problem: Mutex::new(None),
             sessions: auth::session::Sessions::new(
                 w.session_lifetime_secs,
                 auth::session::MAX_SESSIONS,
@@ -94,6 +99,11 @@ impl WebState {
             stores: Mutex::new(Vec::new()),
             config: Arc::new(config),
         }))
+    }
+
+    /// The users and tokens in force.
+    pub(crate) fn users(&self) -> Arc<users::Users> {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Runs `f` on a read-only connection to the host database, on a blocking thread.

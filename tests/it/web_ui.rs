@@ -3,7 +3,7 @@
 //! refusal to listen beyond loopback without users, and TLS. The host database is
 //! filled by the real cluster manager binary polling the simulator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,6 +31,7 @@ struct Setup {
     _manager: HostProcess,
     web: Option<WebUi>,
     token: String,
+    config: Config,
 }
 
 impl Setup {
@@ -65,7 +66,7 @@ impl Setup {
         config.web_ui.tokens_file = Some(tokens);
         tweak(&mut config);
         let clock = TestClock::new(SystemClock.now());
-        let web = rt.block_on(WebUi::start(config, clock));
+        let web = rt.block_on(WebUi::start(config.clone(), clock));
         Setup {
             rt,
             sim,
@@ -73,7 +74,18 @@ impl Setup {
             _manager: manager,
             web: Some(web),
             token,
+            config,
         }
+    }
+
+    /// Stops the web UI and starts a new one on the same config and database, its clock
+    /// where the old one's was.
+    fn restart(&mut self) {
+        let old = self.web.take().unwrap();
+        let now = old.clock.now();
+        self.rt.block_on(old.stop());
+        let web = WebUi::start(self.config.clone(), TestClock::new(now));
+        self.web = Some(self.rt.block_on(web));
     }
 
     fn web(&self) -> &WebUi {
@@ -493,6 +505,129 @@ fn sessions_expire_and_logout_ends_them() {
         303,
         "the session ended on the server"
     );
+}
+
+#[test]
+fn a_restart_keeps_sessions_and_what_ended_stays_ended() {
+    let mut s = Setup::new(&[], |c| c.web_ui.session_lifetime_secs = 600);
+    let mut alice = s.logged_in(ADMIN);
+    let mut bob = s.logged_in(USER);
+    let mut viewer = s.logged_in(VIEWER);
+    assert_eq!(
+        s.rt.block_on(bob.post("/console/logout", &[], true)).status,
+        303
+    );
+    s.restart();
+    for b in [&mut alice, &mut bob, &mut viewer] {
+        b.base = s.web().base.clone();
+    }
+    let a = s.rt.block_on(alice.get("/console/"));
+    assert_eq!(a.status, 200, "the session outlived the restart");
+    assert!(a.body.contains("alice (admin)"), "{}", a.body);
+    let a = s.rt.block_on(bob.get("/console/"));
+    assert_eq!(
+        a.status, 303,
+        "a logged-out session stays ended after a restart"
+    );
+    let mut forged = s.browser();
+    forged.session = Some("not-a-session-id".into());
+    assert_eq!(s.rt.block_on(forged.get("/console/")).status, 303);
+    // The CSRF token of the page served before the restart still holds.
+    let out = s.rt.block_on(alice.post("/console/logout", &[], true));
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(s.rt.block_on(alice.get("/console/")).status, 303);
+    s.restart();
+    for b in [&mut alice, &mut viewer] {
+        b.base = s.web().base.clone();
+    }
+    assert_eq!(s.rt.block_on(alice.get("/console/")).status, 303);
+    assert_eq!(s.rt.block_on(viewer.get("/console/")).status, 200);
+    let t0 = s.web().clock.now();
+    s.web().clock.set(later(t0, 601.0));
+    assert_eq!(
+        s.rt.block_on(viewer.get("/console/")).status,
+        303,
+        "a restored session still expires"
+    );
+}
+
+/// Replaces the users file at `path` with one of `users`, in one step (as an editor
+/// saving it does).
+fn replace_users_file(path: &Path, users: &[(&str, &str, &str)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = users_file(tmp.path(), users);
+    std::fs::copy(&made, path.with_extension("new")).unwrap();
+    std::fs::rename(path.with_extension("new"), path).unwrap();
+}
+
+/// Polls `check` every 250 ms for up to 15 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not within 15 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_users_file_is_read_again_when_it_changes_and_a_bad_one_keeps_the_old() {
+    let s = Setup::new(&[], |_| {});
+    let path = s.config.web_ui.users_file.clone().unwrap();
+    let alice = s.logged_in(ADMIN);
+    let bob = s.logged_in(USER);
+    let carol = s.logged_in(VIEWER);
+    // bob leaves, carol becomes a user, dave arrives.
+    replace_users_file(
+        &path,
+        &[
+            ADMIN,
+            ("carol", "carol-password", "user"),
+            ("dave", "dave-password", "viewer"),
+        ],
+    );
+    // (Asked by a session, not by logging in: failed logins would be rate-limited.)
+    eventually("bob, no longer in the file, has no session", || {
+        s.rt.block_on(bob.get("/console/")).status == 303
+    });
+    let mut dave = s.browser();
+    assert_eq!(
+        s.rt.block_on(dave.try_login("dave", "dave-password"))
+            .status,
+        303,
+        "a person added to the file logs in"
+    );
+    assert_eq!(
+        s.rt.block_on(alice.get("/console/")).status,
+        200,
+        "nobody else is logged out"
+    );
+    let page = s.rt.block_on(carol.get("/console/"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("carol (user)"),
+        "the role the file gives now: {}",
+        page.body
+    );
+    // A file that does not read: the previous one stays, and the Services page says why.
+    std::fs::write(path.with_extension("new"), "dave:not-a-hash:viewer\n").unwrap();
+    std::fs::rename(path.with_extension("new"), &path).unwrap();
+    eventually("the Services page names the problem", || {
+        let p = s.rt.block_on(alice.get("/console/services"));
+        p.body
+            .contains("the previous users and tokens stay in force")
+    });
+    let p = s.rt.block_on(alice.get("/console/services"));
+    assert!(p.body.contains(&path.display().to_string()), "{}", p.body);
+    let mut d = s.browser();
+    assert_eq!(
+        s.rt.block_on(d.try_login("dave", "dave-password")).status,
+        303,
+        "the last good file is in force"
+    );
+    assert_eq!(s.rt.block_on(carol.get("/console/")).status, 200);
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub(crate) async fn check_password(
         .limiter
         .check(client, name, now)
         .map_err(LoginError::Limited)?;
-    let user = state.users.get(name).cloned();
+    let user = state.users().get(name).cloned();
     let hash = user
         .as_ref()
         .map_or_else(|| state.dummy_hash.clone(), |u| u.hash.clone());
@@ -233,13 +233,16 @@ async fn audit(
 /// A new session for `name`: audited, its cookie set, the login form's cookie removed,
 /// and on to `next`.
 async fn logged_in(state: &Arc<WebState>, name: &str, role: Role, next: &str) -> Response {
-    let Ok((id, _)) = state.sessions.create(name, role, state.clock.now()) else {
+    let now = state.clock.now();
+    let Ok((id, started)) = state.sessions.create(name, role, now) else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot start a session\n",
         )
             .into_response();
     };
+    // Written before the answer: a restart right after keeps the login.
+    session::save(state.db_path.clone(), &id, &started, now).await;
     audit(state, name, AuditAction::Login, AuditOutcome::Ok, None).await;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(next) {
@@ -263,6 +266,7 @@ pub(crate) async fn logout(
 ) -> Response {
     if let Some(Extension(s)) = session {
         state.sessions.remove(&s.id);
+        session::forget(state.db_path.clone(), &s.id).await;
         if who.method == AuthMethod::Session {
             audit(
                 &state,

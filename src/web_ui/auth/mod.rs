@@ -101,6 +101,14 @@ impl BasicCache {
             .map(|(n, r, _)| (n.clone(), *r))
     }
 
+    /// Forgets every cached check (the users file changed: a password may have).
+    pub(crate) fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     fn put(&self, name: &str, password: &str, role: Role, now: Timestamp) {
         let d = self.digest(name, password);
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,7 +291,7 @@ async fn credentials(
                 if let Err(wait) = state.limiter.check(client, "", now) {
                     return Credentials::Invalid(too_many(wait));
                 }
-                return match state.users.token(token) {
+                return match state.users().token(token) {
                     Some((name, role)) => {
                         Credentials::Valid(Identity::named(name, role, AuthMethod::Bearer), None)
                     }
@@ -327,7 +335,7 @@ async fn credentials(
         }
     }
     if let Some(id) = cookie(headers, session::COOKIE) {
-        if let Some(s) = state.sessions.get(id, state.clock.now()) {
+        if let Some(s) = known_session(state, id).await {
             return Credentials::Valid(
                 Identity::named(s.name, s.role, AuthMethod::Session),
                 Some(SessionRef {
@@ -338,6 +346,29 @@ async fn credentials(
         }
     }
     Credentials::None
+}
+
+/// The live session of the cookie `id`: held in memory, or else recorded in the host
+/// database by an earlier run; only while its person is in the users file, with the
+/// role the file gives now (the file may have changed since the login).
+async fn known_session(state: &Arc<WebState>, id: &str) -> Option<session::Session> {
+    let now = state.clock.now();
+    if let Some(mut s) = state.sessions.get(id, now) {
+        s.role = state.users().get(&s.name)?.role;
+        return Some(s);
+    }
+    let key = session::digest(id);
+    let stored = match state.read(move |s| Ok(s.session(&key, now)?)).await {
+        Ok(stored) => stored?,
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "web UI: cannot look up a session in the host database");
+            return None;
+        }
+    };
+    let role = state.users().get(&stored.name)?.role;
+    let s = session::from_stored(id, stored, role);
+    state.sessions.adopt(id, s.clone(), now);
+    Some(s)
 }
 
 /// The middleware every route runs behind: inserts the request's [`Identity`] (see the

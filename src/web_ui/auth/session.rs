@@ -1,8 +1,16 @@
 //! Console sessions: a random id in an HttpOnly cookie, the session itself on the server
 //! with an absolute expiry. The time is passed in (tests control the clock).
+//!
+//! Held in memory, and written through to the host database ([`save`], [`forget`]) under
+//! the digest of the id, so that they outlive a restart of the web UI: a cookie the
+//! memory does not know is looked up there ([`digest`]). The CSRF token is derived from
+//! the id, so it is the same after a restart and nothing of it is stored.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use crate::store::{Store, StoredSession};
 
 use crate::time::Timestamp;
 use crate::web_ui::identity::Role;
@@ -55,10 +63,16 @@ impl Sessions {
         let session = Session {
             name: name.to_string(),
             role,
-            csrf: crate::web_ui::users::random_token(32)?,
+            csrf: csrf_of(&id),
             created: now,
             expires: now.plus_secs(self.lifetime_secs),
         };
+        self.adopt(&id, session.clone(), now);
+        Ok((id, session))
+    }
+
+    /// Holds `session` under `id` (a new one, or one read back from the database).
+    pub(crate) fn adopt(&self, id: &str, session: Session, now: Timestamp) {
         let mut map = self.map();
         if map.len() >= self.max {
             map.retain(|_, s| s.expires > now);
@@ -76,8 +90,7 @@ impl Sessions {
                 map.remove(&k);
             }
         }
-        map.insert(id.clone(), session.clone());
-        Ok((id, session))
+        map.insert(id.to_string(), session);
     }
 
     /// The live session with this id; an expired one is removed.
@@ -101,6 +114,70 @@ impl Sessions {
     pub(crate) fn len(&self) -> usize {
         self.map().len()
     }
+}
+
+/// The key a session is stored under: the hex digest of its id.
+pub(crate) fn digest(id: &str) -> String {
+    hex::encode(crate::web_ui::users::token_digest(id))
+}
+
+/// The CSRF token of the session `id`: a digest of it, unguessable without it.
+fn csrf_of(id: &str) -> String {
+    use base64::Engine as _;
+    let d = crate::web_ui::users::token_digest(&format!("skyhost-csrf:{id}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+/// The session `id` as the database holds it, back in memory's form.
+pub(crate) fn from_stored(id: &str, s: StoredSession, role: Role) -> Session {
+    Session {
+        name: s.name,
+        role,
+        csrf: csrf_of(id),
+        created: s.created,
+        expires: s.expires,
+    }
+}
+
+/// Runs `f` on a writer of the host database at `db`, on a blocking thread; a failure is
+/// logged (the session then lives in memory only, until a restart).
+async fn write(
+    db: PathBuf,
+    what: &'static str,
+    f: impl FnOnce(&Store) -> crate::store::Result<()> + Send + 'static,
+) {
+    let done = tokio::task::spawn_blocking(move || f(&Store::open_writer(&db)?)).await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "web UI: cannot {what} in the host database; it holds in memory until a restart")
+        }
+        Err(e) => tracing::warn!(error = %e, "web UI: cannot {what}: the write did not complete"),
+    }
+}
+
+/// Writes the session `id` to the host database at `db`.
+pub(crate) async fn save(db: PathBuf, id: &str, s: &Session, now: Timestamp) {
+    let key = digest(id);
+    let stored = StoredSession {
+        name: s.name.clone(),
+        role: s.role.as_str().to_string(),
+        created: s.created,
+        expires: s.expires,
+    };
+    write(db, "record the session", move |store| {
+        store.insert_session(&key, &stored, now)
+    })
+    .await;
+}
+
+/// Removes the session `id` from the host database at `db`.
+pub(crate) async fn forget(db: PathBuf, id: &str) {
+    let key = digest(id);
+    write(db, "end the session", move |store| {
+        store.delete_session(&key).map(drop)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -82,6 +82,12 @@ pub(crate) fn services(
     now: Timestamp,
 ) -> Response {
     let state = &ctx.state;
+    let users = state.users();
+    let problem = state
+        .users_problem
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let row = |name: &str, ok: bool, text: Markup| {
         html! { tr { td { (name) } td class=(if ok { "outcome-ok" } else { "error" }) { (if ok { "ok" } else { "problem" }) } td { (text) } } }
     };
@@ -97,6 +103,12 @@ pub(crate) fn services(
                 (row("Monitor", monitor.is_ok(), html! { @match monitor { Ok(()) => { "/healthz answers on " (state.config.monitor.listen) } Err(e) => { (e) } } }))
                 (row("Autostop", d.last_autostop.is_some(), html! {
                     @if let Some(e) = &d.last_autostop { "last action " (human_duration(now.age_since(e.at))) " ago" } @else { "no action recorded" }
+                }))
+                (row("Users and tokens files", problem.is_none(), html! {
+                    @match &problem {
+                        Some(p) => { (p) }
+                        None => { (users.user_count()) " user(s), " (users.token_count()) " token(s) in force; read again when they change" }
+                    }
                 }))
                 (row("Web UI", true, html! { "version " (env!("CARGO_PKG_VERSION")) " · " (state.sessions.len()) " session(s)" }))
             }
