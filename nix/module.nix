@@ -1265,7 +1265,8 @@ in
         description = "SkyPilot host monitor (skypilot-host)";
         watchdog = serverWatchdogSec;
         loopbackOnly = monitorLoopback;
-        # Reads the host database (SQLite WAL needs its -shm file writable).
+        # stateDir (the default): it reads the host database, and SQLite's WAL needs the
+        # -shm file writable.
         connections = true;
         unit = {
           wantedBy = [ "multi-user.target" ];
@@ -1332,7 +1333,8 @@ in
         description = "SkyPilot web UI (skypilot-host)";
         watchdog = serverWatchdogSec;
         loopbackOnly = webUILoopback;
-        # Reads the host database and appends to its audit table.
+        # stateDir (the default): it reads the host database and writes its audit entries
+        # and sessions.
         connections = true;
         # The secret files come from systemd's credentials directory (%d).
         args = lib.concatMapStrings (f: " ${f.flag} %d/${f.id}") webUIFiles;

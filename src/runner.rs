@@ -161,14 +161,19 @@ async fn wait_fed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     struct Counter {
         rounds: u32,
+        third: Arc<tokio::sync::Notify>,
     }
 
     impl Periodic for Counter {
         async fn round(&mut self) -> Round {
             self.rounds += 1;
+            if self.rounds == 3 {
+                self.third.notify_one();
+            }
             Round {
                 status: format!("round {}", self.rounds),
                 wait: Duration::from_millis(if self.rounds < 3 { 1 } else { 3_600_000 }),
@@ -178,9 +183,19 @@ mod tests {
 
     #[tokio::test]
     async fn rounds_run_until_shutdown_even_during_a_long_wait() {
-        let mut work = Counter { rounds: 0 };
-        let shutdown = tokio::time::sleep(Duration::from_millis(300));
-        run_periodic("started", &mut work, shutdown).await;
+        let third = Arc::new(tokio::sync::Notify::new());
+        let mut work = Counter {
+            rounds: 0,
+            third: third.clone(),
+        };
+        // Shut down once the third round has begun its hour-long wait.
+        let shutdown = async move { third.notified().await };
+        let ran = tokio::time::timeout(
+            Duration::from_secs(30),
+            run_periodic("started", &mut work, shutdown),
+        )
+        .await;
+        assert!(ran.is_ok(), "the loop did not stop during its wait");
         assert_eq!(
             work.rounds, 3,
             "two short waits, then stopped inside the hour-long one"

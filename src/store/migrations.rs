@@ -155,7 +155,6 @@ CREATE INDEX audit_by_action ON audit (action, id);
 CREATE TABLE sessions (
     id_digest TEXT PRIMARY KEY,
     name      TEXT NOT NULL,
-    role      TEXT NOT NULL,
     created   REAL NOT NULL,
     expires   REAL NOT NULL
 );

@@ -1,4 +1,4 @@
-//! The web UI's console sessions: who, which role, until when; keyed by the digest of
+//! The web UI's console sessions: who, since and until when; keyed by the digest of
 //! the session id (the id itself, the cookie's value, is never stored).
 
 use rusqlite::{named_params, OptionalExtension as _};
@@ -10,8 +10,6 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredSession {
     pub(crate) name: String,
-    /// The role's name (`admin`, `user`, `viewer`).
-    pub(crate) role: String,
     pub(crate) created: Timestamp,
     pub(crate) expires: Timestamp,
 }
@@ -32,11 +30,10 @@ impl Store {
             .at(&self.path)?;
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO sessions (id_digest, name, role, created, expires) VALUES (:id, :name, :role, :created, :expires)",
+                "INSERT OR REPLACE INTO sessions (id_digest, name, created, expires) VALUES (:id, :name, :created, :expires)",
                 named_params! {
                     ":id": id_digest,
                     ":name": s.name,
-                    ":role": s.role,
                     ":created": s.created,
                     ":expires": s.expires,
                 },
@@ -49,12 +46,11 @@ impl Store {
     pub(crate) fn session(&self, id_digest: &str, now: Timestamp) -> Result<Option<StoredSession>> {
         self.conn
             .query_row(
-                "SELECT name, role, created, expires FROM sessions WHERE id_digest = :id AND expires > :now",
+                "SELECT name, created, expires FROM sessions WHERE id_digest = :id AND expires > :now",
                 named_params! { ":id": id_digest, ":now": now },
                 |r| {
                     Ok(StoredSession {
                         name: r.get("name")?,
-                        role: r.get("role")?,
                         created: r.get("created")?,
                         expires: r.get("expires")?,
                     })
@@ -87,7 +83,6 @@ mod tests {
         let store = Store::open(&dir.path().join("host.db")).unwrap();
         let s = StoredSession {
             name: "alice".into(),
-            role: "admin".into(),
             created: Timestamp::from_secs(100),
             expires: Timestamp::from_secs(200),
         };

@@ -138,17 +138,25 @@ pub(crate) async fn write_audit(db: PathBuf, entries: Vec<crate::store::AuditEnt
     if entries.is_empty() {
         return;
     }
-    let written = tokio::task::spawn_blocking(move || {
-        let store = Store::open_writer(&db)?;
-        for e in &entries {
-            store.append_audit(e)?;
-        }
-        Ok::<_, crate::store::StoreError>(())
+    let written = write(db, move |store| {
+        entries
+            .iter()
+            .try_for_each(|e| store.append_audit(e).map(drop))
     })
     .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "web UI: cannot write the audit entry"),
-        Err(e) => tracing::error!(error = %e, "web UI: the audit write did not complete"),
+    if let Err(e) = written {
+        tracing::error!(error = %e, "web UI: cannot write the audit entry");
+    }
+}
+
+/// Runs `f` on a writer of the host database at `db`, on a blocking thread: the web UI's
+/// one way to write (audit entries, sessions).
+pub(crate) async fn write(
+    db: PathBuf,
+    f: impl FnOnce(&Store) -> crate::store::Result<()> + Send + 'static,
+) -> Result<(), String> {
+    match tokio::task::spawn_blocking(move || f(&Store::open_writer(&db)?)).await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the write did not complete: {e}")),
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::host::{bin, free_port, wait_listening, HostProcess};
-use crate::support::real::OwnServer;
+use crate::support::real::{request_records, OwnServer};
 use crate::support::web::{tokens_file, users_file};
 
 const ROOT: (&str, &str) = ("root", "root-password-1");
@@ -449,15 +449,8 @@ async fn every_attack_fails_and_each_role_gets_what_it_should() {
     let (s, id, text) = bearer("/status", format!("Bearer {token}"), json!({})).await;
     assert_eq!(s, 200, "{text}");
     let id = id.unwrap();
-    let rec: Value = client()
-        .get(format!("{}/api/status?request_ids={id}", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(rec[0]["user_name"], "ci_bot", "{rec}");
+    let rec = request_records(&server.url, &format!("request_ids={id}")).await;
+    assert_eq!(rec[0]["user_name"], "ci_bot", "{rec:?}");
     // With SkyPilot's role for it (the default, viewer), it may not stop alice's cluster.
     let (s, _, text) = bearer("/stop", format!("Bearer {token}"), alices.clone()).await;
     assert_eq!(s, 403, "{text}");
@@ -650,20 +643,8 @@ async fn a_users_sky_stop_reaches_skypilot_for_their_own_cluster_only() {
         "stopping her own cluster was refused by the gateway: {own}"
     );
     // SkyPilot got her stop, as hers.
-    let all: Value = client()
-        .get(format!("{}/api/status?all_status=true", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stops: Vec<&Value> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["name"] == "sky.stop")
-        .collect();
+    let all = request_records(&server.url, "all_status=true").await;
+    let stops: Vec<&Value> = all.iter().filter(|r| r["name"] == "sky.stop").collect();
     assert_eq!(stops.len(), 1, "{stops:?}");
     assert_eq!(stops[0]["cluster_name"], "alices-own");
     assert_eq!(stops[0]["user_name"], "alice");
@@ -702,20 +683,11 @@ async fn a_users_sky_stop_reaches_skypilot_for_their_own_cluster_only() {
     // SkyPilot accepts it and then fails for want of a cloud (502 with its error) or
     // carries it out; either way the request is SkyPilot's, not a refusal of ours.
     assert_ne!(answer.0, 403, "{}", answer.1);
-    let all: Value = client()
-        .get(format!("{}/api/status?all_status=true", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = request_records(&server.url, "all_status=true").await;
     let autostop = all
-        .as_array()
-        .unwrap()
         .iter()
         .find(|r| r["name"] == "sky.autostop" && r["cluster_name"] == "alices-own")
-        .unwrap_or_else(|| panic!("no autostop request of the console's in SkyPilot: {all}"));
+        .unwrap_or_else(|| panic!("no autostop request of the console's in SkyPilot: {all:?}"));
     assert_eq!(autostop["user_name"], "alice", "{autostop}");
     assert_eq!(autostop["user_id"], id_of("alice"), "{autostop}");
 }

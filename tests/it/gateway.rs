@@ -976,25 +976,18 @@ async fn a_500_mb_upload_through_the_web_ui_keeps_its_memory() {
 #[cfg(feature = "real-server")]
 mod real {
     use super::*;
-    use crate::support::real::{unique, OwnServer, RealServer};
+    use crate::support::real::{request_records, unique, OwnServer, RealServer};
 
     /// SkyPilot's user id for a name from the identity header: md5(name), 8 hex digits.
     const ALICE_ID: &str = "6384e2b2";
 
     /// The request record SkyPilot keeps for `id` (asked directly, as the host does).
     async fn request_record(server: &str, id: &str) -> serde_json::Value {
-        let v: serde_json::Value = client()
-            .get(format!("{server}/api/status?request_ids={id}"))
-            .send()
+        request_records(server, &format!("request_ids={id}"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v.as_array()
-            .and_then(|a| a.first())
-            .cloned()
-            .unwrap_or_else(|| panic!("no record of request {id}: {v}"))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no record of request {id}"))
     }
 
     /// `POST /status` through the web UI at `base` as `authorization`, with a spoofed
@@ -1160,17 +1153,8 @@ mod real {
             String::from_utf8_lossy(&out.stderr)
         );
         // SkyPilot recorded the launch as alice's: the cluster it makes is hers.
-        let all: serde_json::Value = client()
-            .get(format!("{}/api/status?all_status=true", server.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = request_records(&server.url, "all_status=true").await;
         let launch = all
-            .as_array()
-            .unwrap()
             .iter()
             .find(|r| r["name"] == "sky.launch" && r["cluster_name"] == name.as_str())
             .unwrap_or_else(|| panic!("no launch request for {name}"));

@@ -365,3 +365,20 @@ impl Drop for OwnServer {
         self.stop();
     }
 }
+
+/// SkyPilot's own records of its requests (`GET /api/status?QUERY` at `api`, asked
+/// directly on loopback): `query` is e.g. `all_status=true` or `request_ids=ID`.
+pub async fn request_records(api: &str, query: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/api/status?{query}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    match v {
+        serde_json::Value::Array(a) => a,
+        other => panic!("SkyPilot's /api/status?{query} is not a list: {other}"),
+    }
+}

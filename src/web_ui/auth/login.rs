@@ -189,7 +189,7 @@ pub(crate) async fn login_submit(
         c.0.ip()
     });
     match check_password(&state, &form.username, &form.password, client).await {
-        Ok((name, role)) => logged_in(&state, &name, role, &next).await,
+        Ok((name, _)) => logged_in(&state, &name, &next).await,
         Err(LoginError::Invalid) => {
             if crate::web_ui::users::valid_name(&form.username) {
                 let detail = format!("wrong user name or password from {client}");
@@ -232,9 +232,9 @@ async fn audit(
 
 /// A new session for `name`: audited, its cookie set, the login form's cookie removed,
 /// and on to `next`.
-async fn logged_in(state: &Arc<WebState>, name: &str, role: Role, next: &str) -> Response {
+async fn logged_in(state: &Arc<WebState>, name: &str, next: &str) -> Response {
     let now = state.clock.now();
-    let Ok((id, started)) = state.sessions.create(name, role, now) else {
+    let Ok((id, started)) = state.sessions.create(name, now) else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot start a session\n",

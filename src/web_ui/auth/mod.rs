@@ -335,9 +335,9 @@ async fn credentials(
         }
     }
     if let Some(id) = cookie(headers, session::COOKIE) {
-        if let Some(s) = known_session(state, id).await {
+        if let Some((s, role)) = known_session(state, id).await {
             return Credentials::Valid(
-                Identity::named(s.name, s.role, AuthMethod::Session),
+                Identity::named(s.name, role, AuthMethod::Session),
                 Some(SessionRef {
                     id: id.to_string(),
                     csrf: s.csrf,
@@ -348,14 +348,14 @@ async fn credentials(
     Credentials::None
 }
 
-/// The live session of the cookie `id`: held in memory, or else recorded in the host
-/// database by an earlier run; only while its person is in the users file, with the
-/// role the file gives now (the file may have changed since the login).
-async fn known_session(state: &Arc<WebState>, id: &str) -> Option<session::Session> {
+/// The live session of the cookie `id` and its person's role: held in memory, or else
+/// recorded in the host database by an earlier run; only while its person is in the
+/// users file, with the role the file gives now (it may have changed since the login).
+async fn known_session(state: &Arc<WebState>, id: &str) -> Option<(session::Session, Role)> {
     let now = state.clock.now();
-    if let Some(mut s) = state.sessions.get(id, now) {
-        s.role = state.users().get(&s.name)?.role;
-        return Some(s);
+    if let Some(s) = state.sessions.get(id, now) {
+        let role = state.users().get(&s.name)?.role;
+        return Some((s, role));
     }
     let key = session::digest(id);
     let stored = match state.read(move |s| Ok(s.session(&key, now)?)).await {
@@ -366,9 +366,9 @@ async fn known_session(state: &Arc<WebState>, id: &str) -> Option<session::Sessi
         }
     };
     let role = state.users().get(&stored.name)?.role;
-    let s = session::from_stored(id, stored, role);
+    let s = session::from_stored(id, stored);
     state.sessions.adopt(id, s.clone(), now);
-    Some(s)
+    Some((s, role))
 }
 
 /// The middleware every route runs behind: inserts the request's [`Identity`] (see the

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use crate::store::{Store, StoredSession};
 
 use crate::time::Timestamp;
-use crate::web_ui::identity::Role;
 
 /// Name of the session cookie.
 pub(crate) const COOKIE: &str = "skyhost_session";
@@ -24,7 +23,6 @@ pub(crate) const MAX_SESSIONS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Session {
     pub(crate) name: String,
-    pub(crate) role: Role,
     /// The CSRF token every state-changing request of this session must carry.
     pub(crate) csrf: String,
     pub(crate) created: Timestamp,
@@ -53,16 +51,10 @@ impl Sessions {
     }
 
     /// Starts a session; returns its id (the cookie's value) and the session.
-    pub(crate) fn create(
-        &self,
-        name: &str,
-        role: Role,
-        now: Timestamp,
-    ) -> anyhow::Result<(String, Session)> {
+    pub(crate) fn create(&self, name: &str, now: Timestamp) -> anyhow::Result<(String, Session)> {
         let id = crate::web_ui::users::random_token(32)?;
         let session = Session {
             name: name.to_string(),
-            role,
             csrf: csrf_of(&id),
             created: now,
             expires: now.plus_secs(self.lifetime_secs),
@@ -129,30 +121,24 @@ fn csrf_of(id: &str) -> String {
 }
 
 /// The session `id` as the database holds it, back in memory's form.
-pub(crate) fn from_stored(id: &str, s: StoredSession, role: Role) -> Session {
+pub(crate) fn from_stored(id: &str, s: StoredSession) -> Session {
     Session {
         name: s.name,
-        role,
         csrf: csrf_of(id),
         created: s.created,
         expires: s.expires,
     }
 }
 
-/// Runs `f` on a writer of the host database at `db`, on a blocking thread; a failure is
-/// logged (the session then lives in memory only, until a restart).
+/// Runs `f` on the host database at `db`; a failure is logged (the session then lives in
+/// memory only, until a restart).
 async fn write(
     db: PathBuf,
     what: &'static str,
     f: impl FnOnce(&Store) -> crate::store::Result<()> + Send + 'static,
 ) {
-    let done = tokio::task::spawn_blocking(move || f(&Store::open_writer(&db)?)).await;
-    match done {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "web UI: cannot {what} in the host database; it holds in memory until a restart")
-        }
-        Err(e) => tracing::warn!(error = %e, "web UI: cannot {what}: the write did not complete"),
+    if let Err(e) = crate::web_ui::state::write(db, f).await {
+        tracing::warn!(error = %e, "web UI: cannot {what} in the host database; it holds in memory until a restart");
     }
 }
 
@@ -161,7 +147,6 @@ pub(crate) async fn save(db: PathBuf, id: &str, s: &Session, now: Timestamp) {
     let key = digest(id);
     let stored = StoredSession {
         name: s.name.clone(),
-        role: s.role.as_str().to_string(),
         created: s.created,
         expires: s.expires,
     };
@@ -188,12 +173,12 @@ mod tests {
     fn sessions_expire_and_end() {
         let s = Sessions::new(60, 10);
         let t0 = Timestamp::from_secs(1000);
-        let (id, sess) = s.create("alice", Role::Admin, t0).unwrap();
+        let (id, sess) = s.create("alice", t0).unwrap();
         assert_eq!(sess.expires, Timestamp::from_secs(1060));
         assert!(s.get(&id, Timestamp::from_secs(1059)).is_some());
         assert!(s.get(&id, Timestamp::from_secs(1060)).is_none());
         assert_eq!(s.len(), 0, "an expired session is dropped");
-        let (id2, _) = s.create("alice", Role::Admin, t0).unwrap();
+        let (id2, _) = s.create("alice", t0).unwrap();
         assert_ne!(id, id2);
         assert!(s.remove(&id2));
         assert!(s.get(&id2, t0).is_none());
@@ -204,11 +189,7 @@ mod tests {
         let s = Sessions::new(60, 3);
         let mut ids = Vec::new();
         for i in 0..5 {
-            ids.push(
-                s.create("a", Role::Viewer, Timestamp::from_secs(i))
-                    .unwrap()
-                    .0,
-            );
+            ids.push(s.create("a", Timestamp::from_secs(i)).unwrap().0);
         }
         assert_eq!(s.len(), 3);
         assert!(
