@@ -199,3 +199,16 @@ ensure_browser_venv() {
   new_venv "$BROWSER_VENV_DIR" "playwright==$PLAYWRIGHT_VERSION"
   touch "$BROWSER_VENV_DIR/.complete-playwright-$PLAYWRIGHT_VERSION"
 }
+
+# The single sign-on tests' OpenID Provider: panva/oidc-provider under Node, installed
+# from tests/oidc/package-lock.json (exact versions and integrity hashes).
+ensure_oidc_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || ensure_apt nodejs npm
+  local dir="$REPO_ROOT/tests/oidc"
+  if [ -f "$dir/node_modules/.complete" ] && [ "$dir/node_modules/.complete" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  log "installing the test OpenID Provider (npm ci in tests/oidc)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in tests/oidc failed"
+  touch "$dir/node_modules/.complete"
+}

@@ -30,6 +30,7 @@ ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-clien
 ensure_venv
 ensure_cloud_venv
 ensure_browser_venv
+ensure_oidc_provider
 
 if [ -z "${NIXPKGS_LIB:-}" ]; then
   NIXPKGS_LIB=$(cd .. && pwd)/shared/nixpkgs-lib

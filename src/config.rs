@@ -127,9 +127,51 @@ pub struct WebUiConfig {
     /// Seconds between two checks that SkyPilot's role of every user equals ours (a
     /// change made inside SkyPilot is set back and audited).
     pub role_sync_interval_secs: u64,
+    /// Whether the users file's people may log in with their password (the console's
+    /// form and Basic credentials). With single sign-on it can be turned off, leaving the
+    /// provider as the only way in for people (API tokens still work for scripts).
+    pub password_login: bool,
+    /// Lifetime of a CLI login (`sky api login`), in seconds. SkyPilot's CLI keeps the
+    /// credential 7 days, so a longer one is cut there.
+    pub cli_login_lifetime_secs: u64,
+    /// Single sign-on with an OpenID Provider (`[web_ui.oidc]`); unset: no single sign-on.
+    pub oidc: Option<OidcConfig>,
     /// The gateway to SkyPilot's dashboard and REST API (`[web_ui.gateway]`).
     #[serde(default)]
     pub gateway: GatewayConfig,
+}
+
+/// Single sign-on with an OpenID Provider (`[web_ui.oidc]`): the authorization code flow
+/// with PKCE; a person's role comes from the provider's groups claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (discovery at `ISSUER/.well-known/openid-configuration`);
+    /// `https://` unless the host is loopback.
+    pub issuer: String,
+    /// Our client id at the provider.
+    pub client_id: String,
+    /// The client secret, in a file outside the Nix store; unset for a public client.
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// The ID token claim that is the person's name (what SkyPilot sees).
+    pub username_claim: String,
+    /// The ID token claim that lists the person's groups.
+    pub groups_claim: String,
+    /// Members of any of these groups are admins.
+    pub admin_groups: Vec<String>,
+    /// Members of any of these groups (and none of the admin groups) are users.
+    pub user_groups: Vec<String>,
+    /// Members of any of these groups (and none of the above) are viewers.
+    pub viewer_groups: Vec<String>,
+    /// How far the provider's clock may be from ours, in seconds: an ID token is taken
+    /// until this long after its expiry, and refused if issued further in the future.
+    pub clock_skew_secs: u64,
+    /// The provider's name on the login button ("Sign in with NAME").
+    pub display_name: String,
+    /// Seconds allowed for each request to the provider (discovery, keys, token).
+    pub timeout_secs: u64,
 }
 
 /// The gateway part of the web UI: SkyPilot's dashboard and REST API behind our login
@@ -469,7 +511,29 @@ impl Default for WebUiConfig {
             login_window_secs: 300,
             skypilot_config_file: None,
             role_sync_interval_secs: 30,
+            password_login: true,
+            cli_login_lifetime_secs: 7 * 24 * 3600,
+            oidc: None,
             gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret_file: None,
+            scopes: vec!["profile".into(), "email".into(), "groups".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            admin_groups: Vec::new(),
+            user_groups: Vec::new(),
+            viewer_groups: Vec::new(),
+            clock_skew_secs: 60,
+            display_name: "single sign-on".into(),
+            timeout_secs: 10,
         }
     }
 }
@@ -702,6 +766,79 @@ impl WebUiConfig {
                 return Err((key, "must be at least 1".to_string()));
             }
         }
+        if self.cli_login_lifetime_secs == 0 {
+            return Err((
+                "web_ui.cli_login_lifetime_secs",
+                "must be at least 1".to_string(),
+            ));
+        }
+        match &self.oidc {
+            Some(o) => o.validate(self.public_url.as_deref())?,
+            None if !self.password_login => {
+                return Err((
+                    "web_ui.password_login",
+                    "is false and web_ui.oidc is not set: nobody could log in; set up [web_ui.oidc] or keep password_login = true".into(),
+                ))
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+impl OidcConfig {
+    /// Semantic checks of `[web_ui.oidc]` (`public_url`: where the provider sends people
+    /// back to).
+    fn validate(&self, public_url: Option<&str>) -> Checked {
+        let issuer = url::Url::parse(&self.issuer).map_err(|e| {
+            (
+                "web_ui.oidc.issuer",
+                format!(
+                    "{:?} is not a URL ({e}): expected e.g. https://id.example.org/realms/team",
+                    self.issuer
+                ),
+            )
+        })?;
+        let loopback = match issuer.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            None => false,
+        };
+        let secure = issuer.scheme() == "https" || (issuer.scheme() == "http" && loopback);
+        if !secure || issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err((
+                "web_ui.oidc.issuer",
+                format!("{:?}: expected an https:// URL without query or fragment (http:// only on loopback)", self.issuer),
+            ));
+        }
+        for (key, v) in [
+            ("web_ui.oidc.client_id", &self.client_id),
+            ("web_ui.oidc.username_claim", &self.username_claim),
+            ("web_ui.oidc.groups_claim", &self.groups_claim),
+        ] {
+            if v.trim().is_empty() {
+                return Err((key, "is empty: expected a value".into()));
+            }
+        }
+        if self.admin_groups.is_empty()
+            && self.user_groups.is_empty()
+            && self.viewer_groups.is_empty()
+        {
+            return Err((
+                "web_ui.oidc.admin_groups",
+                "admin_groups, user_groups and viewer_groups are all empty: nobody could log in; list the provider's groups that map to each role".into(),
+            ));
+        }
+        if public_url.is_none() {
+            return Err((
+                "web_ui.public_url",
+                "is not set: single sign-on needs it, the provider sends people back to PUBLIC_URL/console/oidc/callback".into(),
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(("web_ui.oidc.timeout_secs", "must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -810,6 +947,9 @@ pub(crate) struct WebUiOverrides {
     /// Overrides web_ui.tls_key_file.
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_key_file: Option<PathBuf>,
+    /// Overrides web_ui.oidc.client_secret_file (with [web_ui.oidc] set).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) oidc_client_secret_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -825,6 +965,9 @@ impl Config {
             if given.is_some() {
                 *set = given;
             }
+        }
+        if let (Some(oidc), Some(file)) = (w.oidc.as_mut(), o.oidc_client_secret_file) {
+            oidc.client_secret_file = Some(file);
         }
         self
     }
@@ -965,6 +1108,54 @@ mod tests {
         assert_eq!(c.cluster_manager.poll_interval_secs, 30);
         assert_eq!(c.cluster_manager.force_refresh_interval_secs, 300);
         assert_ne!(c.monitor.listen.port(), 9090);
+    }
+
+    #[test]
+    fn single_sign_on_is_checked() {
+        let ok = "[web_ui]\npublic_url = \"https://sky.example.org\"\n[web_ui.oidc]\nissuer = \"https://id.example.org/realms/t\"\nclient_id = \"sky\"\nuser_groups = [\"ml\"]\n";
+        let c = parse(ok).unwrap();
+        let o = c.web_ui.oidc.unwrap();
+        assert_eq!(o.username_claim, "preferred_username");
+        assert_eq!(o.clock_skew_secs, 60);
+        for (text, key, says) in [
+            (
+                ok.replace("https://sky", "")
+                    .replace("public_url = \".example.org\"\n", ""),
+                "web_ui.public_url",
+                "callback",
+            ),
+            (
+                ok.replace("https://id.example.org", "http://id.example.org"),
+                "web_ui.oidc.issuer",
+                "https://",
+            ),
+            (
+                ok.replace("user_groups = [\"ml\"]\n", ""),
+                "web_ui.oidc.admin_groups",
+                "nobody",
+            ),
+            (
+                ok.replace("client_id = \"sky\"", "client_id = \"\""),
+                "web_ui.oidc.client_id",
+                "empty",
+            ),
+            (
+                ok.replace("[web_ui.oidc]", "[web_ui.oidc]\nextra = 1"),
+                "web_ui.oidc.extra",
+                "unknown",
+            ),
+            (
+                "[web_ui]\npassword_login = false\n".to_string(),
+                "web_ui.password_login",
+                "nobody could log in",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        // http:// on loopback is fine (a provider on the same host).
+        parse(&ok.replace("https://id.example.org", "http://127.0.0.1:5556")).unwrap();
     }
 
     #[test]

@@ -160,6 +160,22 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires);
 "#,
+    // 7: single sign-on sessions keep the person's groups (NULL: a users-file login);
+    // CLI logins (`sky api login`), revocable one by one, by the digest of their secret.
+    r#"
+ALTER TABLE sessions ADD COLUMN groups TEXT;
+CREATE TABLE cli_logins (
+    id            INTEGER PRIMARY KEY,
+    secret_digest TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    groups        TEXT,
+    created       REAL NOT NULL,
+    expires       REAL NOT NULL,
+    last_used     REAL
+);
+CREATE INDEX cli_logins_by_name ON cli_logins (name, id);
+CREATE INDEX cli_logins_by_expiry ON cli_logins (expires);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

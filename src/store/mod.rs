@@ -32,7 +32,7 @@ mod lock;
 mod migrations;
 mod polls;
 mod sessions;
-pub(crate) use sessions::StoredSession;
+pub(crate) use sessions::{CliLogin, StoredSession};
 pub(crate) mod scrape;
 
 pub use crate::load_budget::PollLoad;

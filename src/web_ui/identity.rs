@@ -42,6 +42,8 @@ pub enum AuthMethod {
     Session,
     /// `Authorization: Basic` (SkyPilot's CLI with `http://name:password@host`).
     Basic,
+    /// The cookie of a CLI login (`sky api login` through the web UI).
+    CliLogin,
     /// `Authorization: Bearer` with one of our API tokens (scripts).
     Bearer,
     /// `Authorization: Bearer sky_…`: a SkyPilot service-account token, verified by

@@ -46,7 +46,11 @@ pub(crate) fn check_listen(
     users: &users::Users,
     config: &Config,
 ) -> anyhow::Result<()> {
-    if listen.ip().is_loopback() || users.user_count() > 0 || users.token_count() > 0 {
+    if listen.ip().is_loopback()
+        || users.user_count() > 0
+        || users.token_count() > 0
+        || config.web_ui.oidc.is_some()
+    {
         return Ok(());
     }
     let file = config

@@ -40,9 +40,28 @@ pub(crate) struct Report {
     pub(crate) default_role_problem: Option<String>,
 }
 
-/// The roles the web UI grants, by name: the users file's and the tokens file's.
-fn desired(state: &WebState) -> BTreeMap<String, Role> {
-    state.users().roles().into_iter().collect()
+/// The roles the web UI grants, by name: the users file's and the tokens file's, and
+/// those of the people of single sign-on with a live session or CLI login (the role
+/// their groups map to now; the file's wins for a name in both).
+async fn desired(state: &Arc<WebState>) -> BTreeMap<String, Role> {
+    let mut want: BTreeMap<String, Role> = BTreeMap::new();
+    if let Some(sso) = &state.sso {
+        let now = state.clock.now();
+        match state.read(move |s| Ok(s.sso_people(now)?)).await {
+            Ok(people) => {
+                for (name, groups) in people {
+                    if let Some(role) = sso.role_of(&groups) {
+                        want.insert(name, role);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "role sync: cannot read the single sign-on people")
+            }
+        }
+    }
+    want.extend(state.users().roles());
+    want
 }
 
 /// One pass: see the module's documentation.
@@ -52,7 +71,7 @@ pub(crate) async fn sync_once(state: &Arc<WebState>) -> anyhow::Result<Report> {
         Ok(set) => report.default_role_set = set,
         Err(e) => report.default_role_problem = Some(format!("{e:#}")),
     }
-    let want = desired(state);
+    let want = desired(state).await;
     if want.is_empty() {
         return Ok(report);
     }
@@ -181,6 +200,17 @@ async fn audit(state: &Arc<WebState>, report: &Report) {
         });
     }
     super::state::write_audit(state.db_path.clone(), entries).await;
+}
+
+/// One pass now, audited (after a single sign-on login: the person's role in SkyPilot
+/// is set before their first request rather than at the next interval).
+pub(crate) async fn pass_now(state: Arc<WebState>) {
+    match sync_once(&state).await {
+        Ok(report) => audit(&state, &report).await,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "role sync after a login failed; the next interval retries")
+        }
+    }
 }
 
 /// The sync loop: a pass at once, then one every `interval`, for ever (the web UI ends

@@ -41,6 +41,10 @@ pub(crate) struct WebState {
     /// as a wrong password.
     pub(crate) dummy_hash: String,
     pub(crate) argon_slots: tokio::sync::Semaphore,
+    /// Single sign-on, when `[web_ui.oidc]` is set.
+    pub(crate) sso: Option<auth::oidc::Sso>,
+    /// CLI logins (`sky api login`) in memory, read through from the host database.
+    pub(crate) cli_logins: auth::cli_login::CliLogins,
     stores: Mutex<Vec<Store>>,
 }
 
@@ -48,7 +52,10 @@ impl WebState {
     /// The state for `config`: reads the users and tokens files.
     pub(crate) fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<WebState>> {
         let w = &config.web_ui;
-        let users = if w.users_file.is_none() && w.tokens_file.is_none() {
+        let users = if w.users_file.is_none() && w.tokens_file.is_none() && w.oidc.is_some() {
+            // Single sign-on and nobody in files: people come from the provider only.
+            users::Users::load(None, None)?
+        } else if w.users_file.is_none() && w.tokens_file.is_none() {
             // Nobody configured: one admin with a random password, kept in the state
             // directory (as Jenkins and Argo CD do); disabled once a users file is set.
             let path = users::initial_admin_path(&config.cluster_manager.database);
@@ -73,7 +80,13 @@ impl WebState {
             || w.public_url
                 .as_deref()
                 .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
+        let sso = match (&w.oidc, &w.public_url) {
+            (Some(o), Some(url)) => Some(auth::oidc::Sso::new(o, url)?),
+            _ => None,
+        };
         Ok(Arc::new(WebState {
+            sso,
+            cli_logins: auth::cli_login::CliLogins::new(),
             db_path: config.cluster_manager.database.clone(),
             sky,
             users: std::sync::RwLock::new(Arc::new(users)),
@@ -104,6 +117,24 @@ impl WebState {
     /// The users and tokens in force.
     pub(crate) fn users(&self) -> Arc<users::Users> {
         self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The role of `name` logged in through `origin`, now: the users file's (while
+    /// password login is on), or what the provider's groups map to; `None`: no access.
+    pub(crate) fn role_of(
+        &self,
+        name: &str,
+        origin: &auth::session::Origin,
+    ) -> Option<crate::web_ui::identity::Role> {
+        match origin {
+            auth::session::Origin::UsersFile => {
+                if !self.config.web_ui.password_login {
+                    return None;
+                }
+                self.users().get(name).map(|u| u.role)
+            }
+            auth::session::Origin::Sso(groups) => self.sso.as_ref()?.role_of(groups),
+        }
     }
 
     /// Runs `f` on a read-only connection to the host database, on a blocking thread.

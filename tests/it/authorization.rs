@@ -252,6 +252,22 @@ async fn every_attack_fails_and_each_role_gets_what_it_should() {
     // No credentials at all: refused too (but the health probe).
     assert_eq!(send(base, "GET", "/users", None, None).await.0, 401);
     assert_eq!(send(base, "GET", "/api/health", None, None).await.0, 200);
+    // SkyPilot's CLI without a login (it sends its API version) is told to log in, as
+    // SkyPilot's own server tells it when its auth is on; versions stay for the CLI.
+    let h: Value = client()
+        .get(format!("{base}/api/health"))
+        .header("X-SkyPilot-API-Version", "62")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "needs_auth", "{h}");
+    assert!(
+        h["user"].is_null() && h["api_version"].is_string() && h["commit"].is_string(),
+        "{h}"
+    );
 
     // 2. Each role, each attack of the issue: (who, method, path, body, expected status).
     let alices = json!({"cluster_name": "alices-box"});

@@ -12,6 +12,7 @@ use axum::{Extension, Form};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
+use super::session::Origin;
 use super::{csrf, session, SessionRef};
 use crate::store::{AuditAction, AuditOutcome};
 use crate::web_ui::console::views::login_page;
@@ -27,6 +28,8 @@ pub(crate) enum LoginError {
     Limited(u64),
     /// The check itself could not run.
     Internal,
+    /// Password login is turned off (`web_ui.password_login = false`).
+    Off,
 }
 
 /// Checks a name and password (console login or Basic auth), within the rate limits.
@@ -36,6 +39,9 @@ pub(crate) async fn check_password(
     password: &str,
     client: IpAddr,
 ) -> Result<(String, Role), LoginError> {
+    if !state.config.web_ui.password_login {
+        return Err(LoginError::Off);
+    }
     let now = state.clock.now();
     if let Some(hit) = state.basic_cache.get(name, password, now) {
         return Ok(hit);
@@ -74,7 +80,7 @@ pub(crate) async fn check_password(
 }
 
 /// Where to go after login: a local path only (never `//host` or a scheme).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -90,7 +96,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 /// A `Set-Cookie` value: HttpOnly, `Secure` when the console is reached over https,
 /// `max_age` seconds (0 removes the cookie).
-fn cookie_header(
+pub(crate) fn cookie_header(
     state: &WebState,
     name: &str,
     value: &str,
@@ -122,9 +128,47 @@ fn login_cookie(state: &WebState, token: &str, max_age: u64) -> Option<HeaderVal
     )
 }
 
+/// What the login page offers: single sign-on (its name), the password form.
+pub(crate) struct LoginOffer<'a> {
+    pub(crate) sso: Option<&'a str>,
+    pub(crate) password: bool,
+}
+
+fn offer(state: &WebState) -> LoginOffer<'_> {
+    LoginOffer {
+        sso: state.sso.as_ref().map(|s| s.display_name()),
+        password: state.config.web_ui.password_login,
+    }
+}
+
 /// The login page with `status`.
-fn login_response(status: StatusCode, message: Option<&str>, next: &str, token: &str) -> Response {
-    (status, Html(login_page(message, next, token).into_string())).into_response()
+fn login_response(
+    state: &WebState,
+    status: StatusCode,
+    message: Option<&str>,
+    next: &str,
+    token: &str,
+) -> Response {
+    let page = login_page(message, next, token, &offer(state));
+    (status, Html(page.into_string())).into_response()
+}
+
+/// The login page with `status` and `message` and a fresh form token (for the pages of
+/// a single sign-on that did not complete).
+pub(crate) fn fresh_login_page(
+    state: &WebState,
+    status: StatusCode,
+    message: &str,
+    next: &str,
+) -> Response {
+    let Ok(token) = crate::web_ui::users::random_token(32) else {
+        return (status, format!("{message}\n")).into_response();
+    };
+    let mut resp = login_response(state, status, Some(message), next, &token);
+    if let Some(c) = login_cookie(state, &token, 3600) {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,7 +195,7 @@ pub(crate) async fn login_form(
         _ => None,
     };
     let next = safe_next(q.next.as_deref());
-    let mut resp = login_response(StatusCode::OK, message, &next, &token);
+    let mut resp = login_response(&state, StatusCode::OK, message, &next, &token);
     if let Some(c) = login_cookie(&state, &token, 3600) {
         resp.headers_mut().append(SET_COOKIE, c);
     }
@@ -183,13 +227,13 @@ pub(crate) async fn login_submit(
     let next = safe_next(form.next.as_deref());
     if !csrf::matches(expected, &form.csrf_token) {
         let m = "The login form expired or came from elsewhere: try again.";
-        return login_response(StatusCode::FORBIDDEN, Some(m), &next, expected);
+        return login_response(&state, StatusCode::FORBIDDEN, Some(m), &next, expected);
     }
     let client = connect.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |Extension(c)| {
         c.0.ip()
     });
     match check_password(&state, &form.username, &form.password, client).await {
-        Ok((name, _)) => logged_in(&state, &name, &next).await,
+        Ok((name, _)) => logged_in(&state, &name, Origin::UsersFile, &next).await,
         Err(LoginError::Invalid) => {
             if crate::web_ui::users::valid_name(&form.username) {
                 let detail = format!("wrong user name or password from {client}");
@@ -203,11 +247,17 @@ pub(crate) async fn login_submit(
                 .await;
             }
             let m = "Wrong user name or password.";
-            login_response(StatusCode::UNAUTHORIZED, Some(m), &next, expected)
+            login_response(&state, StatusCode::UNAUTHORIZED, Some(m), &next, expected)
         }
         Err(LoginError::Limited(secs)) => {
             let m = format!("Too many failed logins: try again in {secs} s.");
-            let mut resp = login_response(StatusCode::TOO_MANY_REQUESTS, Some(&m), &next, expected);
+            let mut resp = login_response(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&m),
+                &next,
+                expected,
+            );
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
             resp
@@ -217,6 +267,10 @@ pub(crate) async fn login_submit(
             "the password check did not complete\n",
         )
             .into_response(),
+        Err(LoginError::Off) => {
+            let m = "Password login is turned off here: use single sign-on.";
+            login_response(&state, StatusCode::FORBIDDEN, Some(m), &next, expected)
+        }
     }
 }
 
@@ -230,11 +284,20 @@ async fn audit(
     crate::web_ui::actions::audit_login(state, name, action, outcome, detail).await;
 }
 
-/// A new session for `name`: audited, its cookie set, the login form's cookie removed,
-/// and on to `next`.
-async fn logged_in(state: &Arc<WebState>, name: &str, next: &str) -> Response {
+/// A new session for `name` (logged in through `origin`): audited, its cookie set, the
+/// login form's cookie removed, and on to `next`.
+pub(crate) async fn logged_in(
+    state: &Arc<WebState>,
+    name: &str,
+    origin: Origin,
+    next: &str,
+) -> Response {
     let now = state.clock.now();
-    let Ok((id, started)) = state.sessions.create(name, now) else {
+    let how = match &origin {
+        Origin::UsersFile => None,
+        Origin::Sso(g) => Some(format!("single sign-on; groups: {}", g.join(", "))),
+    };
+    let Ok((id, started)) = state.sessions.create(name, origin, now) else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot start a session\n",
@@ -243,7 +306,7 @@ async fn logged_in(state: &Arc<WebState>, name: &str, next: &str) -> Response {
     };
     // Written before the answer: a restart right after keeps the login.
     session::save(state.db_path.clone(), &id, &started, now).await;
-    audit(state, name, AuditAction::Login, AuditOutcome::Ok, None).await;
+    audit(state, name, AuditAction::Login, AuditOutcome::Ok, how).await;
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(next) {
         resp.headers_mut().insert(LOCATION, v);
@@ -264,7 +327,18 @@ pub(crate) async fn logout(
     who: Extension<Identity>,
     session: Option<Extension<SessionRef>>,
 ) -> Response {
+    let mut to = "/console/login".to_string();
     if let Some(Extension(s)) = session {
+        let now = state.clock.now();
+        let sso = state
+            .sessions
+            .get(&s.id, now)
+            .is_some_and(|x| matches!(x.origin, Origin::Sso(_)));
+        if let (true, Some(p)) = (sso, state.sso.as_ref()) {
+            if let Some(url) = p.logout_url().await {
+                to = url;
+            }
+        }
         state.sessions.remove(&s.id);
         session::forget(state.db_path.clone(), &s.id).await;
         if who.method == AuthMethod::Session {
@@ -279,8 +353,9 @@ pub(crate) async fn logout(
         }
     }
     let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut()
-        .insert(LOCATION, HeaderValue::from_static("/console/login"));
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
     if let Some(c) = cookie_header(&state, session::COOKIE, "", "/", 0, SameSite::Lax) {
         resp.headers_mut().append(SET_COOKIE, c);
     }

@@ -12,6 +12,11 @@
 //!   every request). A successful check is remembered for [`BASIC_CACHE_SECS`] under a
 //!   keyed hash of the credentials, so argon2 does not run per request.
 //! - The session cookie: a live console session.
+//! - The CLI login cookie ([`cli_login::COOKIE`]): a live `sky api login` of ours.
+//!
+//! A session or CLI login holds while its person has a role now: a users-file login
+//! while the person is in the file (and password login is on), a single sign-on login
+//! while its groups map to a role.
 //!
 //! The header is parsed strictly ([`parse_authorization`]): one header, the scheme, one
 //! space, the credentials. Anything else is refused with 401, never taken for "no
@@ -23,13 +28,16 @@
 //! without an Identity, and each route decides (the console redirects to its login page,
 //! the JSON API answers 401, the gateway does what it must).
 
+pub(crate) mod cli_login;
 pub(crate) mod csrf;
 pub(crate) mod headers;
 pub(crate) mod host;
 pub(crate) mod login;
+pub(crate) mod oidc;
 pub(crate) mod rate_limit;
 pub(crate) mod service_account;
 pub(crate) mod session;
+pub(crate) mod sso;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -236,6 +244,8 @@ fn own_route(path: &str) -> bool {
         || path.starts_with("/console/")
         || path == "/console"
         || path.starts_with("/api/v1/")
+        || path == "/auth/authorize"
+        || path == "/token"
 }
 
 async fn credentials(
@@ -323,6 +333,10 @@ async fn credentials(
                         "wrong user name or password",
                         BASIC_REALM,
                     )),
+                    Err(LoginError::Off) => Credentials::Invalid(unauthorized(
+                        "password login is turned off here: log in with `sky api login -e URL` (single sign-on)",
+                        BASIC_REALM,
+                    )),
                     Err(LoginError::Internal) => Credentials::Invalid(
                         (
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -345,16 +359,26 @@ async fn credentials(
             );
         }
     }
+    if let Some(secret) = cookie(headers, cli_login::COOKIE) {
+        if let Some(held) = cli_login::find(state, secret).await {
+            if let Some(role) = state.role_of(&held.name, &held.origin) {
+                return Credentials::Valid(
+                    Identity::named(held.name, role, AuthMethod::CliLogin),
+                    None,
+                );
+            }
+        }
+    }
     Credentials::None
 }
 
 /// The live session of the cookie `id` and its person's role: held in memory, or else
-/// recorded in the host database by an earlier run; only while its person is in the
-/// users file, with the role the file gives now (it may have changed since the login).
+/// recorded in the host database by an earlier run; only while its person has a role
+/// now ([`WebState::role_of`]: it may have changed since the login).
 async fn known_session(state: &Arc<WebState>, id: &str) -> Option<(session::Session, Role)> {
     let now = state.clock.now();
     if let Some(s) = state.sessions.get(id, now) {
-        let role = state.users().get(&s.name)?.role;
+        let role = state.role_of(&s.name, &s.origin)?;
         return Some((s, role));
     }
     let key = session::digest(id);
@@ -365,8 +389,8 @@ async fn known_session(state: &Arc<WebState>, id: &str) -> Option<(session::Sess
             return None;
         }
     };
-    let role = state.users().get(&stored.name)?.role;
     let s = session::from_stored(id, stored);
+    let role = state.role_of(&s.name, &s.origin)?;
     state.sessions.adopt(id, s.clone(), now);
     Some((s, role))
 }

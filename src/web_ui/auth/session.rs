@@ -19,10 +19,34 @@ pub(crate) const COOKIE: &str = "skyhost_session";
 /// Most sessions held at once; past it, expired ones are dropped, then the oldest.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
 
+/// Where a login came from: it decides the person's role at each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The users file (a password): the role the file gives now.
+    UsersFile,
+    /// Single sign-on: the role the provider's groups, as of the login, map to now.
+    Sso(Vec<String>),
+}
+
+impl Origin {
+    /// The groups column of the database (`None` for the users file).
+    pub(crate) fn groups(&self) -> Option<Vec<String>> {
+        match self {
+            Origin::UsersFile => None,
+            Origin::Sso(g) => Some(g.clone()),
+        }
+    }
+
+    pub(crate) fn from_groups(groups: Option<Vec<String>>) -> Origin {
+        groups.map_or(Origin::UsersFile, Origin::Sso)
+    }
+}
+
 /// One logged-in browser.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Session {
     pub(crate) name: String,
+    pub(crate) origin: Origin,
     /// The CSRF token every state-changing request of this session must carry.
     pub(crate) csrf: String,
     pub(crate) created: Timestamp,
@@ -51,10 +75,16 @@ impl Sessions {
     }
 
     /// Starts a session; returns its id (the cookie's value) and the session.
-    pub(crate) fn create(&self, name: &str, now: Timestamp) -> anyhow::Result<(String, Session)> {
+    pub(crate) fn create(
+        &self,
+        name: &str,
+        origin: Origin,
+        now: Timestamp,
+    ) -> anyhow::Result<(String, Session)> {
         let id = crate::web_ui::users::random_token(32)?;
         let session = Session {
             name: name.to_string(),
+            origin,
             csrf: csrf_of(&id),
             created: now,
             expires: now.plus_secs(self.lifetime_secs),
@@ -124,6 +154,7 @@ fn csrf_of(id: &str) -> String {
 pub(crate) fn from_stored(id: &str, s: StoredSession) -> Session {
     Session {
         name: s.name,
+        origin: Origin::from_groups(s.groups),
         csrf: csrf_of(id),
         created: s.created,
         expires: s.expires,
@@ -147,6 +178,7 @@ pub(crate) async fn save(db: PathBuf, id: &str, s: &Session, now: Timestamp) {
     let key = digest(id);
     let stored = StoredSession {
         name: s.name.clone(),
+        groups: s.origin.groups(),
         created: s.created,
         expires: s.expires,
     };
@@ -173,12 +205,12 @@ mod tests {
     fn sessions_expire_and_end() {
         let s = Sessions::new(60, 10);
         let t0 = Timestamp::from_secs(1000);
-        let (id, sess) = s.create("alice", t0).unwrap();
+        let (id, sess) = s.create("alice", Origin::UsersFile, t0).unwrap();
         assert_eq!(sess.expires, Timestamp::from_secs(1060));
         assert!(s.get(&id, Timestamp::from_secs(1059)).is_some());
         assert!(s.get(&id, Timestamp::from_secs(1060)).is_none());
         assert_eq!(s.len(), 0, "an expired session is dropped");
-        let (id2, _) = s.create("alice", t0).unwrap();
+        let (id2, _) = s.create("alice", Origin::UsersFile, t0).unwrap();
         assert_ne!(id, id2);
         assert!(s.remove(&id2));
         assert!(s.get(&id2, t0).is_none());
@@ -189,7 +221,11 @@ mod tests {
         let s = Sessions::new(60, 3);
         let mut ids = Vec::new();
         for i in 0..5 {
-            ids.push(s.create("a", Timestamp::from_secs(i)).unwrap().0);
+            ids.push(
+                s.create("a", Origin::UsersFile, Timestamp::from_secs(i))
+                    .unwrap()
+                    .0,
+            );
         }
         assert_eq!(s.len(), 3);
         assert!(

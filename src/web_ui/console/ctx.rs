@@ -24,11 +24,11 @@ pub(crate) struct Ctx {
 }
 
 /// A page that could not be drawn: an error page with its status, already rendered.
-pub(crate) struct PageError(Response);
+pub(crate) struct PageError(Box<Response>);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
@@ -45,13 +45,13 @@ impl FromRequestParts<Arc<WebState>> for Ctx {
         // The page guard (`auth::require_page`) runs first: a page without an identity
         // is a routing mistake, answered as one.
         let Some(who) = parts.extensions.get::<Identity>().cloned() else {
-            return Err(PageError(
+            return Err(PageError(Box::new(
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "a console page was reached without a login\n",
                 )
                     .into_response(),
-            ));
+            )));
         };
         Ok(Ctx {
             who,
@@ -64,7 +64,7 @@ impl FromRequestParts<Arc<WebState>> for Ctx {
 impl Ctx {
     /// The error page for `status` and `message`.
     pub(crate) fn error(&self, status: StatusCode, message: &str) -> PageError {
-        PageError(views::error_page(self, status, message))
+        PageError(Box::new(views::error_page(self, status, message)))
     }
 
     /// The clock's now.

@@ -11,6 +11,7 @@
 //! Layers: [`ctx`] (what a page starts from, how it fails), [`data`] (what it reads),
 //! [`views`] (how it draws), [`pages`] (the handlers joining them).
 
+mod cli;
 pub(crate) mod ctx;
 mod data;
 mod pages;
@@ -69,6 +70,13 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
         .route("/console/services", get(pages::services))
         .route("/console/config", get(pages::config))
         .route("/console/logout", post(login::logout))
+        .route("/console/cli-logins", get(cli::list))
+        .route("/console/cli-logins/{id}/revoke", post(cli::revoke))
+        .route(
+            "/auth/authorize",
+            get(cli::authorize_page).post(cli::authorize),
+        )
+        .route("/token", get(cli::token_page).post(cli::make_token))
         .layer(axum::middleware::from_fn(auth::require_csrf))
         .layer(axum::middleware::from_fn(auth::require_page));
     let open = Router::new()
@@ -77,7 +85,10 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
             "/console/login",
             get(login::login_form).post(login::login_submit),
         )
-        .route("/console/static/{file}", get(static_file));
+        .route("/console/static/{file}", get(static_file))
+        .route("/console/oidc/start", get(auth::sso::start))
+        .route("/console/oidc/callback", get(auth::sso::callback))
+        .route("/api/v1/auth/token", get(cli::poll));
     guarded
         .merge(open)
         .layer(axum::middleware::from_fn(auth::headers::security_headers))

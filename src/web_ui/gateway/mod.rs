@@ -215,11 +215,17 @@ pub async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
     match identity {
         None => {
             if req.method() == Method::GET && req.uri().path() == "/api/health" {
-                gw.forward(req, None).await
+                let cli = req.headers().contains_key(API_VERSION_HEADER);
+                let answer = gw.forward(req, None).await;
+                if cli {
+                    needs_auth(answer).await
+                } else {
+                    answer
+                }
             } else if is_browser_navigation(&req) {
                 login_redirect(req.uri())
             } else {
-                gw.unauthorized("authentication required: log in to the web UI (SkyPilot's CLI: sky api login -e http://NAME:PASSWORD@HOST:PORT)")
+                gw.unauthorized("authentication required: run `sky api login -e URL` with this server's URL (or log in to the web UI)")
             }
         }
         Some(who) => {
@@ -281,6 +287,39 @@ fn check_same_origin(req: &Request, who: &Identity) -> Result<(), Response> {
         ));
     }
     Ok(())
+}
+
+/// The header SkyPilot's client sends on every request (and its server on every answer).
+const API_VERSION_HEADER: &str = "x-skypilot-api-version";
+/// Largest health answer rewritten for an anonymous CLI.
+const MAX_HEALTH_BYTES: usize = 64 * 1024;
+
+/// SkyPilot's health answer, as SkyPilot's own server gives it to an anonymous CLI when
+/// its authentication is on: `"status": "needs_auth"`, `user` null. That is what makes
+/// SkyPilot's CLI start its browser login (`sky api login`) and tell a person whose
+/// login ended to log in again. Anything but a 200 JSON object passes unchanged.
+async fn needs_auth(answer: Response) -> Response {
+    if answer.status() != StatusCode::OK {
+        return answer;
+    }
+    let (mut parts, body) = answer.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_HEALTH_BYTES).await else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "SkyPilot's /api/health answer was unreadable or too large",
+        );
+    };
+    let rewritten = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.insert("status".into(), serde_json::json!("needs_auth"));
+            o.insert("user".into(), serde_json::Value::Null);
+            serde_json::Value::Object(o).to_string().into_bytes()
+        }
+        _ => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, Body::from(rewritten))
 }
 
 /// A top-level page load by a browser (it asks for HTML).

@@ -2,10 +2,12 @@
 //! it is given (maud escapes every interpolated value) and reads nothing.
 
 mod actions;
+mod cli;
 mod fleet;
 mod host;
 
 pub(crate) use actions::{action_result, confirm_action};
+pub(crate) use cli::{cli_authorize, cli_authorized, cli_logins, cli_token};
 pub(crate) use fleet::{cluster, clusters, overview};
 pub(crate) use host::{audit, autostop, config, services};
 
@@ -22,13 +24,14 @@ use crate::web_ui::auth::csrf;
 use crate::web_ui::identity::Identity;
 
 /// The navigation, in order: (path, label).
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/console/", "Overview"),
     ("/console/clusters", "Clusters"),
     ("/console/autostop", "Autostop"),
     ("/console/audit", "Audit log"),
     ("/console/services", "Services"),
     ("/console/config", "Config"),
+    ("/console/cli-logins", "CLI logins"),
 ];
 
 /// A page's `<head>`: its title, our stylesheet, and with `script` the list pages'
@@ -105,8 +108,16 @@ pub(crate) fn error_page(ctx: &Ctx, status: StatusCode, message: &str) -> Respon
 }
 
 /// The login page: `message` above the form, `next` where to go after, `token` the login
-/// form's CSRF token.
-pub(crate) fn login_page(message: Option<&str>, next: &str, token: &str) -> Markup {
+/// form's CSRF token; `offer` says whether single sign-on and the password form are there.
+pub(crate) fn login_page(
+    message: Option<&str>,
+    next: &str,
+    token: &str,
+    offer: &crate::web_ui::auth::login::LoginOffer<'_>,
+) -> Markup {
+    let start: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next)
+        .finish();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -115,13 +126,60 @@ pub(crate) fn login_page(message: Option<&str>, next: &str, token: &str) -> Mark
                 main {
                     h1 { "skypilot-host" }
                     @if let Some(m) = message { p.error { (m) } }
-                    form method="post" action="/console/login" {
-                        input type="hidden" name=(csrf::FIELD) value=(token);
-                        input type="hidden" name="next" value=(next);
-                        label { "User " input type="text" name="username" autocomplete="username" required autofocus; }
-                        label { "Password " input type="password" name="password" autocomplete="current-password" required; }
-                        button type="submit" { "Log in" }
+                    @if let Some(name) = offer.sso {
+                        p { a.sso href={ "/console/oidc/start?" (start) } { "Sign in with " (name) } }
                     }
+                    @if offer.password {
+                        form method="post" action="/console/login" {
+                            input type="hidden" name=(csrf::FIELD) value=(token);
+                            input type="hidden" name="next" value=(next);
+                            label { "User " input type="text" name="username" autocomplete="username" required autofocus[offer.sso.is_none()]; }
+                            label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                            button type="submit" { "Log in" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The page of a person the provider knows and no mapped group admits: who they are,
+/// their groups, and which groups give which role.
+pub(crate) fn no_access_page(
+    name: &str,
+    groups: &[String],
+    mapping: Option<&[(crate::web_ui::identity::Role, &[String]); 3]>,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("No access", false))
+            body.login {
+                main {
+                    h1 { "No access" }
+                    p.error {
+                        "You are signed in at the identity provider as " strong { (name) }
+                        ", but none of your groups gives access to this SkyPilot server."
+                    }
+                    p { "Your groups: "
+                        @if groups.is_empty() { em { "none" } }
+                        @for (i, g) in groups.iter().enumerate() { @if i > 0 { ", " } code { (g) } }
+                    }
+                    @if let Some(m) = mapping {
+                        p { "Access comes with membership of:" }
+                        ul {
+                            @for (role, list) in m.iter() {
+                                @if !list.is_empty() {
+                                    li { strong { (role.as_str()) } ": "
+                                        @for (i, g) in list.iter().enumerate() { @if i > 0 { ", " } code { (g) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p { "Ask the people who run this server to add you to one of them, then "
+                        a href="/console/login" { "sign in again" } "." }
                 }
             }
         }
