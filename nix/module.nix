@@ -165,7 +165,17 @@ let
     { id = "tokens"; option = "tokensFile"; flag = "--tokens-file"; path = cfg.webUI.tokensFile; }
     { id = "tls-cert"; option = "tlsCertFile"; flag = "--tls-cert-file"; path = cfg.webUI.tlsCertFile; }
     { id = "tls-key"; option = "tlsKeyFile"; flag = "--tls-key-file"; path = cfg.webUI.tlsKeyFile; }
+    {
+      id = "oidc-client-secret";
+      option = "oidc.clientSecretFile";
+      flag = "--oidc-client-secret-file";
+      path = if oidc.enable then oidc.clientSecretFile else null;
+    }
   ];
+  oidc = cfg.webUI.oidc;
+  # The issuer's host is loopback: the only case where http:// is accepted.
+  oidcIssuerLoopback = oidc.issuer != null
+    && builtins.match "http://(127\\.[0-9.]+|localhost|[[]::1])(:[0-9]+)?(/.*)?" oidc.issuer != null;
 
   # ---------------------------------------------------------------- extraEnvironment
   # The seed's shell snippet, parsed here into systemd `Environment=` entries. Accepted:
@@ -610,6 +620,62 @@ in
         example = "https://sky.example.org";
         description = "The URL people use; `https://` marks the session cookie Secure behind a TLS-terminating proxy.";
       };
+      passwordLogin = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether the people of `usersFile` may log in with their password (the console's form and Basic credentials). With `oidc.enable` it can be turned off, leaving single sign-on (API tokens still work for scripts).";
+      };
+      oidc = {
+        enable = mkEnableOption "single sign-on with an OpenID Provider (Keycloak, Authentik, Dex, …) for the console, the gateway and `sky api login`";
+        issuer = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "https://id.example.org/realms/team";
+          description = "The provider's issuer URL (discovery at ISSUER/.well-known/openid-configuration); https:// unless on loopback. Register `<publicUrl>/console/oidc/callback` as the client's redirect URI and `<publicUrl>/console/login` as its post-logout redirect URI.";
+        };
+        clientId = mkOption {
+          type = types.str;
+          default = "skypilot";
+          description = "Our client id at the provider.";
+        };
+        clientSecretFile = mkOption {
+          type = types.nullOr externalPath;
+          default = null;
+          example = "/run/secrets/skypilot-oidc-client-secret";
+          description = "The client secret, in a file outside the Nix store (loaded with `LoadCredential`); null for a public client.";
+        };
+        scopes = mkOption {
+          type = types.listOf types.str;
+          default = [ "profile" "email" "groups" ];
+          description = "Scopes asked for besides `openid`.";
+        };
+        usernameClaim = mkOption {
+          type = types.str;
+          default = "preferred_username";
+          example = "email";
+          description = "The ID token claim that is the person's name (what SkyPilot records).";
+        };
+        groupsClaim = mkOption {
+          type = types.str;
+          default = "groups";
+          description = "The ID token claim listing the person's groups.";
+        };
+        adminGroups = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Groups whose members are admins.";
+        };
+        userGroups = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Groups whose members are users (launch, act on what they own).";
+        };
+        viewerGroups = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Groups whose members are viewers (read only). A person in none of the three groups gets no access.";
+        };
+      };
     };
 
     enableCluster = mkOption {
@@ -895,6 +961,19 @@ in
             message = "services.skypilot.webUI.tlsCertFile and .tlsKeyFile go together: set both or neither.";
           }
           {
+            assertion = !oidc.enable || (oidc.issuer != null
+            && (lib.hasPrefix "https://" oidc.issuer || oidcIssuerLoopback));
+            message = "services.skypilot.webUI.oidc.issuer must be an https:// URL (http:// only for a provider on loopback), got ${toString oidc.issuer}.";
+          }
+          {
+            assertion = !oidc.enable || (oidc.adminGroups ++ oidc.userGroups ++ oidc.viewerGroups) != [ ];
+            message = "services.skypilot.webUI.oidc: adminGroups, userGroups and viewerGroups are all empty, so nobody could log in: list the provider's groups that map to each role.";
+          }
+          {
+            assertion = cfg.webUI.passwordLogin || oidc.enable;
+            message = "services.skypilot.webUI.passwordLogin = false needs webUI.oidc.enable: nobody could log in otherwise.";
+          }
+          {
             assertion = !unitsEnabled || hasServerPython;
             message = "services.skypilot.package has no `serverPython` (a function from Python package names to a Python with SkyPilot and them, as the flake's SkyPilot 0.14.1 provides): the API server is started as `python -m sky.server.server`, so the module needs SkyPilot's Python.";
           }
@@ -986,7 +1065,7 @@ in
 
       warnings =
         compatWarnings
-        ++ optional (webUIEnabled && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null) "services.skypilot.webUI has no usersFile: at its first start the web UI creates one admin, `admin`, with a random password in ${cfg.stateDir}/web-ui-initial-admin (readable by ${cfg.user} and root only; read it with `sudo cat ${cfg.stateDir}/web-ui-initial-admin`). Configure real users: lines of `skypilot-host hash-password NAME --role admin|user|viewer` in a file outside the Nix store, named by services.skypilot.webUI.usersFile; the generated admin is then disabled."
+        ++ optional (webUIEnabled && cfg.webUI.usersFile == null && cfg.webUI.tokensFile == null && !oidc.enable) "services.skypilot.webUI has no usersFile: at its first start the web UI creates one admin, `admin`, with a random password in ${cfg.stateDir}/web-ui-initial-admin (readable by ${cfg.user} and root only; read it with `sudo cat ${cfg.stateDir}/web-ui-initial-admin`). Configure real users: lines of `skypilot-host hash-password NAME --role admin|user|viewer` in a file outside the Nix store, named by services.skypilot.webUI.usersFile; the generated admin is then disabled."
         ++ map (n: "services.skypilot: ${n} set in extraEnvironment/environment is ignored: cloudCredentials sets it to the credential systemd loads for the API server.") overriddenByCredentials
         ++ lib.optionals (!policyEnabled) (map (o: "services.skypilot.cluster.${o} is a launch-policy setting, but the launch policy does not run (services.skypilot.policy.enable or systemdServices is false): it has no effect.")
           (lib.filter (o: cfg.cluster.${o} != null) [ "defaultRegion" "defaultInstanceType" "defaultZone" "useSpot" "maxHourlyPrice" ]))
@@ -1029,7 +1108,21 @@ in
             allowed_hosts = mkDefault ([ cfg.apiServer.hostName ]
               ++ lib.optional ((config.networking.hostName or "") != "") config.networking.hostName);
           }
-          // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; };
+          // optionalAttrs (cfg.webUI.publicUrl != null) { public_url = mkDefault cfg.webUI.publicUrl; }
+          // optionalAttrs (!cfg.webUI.passwordLogin) { password_login = false; }
+          // optionalAttrs oidc.enable {
+            # The provider sends people back here: the URL users reach the gateway by.
+            public_url = mkDefault gatewayUrl;
+            oidc = {
+              inherit (oidc) issuer scopes;
+              client_id = oidc.clientId;
+              username_claim = oidc.usernameClaim;
+              groups_claim = oidc.groupsClaim;
+              admin_groups = oidc.adminGroups;
+              user_groups = oidc.userGroups;
+              viewer_groups = oidc.viewerGroups;
+            };
+          };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
         policy = mkIf policyEnabled {

@@ -25,6 +25,13 @@
       # The web UI, with a users file the run makes with hash-password.
       enableWebUI = true;
       webUI.usersFile = "/run/secrets/web-users";
+      # Single sign-on against the provider nix/tests/run_rendered.py starts there.
+      webUI.oidc = {
+        enable = true;
+        issuer = "http://127.0.0.1:47801";
+        clientSecretFile = "/run/secrets/oidc-client-secret";
+        userGroups = [ "sky-users" ];
+      };
       cluster = {
         autoStop = 60;
         defaultRegion = "us-west-2";
@@ -345,6 +352,60 @@
       enableWebUI = true;
       webUI.host = "0.0.0.0";
       webUI.openFirewall = true;
+    };
+  };
+
+  web-ui-oidc = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI = {
+        host = "0.0.0.0";
+        publicUrl = "https://sky.example.org";
+        usersFile = "/run/secrets/web-users";
+        passwordLogin = false;
+        oidc = {
+          enable = true;
+          issuer = "https://id.example.org/realms/team";
+          clientSecretFile = "/run/secrets/oidc-client-secret";
+          usernameClaim = "email";
+          adminGroups = [ "platform" ];
+          userGroups = [ "ml" "research" ];
+          viewerGroups = [ "finance" ];
+        };
+      };
+    };
+  };
+
+  web-ui-oidc-bad = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.oidc = {
+        enable = true;
+        issuer = "http://id.example.org";
+      };
+    };
+  };
+
+  web-ui-no-login = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.passwordLogin = false;
+    };
+  };
+
+  web-ui-oidc-secret-in-store = {
+    services.skypilot = {
+      enable = true;
+      enableWebUI = true;
+      webUI.oidc = {
+        enable = true;
+        issuer = "https://id.example.org";
+        clientSecretFile = "/nix/store/00000000000000000000000000000000-secret";
+        userGroups = [ "ml" ];
+      };
     };
   };
 

@@ -213,16 +213,27 @@ def toml_value(v):
 
 
 def to_toml(settings):
+    """The module's settings as the TOML file `pkgs.formats.toml` writes: scalars of a
+    table first, then its sub-tables (`[web_ui.oidc]`)."""
     out = []
-    for section, body in sorted(settings.items()):
-        if not isinstance(body, dict):
-            out.append(f'{section} = {toml_value(body)}')
-            continue
-        out.append(f'[{section}]')
+
+    def table(name, body):
+        out.append(f'[{name}]')
+        nested = []
         for k, v in sorted(body.items()):
-            if v is not None:
+            if isinstance(v, dict):
+                nested.append((f'{name}.{k}', v))
+            elif v is not None:
                 out.append(f'{k} = {toml_value(v)}')
         out.append('')
+        for sub, b in nested:
+            table(sub, b)
+
+    for section, body in sorted(settings.items()):
+        if not isinstance(body, dict):
+            out.insert(0, f'{section} = {toml_value(body)}')
+            continue
+        table(section, body)
     return '\n'.join(out) + '\n'
 
 
@@ -798,6 +809,37 @@ def expect_web_ui(c, r, label):
     c.equal(r['firewall']['allowedTCPPorts'], [8443], f'{label}: exactly webUI.port opened')
 
 
+def expect_web_ui_oidc(c, r, label):
+    c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
+    c.check(not has_warning(r, 'no usersFile'), f'{label}: no generated-admin warning with SSO')
+    w = r['services']['skypilot-web-ui']['serviceConfig']
+    c.check('oidc-client-secret:/run/secrets/oidc-client-secret' in w['LoadCredential'],
+            f'{label}: the client secret through LoadCredential')
+    c.check('--oidc-client-secret-file %d/oidc-client-secret' in w['ExecStart'],
+            f'{label}: the client secret from the credentials directory')
+    s = r['skypilot']['settings']['web_ui']
+    o = s['oidc']
+    c.equal(o['issuer'], 'https://id.example.org/realms/team', f'{label}: issuer')
+    c.equal((o['client_id'], o['username_claim'], o['groups_claim']),
+            ('skypilot', 'email', 'groups'), f'{label}: client and claims')
+    c.equal((o['admin_groups'], o['user_groups'], o['viewer_groups']),
+            (['platform'], ['ml', 'research'], ['finance']), f'{label}: group mapping')
+    c.check('client_secret_file' not in o, f'{label}: no secret path in the shared host config')
+    c.equal(s['public_url'], 'https://sky.example.org', f'{label}: the callback base')
+    c.equal(s['password_login'], False, f'{label}: password login off')
+
+
+def expect_web_ui_oidc_bad(c, r, label):
+    c.check(has_assertion(r, 'webUI.oidc.issuer', 'https://'), f'{label}: http issuer refused')
+    c.check(has_assertion(r, 'adminGroups, userGroups and viewerGroups are all empty'),
+            f'{label}: no group mapping refused')
+
+
+def expect_web_ui_no_login(c, r, label):
+    c.check(has_assertion(r, 'passwordLogin = false needs webUI.oidc.enable'),
+            f'{label}: nobody able to log in refused')
+
+
 def expect_web_ui_loopback(c, r, label):
     c.equal(r['failedAssertions'], [], f'{label}: no failed assertion')
     w = r['services']['skypilot-web-ui']['serviceConfig']
@@ -1092,6 +1134,9 @@ EXPECT = {
     'closed-to-group': expect_closed_to_group,
     'web-ui': expect_web_ui,
     'web-ui-loopback': expect_web_ui_loopback,
+    'web-ui-oidc': expect_web_ui_oidc,
+    'web-ui-oidc-bad': expect_web_ui_oidc_bad,
+    'web-ui-no-login': expect_web_ui_no_login,
     'web-ui-no-users': expect_web_ui_no_users,
     'web-ui-gateway': expect_web_ui_gateway,
     'web-ui-gateway-nftables': expect_web_ui_gateway_nftables,
@@ -1126,6 +1171,8 @@ EVAL_ERRORS = {
                                 'absolute path outside the Nix store'],
     'web-ui-store-path': ['services.skypilot.webUI.usersFile', 'is not of type',
                           'absolute path outside the Nix store'],
+    'web-ui-oidc-secret-in-store': ['services.skypilot.webUI.oidc.clientSecretFile',
+                                    'is not of type', 'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')

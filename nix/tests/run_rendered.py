@@ -137,7 +137,9 @@ HOME_CREDENTIALS = {
 # AWS's documented example keys.
 AWS_CREDENTIALS = ('[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n'
                    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n')
-SECRETS = {'aws-credentials': AWS_CREDENTIALS}
+SECRETS = {'aws-credentials': AWS_CREDENTIALS, 'oidc-client-secret': 'rendered-client-secret\n'}
+# The OpenID Provider of tests/oidc (Node), started for a case with web_ui.oidc.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The web UI's user: its users-file line is made with the binary's hash-password.
 WEB_USER, WEB_PASSWORD = 'admin', 'rendered-run-password'
 
@@ -551,7 +553,7 @@ def wait_http(url, timeout, role):
                     return True
         except OSError:
             pass
-        if not role.alive():
+        if role is not None and not role.alive():
             return False
         time.sleep(0.5)
     return False
@@ -656,6 +658,7 @@ def run(a):
     tmp = tempfile.mkdtemp(prefix='skypilot-rendered-')
     os.chmod(tmp, 0o755)
     roles = []
+    provider = None
     try:
         root = os.path.join(tmp, 'root')
         r = check.nix_eval(a.nixpkgs_lib, case=a.case, runDir=root)
@@ -675,6 +678,7 @@ def run(a):
             with open(path, 'w', encoding='utf-8') as f:
                 f.write(content)
             os.chmod(path, 0o600)
+        provider = start_provider(r, tmp)
         apply_tmpfiles(r['tmpfiles'], subs)
         if 'skypilot-policy' in r['services']:
             write_catalog(r, subs)
@@ -735,6 +739,8 @@ def run(a):
             check_bin_bash(c, next(x for x in roles if x.unit == 'skypilot-api-server'))
             if 'skypilot-web-ui' in units:
                 check_web_ui(c, r, subs, api_url)
+                if 'oidc' in r['skypilot']['settings']['web_ui']:
+                    check_sso(c, r)
         for role in reversed(roles):
             role.stop(c)
         home = subs.text(units['skypilot-api-server']['environment']['HOME'])
@@ -745,6 +751,9 @@ def run(a):
     finally:
         for role in reversed(roles):
             role.stop()
+        if provider is not None:
+            provider.kill()
+            provider.wait()
         unmount_all()
         if os.environ.get('KEEP_RENDERED_RUN'):
             print(f'kept {tmp}')
@@ -752,6 +761,58 @@ def run(a):
             shutil.rmtree(tmp)
     print(f'rendered run: {c.passed} passed, {len(c.failures)} failed')
     return 1 if c.failures else 0
+
+
+def start_provider(r, tmp):
+    """The test OpenID Provider at the rendered `web_ui.oidc.issuer`, knowing the client
+    as the module renders it (id, the secret of SECRETS, callback under `public_url`)."""
+    w = r['skypilot']['settings']['web_ui']
+    if 'oidc' not in w:
+        return None
+    issuer = w['oidc']['issuer']
+    port = issuer.rsplit(':', 1)[1]
+    base = w['public_url'].rstrip('/')
+    log_file = open(os.path.join(tmp, 'provider.log'), 'w', encoding='utf-8')
+    p = subprocess.Popen(['node', 'provider.mjs', port, w['oidc']['client_id'],
+                          SECRETS['oidc-client-secret'].strip(),
+                          f'{base}/console/oidc/callback', f'{base}/console/login'],
+                         cwd=os.path.join(REPO, 'tests', 'oidc'), stdout=log_file,
+                         stderr=subprocess.STDOUT)
+    if not wait_http(f'{issuer}/.well-known/openid-configuration', 30, None):
+        raise RuntimeError(f'the test OpenID Provider did not start at {issuer}')
+    return p
+
+
+def check_sso(c, r):
+    """The rendered web UI reads its client secret from the credentials directory and
+    sends people to the provider: discovery against the real provider, PKCE, the
+    callback under the URL the module gives."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    w = r['skypilot']['settings']['web_ui']
+    base = f"http://{w['listen']}"
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with opener.open(f'{base}/console/login', timeout=10) as resp:
+        page = resp.read().decode()
+    c.check('Sign in with' in page, 'skypilot-web-ui: the login page offers single sign-on')
+    try:
+        opener.open(f'{base}/console/oidc/start', timeout=30)
+        status, location = 200, ''
+    except urllib.error.HTTPError as e:
+        status, location = e.code, e.headers.get('Location', '')
+    q = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
+    issuer = w['oidc']['issuer']
+    c.check(status == 303 and location.startswith(f'{issuer}/auth?')
+            and q.get('client_id') == [w['oidc']['client_id']]
+            and q.get('code_challenge_method') == ['S256']
+            and q.get('redirect_uri') == [f"{w['public_url'].rstrip('/')}/console/oidc/callback"],
+            f'skypilot-web-ui: single sign-on starts at the provider {issuer}: {status} {location}')
 
 
 def check_oneshot(c, role, r, subs, roles, venv):
