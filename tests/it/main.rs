@@ -44,6 +44,7 @@ mod remote;
 // one with its state in the throwaway PostgreSQL.
 #[cfg(feature = "real-server")]
 mod authorization;
-// Single sign-on with a real OpenID Provider (Node) and SkyPilot's CLI logging in.
-#[cfg(feature = "real-server")]
+// Single sign-on with a real OpenID Provider (Node) and SkyPilot's CLI logging in, in
+// Chromium.
+#[cfg(all(feature = "real-server", feature = "browser"))]
 mod sso;

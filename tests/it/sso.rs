@@ -101,7 +101,6 @@ fn browser(phase: &[&str], web: &HostProcess) {
 
 /// OIDC in Chromium, SkyPilot's CLI logging in through the web UI, both surviving a
 /// restart, the revoke, and the provider going down (see `tests/browser/sso_flow.py`).
-#[cfg(feature = "browser")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_single_sign_on_and_the_cli_login() {
     let server = OwnServer::start_with_config_env("rbac:\n  default_role: viewer\n", &[]);
