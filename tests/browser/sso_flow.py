@@ -177,11 +177,67 @@ def phase1(check, p, base, provider, sky_bin, home, state_file, shots):
     code, out = sky(sky_bin, home, "api", "info")
     check("sky api info names the gateway and bob", code == 0 and base in out and "bob" in out,
           out[-800:])
+    localhost_callback(check, page, base, sky_bin)
     page.goto(f"{base}/console/cli-logins")
-    check("the console lists bob's CLI login", "bob" in page.content()
-          and "Revoke" in page.content(), page.content()[:600])
+    check("the console lists bob's two CLI logins", page.content().count("Revoke") == 2,
+          page.content()[:600])
     ctx.storage_state(path=state_file)
     browser.close()
+
+
+# SkyPilot's own callback server of the localhost flow (sky/client/oauth.py), as the CLI
+# runs it: prints "listening", then the token it was sent.
+CALLBACK = """
+import sys, time
+from sky.client import oauth
+box = {'token': None}
+oauth.start_local_auth_server(int(sys.argv[1]), box, sys.argv[2], timeout=60)
+print('listening', flush=True)
+start = time.time()
+while box['token'] is None and time.time() - start < 60:
+    time.sleep(0.2)
+print(box['token'] or '', flush=True)
+"""
+
+
+def localhost_callback(check, page, base, sky_bin):
+    """The localhost-callback flow: `/token?local_port=P` hands the token to SkyPilot's
+    callback server on P; the token's cookie then authenticates as bob."""
+    import base64
+    import json
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    python = os.path.join(os.path.dirname(sky_bin), "python")
+    proc = subprocess.Popen([python, "-c", CALLBACK, str(port), base], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ready = proc.stdout.readline()
+    check("SkyPilot's callback server listens", "listening" in ready, ready)
+    page.goto(f"{base}/token?local_port={port}")
+    page.click("form[action='/token'] button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('handover') && "
+        "!document.getElementById('handover').textContent.startsWith('Handing')", timeout=30000)
+    note = page.inner_text("#handover")
+    check("the token page handed the token to the CLI", "has its token" in note, note)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    token = out.strip().splitlines()[-1] if out.strip() else ""
+    try:
+        cookies = json.loads(base64.b64decode(token))["cookies"]
+    except (ValueError, KeyError) as e:
+        cookies = {}
+        check("the callback got SkyPilot's token format", False, f"{e}: {out[-300:]}")
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    req = urllib.request.Request(f"{base}/api/health",
+                                 headers={"Cookie": header, "X-SkyPilot-API-Version": "62"})
+    health = json.load(urllib.request.urlopen(req, timeout=30))
+    check("the handed-over token logs in as bob",
+          (health.get("user") or {}).get("name") == "bob", json.dumps(health)[:300])
 
 
 def phase2(check, p, base, provider, sky_bin, home, state_file, shots, provider_pid, root,
@@ -197,9 +253,10 @@ def phase2(check, p, base, provider, sky_bin, home, state_file, shots, provider_
 
     page.goto(f"{base}/console/cli-logins")
     page.screenshot(path=f"{shots}/sso-cli-logins.png", full_page=True)
-    page.click("form[action$='/revoke'] button")
-    page.wait_for_load_state()
-    check("the revoked CLI login is gone from the list", "No CLI logins" in page.content(),
+    for _ in range(2):
+        page.click("form[action$='/revoke'] button")
+        page.wait_for_load_state()
+    check("the revoked CLI logins are gone from the list", "No CLI logins" in page.content(),
           page.content()[:600])
     code, out = sky(sky_bin, home, "status")
     check("sky status is refused after the revoke, telling to log in again",

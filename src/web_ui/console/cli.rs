@@ -101,21 +101,60 @@ pub(crate) async fn authorize(
     Ok(views::cli_authorized(&ctx, id))
 }
 
-/// `GET /token`: the manual flow's page.
-pub(crate) async fn token_page(ctx: Ctx) -> Page {
-    let token = session_token(&ctx)?;
-    Ok(views::cli_token(&ctx, &token, None))
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct LocalPort {
+    #[serde(default)]
+    local_port: Option<String>,
 }
 
-/// `POST /token`: a CLI login, its token shown once.
+/// The CLI's callback port (`local_port`, SkyPilot's localhost-callback flow): a port
+/// number, or none.
+fn local_port(ctx: &Ctx, q: LocalPort) -> Result<Option<u16>, PageError> {
+    match q.local_port.as_deref().filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                ctx.error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "local_port={p:?}: expected the port number SkyPilot's CLI listens on"
+                    ),
+                )
+            }),
+    }
+}
+
+/// `GET /token[?local_port=P]`: the page of the manual and localhost-callback flows.
+pub(crate) async fn token_page(ctx: Ctx, Query(q): Query<LocalPort>) -> Page {
+    let port = local_port(&ctx, q)?;
+    let token = session_token(&ctx)?;
+    Ok(views::cli_token(&ctx, &token, port, None))
+}
+
+/// `POST /token`: a CLI login, its token shown once; with `local_port`, the page also
+/// hands it to the CLI's callback on this computer (`http://localhost:P`, which the page's
+/// Content-Security-Policy then allows, and nothing else).
 pub(crate) async fn make_token(
     ctx: Ctx,
     session: Option<axum::Extension<crate::web_ui::auth::SessionRef>>,
+    Form(q): Form<LocalPort>,
 ) -> Page {
+    let port = local_port(&ctx, q)?;
     let csrf = session_token(&ctx)?;
     let (id, secret) = make(&ctx, session.as_deref()).await?;
     let token = token_for(&ctx.who.name, &secret);
-    Ok(views::cli_token(&ctx, &csrf, Some((id, &token))))
+    let mut resp = views::cli_token(&ctx, &csrf, port, Some((id, &token)));
+    if let Some(p) = port {
+        resp.extensions_mut()
+            .insert(crate::web_ui::auth::headers::ConnectTo(format!(
+                "http://localhost:{p}"
+            )));
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,12 +38,21 @@ pub(crate) fn cli_authorized(ctx: &Ctx, id: i64) -> Response {
     page(layout(ctx, "CLI authorized", "", false, body))
 }
 
-/// The manual flow: a button that makes a token (`csrf` of the session), or the token.
-pub(crate) fn cli_token(ctx: &Ctx, csrf_token: &str, made: Option<(i64, &str)>) -> Response {
+/// The manual and localhost-callback flows: a button that makes a token (`csrf` of the
+/// session), or the token; with the CLI's `port`, the page's script hands it over.
+pub(crate) fn cli_token(
+    ctx: &Ctx,
+    csrf_token: &str,
+    port: Option<u16>,
+    made: Option<(i64, &str)>,
+) -> Response {
     let body = html! {
         @match made {
             Some((id, token)) => {
-                p { "Paste this token into the CLI's prompt (" code { "Paste the token" } "). It is shown once; it logs the CLI in as "
+                @if let Some(p) = port {
+                    p #handover data-local-port=(p) { "Handing the token to the CLI on this computer (port " (p) ")…" }
+                }
+                p { "Or paste this token into the CLI's prompt (" code { "Paste the token" } "). It is shown once; it logs the CLI in as "
                     strong { (ctx.who.name) } " (CLI login " (id) ")." }
                 pre #token { (token) }
                 p { "Revoke it any time on " a href=(LIST) { "CLI logins" } "." }
@@ -51,8 +60,12 @@ pub(crate) fn cli_token(ctx: &Ctx, csrf_token: &str, made: Option<(i64, &str)>) 
             None => {
                 p { "Make a token for SkyPilot's CLI (" code { "sky api login" } " asks for it) that acts as "
                     strong { (ctx.who.name) } " (" (ctx.who.role.as_str()) ")." }
+                @if let Some(p) = port {
+                    p { "The CLI waits for it on this computer, port " (p) "." }
+                }
                 form method="post" action="/token" {
                     input type="hidden" name=(csrf::FIELD) value=(csrf_token);
+                    @if let Some(p) = port { input type="hidden" name="local_port" value=(p); }
                     button type="submit" { "Make a CLI token" }
                 }
             }
