@@ -236,7 +236,24 @@ impl OwnServer {
         if let Some(csv) = aws_catalog {
             std::fs::write(s.catalog_dir().join("aws/vms.csv"), csv).unwrap();
         }
-        s.spawn();
+        // SkyPilot derives its internal queue manager's port from the server's port; when
+        // another process (a parallel test) holds that one, the server exits saying so:
+        // start again on another port.
+        for attempt in 1.. {
+            match s.try_spawn() {
+                Ok(()) => break,
+                Err(log) if attempt < 4 => {
+                    eprintln!("own SkyPilot server: port clash, trying another port: {log}");
+                    s.stop();
+                    s.port = {
+                        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                        l.local_addr().unwrap().port()
+                    };
+                    s.url = format!("http://127.0.0.1:{}", s.port);
+                }
+                Err(log) => panic!("own SkyPilot server not healthy: {log}"),
+            }
+        }
         s
     }
 
@@ -282,7 +299,17 @@ impl OwnServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("own SkyPilot server not healthy: {log}");
+        }
+    }
+
+    /// Starts the server and waits until it is healthy; `Err` with its log's new text when
+    /// it exited because a port it needs is taken (a timeout panics).
+    fn try_spawn(&mut self) -> Result<(), String> {
         use std::os::unix::process::CommandExt;
+        let log_path = self.dir.path().join("server.log");
+        let seen = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
         let sky = python().with_file_name("sky");
         let mut c = Command::new(sky);
         self.env(&mut c);
@@ -318,7 +345,18 @@ impl OwnServer {
                 .unwrap()
                 .success();
             if ok {
-                return;
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let new = text.get(seen..).unwrap_or("").to_string();
+                if new.contains("is already in use by another process") {
+                    return Err(new);
+                }
             }
             assert!(
                 start.elapsed() < Duration::from_secs(240),
