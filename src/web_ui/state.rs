@@ -181,11 +181,11 @@ pub(crate) async fn write_audit(db: PathBuf, entries: Vec<crate::store::AuditEnt
 }
 
 /// Runs `f` on a writer of the host database at `db`, on a blocking thread: the web UI's
-/// one way to write (audit entries, sessions).
-pub(crate) async fn write(
+/// one way to write (audit entries, sessions, CLI logins); what `f` returns.
+pub(crate) async fn write<T: Send + 'static>(
     db: PathBuf,
-    f: impl FnOnce(&Store) -> crate::store::Result<()> + Send + 'static,
-) -> Result<(), String> {
+    f: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, String> {
     match tokio::task::spawn_blocking(move || f(&Store::open_writer(&db)?)).await {
         Ok(done) => done.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the write did not complete: {e}")),

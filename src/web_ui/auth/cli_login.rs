@@ -108,12 +108,12 @@ impl CliLogins {
         let key = digest(&secret);
         let expires = now.plus_secs(lifetime_secs);
         let (n, g, k) = (name.to_string(), origin.groups(), key.clone());
-        let id = tokio::task::spawn_blocking(move || {
-            crate::store::Store::open_writer(&db)?.insert_cli_login(&k, &n, &g, now, expires)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("the write did not complete: {e}"))?
-        .map_err(|e| anyhow::anyhow!("cannot record the CLI login in the host database: {e}"))?;
+        let id =
+            crate::web_ui::state::write(db, move |s| s.insert_cli_login(&k, &n, &g, now, expires))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot record the CLI login in the host database: {e}")
+                })?;
         self.hold(
             key,
             Held {

@@ -208,22 +208,14 @@ pub(crate) async fn list(ctx: Ctx) -> Page {
 /// `POST /console/cli-logins/{id}/revoke`: ends the CLI login at once, audited.
 pub(crate) async fn revoke(ctx: Ctx, Path(id): Path<i64>) -> Page {
     let (who, db) = (scope(&ctx), ctx.state.db_path.clone());
-    let gone = tokio::task::spawn_blocking(move || {
-        crate::store::Store::open_writer(&db)?.delete_cli_login(id, who.as_deref())
-    })
-    .await
-    .map_err(|e| {
-        ctx.error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("the revoke did not complete: {e}"),
-        )
-    })?
-    .map_err(|e| {
-        ctx.error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("cannot revoke in the host database: {e}"),
-        )
-    })?;
+    let gone = crate::web_ui::state::write(db, move |s| s.delete_cli_login(id, who.as_deref()))
+        .await
+        .map_err(|e| {
+            ctx.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot revoke in the host database: {e}"),
+            )
+        })?;
     let Some(key) = gone else {
         return Err(ctx.error(
             StatusCode::NOT_FOUND,
