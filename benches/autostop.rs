@@ -79,6 +79,7 @@ fn fleet(n: usize, now: i64) -> Vec<ClusterRow> {
                 last_seen: Timestamp::from_secs(now),
                 last_changed: t,
                 gone_at: None,
+                price_source: None,
             }
         })
         .collect()
@@ -110,7 +111,7 @@ fn decisions(n: usize) -> Result<(), Box<dyn Error>> {
     let age = DataAge {
         last_ok_poll: Some(Timestamp::from_secs(now - 5)),
         last_poll_error: None,
-        poll_interval_secs: 30,
+        interval_secs: 30.0,
     };
     let failures: HashMap<String, Failures> = rows
         .iter()

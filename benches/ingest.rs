@@ -177,6 +177,7 @@ fn main() -> anyhow::Result<()> {
             clusters,
             &HashSet::new(),
             &HashMap::new(),
+            &|_: &skypilot_host::cluster::Cluster| None,
             Timestamp::from_secs(1),
         );
         diff_ms.push(ms(t.elapsed()));

@@ -105,6 +105,7 @@ fn fleet_row(i: usize, t: i64) -> ClusterRow {
         last_seen: Timestamp::from_secs(t - 10),
         last_changed: Timestamp::from_secs(t - 10),
         gone_at: (status == ClusterStatus::Gone).then_some(Timestamp::from_secs(t - 1000)),
+        price_source: None,
     }
 }
 

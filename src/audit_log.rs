@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::config::Config;
 use crate::store::{AuditAction, AuditEntry, AuditOutcome, Store};
 use crate::terminal::clean;
-use crate::time::{Clock, SystemClock};
+use crate::time::{when, Clock, SystemClock};
 
 pub(crate) fn run(
     config: &Config,
@@ -15,21 +15,18 @@ pub(crate) fn run(
 ) -> anyhow::Result<()> {
     let path = &config.cluster_manager.database;
     let store = Store::open_read_only(path)?;
+    let now = SystemClock.now();
+    // Newest first, as people read a log.
     let mut entries = match since {
         Some(secs) => {
-            let from = SystemClock
-                .now()
-                .minus_secs(std::time::Duration::from_secs(secs).as_secs_f64());
+            let from = now.minus_secs(std::time::Duration::from_secs(secs).as_secs_f64());
             let mut e = store.audit_since(from, usize::MAX)?;
             let skip = e.len().saturating_sub(limit);
             e.drain(..skip);
-            e
-        }
-        None => {
-            let mut e = store.audit(limit)?;
             e.reverse();
             e
         }
+        None => store.audit(limit)?,
     };
     let mut out = String::new();
     if json {
@@ -40,7 +37,7 @@ pub(crate) fn run(
         for e in entries.drain(..) {
             out.push_str(&format!(
                 "{}  {}  {}  {}  {}{}\n",
-                e.at,
+                when(e.at, now),
                 clean(&e.actor),
                 e.action,
                 clean(e.cluster.as_deref().unwrap_or("-")),

@@ -56,7 +56,7 @@ pub(crate) enum Command {
     /// Check the cloud credential files named in the host config.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
-    /// Print the audit log: every action taken on a cluster, newest last.
+    /// Print the audit log: every action taken on a cluster, newest first (UTC times).
     Audit {
         #[command(flatten)]
         config: ConfigArg,
@@ -66,7 +66,7 @@ pub(crate) enum Command {
         /// At most this many entries (the latest).
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Print JSON for scripts instead of lines.
+        /// Print JSON for scripts instead of lines (times as Unix seconds).
         #[arg(long)]
         json: bool,
     },

@@ -51,6 +51,70 @@ impl FromStr for ClusterStatus {
     }
 }
 
+/// Where a cluster's price comes from: SkyPilot's cost report (what SkyPilot bills it
+/// at), or SkyPilot's catalog (the list price of its instance type × nodes, on-demand
+/// or spot, in its region) when the report has no record of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceSource {
+    CostReport,
+    Catalog,
+}
+
+impl PriceSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PriceSource::CostReport => "cost_report",
+            PriceSource::Catalog => "catalog",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<PriceSource> {
+        [PriceSource::CostReport, PriceSource::Catalog]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// For people.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            PriceSource::CostReport => "SkyPilot's cost report",
+            PriceSource::Catalog => "SkyPilot's catalog",
+        }
+    }
+}
+
+/// A cluster's cost so far, in dollars: SkyPilot's cost report's when it has one, else
+/// estimated from a catalog price for an UP cluster as the price × the hours since it
+/// was launched (`None` otherwise: a stopped cluster's uptime is not known).
+pub(crate) fn cost_so_far(
+    status: ClusterStatus,
+    hourly_cost: Option<f64>,
+    total_cost: Option<f64>,
+    source: Option<PriceSource>,
+    launched_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<f64> {
+    if let Some(t) = total_cost {
+        return Some(t);
+    }
+    match (status, source, hourly_cost, launched_at) {
+        (ClusterStatus::Up, Some(PriceSource::Catalog), Some(h), Some(at)) => {
+            Some(h * now.age_since(at).max(0.0) / 3600.0)
+        }
+        _ => None,
+    }
+}
+
+/// Whether SkyPilot's resources string says spot instances (`2x[spot](…)`, as
+/// `sky/utils/resources_utils.py` `format_resource` writes it).
+pub(crate) fn is_spot(resources: &str) -> bool {
+    resources
+        .split('(')
+        .next()
+        .is_some_and(|head| head.to_ascii_lowercase().contains("[spot]"))
+}
+
 /// What SkyPilot says of one cluster, reduced to what the host services use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {

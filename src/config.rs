@@ -69,10 +69,18 @@ pub struct ClusterManagerConfig {
     /// cluster state.
     pub database: PathBuf,
     /// The share of the API server's CPU the cluster manager's `/status` reads may take
-    /// (0.02: 2%), each read counted as twice its wall time (src/load_budget.rs). The
-    /// poll interval is stretched beyond `poll_interval_secs` when that cost exceeds
-    /// `load_budget` × the interval.
+    /// (0.02: 2%), each read counted as the server's CPU meanwhile when it runs on this
+    /// host (`api_server_cgroup`, `api_server_pid_file`), else as twice its wall time
+    /// (src/load_budget.rs). The poll interval is stretched beyond `poll_interval_secs`
+    /// when that cost exceeds `load_budget` × the interval.
     pub(crate) load_budget: f64,
+    /// The API server's cgroup v2 directory on this host (e.g.
+    /// `/sys/fs/cgroup/system.slice/skypilot-api-server.service`): its `cpu.stat` is
+    /// the server's CPU for the load budget.
+    pub(crate) api_server_cgroup: Option<PathBuf>,
+    /// A file holding the pid of the API server's main process on this host: its process
+    /// tree's CPU (from `/proc`) is the server's CPU for the load budget.
+    pub(crate) api_server_pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -481,6 +489,8 @@ impl Default for ClusterManagerConfig {
             poll_deadline_secs: 120,
             database: PathBuf::from("/var/lib/skypilot/host.db"),
             load_budget: 0.02,
+            api_server_cgroup: None,
+            api_server_pid_file: None,
         }
     }
 }
@@ -607,6 +617,15 @@ impl SkypilotConfig {
 }
 
 impl ClusterManagerConfig {
+    /// Where the API server's CPU is read, when it runs on this host.
+    pub(crate) fn server_cpu(&self) -> Option<crate::server_cpu::ServerCpu> {
+        use crate::server_cpu::ServerCpu;
+        self.api_server_cgroup
+            .clone()
+            .map(ServerCpu::Cgroup)
+            .or_else(|| self.api_server_pid_file.clone().map(ServerCpu::ProcessTree))
+    }
+
     /// `skypilot` for the one cross-section rule: a poll's deadline holds a request's timeout.
     fn validate(&self, skypilot: &SkypilotConfig) -> Checked {
         for (key, v) in [
@@ -628,6 +647,12 @@ impl ClusterManagerConfig {
             return Err((
                 "cluster_manager.load_budget",
                 format!("{budget} is not a share of the server's CPU: expected a number above 0 and at most 1 (default 0.02)"),
+            ));
+        }
+        if self.api_server_cgroup.is_some() && self.api_server_pid_file.is_some() {
+            return Err((
+                "cluster_manager.api_server_pid_file",
+                "set together with api_server_cgroup: expected one way to read the API server's CPU".to_string(),
             ));
         }
         if self.poll_deadline_secs < skypilot.request_timeout_secs {

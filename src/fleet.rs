@@ -24,28 +24,17 @@ pub(crate) struct Freshness {
     pub(crate) last_error_at: Option<Timestamp>,
 }
 
-/// The state is stale when the last poll failed, when there was never a successful
-/// poll, or when the last success is older than [`STALE_AFTER_INTERVALS`] poll intervals
-/// (the cluster manager is not running).
-///
-/// With `poll_interval_secs` as the interval; [`freshness_of`] uses the effective one.
-#[allow(dead_code)] // kept for the roles that judge poll records they read themselves
-pub(crate) fn freshness(
-    last: Option<&PollRun>,
-    last_ok: Option<&PollRun>,
-    now: Timestamp,
-    poll_interval_secs: u64,
-) -> Freshness {
-    freshness_at_interval(
-        last,
-        last_ok,
-        now,
-        std::time::Duration::from_secs(poll_interval_secs).as_secs_f64(),
-    )
+/// How old the last successful poll may be before the state is stale, with the
+/// cluster manager polling every `interval_secs` (the effective interval): the one
+/// staleness rule of every role, the autostop enforcer's included.
+pub(crate) fn stale_after_secs(interval_secs: f64) -> f64 {
+    STALE_AFTER_INTERVALS * interval_secs
 }
 
-/// [`freshness`] with the interval the cluster manager actually polls at, in seconds
-/// (see [`effective_interval_secs`]).
+/// The state is stale when the last poll failed, when there was never a successful
+/// poll, or when the last success is older than [`stale_after_secs`] of the interval
+/// the cluster manager actually polls at (see [`effective_interval_secs`]): it is not
+/// running.
 pub(crate) fn freshness_at_interval(
     last: Option<&PollRun>,
     last_ok: Option<&PollRun>,
@@ -54,8 +43,7 @@ pub(crate) fn freshness_at_interval(
 ) -> Freshness {
     let age = last_ok.map(|p| now.age_since(p.finished_at));
     let failed = last.filter(|p| p.outcome == PollOutcome::Error);
-    let limit = STALE_AFTER_INTERVALS * interval_secs;
-    let too_old = age.is_none_or(|a| a > limit);
+    let too_old = age.is_none_or(|a| a > stale_after_secs(interval_secs));
     Freshness {
         stale: failed.is_some() || too_old,
         age_secs: age,
@@ -126,6 +114,8 @@ pub(crate) struct StatusReport {
     pub(crate) api_server: Option<ApiServerHealth>,
     /// How the cluster manager polls (effective interval and its load on the server).
     pub(crate) polling: Polling,
+    /// How many clusters the query selects (more than `clusters` for one page).
+    pub(crate) total: usize,
     pub(crate) clusters: Vec<ClusterView>,
 }
 
@@ -135,13 +125,25 @@ pub(crate) struct ClusterView {
     pub(crate) row: ClusterRow,
     /// Seconds since launch.
     pub(crate) age_secs: Option<f64>,
+    /// Dollars so far: the cost report's, or estimated from a catalog price (see
+    /// `cluster::cost_so_far`).
+    pub(crate) cost_so_far: Option<f64>,
     pub(crate) stale: bool,
 }
 
 impl ClusterView {
     pub fn new(row: ClusterRow, state: &Freshness, now: Timestamp) -> ClusterView {
+        let c = &row.cluster;
         ClusterView {
-            age_secs: row.cluster.launched_at.map(|t| now.age_since(t)),
+            age_secs: c.launched_at.map(|t| now.age_since(t)),
+            cost_so_far: crate::cluster::cost_so_far(
+                c.status,
+                row.hourly_cost,
+                row.total_cost,
+                row.price_source,
+                c.launched_at,
+                now,
+            ),
             stale: state.stale,
             row,
         }
@@ -156,12 +158,18 @@ pub(crate) fn report(
     query: &ClusterQuery,
 ) -> anyhow::Result<StatusReport> {
     let state = freshness_of(store, config, now)?;
-    let clusters = store
+    let clusters: Vec<ClusterView> = store
         .query_clusters(query)?
         .into_iter()
         .map(|row| ClusterView::new(row, &state, now))
         .collect();
+    let total = if query.limit.is_some() || query.offset > 0 {
+        store.count_clusters(query)?
+    } else {
+        clusters.len()
+    };
     Ok(StatusReport {
+        total,
         generated_at: now,
         database: store.path().display().to_string(),
         state,
@@ -201,7 +209,7 @@ mod tests {
     #[test]
     fn fresh_after_recent_ok_poll() {
         let ok = poll(1, 1000, true);
-        let f = freshness(Some(&ok), Some(&ok), t(1010), 30);
+        let f = freshness_at_interval(Some(&ok), Some(&ok), t(1010), 30.0);
         assert!(!f.stale);
         assert_eq!(f.age_secs, Some(10.0));
         assert_eq!(f.last_error, None);
@@ -211,7 +219,7 @@ mod tests {
     fn stale_after_failed_poll() {
         let ok = poll(1, 1000, true);
         let bad = poll(2, 1030, false);
-        let f = freshness(Some(&bad), Some(&ok), t(1040), 30);
+        let f = freshness_at_interval(Some(&bad), Some(&ok), t(1040), 30.0);
         assert!(f.stale);
         assert_eq!(f.age_secs, Some(40.0));
         assert_eq!(f.last_error.as_deref(), Some("refused"));
@@ -223,6 +231,8 @@ mod tests {
         let load = PollLoad {
             measured_at: t(1000),
             status_secs: 2.0,
+            cpu_secs: 4.0,
+            cpu_source: crate::load_budget::CpuSource::WallTime,
             interval_secs: 100.0,
             share: 0.02,
             budget: 0.02,
@@ -262,6 +272,8 @@ mod tests {
             .set_poll_load(&PollLoad {
                 measured_at: t(1000),
                 status_secs: 2.0,
+                cpu_secs: 4.0,
+                cpu_source: crate::load_budget::CpuSource::WallTime,
                 interval_secs: 100.0,
                 share: 0.02,
                 budget: 0.02,
@@ -277,8 +289,8 @@ mod tests {
     #[test]
     fn stale_when_manager_silent() {
         let ok = poll(1, 1000, true);
-        assert!(freshness(Some(&ok), Some(&ok), t(1000 + 91), 30).stale);
-        assert!(!freshness(Some(&ok), Some(&ok), t(1000 + 89), 30).stale);
-        assert!(freshness(None, None, t(1000), 30).stale);
+        assert!(freshness_at_interval(Some(&ok), Some(&ok), t(1000 + 91), 30.0).stale);
+        assert!(!freshness_at_interval(Some(&ok), Some(&ok), t(1000 + 89), 30.0).stale);
+        assert!(freshness_at_interval(None, None, t(1000), 30.0).stale);
     }
 }

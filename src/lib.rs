@@ -27,6 +27,7 @@
 
 mod audit_log;
 pub mod autostop;
+mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_manager;
@@ -42,6 +43,7 @@ pub mod monitor;
 pub mod policy;
 mod runner;
 mod secret;
+mod server_cpu;
 pub mod sky_config;
 pub mod skypilot;
 mod status;

@@ -1,32 +1,40 @@
 //! The cluster manager's own load on SkyPilot's API server, and the poll interval that
 //! keeps it within `cluster_manager.load_budget`.
 //!
-//! The server's CPU time is not visible over HTTP; the manager measures each `/status`
-//! as the request's wall time (from sending it to having SkyPilot's answer) and counts
-//! [`CPU_PER_WALL`] times that as the server's cost. SkyPilot works on one request in
-//! two processes at once: a request executor runs it, while the server process that
-//! received it answers the long poll for the result; and a poll also asks `/api/health`.
-//! Measured from `/proc` against SkyPilot 0.14.1 (docs/performance.md), a poll's CPU was
-//! 0.65–1.2 times the `/status` wall time with 1,000 and 10,000 clusters, and up to 2.3
-//! times with 160 (where a background burst of the server can fall into a short span).
-//! The interval after a poll is
+//! With the API server on this host (`cluster_manager.api_server_cgroup` or
+//! `api_server_pid_file`), each `/status` read is counted as the CPU the server used
+//! from sending it to having its answer, read from its cgroup or its process tree
+//! (src/server_cpu.rs): what the read cost, and whatever else the server did meanwhile,
+//! so a busy server is counted as busier. For a remote server the CPU is not visible
+//! over HTTP, and a read is counted as [`CPU_PER_WALL`] times its wall time: SkyPilot
+//! works on one request in two processes at once (a request executor runs it while the
+//! process that received it answers the long poll), and measured from `/proc` against
+//! SkyPilot 0.14.1 (docs/performance.md) a poll's CPU was 0.65–1.2 times the `/status`
+//! wall time with 1,000 and 10,000 clusters, up to 2.3 times with 160. The interval
+//! after a poll is
 //!
 //! ```text
-//! effective = max(poll_interval_secs, CPU_PER_WALL × median(last SAMPLES /status times) / load_budget)
+//! effective = max(poll_interval_secs, median(last SAMPLES counted costs) / load_budget)
 //! ```
 //!
+//! and stays `poll_interval_secs` until [`MIN_SAMPLES`] reads were counted: the first
+//! read after a start is cold (imports, caches) and its wall time is mostly queueing.
 //! The median of the last few reads follows a fleet that grew within a few polls, and
 //! one slow answer (a busy moment of the server) does not stretch the interval alone.
 
 use std::collections::VecDeque;
 
+pub use crate::server_cpu::CpuSource;
 use crate::time::Timestamp;
 
-/// How many recent `/status` times the interval is computed from.
+/// How many recent `/status` costs the interval is computed from.
 pub(crate) const SAMPLES: usize = 5;
 
-/// The server's CPU seconds counted per second of a `/status` read's wall time: see the
-/// module's documentation.
+/// Counted reads before the interval may stretch.
+pub(crate) const MIN_SAMPLES: usize = 3;
+
+/// The server's CPU seconds counted per second of a `/status` read's wall time when its
+/// CPU is not visible: see the module's documentation.
 pub(crate) const CPU_PER_WALL: f64 = 2.0;
 
 /// What the rule decided after the last measured `/status`.
@@ -36,22 +44,35 @@ pub struct PollLoad {
     pub measured_at: Timestamp,
     /// Median wall time of the last [`SAMPLES`] `/status` reads, in seconds.
     pub status_secs: f64,
+    /// Median CPU seconds counted per read (measured, or twice the wall time).
+    pub cpu_secs: f64,
+    /// How the last read's cost was counted.
+    pub cpu_source: CpuSource,
     /// The interval between polls the cluster manager uses now, in seconds.
     pub interval_secs: f64,
     /// The share of the server's CPU the reads are counted to take at that interval:
-    /// `CPU_PER_WALL × status_secs / interval_secs`.
+    /// `cpu_secs / interval_secs`.
     pub share: f64,
     /// `cluster_manager.load_budget` when it was decided.
     pub budget: f64,
 }
 
-/// The interval rule, fed with the wall time of each `/status` read.
+/// The interval rule, fed with the wall time and (when visible) the server's CPU of
+/// each `/status` read.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadBudget {
     budget: f64,
     floor_secs: f64,
-    samples: VecDeque<f64>,
+    walls: VecDeque<f64>,
+    costs: VecDeque<f64>,
     last: Option<PollLoad>,
+}
+
+fn push(v: &mut VecDeque<f64>, x: f64) {
+    if v.len() == SAMPLES {
+        v.pop_front();
+    }
+    v.push_back(x);
 }
 
 impl LoadBudget {
@@ -60,26 +81,40 @@ impl LoadBudget {
         LoadBudget {
             budget,
             floor_secs: std::time::Duration::from_secs(poll_interval_secs).as_secs_f64(),
-            samples: VecDeque::with_capacity(SAMPLES),
+            walls: VecDeque::with_capacity(SAMPLES),
+            costs: VecDeque::with_capacity(SAMPLES),
             last: None,
         }
     }
 
-    /// Counts one `/status` read that was sent at `sent` and answered at `answered`.
-    pub(crate) fn record(&mut self, sent: Timestamp, answered: Timestamp) -> PollLoad {
-        let secs = answered.secs_since(sent).max(0.0);
-        if self.samples.len() == SAMPLES {
-            self.samples.pop_front();
-        }
-        self.samples.push_back(secs);
-        let status_secs = median(&self.samples);
-        let cost = CPU_PER_WALL * status_secs;
-        let interval_secs = self.floor_secs.max(cost / self.budget);
+    /// Counts one `/status` read that was sent at `sent` and answered at `answered`;
+    /// `cpu_secs` is the CPU the server used meanwhile when it could be read.
+    pub(crate) fn record(
+        &mut self,
+        sent: Timestamp,
+        answered: Timestamp,
+        cpu: Option<(f64, CpuSource)>,
+    ) -> PollLoad {
+        let wall = answered.secs_since(sent).max(0.0);
+        let (cost, cpu_source) = match cpu {
+            Some((c, source)) if c.is_finite() && c >= 0.0 => (c, source),
+            _ => (CPU_PER_WALL * wall, CpuSource::WallTime),
+        };
+        push(&mut self.walls, wall);
+        push(&mut self.costs, cost);
+        let cpu_secs = median(&self.costs);
+        let interval_secs = if self.costs.len() < MIN_SAMPLES {
+            self.floor_secs
+        } else {
+            self.floor_secs.max(cpu_secs / self.budget)
+        };
         let load = PollLoad {
             measured_at: answered,
-            status_secs,
+            status_secs: median(&self.walls),
+            cpu_secs,
+            cpu_source,
             interval_secs,
-            share: cost / interval_secs,
+            share: cpu_secs / interval_secs,
             budget: self.budget,
         };
         self.last = Some(load);
@@ -130,13 +165,18 @@ mod tests {
         }
     }
 
-    /// One poll: a `/status` that takes `secs` on the clock, then the wait the rule asks.
-    fn poll(rule: &mut LoadBudget, clock: &TestClock, secs: f64) -> PollLoad {
+    /// One poll: a `/status` that takes `secs` on the clock (and `cpu` of the server's
+    /// CPU when visible), then the wait the rule asks.
+    fn poll_cpu(rule: &mut LoadBudget, clock: &TestClock, secs: f64, cpu: Option<f64>) -> PollLoad {
         let sent = clock.now();
         clock.advance(secs);
-        let load = rule.record(sent, clock.now());
+        let load = rule.record(sent, clock.now(), cpu.map(|c| (c, CpuSource::Cgroup)));
         clock.advance(rule.interval_secs());
         load
+    }
+
+    fn poll(rule: &mut LoadBudget, clock: &TestClock, secs: f64) -> PollLoad {
+        poll_cpu(rule, clock, secs, None)
     }
 
     #[test]
@@ -150,14 +190,18 @@ mod tests {
         assert!((load.share - CPU_PER_WALL * 0.1 / 30.0).abs() < 1e-12);
         assert_eq!(load.measured_at, Timestamp::from_secs_f64(1000.1));
         assert_eq!(load.budget, 0.02);
+        assert_eq!(load.cpu_source, CpuSource::WallTime);
     }
 
     #[test]
-    fn a_slow_status_stretches_the_interval_to_the_budget() {
+    fn a_lasting_slow_status_stretches_the_interval_to_the_budget() {
         let clock = TestClock(Mutex::new(0.0));
         let mut rule = LoadBudget::new(0.02, 30);
         // 2.5 s per /status, counted as 5 s of the server's CPU: 2% means one read
-        // every 250 s.
+        // every 250 s, once MIN_SAMPLES reads agree.
+        for _ in 1..MIN_SAMPLES {
+            assert_eq!(poll(&mut rule, &clock, 2.5).interval_secs, 30.0);
+        }
         let load = poll(&mut rule, &clock, 2.5);
         assert!((load.interval_secs - 250.0).abs() < 1e-9, "{load:?}");
         assert!((load.share - 0.02).abs() < 1e-12, "{load:?}");
@@ -167,6 +211,40 @@ mod tests {
         poll(&mut rule, &clock, 2.5);
         let period = clock.now().secs_since(before);
         assert!(CPU_PER_WALL * 2.5 / period <= 0.02, "{period}");
+    }
+
+    #[test]
+    fn one_cold_start_read_never_stretches() {
+        // After a start: one cold read of 1.27 s wall, then the quick reads of an idle
+        // server with two clusters. The interval stays 10 s throughout.
+        let clock = TestClock(Mutex::new(0.0));
+        let mut rule = LoadBudget::new(0.02, 10);
+        assert_eq!(poll(&mut rule, &clock, 1.27).interval_secs, 10.0);
+        for _ in 0..10 {
+            assert_eq!(poll(&mut rule, &clock, 0.03).interval_secs, 10.0);
+        }
+    }
+
+    #[test]
+    fn measured_cpu_is_counted_instead_of_the_wall_time() {
+        let clock = TestClock(Mutex::new(0.0));
+        let mut rule = LoadBudget::new(0.02, 10);
+        // Slow answers (queueing) that cost the server little CPU: no stretch.
+        for _ in 0..SAMPLES {
+            let load = poll_cpu(&mut rule, &clock, 1.5, Some(0.05));
+            assert_eq!(load.interval_secs, 10.0, "{load:?}");
+            assert_eq!(load.cpu_source, CpuSource::Cgroup);
+            assert_eq!(load.cpu_secs, 0.05);
+            assert_eq!(load.status_secs, 1.5);
+        }
+        // Reads that cost 3 s of CPU each in 1 s of wall time: 3 / 0.02 = 150 s.
+        let intervals: Vec<f64> = (0..3)
+            .map(|_| poll_cpu(&mut rule, &clock, 1.0, Some(3.0)).interval_secs)
+            .collect();
+        assert!((intervals[2] - 150.0).abs() < 1e-9, "{intervals:?}");
+        // A nonsense reading falls back to the wall time, and says so.
+        let load = poll_cpu(&mut rule, &clock, 1.0, Some(f64::NAN));
+        assert_eq!(load.cpu_source, CpuSource::WallTime);
     }
 
     #[test]
@@ -206,7 +284,7 @@ mod tests {
     #[test]
     fn a_clock_that_goes_back_counts_as_no_time() {
         let mut rule = LoadBudget::new(0.02, 30);
-        let load = rule.record(Timestamp::from_secs(100), Timestamp::from_secs(90));
+        let load = rule.record(Timestamp::from_secs(100), Timestamp::from_secs(90), None);
         assert_eq!(load.status_secs, 0.0);
         assert_eq!(load.interval_secs, 30.0);
     }

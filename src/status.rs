@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::fleet::{report, Polling, StatusReport};
 use crate::store::{ClusterQuery, Store};
 use crate::terminal::clean;
-use crate::time::{human_duration, Clock, SystemClock};
+use crate::time::{human_duration, when, Clock, SystemClock};
 
 fn autostop_text(minutes: i64, down: bool) -> String {
     if minutes < 0 {
@@ -36,8 +36,10 @@ fn polling_line(p: &Polling) -> String {
                 format!("load_budget {:.1}%", l.budget * 100.0)
             };
             format!(
-                "Polling every {every}: /status takes {:.2} s, {:.2}% of the API server's time ({why})\n",
+                "Polling every {every}: /status takes {:.2} s and {:.2} s of the API server's CPU, counted from {}: {:.2}% of its time ({why})\n",
                 l.status_secs,
+                l.cpu_secs,
+                l.cpu_source.describe(),
                 l.share * 100.0
             )
         }
@@ -45,7 +47,7 @@ fn polling_line(p: &Polling) -> String {
 }
 
 /// One cluster's cells of [`render_table`].
-fn table_row(r: &StatusReport, v: &crate::fleet::ClusterView) -> [String; 9] {
+fn table_row(r: &StatusReport, v: &crate::fleet::ClusterView) -> [String; 11] {
     let c = &v.row.cluster;
     let infra = match (&c.cloud, &c.region) {
         (Some(cl), Some(rg)) => format!("{cl} ({rg})"),
@@ -75,9 +77,27 @@ fn table_row(r: &StatusReport, v: &crate::fleet::ClusterView) -> [String; 9] {
         clean(&c.workspace).into_owned(),
         clean(c.user_name.as_deref().unwrap_or("-")).into_owned(),
         autostop_text(c.autostop_minutes, c.autostop_to_down),
-        v.age_secs.map(human_duration).unwrap_or_else(|| "-".into()),
+        c.launched_at
+            .map(|t| when(t, r.generated_at))
+            .unwrap_or_else(|| "-".into()),
+        dollars(v.row.hourly_cost),
+        dollars(v.cost_so_far),
         data,
     ]
+}
+
+/// When the last successful poll was, for people.
+fn as_of(r: &StatusReport, age: f64) -> String {
+    r.state.last_ok_poll_at.map_or_else(
+        || format!("{} ago", human_duration(age)),
+        |t| when(t, r.generated_at),
+    )
+}
+
+/// Dollars to the cent, `-` when unknown.
+fn dollars(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or_else(|| "-".into(), |x| format!("${x:.2}"))
 }
 
 /// The report as a table like `sky status`, with header lines on freshness and polling.
@@ -87,19 +107,15 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
         (None, _) => {
             out.push_str("STALE: the cluster manager has not polled SkyPilot successfully yet\n")
         }
-        (Some(age), false) => out.push_str(&format!(
-            "State as of {} ago (fresh)\n",
-            human_duration(*age)
-        )),
-        (Some(age), true) => out.push_str(&format!(
-            "STALE: last successful poll {} ago\n",
-            human_duration(*age)
-        )),
+        (Some(age), false) => out.push_str(&format!("State as of {} (fresh)\n", as_of(r, *age))),
+        (Some(age), true) => {
+            out.push_str(&format!("STALE: last successful poll {}\n", as_of(r, *age)))
+        }
     }
     if let (Some(e), Some(at)) = (&r.state.last_error, r.state.last_error_at) {
         out.push_str(&format!(
-            "Last poll failed {} ago: {}\n",
-            human_duration(r.generated_at.age_since(at)),
+            "Last poll failed {}: {}\n",
+            when(at, r.generated_at),
             clean(e)
         ));
     }
@@ -112,10 +128,12 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
         "WORKSPACE",
         "USER",
         "AUTOSTOP",
-        "AGE",
+        "LAUNCHED",
+        "$/H",
+        "COST",
         "DATA",
     ];
-    let rows: Vec<[String; 9]> = r.clusters.iter().map(|v| table_row(r, v)).collect();
+    let rows: Vec<[String; 11]> = r.clusters.iter().map(|v| table_row(r, v)).collect();
     if rows.is_empty() {
         out.push_str("No clusters.\n");
         return out;
@@ -189,6 +207,8 @@ mod tests {
         let load = PollLoad {
             measured_at: Timestamp::from_secs(1000),
             status_secs: 2.5,
+            cpu_secs: 2.5,
+            cpu_source: crate::load_budget::CpuSource::Cgroup,
             interval_secs: 125.0,
             share: 0.02,
             budget: 0.02,
@@ -199,7 +219,7 @@ mod tests {
             load: Some(load),
         });
         assert!(
-            stretched.contains("/status takes 2.50 s, 2.00% of the API server's time"),
+            stretched.contains("/status takes 2.50 s and 2.50 s of the API server's CPU, counted from the API server's CPU from its cgroup: 2.00% of its time"),
             "{stretched}"
         );
         assert!(
@@ -248,10 +268,12 @@ mod tests {
             last_seen: now,
             last_changed: now,
             gone_at: None,
+            price_source: None,
         };
         let report = StatusReport {
             generated_at: now,
             database: "db".into(),
+            total: 1,
             clusters: vec![ClusterView::new(row, &state, now)],
             state,
             api_server: None,

@@ -176,6 +176,28 @@ impl Clock for SystemClock {
     }
 }
 
+/// `2026-11-30 09:41:07 UTC` from Unix seconds (the epoch for a time out of range).
+pub(crate) fn utc(t: Timestamp) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let secs = t.floor().whole_secs().unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(format)
+        .unwrap_or_else(|_| format!("{secs} (Unix time)"))
+}
+
+/// A moment for people: its UTC date-time and how long ago it was, e.g.
+/// `2026-12-05 05:43:00 UTC, 3m ago` (`…, in 2m` for a moment after `now`).
+pub(crate) fn when(t: Timestamp, now: Timestamp) -> String {
+    let d = now.secs_since(t);
+    if d >= 0.0 {
+        format!("{}, {} ago", utc(t), human_duration(d))
+    } else {
+        format!("{}, in {}", utc(t), human_duration(-d))
+    }
+}
+
 /// Human form of a duration in seconds: `45s`, `12m`, `3h 5m`, `2d 4h`.
 pub(crate) fn human_duration(secs: f64) -> String {
     let s = if secs.is_finite() && secs > 0.0 {
@@ -208,6 +230,20 @@ pub(crate) fn human_duration(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn moments_for_people() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        assert_eq!(
+            when(Timestamp::from_secs(1_800_000_000 - 185), now),
+            "2027-01-15 07:56:55 UTC, 3m ago"
+        );
+        assert_eq!(
+            when(Timestamp::from_secs(1_800_000_000 + 120), now),
+            "2027-01-15 08:02:00 UTC, in 2m"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -85,19 +85,31 @@ pub(crate) async fn pass(
     let snap = snapshot(&store, config, now)?;
     let policy = engine::Policy::new(&config.autostop);
     let decisions = engine::decide(&policy, &snap.clusters, &snap.age, &snap.failures, now);
+    let stale = snap.age.stale_reason(now);
     drop(snap);
     let mut report = PassReport {
         clusters: decisions.len(),
         ..PassReport::default()
     };
     let mut todo = Vec::new();
+    let mut first_hold: Option<String> = None;
     for d in decisions {
         match d.verdict {
             engine::Verdict::Act(a) => todo.push((d, a)),
-            engine::Verdict::Hold => report.held += 1,
+            engine::Verdict::Hold => {
+                report.held += 1;
+                first_hold.get_or_insert_with(|| format!("{}: {}", clean(&d.cluster), d.reason));
+            }
             engine::Verdict::Skip => report.skipped += 1,
         }
     }
+    let held_reason = (report.held > 0).then(|| match (&stale, &first_hold) {
+        (Some(why), _) => format!("state is stale: {why}"),
+        (None, Some(first)) if report.held > 1 => {
+            format!("{first} (and {} more)", report.held - 1)
+        }
+        (None, first) => first.clone().unwrap_or_default(),
+    });
     let mut pending = todo.into_iter();
     let mut running: JoinSet<(Decision, Action, Result<(), ClientError>)> = JoinSet::new();
     let mut unreachable = false;
@@ -129,6 +141,20 @@ pub(crate) async fn pass(
         record(&store, clock, &mut report, &d, a, &result)?;
     }
     report.not_sent = pending.count();
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let pass = crate::store::AutostopPass {
+        at: clock.now(),
+        clusters: count(report.clusters),
+        acted: count(report.ok),
+        failed: count(report.failed),
+        held: count(report.held),
+        not_sent: count(report.not_sent),
+        held_at: held_reason.is_some().then_some(now),
+        held_reason,
+    };
+    if let Err(e) = store.set_autostop_pass(&pass) {
+        tracing::warn!(error = %e, "cannot record the pass");
+    }
     if report.not_sent > 0 {
         tracing::warn!(
             not_sent = report.not_sent,

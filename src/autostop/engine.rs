@@ -17,9 +17,6 @@ use crate::config::{AutostopConfig, Enforce};
 use crate::store::ClusterRow;
 use crate::time::{human_duration, Timestamp};
 
-/// The enforcer never acts on state older than this many poll intervals.
-pub const FRESH_INTERVALS: f64 = 2.0;
-
 /// Name prefixes of SkyPilot's controllers, whose autostop SkyPilot manages itself (its
 /// `/autostop` refuses them).
 const CONTROLLER_PREFIXES: [&str; 2] = ["sky-jobs-controller-", "sky-serve-controller-"];
@@ -123,13 +120,16 @@ pub struct DataAge {
     pub last_ok_poll: Option<Timestamp>,
     /// The error of the last poll when it failed.
     pub last_poll_error: Option<String>,
-    pub poll_interval_secs: u64,
+    /// The interval the cluster manager polls at: `poll_interval_secs`, or longer when
+    /// the load budget stretched it (`fleet::effective_interval_secs`).
+    pub interval_secs: f64,
 }
 
 impl DataAge {
-    /// `None` when the state may be acted on, else why not.
+    /// `None` when the state may be acted on, else why not: the staleness rule of
+    /// `fleet::freshness_at_interval`, which `status` and the console apply too.
     pub fn stale_reason(&self, now: Timestamp) -> Option<String> {
-        let limit = FRESH_INTERVALS * self.poll_interval_secs as f64;
+        let limit = crate::fleet::stale_after_secs(self.interval_secs);
         match (self.last_ok_poll, &self.last_poll_error) {
             (None, _) => Some("no successful poll of SkyPilot yet: the cluster manager has not recorded any state".into()),
             (Some(_), Some(e)) => Some(format!(
@@ -137,9 +137,11 @@ impl DataAge {
                 crate::terminal::clean(e)
             )),
             (Some(t), None) if now.secs_since(t) > limit => Some(format!(
-                "the recorded state is {} old, older than two poll intervals ({}): is the cluster manager running?",
+                "the recorded state is {} old, older than {} ({} × the {} poll interval): is the cluster manager running?",
                 human_duration(now.secs_since(t)),
-                human_duration(limit)
+                human_duration(limit),
+                crate::fleet::STALE_AFTER_INTERVALS,
+                human_duration(self.interval_secs)
             )),
             _ => None,
         }

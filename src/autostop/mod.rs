@@ -53,7 +53,7 @@ pub(crate) fn snapshot(store: &Store, config: &Config, now: Timestamp) -> anyhow
         last_poll_error: last
             .filter(|p| p.outcome == PollOutcome::Error)
             .map(|p| p.error.unwrap_or_else(|| "unknown error".into())),
-        poll_interval_secs: config.cluster_manager.poll_interval_secs,
+        interval_secs: crate::fleet::polling_of(store, config)?.effective_interval_secs,
     };
     let since = now.minus_secs(history_window_secs(config));
     let history = store.audit_since(since, HISTORY_LIMIT)?;

@@ -3,22 +3,34 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::cluster::{Cluster, ClusterStatus};
+use crate::cluster::{Cluster, ClusterStatus, PriceSource};
 use crate::skypilot::wire::StatusRecord;
 use crate::skypilot::CostRecord;
 use crate::store::{ClusterChanges, ClusterRow, Transition};
 use crate::time::Timestamp;
 
+/// A cluster's list price per hour, when known (the catalog's, see
+/// `catalog::cluster_price`).
+pub(crate) type ListPrice<'a> = &'a dyn Fn(&Cluster) -> Option<f64>;
+
+/// The list price of no cluster.
+#[cfg(test)]
+pub(crate) fn no_list_price(_: &Cluster) -> Option<f64> {
+    None
+}
+
 /// The outcome of diffing one status answer against the known state.
 ///
 /// `seen` are the clusters of the answer to compare; `unchanged` names clusters of the
 /// answer already known to be unchanged (their records' fingerprints matched), which only
-/// count as present.
+/// count as present. A cluster's price is SkyPilot's cost report's when it has one
+/// (`costs`, or the last one known), else `list_price`'s.
 pub fn diff(
     known: &HashMap<String, ClusterRow>,
     seen: Vec<Cluster>,
     unchanged: &HashSet<&str>,
     costs: &HashMap<String, CostRecord>,
+    list_price: ListPrice<'_>,
     now: Timestamp,
 ) -> ClusterChanges {
     let mut changes = ClusterChanges::default();
@@ -30,7 +42,14 @@ pub fn diff(
                 .as_deref()
                 .is_none_or(|h| h == cluster.cluster_hash)
         });
-        diff_one(&mut changes, known.get(&cluster.name), cluster, cost, now);
+        diff_one(
+            &mut changes,
+            known.get(&cluster.name),
+            cluster,
+            cost,
+            list_price,
+            now,
+        );
     }
     let mut vanished: Vec<&ClusterRow> = known
         .values()
@@ -60,17 +79,33 @@ fn diff_one(
     prev: Option<&ClusterRow>,
     cluster: Cluster,
     cost: Option<&CostRecord>,
+    list_price: ListPrice<'_>,
     now: Timestamp,
 ) {
+    // The cost report's price, else the last one known of this lifecycle, else the list price.
+    let same_lifecycle =
+        prev.filter(|p| p.gone_at.is_none() && p.cluster.cluster_hash == cluster.cluster_hash);
+    let reported = cost
+        .and_then(|c| c.hourly_cost())
+        .map(|h| (Some(h), Some(PriceSource::CostReport)))
+        .or_else(|| {
+            same_lifecycle
+                .filter(|p| p.price_source == Some(PriceSource::CostReport))
+                .map(|p| (p.hourly_cost, p.price_source))
+        });
+    let (hourly_cost, price_source) = reported.unwrap_or_else(|| match list_price(&cluster) {
+        Some(h) => (Some(h), Some(PriceSource::Catalog)),
+        None => (None, None),
+    });
     match prev {
         Some(prev)
             if prev.gone_at.is_none() && prev.cluster.cluster_hash == cluster.cluster_hash =>
         {
-            let hourly_cost = cost.and_then(|c| c.hourly_cost()).or(prev.hourly_cost);
             let total_cost = cost.and_then(|c| c.total_cost).or(prev.total_cost);
             if prev.cluster == cluster
                 && prev.hourly_cost == hourly_cost
                 && prev.total_cost == total_cost
+                && prev.price_source == price_source
             {
                 return;
             }
@@ -86,6 +121,7 @@ fn diff_one(
                 cluster,
                 hourly_cost,
                 total_cost,
+                price_source,
                 first_seen: prev.first_seen,
                 last_seen: now,
                 last_changed: now,
@@ -107,8 +143,9 @@ fn diff_one(
                 at: now,
             });
             changes.upserts.push(ClusterRow {
-                hourly_cost: cost.and_then(|c| c.hourly_cost()),
+                hourly_cost,
                 total_cost: cost.and_then(|c| c.total_cost),
+                price_source,
                 ..ClusterRow::new(cluster, now)
             });
         }
@@ -152,6 +189,7 @@ pub(crate) fn ingest(
     known: &Known,
     records: Vec<StatusRecord<'_>>,
     costs: &HashMap<String, CostRecord>,
+    list_price: ListPrice<'_>,
     compare_all: bool,
     now: Timestamp,
 ) -> Result<Ingested, String> {
@@ -185,7 +223,7 @@ pub(crate) fn ingest(
     }
     let unchanged: HashSet<&str> = unchanged_names.iter().map(|n| n.as_ref()).collect();
     Ok(Ingested {
-        changes: diff(&known.rows, seen, &unchanged, costs, now),
+        changes: diff(&known.rows, seen, &unchanged, costs, list_price, now),
         fingerprints,
         clusters,
     })
@@ -231,7 +269,14 @@ mod tests {
 
     /// `diff` without fingerprints or costs.
     fn plain(known: &HashMap<String, ClusterRow>, seen: Vec<Cluster>, now: i64) -> ClusterChanges {
-        diff(known, seen, &HashSet::new(), &HashMap::new(), ts(now))
+        diff(
+            known,
+            seen,
+            &HashSet::new(),
+            &HashMap::new(),
+            &no_list_price,
+            ts(now),
+        )
     }
 
     /// What is known after a first poll at 100 saw clusters a and b UP.
@@ -351,10 +396,18 @@ mod tests {
             vec![cluster("b", ClusterStatus::Up)],
             &unchanged,
             &HashMap::new(),
+            &no_list_price,
             ts(200),
         );
         assert!(d.is_empty(), "{d:?}");
-        let d = diff(&k, vec![], &unchanged, &HashMap::new(), ts(200));
+        let d = diff(
+            &k,
+            vec![],
+            &unchanged,
+            &HashMap::new(),
+            &no_list_price,
+            ts(200),
+        );
         assert_eq!(d.gone, vec![("b".to_string(), ts(200))]);
     }
 
@@ -405,14 +458,86 @@ mod tests {
             ],
             &HashSet::new(),
             &costs,
+            &no_list_price,
             ts(100),
         );
         assert_eq!(d.upserts[0].hourly_cost, Some(1.0));
         assert_eq!(d.upserts[0].total_cost, Some(1.0));
+        assert_eq!(d.upserts[0].price_source, Some(PriceSource::CostReport));
         assert_eq!(
             d.upserts[1].hourly_cost, None,
             "cost of another cluster's life"
         );
+        assert_eq!(d.upserts[1].price_source, None);
+    }
+
+    #[test]
+    fn the_catalog_prices_what_the_cost_report_does_not_and_the_report_wins() {
+        let list: &dyn Fn(&Cluster) -> Option<f64> =
+            &|c: &Cluster| (c.name != "unlisted").then_some(0.25);
+        let seen = vec![
+            cluster("a", ClusterStatus::Up),
+            cluster("unlisted", ClusterStatus::Up),
+        ];
+        let d = diff(
+            &HashMap::new(),
+            seen.clone(),
+            &HashSet::new(),
+            &HashMap::new(),
+            list,
+            ts(100),
+        );
+        assert_eq!(d.upserts[0].hourly_cost, Some(0.25));
+        assert_eq!(d.upserts[0].price_source, Some(PriceSource::Catalog));
+        assert_eq!(d.upserts[0].total_cost, None);
+        assert_eq!(d.upserts[1].hourly_cost, None);
+        assert_eq!(d.upserts[1].price_source, None);
+        let known = known_from(d);
+        // Nothing changed: nothing written.
+        assert!(diff(
+            &known,
+            seen.clone(),
+            &HashSet::new(),
+            &HashMap::new(),
+            list,
+            ts(200)
+        )
+        .is_empty());
+        // The cost report arrives: it wins, and is kept when a later report lacks it.
+        let mut costs = HashMap::new();
+        costs.insert(
+            "a".to_string(),
+            CostRecord {
+                name: "a".into(),
+                cluster_hash: Some("hash-a".into()),
+                total_cost: Some(0.5),
+                duration: Some(3600.0),
+                num_nodes: Some(1),
+                status: None,
+            },
+        );
+        let d = diff(&known, seen.clone(), &HashSet::new(), &costs, list, ts(300));
+        assert_eq!(d.upserts.len(), 1, "{d:?}");
+        assert_eq!(d.upserts[0].hourly_cost, Some(0.5));
+        assert_eq!(d.upserts[0].price_source, Some(PriceSource::CostReport));
+        let known = known_from_more(known, d);
+        assert!(diff(
+            &known,
+            seen,
+            &HashSet::new(),
+            &HashMap::new(),
+            list,
+            ts(400)
+        )
+        .is_empty());
+    }
+
+    fn known_from_more(
+        mut known: HashMap<String, ClusterRow>,
+        changes: ClusterChanges,
+    ) -> HashMap<String, ClusterRow> {
+        apply(&mut known, changes);
+        known
     }
 
     fn records(text: &str) -> Vec<StatusRecord<'_>> {
@@ -425,13 +550,29 @@ mod tests {
     #[test]
     fn ingest_skips_unchanged_records_by_fingerprint() {
         let mut known = Known::default();
-        let first = ingest(&known, records(TWO), &HashMap::new(), false, ts(100)).unwrap();
+        let first = ingest(
+            &known,
+            records(TWO),
+            &HashMap::new(),
+            &no_list_price,
+            false,
+            ts(100),
+        )
+        .unwrap();
         assert_eq!(first.clusters, 2);
         assert_eq!(first.changes.upserts.len(), 2);
         assert_eq!(first.fingerprints.len(), 2);
         known.apply(first);
 
-        let again = ingest(&known, records(TWO), &HashMap::new(), false, ts(200)).unwrap();
+        let again = ingest(
+            &known,
+            records(TWO),
+            &HashMap::new(),
+            &no_list_price,
+            false,
+            ts(200),
+        )
+        .unwrap();
         assert!(again.changes.is_empty(), "{:?}", again.changes);
         assert!(
             again.fingerprints.is_empty(),
@@ -439,7 +580,15 @@ mod tests {
         );
         assert_eq!(again.clusters, 2);
 
-        let all = ingest(&known, records(TWO), &HashMap::new(), true, ts(200)).unwrap();
+        let all = ingest(
+            &known,
+            records(TWO),
+            &HashMap::new(),
+            &no_list_price,
+            true,
+            ts(200),
+        )
+        .unwrap();
         assert!(all.changes.is_empty(), "{:?}", all.changes);
         assert_eq!(
             all.fingerprints.len(),
@@ -448,13 +597,29 @@ mod tests {
         );
 
         let changed = TWO.replace(r#""status":"INIT""#, r#""status":"UP""#);
-        let d = ingest(&known, records(&changed), &HashMap::new(), false, ts(300)).unwrap();
+        let d = ingest(
+            &known,
+            records(&changed),
+            &HashMap::new(),
+            &no_list_price,
+            false,
+            ts(300),
+        )
+        .unwrap();
         assert_eq!(d.changes.upserts.len(), 1);
         assert_eq!(d.changes.transitions[0].cluster, "b");
         assert_eq!(d.changes.transitions[0].at, ts(300));
 
         let one = r#"[{"name":"a","status":"UP","cluster_hash":"ha","autostop":-1,"to_down":false,"launched_at":1000}]"#;
-        let gone = ingest(&known, records(one), &HashMap::new(), false, ts(400)).unwrap();
+        let gone = ingest(
+            &known,
+            records(one),
+            &HashMap::new(),
+            &no_list_price,
+            false,
+            ts(400),
+        )
+        .unwrap();
         assert_eq!(gone.changes.gone, vec![("b".to_string(), ts(400))]);
         known.apply(gone);
         assert!(!known.fingerprints.contains_key("b"));
@@ -467,6 +632,7 @@ mod tests {
             &Known::default(),
             records(bad),
             &HashMap::new(),
+            &no_list_price,
             false,
             ts(1),
         )
@@ -482,6 +648,7 @@ mod tests {
             &Known::default(),
             records(dup),
             &HashMap::new(),
+            &no_list_price,
             false,
             ts(1),
         )

@@ -49,7 +49,17 @@ pub struct Manager {
     failures: u32,
     /// The cost of `/status` to the server and the interval that keeps it in budget.
     load: LoadBudget,
+    /// The API server's CPU could not be read the last time (logged once).
+    cpu_unreadable: bool,
+    /// SkyPilot's catalog (`policy.catalog_dir`): list prices of what the cost report
+    /// does not price.
+    catalog: crate::catalog::Catalog,
+    /// The last fleet sample recorded (the charts' history).
+    last_sample: Option<crate::store::FleetSample>,
 }
+
+/// Seconds between two fleet samples of an unchanged fleet.
+const SAMPLE_EVERY_SECS: f64 = 60.0;
 
 fn known_rows(store: &Store) -> crate::store::Result<HashMap<String, ClusterRow>> {
     Ok(store
@@ -65,6 +75,8 @@ impl Manager {
         let lock = WriterLock::acquire(&config.cluster_manager.database)?;
         let store = Store::open(&config.cluster_manager.database)?;
         let rows = known_rows(&store)?;
+        let catalog = crate::catalog::Catalog::new(&config.policy.catalog_dir);
+        let last_sample = store.last_fleet_sample()?;
         let load = LoadBudget::new(
             config.cluster_manager.load_budget,
             config.cluster_manager.poll_interval_secs,
@@ -84,6 +96,9 @@ impl Manager {
             last_prune: None,
             failures: 0,
             load,
+            cpu_unreadable: false,
+            catalog,
+            last_sample,
         })
     }
 
@@ -188,11 +203,20 @@ impl Manager {
         }
         let finished = self.clock.now();
         let ingested = match self.client.status_records(&text).and_then(|records| {
-            ingest(&self.known, records, &self.costs, force, finished.floor()).map_err(|what| {
-                ClientError::Malformed {
-                    url: self.client.base_url().to_string(),
-                    what: format!("status: {what}"),
-                }
+            let catalog = &self.catalog;
+            let list_price =
+                |c: &crate::cluster::Cluster| crate::catalog::cluster_price(catalog, c);
+            ingest(
+                &self.known,
+                records,
+                &self.costs,
+                &list_price,
+                force,
+                finished.floor(),
+            )
+            .map_err(|what| ClientError::Malformed {
+                url: self.client.base_url().to_string(),
+                what: format!("status: {what}"),
             })
         }) {
             Ok(i) => i,
@@ -221,24 +245,51 @@ impl Manager {
                 Err(e) => return Err((RefreshMode::Force, e)),
             }
         }
+        let cpu_before = self.server_cpu();
         let sent = self.clock.now();
         let text = self
             .client
             .status_raw(RefreshMode::None)
             .await
             .map_err(|e| (RefreshMode::None, e))?;
+        let answered = self.clock.now();
+        let cpu = match (cpu_before, self.server_cpu()) {
+            (Some((a, source)), Some((b, _))) => Some(((b - a).max(0.0), source)),
+            _ => None,
+        };
         // Only reads without refresh count: a forced one waits on the clouds, not on
         // the server, and comes every force_refresh_interval_secs whatever the interval.
-        let load = self.load.record(sent, self.clock.now());
+        let load = self.load.record(sent, answered, cpu);
         if load.interval_secs > self.load_floor_secs() {
             tracing::debug!(
                 status_secs = load.status_secs,
+                cpu_secs = load.cpu_secs,
                 interval_secs = load.interval_secs,
                 budget = load.budget,
                 "polling less often to keep within cluster_manager.load_budget"
             );
         }
         Ok((RefreshMode::None, text))
+    }
+
+    /// The API server's CPU seconds so far, when it runs on this host and can be read;
+    /// a failed read is logged (once until one succeeds) and the read counted by its
+    /// wall time.
+    fn server_cpu(&mut self) -> Option<(f64, crate::load_budget::CpuSource)> {
+        let cpu = self.config.cluster_manager.server_cpu()?;
+        match cpu.read() {
+            Ok(secs) => {
+                self.cpu_unreadable = false;
+                Some((secs, cpu.source()))
+            }
+            Err(e) => {
+                if !self.cpu_unreadable {
+                    tracing::warn!(error = %e, "cannot read the API server's CPU; counting /status reads by their wall time");
+                    self.cpu_unreadable = true;
+                }
+                None
+            }
+        }
     }
 
     fn load_floor_secs(&self) -> f64 {
@@ -299,6 +350,7 @@ impl Manager {
             tracing::info!(cluster = %clean(&t.cluster), from = ?t.from, to = %t.to, "cluster status changed");
         }
         self.known.apply(ingested);
+        self.sample_fleet(finished);
         self.failures = 0;
         self.prune(finished);
         PollReport {
@@ -307,6 +359,22 @@ impl Manager {
             clusters,
             changes: n,
             error: None,
+        }
+    }
+
+    /// Records the fleet's counts and burn rate for the charts: when they changed, and at
+    /// least once every [`SAMPLE_EVERY_SECS`] otherwise.
+    fn sample_fleet(&mut self, at: Timestamp) {
+        let sample = crate::store::FleetSample::of(self.known.rows.values(), at);
+        let due = self.last_sample.is_none_or(|last| {
+            !last.same_fleet(&sample) || at.secs_since(last.at) >= SAMPLE_EVERY_SECS
+        });
+        if !due {
+            return;
+        }
+        match self.store.add_fleet_sample(&sample) {
+            Ok(()) => self.last_sample = Some(sample),
+            Err(e) => tracing::warn!(error = %e, "cannot record the fleet's history"),
         }
     }
 

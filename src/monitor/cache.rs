@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(
             value(
                 &body,
-                r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up"}"#
+                r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up",source="cost_report"}"#
             )
             .as_deref(),
             Some("2.5")

@@ -244,7 +244,7 @@ enum Source {
 type EncodePart = fn(&Snapshot, Moment, &mut DescriptorEncoder) -> fmt::Result;
 
 /// The exposition, family by family in this order, cut where the source changes.
-const PARTS: [(Source, EncodePart); 9] = [
+const PARTS: [(Source, EncodePart); 10] = [
     (Source::Database, Snapshot::encode_host_state),
     (Source::Clock, Snapshot::encode_host_ages),
     (Source::Database, Snapshot::encode_polls),
@@ -253,6 +253,7 @@ const PARTS: [(Source, EncodePart); 9] = [
     (Source::Clusters, Snapshot::encode_fleet),
     (Source::Clock, Snapshot::encode_uptime),
     (Source::Clusters, Snapshot::encode_autostop_and_cost),
+    (Source::Clock, Snapshot::encode_accrued_cost),
     (Source::Database, Snapshot::encode_actions),
 ];
 
@@ -497,7 +498,7 @@ impl Snapshot {
             gauge(
                 enc,
                 "skypilot_host_poll_interval_effective",
-                "Interval between the cluster manager's polls: poll_interval_secs, stretched to keep its /status reads (counted as twice their wall time) within load_budget of the API server's CPU.",
+                "Interval between the cluster manager's polls: poll_interval_secs, stretched to keep its /status reads (counted as the API server's CPU meanwhile when it runs on this host, else as twice their wall time) within load_budget of the API server's CPU.",
                 Some(&seconds()),
                 l.interval_secs,
             )?;
@@ -510,8 +511,15 @@ impl Snapshot {
             )?;
             gauge(
                 enc,
+                "skypilot_host_status_request_cpu",
+                "Median CPU of the API server counted per /status read of the cluster manager: measured from its cgroup or process tree on this host, else twice the wall time.",
+                Some(&seconds()),
+                l.cpu_secs,
+            )?;
+            gauge(
+                enc,
                 "skypilot_host_poll_load_share",
-                "Share of the API server's time the cluster manager's /status reads take at the effective interval (request duration / interval).",
+                "Share of the API server's CPU the cluster manager's /status reads take at the effective interval (counted CPU / interval).",
                 None,
                 l.share,
             )?;
@@ -715,23 +723,18 @@ impl Snapshot {
         gauges(
             enc,
             "skypilot_cluster_price",
-            "Price of running the whole cluster (all nodes), where known.",
+            "Price of running the whole cluster (all nodes), where known; source is cost_report (SkyPilot's cost report) or catalog (SkyPilot's catalog: the instance type's list price × nodes).",
             Some(&dollars_per_hour()),
             self.present().filter_map(|c| {
-                c.hourly_cost
-                    .filter(|v| v.is_finite())
-                    .map(|v| ([("cluster", c.name.as_str())], v))
-            }),
-        )?;
-        gauges(
-            enc,
-            "skypilot_cluster_accrued_cost",
-            "Cost the cluster has accrued according to SkyPilot's cost report, where known.",
-            Some(&dollars()),
-            self.present().filter_map(|c| {
-                c.total_cost
-                    .filter(|v| v.is_finite())
-                    .map(|v| ([("cluster", c.name.as_str())], v))
+                c.hourly_cost.filter(|v| v.is_finite()).map(|v| {
+                    (
+                        [
+                            ("cluster", c.name.as_str()),
+                            ("source", c.price_source.map_or("unknown", |p| p.as_str())),
+                        ],
+                        v,
+                    )
+                })
             }),
         )?;
         let up = || self.present().filter(|c| c.status == ClusterStatus::Up);
@@ -751,14 +754,30 @@ impl Snapshot {
             up().filter(|c| !c.hourly_cost.is_some_and(f64::is_finite))
                 .count() as u64,
         )?;
+        Ok(())
+    }
+
+    /// Cost so far moves with the clock for clusters priced from the catalog.
+    fn encode_accrued_cost(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        gauges(
+            enc,
+            "skypilot_cluster_accrued_cost",
+            "Cost the cluster has accrued so far: SkyPilot's cost report's where it has one, else for an UP cluster priced from the catalog its price × the hours since launch.",
+            Some(&dollars()),
+            self.present().filter_map(|c| {
+                c.cost_so_far(at.now)
+                    .filter(|v| v.is_finite())
+                    .map(|v| ([("cluster", c.name.as_str())], v))
+            }),
+        )?;
         gauge(
             enc,
             "skypilot_accrued_cost",
-            "Accrued cost of every cluster in the host database, gone ones included.",
+            "Accrued cost of every cluster in the host database, gone ones included (as skypilot_cluster_accrued_cost_dollars).",
             Some(&dollars()),
             self.clusters
                 .iter()
-                .filter_map(|c| c.total_cost.filter(|v| v.is_finite()))
+                .filter_map(|c| c.cost_so_far(at.now).filter(|v| v.is_finite()))
                 .fold(0.0, |a, b| a + b),
         )
     }
@@ -853,6 +872,7 @@ mod tests {
             autostop_to_down: false,
             hourly_cost: Some(0.5),
             total_cost: Some(1.5),
+            price_source: Some(crate::cluster::PriceSource::CostReport),
         };
         Snapshot {
             now,

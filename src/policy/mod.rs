@@ -14,7 +14,6 @@
 //! `skypilot-host policy sky-config IN OUT` writes SkyPilot's config with `admin_policy`
 //! pointing here, token included, for the API server to read (mode 0400).
 
-pub(crate) mod catalog;
 pub(crate) mod mutate;
 pub(crate) mod token;
 
@@ -31,9 +30,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::catalog::{Catalog, Prices};
 use crate::config::Config;
 use crate::launch_policy::LaunchPolicy;
-use catalog::{Catalog, Prices};
 use mutate::{Decision, Rules};
 use token::Token;
 

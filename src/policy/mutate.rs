@@ -29,7 +29,7 @@
 
 use serde_json::{Map, Value};
 
-use super::catalog::{cheapest, Prices};
+use crate::catalog::{cheapest, Prices};
 use crate::launch_policy::LaunchPolicy;
 
 /// Requests of SkyPilot's own controllers, left alone unless configured.
@@ -788,8 +788,8 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
-    use super::super::catalog::{parse_csv, CloudCatalog};
     use super::*;
+    use crate::catalog::{parse_csv, CloudCatalog};
     use crate::launch_policy::CloudDefaults;
 
     const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admin-policy");

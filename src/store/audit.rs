@@ -155,6 +155,29 @@ impl Store {
         )
     }
 
+    /// One page of the audit log, newest first: `limit` entries after the `offset` newest.
+    pub(crate) fn audit_page(&self, offset: usize, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit_query(
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT :limit OFFSET :offset"
+            ),
+            &[
+                (":limit", &sql_count(limit)),
+                (":offset", &sql_count(offset)),
+            ],
+        )
+    }
+
+    /// How many entries the audit log holds.
+    pub(crate) fn audit_count(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM audit")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .at(&self.path)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Entries at or after `since`, oldest first (at most `limit`).
     pub fn audit_since(&self, since: Timestamp, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit_query(

@@ -11,7 +11,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{params, Row};
 
 use super::{At, AuditEntry, PollRun, Result, Store, StoreError};
-use crate::cluster::{Cluster, ClusterStatus};
+use crate::cluster::{Cluster, ClusterStatus, PriceSource};
 use crate::time::Timestamp;
 
 /// A cluster row: SkyPilot's record plus what the host knows of its history.
@@ -23,6 +23,8 @@ pub struct ClusterRow {
     pub hourly_cost: Option<f64>,
     /// Accrued cost from SkyPilot's cost report, in dollars, when known.
     pub total_cost: Option<f64>,
+    /// Where `hourly_cost` comes from.
+    pub price_source: Option<PriceSource>,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub last_changed: Timestamp,
@@ -36,6 +38,7 @@ impl ClusterRow {
             cluster,
             hourly_cost: None,
             total_cost: None,
+            price_source: None,
             first_seen: at,
             last_seen: at,
             last_changed: at,
@@ -83,9 +86,27 @@ pub struct ClusterQuery {
     pub user: Option<String>,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+    /// Only UP clusters without autostop.
+    pub no_autostop: bool,
     pub order: ClusterOrder,
     pub descending: bool,
     pub limit: Option<usize>,
+    /// Rows skipped before the first returned (a page's start).
+    pub offset: usize,
+}
+
+/// The fleet in sums, read in one aggregate query (the Overview's cards).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FleetSums {
+    /// Present clusters (gone ones left out) by status.
+    pub by_status: Vec<(ClusterStatus, i64)>,
+    pub clusters: i64,
+    pub up: i64,
+    /// Sum of the $/h of the UP clusters with a known price.
+    pub burn: f64,
+    /// UP clusters without a known price.
+    pub unpriced: i64,
+    pub up_without_autostop: i64,
 }
 
 /// Sort keys of [`ClusterQuery`]; ties are broken by name.
@@ -196,8 +217,25 @@ impl FromSql for ClusterStatus {
     }
 }
 
+impl ToSql for PriceSource {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for PriceSource {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        PriceSource::parse(s).ok_or_else(|| {
+            FromSqlError::Other(
+                format!("unknown price source {s:?}: expected cost_report or catalog").into(),
+            )
+        })
+    }
+}
+
 /// The columns of `clusters` and a row's values, by name: the one mapping of a write.
-fn values(r: &ClusterRow) -> [(&'static str, &dyn ToSql); 27] {
+fn values(r: &ClusterRow) -> [(&'static str, &dyn ToSql); 28] {
     let c = &r.cluster;
     [
         (":name", &c.name),
@@ -227,6 +265,7 @@ fn values(r: &ClusterRow) -> [(&'static str, &dyn ToSql); 27] {
         (":last_seen", &r.last_seen),
         (":last_changed", &r.last_changed),
         (":gone_at", &r.gone_at),
+        (":price_source", &r.price_source),
     ]
 }
 
@@ -253,7 +292,7 @@ fn upsert_sql(values: &[(&'static str, &dyn ToSql)]) -> String {
 
 /// The columns [`read_row`] reads, in the order of [`col`]: read by position, since a
 /// lookup by name searches the statement's column names for every field of every row.
-const COLUMNS: &str = "name, cluster_hash, status, cloud, region, zone, instance_type, nodes, cpus, memory, accelerators, resources, workspace, user_name, user_hash, launched_at, status_updated_at, autostop_minutes, autostop_to_down, is_managed, last_use, hourly_cost, total_cost, first_seen, last_seen, last_changed, gone_at";
+const COLUMNS: &str = "name, cluster_hash, status, cloud, region, zone, instance_type, nodes, cpus, memory, accelerators, resources, workspace, user_name, user_hash, launched_at, status_updated_at, autostop_minutes, autostop_to_down, is_managed, last_use, hourly_cost, total_cost, first_seen, last_seen, last_changed, gone_at, price_source";
 
 /// The position of each column of [`COLUMNS`].
 mod col {
@@ -284,6 +323,45 @@ mod col {
     pub(super) const LAST_SEEN: usize = 24;
     pub(super) const LAST_CHANGED: usize = 25;
     pub(super) const GONE_AT: usize = 26;
+    pub(super) const PRICE_SOURCE: usize = 27;
+}
+
+/// `select` with the `WHERE` clause of `q`'s filters, and their named values.
+/// Named values of a statement.
+type Args = Vec<(String, Box<dyn ToSql>)>;
+
+fn filter_sql(select: &str, q: &ClusterQuery) -> (String, Args) {
+    let mut sql = format!("{select} WHERE 1 = 1");
+    let mut args: Args = Vec::new();
+    if !q.include_gone {
+        sql.push_str(" AND gone_at IS NULL");
+    }
+    if !q.statuses.is_empty() {
+        let names: Vec<String> = (0..q.statuses.len()).map(|i| format!(":s{i}")).collect();
+        let _ = write!(sql, " AND status IN ({})", names.join(", "));
+        for (n, s) in names.into_iter().zip(&q.statuses) {
+            args.push((n, Box::new(*s)));
+        }
+    }
+    for (col, value) in [
+        ("cloud", &q.cloud),
+        ("region", &q.region),
+        ("workspace", &q.workspace),
+        ("user_name", &q.user),
+    ] {
+        if let Some(v) = value {
+            let _ = write!(sql, " AND {col} = :{col}");
+            args.push((format!(":{col}"), Box::new(v.clone())));
+        }
+    }
+    if let Some(n) = &q.name_contains {
+        sql.push_str(" AND instr(lower(name), lower(:name_part)) > 0");
+        args.push((":name_part".into(), Box::new(n.clone())));
+    }
+    if q.no_autostop {
+        sql.push_str(" AND status = 'UP' AND autostop_minutes < 0");
+    }
+    (sql, args)
 }
 
 /// Reads one cluster row of a `SELECT {COLUMNS}`; an error names the cluster when its
@@ -323,6 +401,7 @@ fn read_row(r: &Row<'_>) -> std::result::Result<ClusterRow, (String, String)> {
             last_seen: r.get(col::LAST_SEEN)?,
             last_changed: r.get(col::LAST_CHANGED)?,
             gone_at: r.get(col::GONE_AT)?,
+            price_source: r.get(col::PRICE_SOURCE)?,
         })
     };
     read().map_err(|e| {
@@ -355,44 +434,66 @@ impl Store {
 
     /// The clusters a query selects, in its order (ties by name).
     pub fn query_clusters(&self, q: &ClusterQuery) -> Result<Vec<ClusterRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM clusters WHERE 1 = 1");
-        let mut args: Vec<(String, Box<dyn ToSql>)> = Vec::new();
-        if !q.include_gone {
-            sql.push_str(" AND gone_at IS NULL");
-        }
-        if !q.statuses.is_empty() {
-            let names: Vec<String> = (0..q.statuses.len()).map(|i| format!(":s{i}")).collect();
-            let _ = write!(sql, " AND status IN ({})", names.join(", "));
-            for (n, s) in names.into_iter().zip(&q.statuses) {
-                args.push((n, Box::new(*s)));
-            }
-        }
-        for (col, value) in [
-            ("cloud", &q.cloud),
-            ("region", &q.region),
-            ("workspace", &q.workspace),
-            ("user_name", &q.user),
-        ] {
-            if let Some(v) = value {
-                let _ = write!(sql, " AND {col} = :{col}");
-                args.push((format!(":{col}"), Box::new(v.clone())));
-            }
-        }
-        if let Some(n) = &q.name_contains {
-            sql.push_str(" AND instr(lower(name), lower(:name_part)) > 0");
-            args.push((":name_part".into(), Box::new(n.clone())));
-        }
+        let (mut sql, args) = filter_sql(&format!("SELECT {COLUMNS} FROM clusters"), q);
         let dir = if q.descending { "DESC" } else { "ASC" };
         let _ = write!(sql, " ORDER BY {} {dir}", q.order.column());
         if q.order != ClusterOrder::Name {
             sql.push_str(", name ASC");
         }
-        if let Some(limit) = q.limit {
-            let _ = write!(sql, " LIMIT {limit}");
+        match (q.limit, q.offset) {
+            (Some(limit), offset) => {
+                let _ = write!(sql, " LIMIT {limit} OFFSET {offset}");
+            }
+            (None, 0) => {}
+            (None, offset) => {
+                let _ = write!(sql, " LIMIT -1 OFFSET {offset}");
+            }
         }
         let named: Vec<(&str, &dyn ToSql)> =
             args.iter().map(|(n, v)| (n.as_str(), v.as_ref())).collect();
         self.read_clusters(&sql, &named)
+    }
+
+    /// How many clusters `q` selects (its order, limit and offset aside).
+    pub fn count_clusters(&self, q: &ClusterQuery) -> Result<usize> {
+        let (sql, args) = filter_sql("SELECT COUNT(*) FROM clusters", q);
+        let named: Vec<(&str, &dyn ToSql)> =
+            args.iter().map(|(n, v)| (n.as_str(), v.as_ref())).collect();
+        let n: i64 = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| st.query_row(named.as_slice(), |r| r.get(0)))
+            .at(&self.path)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The present fleet in sums, in one aggregate query.
+    pub fn fleet_sums(&self) -> Result<FleetSums> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT status, COUNT(*),
+                        TOTAL(CASE WHEN status = 'UP' THEN hourly_cost END),
+                        SUM(status = 'UP' AND hourly_cost IS NULL),
+                        SUM(status = 'UP' AND autostop_minutes < 0)
+                 FROM clusters WHERE gone_at IS NULL GROUP BY status ORDER BY status",
+            )
+            .at(&self.path)?;
+        let mut rows = st.query([]).at(&self.path)?;
+        let mut sums = FleetSums::default();
+        while let Some(r) = rows.next().at(&self.path)? {
+            let status: ClusterStatus = r.get(0).at(&self.path)?;
+            let n: i64 = r.get(1).at(&self.path)?;
+            sums.clusters += n;
+            if status == ClusterStatus::Up {
+                sums.up = n;
+                sums.burn = r.get(2).at(&self.path)?;
+                sums.unpriced = r.get::<_, Option<i64>>(3).at(&self.path)?.unwrap_or(0);
+                sums.up_without_autostop = r.get::<_, Option<i64>>(4).at(&self.path)?.unwrap_or(0);
+            }
+            sums.by_status.push((status, n));
+        }
+        Ok(sums)
     }
 
     /// One cluster, with its transitions and the audit entries that name it.
@@ -514,7 +615,10 @@ mod tests {
         let sql = upsert_sql(&values(&row));
         assert!(sql.starts_with("INSERT INTO clusters (name, cluster_hash, status,"));
         assert!(sql.contains("VALUES (:name, :cluster_hash, :status,"));
-        assert!(sql.ends_with("gone_at = excluded.gone_at"), "{sql}");
+        assert!(
+            sql.ends_with("price_source = excluded.price_source"),
+            "{sql}"
+        );
         assert!(!sql.contains("name = excluded.name,"), "{sql}");
     }
 

@@ -176,6 +176,33 @@ CREATE TABLE cli_logins (
 CREATE INDEX cli_logins_by_name ON cli_logins (name, id);
 CREATE INDEX cli_logins_by_expiry ON cli_logins (expires);
 "#,
+    // 8: the API server's CPU as measured (and how); where a cluster's price comes from;
+    // the fleet over time (the Overview's charts); the autostop enforcer's last pass.
+    r#"
+ALTER TABLE poll_load ADD COLUMN cpu_secs REAL;
+ALTER TABLE poll_load ADD COLUMN cpu_source TEXT;
+ALTER TABLE clusters ADD COLUMN price_source TEXT CHECK (price_source IN ('cost_report', 'catalog'));
+UPDATE clusters SET price_source = 'cost_report' WHERE hourly_cost IS NOT NULL;
+CREATE TABLE fleet_samples (
+    at       REAL PRIMARY KEY,
+    init     INTEGER NOT NULL,
+    up       INTEGER NOT NULL,
+    stopped  INTEGER NOT NULL,
+    burn     REAL NOT NULL,
+    unpriced INTEGER NOT NULL
+);
+CREATE TABLE autostop_pass (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    at          REAL NOT NULL,
+    clusters    INTEGER NOT NULL,
+    acted       INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    held        INTEGER NOT NULL,
+    not_sent    INTEGER NOT NULL,
+    held_at     REAL,
+    held_reason TEXT
+);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

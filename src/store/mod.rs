@@ -28,6 +28,7 @@ use crate::time::Timestamp;
 
 mod audit;
 mod clusters;
+mod history;
 mod lock;
 mod migrations;
 mod polls;
@@ -35,11 +36,13 @@ mod sessions;
 pub(crate) use sessions::{CliLogin, StoredSession};
 pub(crate) mod scrape;
 
-pub use crate::load_budget::PollLoad;
+pub use crate::cluster::PriceSource;
+pub use crate::load_budget::{CpuSource, PollLoad};
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use clusters::{
-    ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, Transition,
+    ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, FleetSums, Transition,
 };
+pub use history::{AutostopPass, FleetSample};
 pub(crate) use lock::lock_with_pid;
 pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};

@@ -4,7 +4,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{sql_count, At, Result, Store};
-use crate::load_budget::PollLoad;
+use crate::load_budget::{CpuSource, PollLoad};
 use crate::skypilot::RefreshMode;
 use crate::time::Timestamp;
 
@@ -195,6 +195,12 @@ impl Store {
                 named_params! {":before": before.floor()},
             )
             .at(&self.path)?;
+        self.conn
+            .execute(
+                "DELETE FROM fleet_samples WHERE at < :before",
+                named_params! {":before": before},
+            )
+            .at(&self.path)?;
         Ok((polls, transitions))
     }
 
@@ -226,16 +232,19 @@ impl Store {
     pub fn set_poll_load(&self, l: &PollLoad) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO poll_load (id, measured_at, status_secs, interval_secs, share, budget)
-                 VALUES (1, :measured_at, :status_secs, :interval_secs, :share, :budget)
+                "INSERT INTO poll_load (id, measured_at, status_secs, cpu_secs, cpu_source, interval_secs, share, budget)
+                 VALUES (1, :measured_at, :status_secs, :cpu_secs, :cpu_source, :interval_secs, :share, :budget)
                  ON CONFLICT(id) DO UPDATE SET measured_at = excluded.measured_at,
-                   status_secs = excluded.status_secs, interval_secs = excluded.interval_secs,
+                   status_secs = excluded.status_secs, cpu_secs = excluded.cpu_secs,
+                   cpu_source = excluded.cpu_source, interval_secs = excluded.interval_secs,
                    share = excluded.share, budget = excluded.budget",
             )
             .and_then(|mut s| {
                 s.execute(named_params! {
                     ":measured_at": l.measured_at,
                     ":status_secs": l.status_secs,
+                    ":cpu_secs": l.cpu_secs,
+                    ":cpu_source": l.cpu_source.as_str(),
                     ":interval_secs": l.interval_secs,
                     ":share": l.share,
                     ":budget": l.budget,
@@ -251,9 +260,20 @@ impl Store {
             .prepare_cached("SELECT * FROM poll_load WHERE id = 1")
             .and_then(|mut s| {
                 s.query_row([], |r| {
+                    let status_secs: f64 = r.get("status_secs")?;
+                    // Rows from before migration 8 counted twice the wall time.
+                    let source: Option<String> = r.get("cpu_source")?;
+                    let cpu_source = source
+                        .as_deref()
+                        .and_then(CpuSource::parse)
+                        .unwrap_or(CpuSource::WallTime);
+                    let cpu_secs: Option<f64> = r.get("cpu_secs")?;
                     Ok(PollLoad {
                         measured_at: r.get("measured_at")?,
-                        status_secs: r.get("status_secs")?,
+                        status_secs,
+                        cpu_secs: cpu_secs
+                            .unwrap_or(crate::load_budget::CPU_PER_WALL * status_secs),
+                        cpu_source,
                         interval_secs: r.get("interval_secs")?,
                         share: r.get("share")?,
                         budget: r.get("budget")?,

@@ -26,6 +26,21 @@ pub(crate) struct FleetCluster {
     pub(crate) autostop_to_down: bool,
     pub(crate) hourly_cost: Option<f64>,
     pub(crate) total_cost: Option<f64>,
+    pub(crate) price_source: Option<crate::cluster::PriceSource>,
+}
+
+impl FleetCluster {
+    /// Cost so far (see `cluster::cost_so_far`).
+    pub(crate) fn cost_so_far(&self, now: Timestamp) -> Option<f64> {
+        crate::cluster::cost_so_far(
+            self.status,
+            self.hourly_cost,
+            self.total_cost,
+            self.price_source,
+            self.launched_at,
+            now,
+        )
+    }
 }
 
 /// The clusters table as a scrape reads it: every row that parses, ordered by name, and
@@ -64,7 +79,7 @@ impl Interner {
     }
 }
 
-const FLEET_QUERY: &str = "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost FROM clusters";
+const FLEET_QUERY: &str = "SELECT name, status, cloud, region, instance_type, workspace, launched_at, autostop_minutes, autostop_to_down, hourly_cost, total_cost, price_source FROM clusters";
 
 impl Store {
     /// The clusters table as the monitor shows it: the eleven columns it uses, read row
@@ -184,6 +199,7 @@ fn row_is(r: &rusqlite::Row<'_>, c: &FleetCluster) -> bool {
         && r.get::<_, bool>(8).ok() == Some(c.autostop_to_down)
         && r.get::<_, Option<f64>>(9).ok() == Some(c.hourly_cost)
         && r.get::<_, Option<f64>>(10).ok() == Some(c.total_cost)
+        && r.get::<_, Option<crate::cluster::PriceSource>>(11).ok() == Some(c.price_source)
 }
 
 /// One row of [`FLEET_QUERY`]; the error says which column does not parse and why.
@@ -211,6 +227,7 @@ fn fleet_row(
         autostop_to_down: r.get(8).map_err(e)?,
         hourly_cost: r.get(9).map_err(e)?,
         total_cost: r.get(10).map_err(e)?,
+        price_source: r.get(11).map_err(e)?,
     })
 }
 
@@ -251,7 +268,7 @@ impl TestWriter {
 
     pub(crate) fn set_price(&self, name: &str, hourly_cost: f64) {
         self.run(
-            "UPDATE clusters SET hourly_cost = ?2 WHERE name = ?1",
+            "UPDATE clusters SET hourly_cost = ?2, price_source = 'cost_report' WHERE name = ?1",
             rusqlite::params![name, hourly_cost],
         );
     }

@@ -1,12 +1,15 @@
 //! The JSON API, `/api/v1/…`, under the console's auth (401 without it):
 //! - `GET /api/v1/clusters` (filters and order as the Clusters page: `status`, `cloud`,
-//!   `region`, `user`, `name`, `sort`, `desc`, `all`): the fleet report `status --json`
-//!   prints.
-//! - `GET /api/v1/clusters/{name}`: one cluster with its transitions and actions.
+//!   `region`, `user`, `name`, `sort`, `desc`, `all`; `per_page` and `page` for one
+//!   page): the fleet report `status --json` prints, with `total` (rows selected).
+//! - `GET /api/v1/clusters/{name}`: one cluster with its transitions, its status
+//!   timeline (spans) and actions.
 //! - `GET /api/v1/actions?limit=N`: the audit log, newest first.
 //! - `POST /api/v1/actions` `{"cluster", "action": stop|down|autostop|cancel_autostop,
 //!   "minutes", "down"}`: acts (CSRF token needed with a session; none with an API token).
 //! - `GET /api/v1/health`: the API server's last health probe and the data's freshness.
+//! - `GET /api/v1/fleet/history?window=1h|24h|7d`: the fleet by status and its burn rate
+//!   over time (the Overview's charts).
 
 use std::sync::Arc;
 
@@ -46,7 +49,16 @@ pub(crate) struct ClusterFilter {
     pub(crate) desc: Option<String>,
     #[serde(default)]
     pub(crate) all: Option<String>,
+    /// 1-based page of `per_page` rows (the console's pager; the API with `per_page`).
+    #[serde(default)]
+    pub(crate) page: Option<String>,
+    #[serde(default)]
+    pub(crate) per_page: Option<String>,
 }
+
+/// Page sizes the console offers; its default.
+pub(crate) const PAGE_SIZES: [usize; 5] = [25, 50, 100, 250, 1000];
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 
 fn nonempty(v: &Option<String>) -> Option<String> {
     v.as_deref()
@@ -60,7 +72,48 @@ fn truthy(v: &Option<String>) -> bool {
 }
 
 impl ClusterFilter {
-    /// The store query; an error names the parameter and what was expected.
+    /// The page asked (1-based) and its size: `None` for every row (the API without
+    /// `per_page`).
+    pub(crate) fn paging(
+        &self,
+        default_size: Option<usize>,
+    ) -> Result<Option<(usize, usize)>, String> {
+        let size = match nonempty(&self.per_page) {
+            None => default_size,
+            Some(s) => Some(
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "per_page: {s:?} is not a page size: expected a number from 1 to 10000"
+                        )
+                    })?,
+            ),
+        };
+        let Some(size) = size else { return Ok(None) };
+        let page =
+            match nonempty(&self.page) {
+                None => 1,
+                Some(p) => p.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("page: {p:?} is not a page number: expected 1 or more")
+                })?,
+            };
+        Ok(Some((page, size)))
+    }
+
+    /// The store query, paged by [`ClusterFilter::paging`]; an error names the parameter
+    /// and what was expected.
+    pub(crate) fn paged_query(&self, default_size: Option<usize>) -> Result<ClusterQuery, String> {
+        let mut q = self.query()?;
+        if let Some((page, size)) = self.paging(default_size)? {
+            q.limit = Some(size);
+            q.offset = (page - 1).saturating_mul(size);
+        }
+        Ok(q)
+    }
+
+    /// The store query (every row); an error names the parameter and what was expected.
     pub(crate) fn query(&self) -> Result<ClusterQuery, String> {
         let statuses = match nonempty(&self.status) {
             None => Vec::new(),
@@ -84,7 +137,9 @@ impl ClusterFilter {
             name_contains: nonempty(&self.name),
             order,
             descending: truthy(&self.desc),
+            no_autostop: false,
             limit: None,
+            offset: 0,
         })
     }
 }
@@ -99,7 +154,7 @@ fn internal(e: anyhow::Error) -> Response {
 }
 
 async fn clusters(State(state): State<Arc<WebState>>, Query(f): Query<ClusterFilter>) -> Response {
-    let q = match f.query() {
+    let q = match f.paged_query(None) {
         Ok(q) => q,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
@@ -134,6 +189,8 @@ async fn cluster(State(state): State<Arc<WebState>>, Path(name): Path<String>) -
         .await;
     match out {
         Ok(Some((detail, fresh))) => Json(json!({
+            "timeline": crate::web_ui::console::views::spans(&detail.transitions, now),
+            "cost_so_far": crate::fleet::ClusterView::new(detail.row.clone(), &fresh, now).cost_so_far,
             "cluster": detail,
             "age_secs": detail.row.cluster.launched_at.map(|t| now.age_since(t)),
             "state": fresh,
@@ -236,12 +293,58 @@ async fn health(State(state): State<Arc<WebState>>) -> Response {
 }
 
 /// The JSON API's routes, with their guards.
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    window: Option<String>,
+}
+
+/// The fleet over the last 24 h or 7 d: the Overview's charts as data.
+async fn fleet_history(
+    State(state): State<Arc<WebState>>,
+    Query(h): Query<HistoryQuery>,
+) -> Response {
+    use crate::web_ui::console::data::{window, WINDOWS};
+    if let Some(w) = h
+        .window
+        .as_deref()
+        .filter(|w| !WINDOWS.iter().any(|x| x.0 == *w))
+    {
+        let known: Vec<&str> = WINDOWS.iter().map(|x| x.0).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "window: {w:?} is not a window: expected one of {}",
+                known.join(", ")
+            ),
+        );
+    }
+    let (key, _, secs, bucket) = window(h.window.as_deref());
+    let now = state.clock.now();
+    let from = now.minus_secs(secs);
+    match state
+        .read(move |s| Ok(s.fleet_history(from, bucket)?))
+        .await
+    {
+        Ok(samples) => Json(json!({
+            "window": key,
+            "from": from,
+            "to": now,
+            "bucket_secs": bucket,
+            "samples": samples,
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
 pub(crate) fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/api/v1/clusters", get(clusters))
         .route("/api/v1/clusters/{name}", get(cluster))
         .route("/api/v1/actions", get(audit_log).post(post_action))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/fleet/history", get(fleet_history))
         .layer(axum::middleware::from_fn(super::auth::require_csrf))
         .layer(axum::middleware::from_fn(super::auth::require_api))
         .layer(axum::middleware::from_fn(

@@ -296,8 +296,9 @@ mod sim {
         assert_eq!(got, [("down", "lt-k8s", "ok"), ("stop", "lt-aws", "ok")]);
     }
 
-    /// Stale data: the cluster manager stopped, more than two poll intervals pass; the
-    /// enforcer holds back and says why. A failed last poll holds it back too.
+    /// Stale data: the cluster manager stopped, more than three poll intervals pass (the
+    /// one staleness rule, `fleet.rs`); the enforcer holds back and says why. A failed
+    /// last poll holds it back too.
     #[test]
     fn stale_data_holds_it_back() {
         let rt = crate::support::runtime(1);
@@ -307,15 +308,30 @@ mod sim {
         let m = host.spawn_manager();
         wait_fresh(&host, "listed", |s| cluster(s, "st-off").is_some());
         assert!(m.terminate().success());
-        std::thread::sleep(Duration::from_millis(2500));
+        std::thread::sleep(Duration::from_millis(3500));
         let out = autostop(&host, &[]);
         assert!(out.status.success());
-        assert!(stdout(&out).contains("0 actions done, 0 failed, 1 held back"));
+        assert!(
+            stdout(&out).contains("0 actions done, 0 failed, 1 held back"),
+            "{}",
+            stdout(&out)
+        );
         assert!(sim.requests_for(Op::Autostop).is_empty());
         assert!(audit_rows(&host.db).is_empty());
+        // The pass is recorded with why it held back (the console's Autostop page).
+        let (held, why): (i64, String) = open_db(&host.db)
+            .query_row("SELECT held, held_reason FROM autostop_pass", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(held, 1);
+        assert!(
+            why.starts_with("state is stale: the recorded state is"),
+            "{why}"
+        );
         let dry = stdout(&autostop(&host, &["--dry-run"]));
         assert!(
-            dry.contains("older than two poll intervals")
+            dry.contains("(3 × the 1s poll interval)")
                 && dry.contains("is the cluster manager running?"),
             "{dry}"
         );

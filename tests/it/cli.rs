@@ -114,3 +114,52 @@ fn status_refuses_a_file_that_is_not_a_database() {
     assert!(e.contains("garbage.db"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 }
+
+/// `audit` prints newest first, with UTC date-times and ages; `--json` keeps Unix seconds.
+#[test]
+fn audit_prints_times_for_people_newest_first() {
+    use skypilot_host::store::{AuditAction, AuditEntry, AuditOutcome, Store};
+    use skypilot_host::time::{Clock, SystemClock};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let cfg = dir.path().join("host.toml");
+    std::fs::write(
+        &cfg,
+        format!("[cluster_manager]\ndatabase = {:?}\n", db.to_str().unwrap()),
+    )
+    .unwrap();
+    let store = Store::open(&db).unwrap();
+    let now = SystemClock.now();
+    for (ago, cluster) in [(7200.0, "older"), (180.0, "newer")] {
+        store
+            .append_audit(&AuditEntry {
+                at: skypilot_host::time::Timestamp::from_secs_f64(
+                    now.secs_since(skypilot_host::time::Timestamp::from_secs(0)) - ago,
+                )
+                .floor(),
+                actor: "autostop".into(),
+                action: AuditAction::Stop,
+                cluster: Some(cluster.into()),
+                outcome: AuditOutcome::Ok,
+                detail: None,
+            })
+            .unwrap();
+    }
+    drop(store);
+    let o = run(&["audit", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("newer") && lines[1].contains("older"),
+        "{text}"
+    );
+    assert!(lines[0].contains(" UTC, 3m ago  autostop  stop"), "{text}");
+    assert!(lines[1].contains(" UTC, 2h ago"), "{text}");
+    let year = &lines[0][..4];
+    assert!(year.starts_with("20"), "a date first: {text}");
+    let o = run(&["audit", "--json", "--config", cfg.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v[0]["at"].is_number(), "{v:#}");
+}

@@ -331,6 +331,7 @@ fn owners_db(dir: &Path) -> std::path::PathBuf {
         last_seen: now,
         last_changed: now,
         gone_at: None,
+        price_source: None,
     };
     store
         .commit_poll(

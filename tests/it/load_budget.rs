@@ -1,7 +1,8 @@
 //! The cluster manager bounds its own load on the API server: a slow `/status` (the
 //! simulator's `Fault::Delay`) stretches its poll interval to keep within
 //! `cluster_manager.load_budget`; `status` and the monitor's metrics show it, and the
-//! staleness rule follows the effective interval.
+//! staleness rule (of every role, the autostop enforcer's too) follows the effective
+//! interval.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,12 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     let sim = rt.block_on(Simulator::start()).unwrap();
     sim.add_cluster(SimCluster::new("lb-a"));
     sim.add_cluster(SimCluster::new("lb-b"));
+    // Idle for two hours without autostop: the enforcer's to act on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    sim.add_cluster(SimCluster::new("lb-idle").launched_at(now - 7200));
     let host = Host::new(&sim.url(), POLL_SECS, 3600);
     let text = std::fs::read_to_string(&host.config).unwrap();
     std::fs::write(
@@ -38,7 +45,7 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
             "load_budget = 1.0\n",
             &format!("load_budget = {BUDGET}\n"),
             1,
-        ),
+        ) + "[autostop]\nidle_minutes = 60\n",
     )
     .unwrap();
 
@@ -157,6 +164,20 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
         },
     );
     assert_eq!(s["state"]["stale"], false, "{s:#}");
+    // One staleness rule: the autostop enforcer, too, still acts on this state.
+    let out = crate::support::host::bin()
+        .args(["autostop", "--config"])
+        .arg(&host.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 actions done"), "{text}");
+    assert_eq!(
+        sim.requests_for(crate::support::sim::Op::Autostop).len(),
+        1,
+        "the enforcer acted on lb-idle"
+    );
     let effective = s["polling"]["effective_interval_secs"].as_f64().unwrap();
     let s = host.wait_status("stale at last", Duration::from_secs(120), |s| {
         s["state"]["stale"] == true
@@ -166,4 +187,135 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
         age > 3.0 * effective,
         "stale at {age} s, effective interval {effective} s"
     );
+}
+
+/// Against the real SkyPilot API server on this host: the manager counts each `/status`
+/// as the server's CPU meanwhile, read from its process tree (`api_server_pid_file`).
+/// Idle with a few clusters, the configured interval holds (a cold first read does not
+/// stretch it); with 1,000 clusters it stretches, and the counted share stays within
+/// the budget.
+#[cfg(feature = "real-server")]
+mod real {
+    use super::*;
+    use crate::support::real::{python, OwnServer};
+
+    const POLL: u64 = 5;
+
+    fn polls(db: &std::path::Path) -> i64 {
+        open_db(db)
+            .query_row(
+                "SELECT COUNT(*) FROM poll_runs WHERE outcome = 'ok'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// `tests/real/fleet.py ARGS` with the server's environment.
+    fn fleet(server: &OwnServer, args: &[&str]) {
+        let mut c = std::process::Command::new(python());
+        server.env_for(&mut c);
+        let out = c.arg("tests/real/fleet.py").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "fleet.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_real_servers_cpu_sets_the_interval() {
+        // Two clusters, then the fleet's catalog (which also has theirs), before the
+        // server starts again: SkyPilot reads a catalog once.
+        let server = OwnServer::start().kill();
+        server.skyctl(&["create", "cpu-a"]);
+        server.skyctl(&["create", "cpu-b", "--status", "STOPPED"]);
+        fleet(&server, &["catalog"]);
+        let server = server.restart();
+        let host = Host::new(&server.url, POLL, 3600);
+        let pid_file = host.db.with_file_name("api-server.pid");
+        std::fs::write(&pid_file, server.pid().to_string()).unwrap();
+        let text = std::fs::read_to_string(&host.config).unwrap();
+        std::fs::write(
+            &host.config,
+            text.replacen(
+                "load_budget = 1.0\n",
+                &format!("load_budget = 0.02\napi_server_pid_file = {:?}\n", pid_file),
+                1,
+            ),
+        )
+        .unwrap();
+        let m = host.spawn_manager();
+
+        // Idle: after six polls the interval is still the configured one, and each
+        // read was counted from the process tree.
+        let s = host.wait_status("six polls", Duration::from_secs(120), |_| {
+            polls(&host.db) >= 6
+        });
+        let load = &s["polling"]["load"];
+        eprintln!("idle: {load}");
+        assert_eq!(load["cpu_source"], "process_tree", "{s:#}");
+        assert_eq!(
+            s["polling"]["effective_interval_secs"], POLL as f64,
+            "{s:#}"
+        );
+        assert!(load["cpu_secs"].as_f64().unwrap() > 0.0, "{s:#}");
+        assert!(host
+            .status_table()
+            .contains("counted from the API server's CPU from its process tree"));
+
+        // Loaded: 1,000 clusters. The reads cost more; the interval stretches so that
+        // the counted share stays within the budget, and the polls really are that far
+        // apart.
+        let mut c = std::process::Command::new(python());
+        server.env_for(&mut c);
+        let out = c
+            .args(["tests/real/fleet.py", "create", "1000"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = host.wait_status("stretched", Duration::from_secs(300), |s| {
+            s["polling"]["effective_interval_secs"]
+                .as_f64()
+                .is_some_and(|i| i > POLL as f64)
+                && s["clusters"].as_array().is_some_and(|c| c.len() >= 1000)
+        });
+        let load = &s["polling"]["load"];
+        eprintln!("loaded: {load}");
+        assert_eq!(load["cpu_source"], "process_tree");
+        let (cpu, interval) = (
+            load["cpu_secs"].as_f64().unwrap(),
+            load["interval_secs"].as_f64().unwrap(),
+        );
+        assert!(cpu / interval <= 0.02 + 1e-9, "{load}");
+        assert!(
+            (load["share"].as_f64().unwrap() - cpu / interval).abs() < 1e-9,
+            "{load}"
+        );
+        let before = polls(&host.db);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while polls(&host.db) < before + 2 {
+            assert!(Instant::now() < deadline, "no two more polls");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let starts: Vec<f64> = open_db(&host.db)
+            .prepare(
+                "SELECT started_at FROM poll_runs WHERE outcome = 'ok' ORDER BY id DESC LIMIT 2",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            starts[0] - starts[1] >= POLL as f64,
+            "polls {:.1} s apart",
+            starts[0] - starts[1]
+        );
+        drop(m);
+    }
 }

@@ -11,7 +11,8 @@ use skypilot_host::config::Config;
 use skypilot_host::monitor;
 use skypilot_host::skypilot::RefreshMode;
 use skypilot_host::store::{
-    ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, PollLoad, PollOutcome, PollRun, Store,
+    ApiServerHealth, AuditEntry, ClusterChanges, ClusterRow, CpuSource, PollLoad, PollOutcome,
+    PollRun, PriceSource, Store,
 };
 use skypilot_host::time::{Clock, Timestamp};
 
@@ -190,6 +191,7 @@ impl Row {
             },
             hourly_cost: self.hourly,
             total_cost: self.total,
+            price_source: self.hourly.map(|_| PriceSource::CostReport),
             first_seen: now - 10_000.0,
             last_seen: now - 45.0,
             last_changed: now - 45.0,
@@ -297,6 +299,8 @@ fn write_fleet(db: &Path) {
         .set_poll_load(&PollLoad {
             measured_at: Timestamp::from(NOW - 45.0),
             status_secs: 1.5,
+            cpu_secs: 1.5,
+            cpu_source: CpuSource::Cgroup,
             interval_secs: 75.0,
             share: 0.02,
             budget: 0.02,
@@ -391,11 +395,11 @@ const FLEET_VALUES: &[(&str, f64)] = &[
     ("skypilot_clusters_up_without_autostop", 1.0),
     // Cost.
     (
-        r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up-noauto"}"#,
+        r#"skypilot_cluster_price_dollars_per_hour{cluster="b-up-noauto",source="cost_report"}"#,
         1.25,
     ),
     (
-        r#"skypilot_cluster_price_dollars_per_hour{cluster="d-stopped"}"#,
+        r#"skypilot_cluster_price_dollars_per_hour{cluster="d-stopped",source="cost_report"}"#,
         0.5,
     ),
     (
@@ -414,6 +418,7 @@ const FLEET_VALUES: &[(&str, f64)] = &[
     ("skypilot_host_last_poll_ok", 1.0),
     ("skypilot_host_poll_interval_effective_seconds", 75.0),
     ("skypilot_host_status_request_duration_seconds", 1.5),
+    ("skypilot_host_status_request_cpu_seconds", 1.5),
     ("skypilot_host_poll_load_share", 0.02),
     ("skypilot_host_poll_load_budget", 0.02),
     (r#"skypilot_host_poll_errors_total{kind="timeout"}"#, 2.0),

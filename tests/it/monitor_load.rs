@@ -55,6 +55,7 @@ fn fleet(db: &std::path::Path, n: usize) {
             last_seen: t,
             last_changed: t,
             gone_at: None,
+            price_source: None,
         })
         .collect();
     let mut store = Store::open(db).unwrap();

@@ -216,6 +216,7 @@ mod queries {
             last_seen: Timestamp::from_secs(launched),
             last_changed: Timestamp::from_secs(launched),
             gone_at: None,
+            price_source: None,
         }
     }
 

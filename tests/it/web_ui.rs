@@ -37,8 +37,19 @@ struct Setup {
 impl Setup {
     /// `extra` adds clusters to the simulated fleet; `tweak` changes the config.
     fn new(extra: &[SimCluster], tweak: impl FnOnce(&mut Config)) -> Setup {
+        Setup::with_sim(extra, |_| {}, tweak)
+    }
+
+    /// [`Setup::new`], with `before` done to the simulator before the cluster manager
+    /// first polls it.
+    fn with_sim(
+        extra: &[SimCluster],
+        before: impl FnOnce(&Simulator),
+        tweak: impl FnOnce(&mut Config),
+    ) -> Setup {
         let rt = crate::support::runtime(2);
         let sim = rt.block_on(Simulator::start()).unwrap();
+        before(&sim);
         sim.add_cluster(SimCluster::new("web-a").user("alice", "a1"));
         sim.add_cluster(SimCluster::new("web-b").user("bob", "b2"));
         sim.add_cluster(
@@ -50,7 +61,10 @@ impl Setup {
             sim.add_cluster(c.clone());
         }
         let names = sim.cluster_names();
-        let host = Host::new(&sim.url(), 1, 3600);
+        // List prices: m6i.large in us-west-2 (the simulator's default), $0.096/h.
+        let host = Host::new(&sim.url(), 1, 3600).with_aws_catalog(
+            "InstanceType,Price,SpotPrice,Region,AvailabilityZone\nm6i.large,0.096,0.04,us-west-2,us-west-2a\n",
+        );
         let manager = host.spawn_manager();
         host.wait_status("the fleet is recorded", Duration::from_secs(30), |s| {
             names.iter().all(|n| cluster(s, n).is_some())
@@ -963,4 +977,164 @@ fn the_autostop_page_previews_the_next_pass() {
     assert!(r.contains("skip") && !r.contains("act:"), "web-c: {r}");
     // A preview sends nothing.
     assert!(s.sim.requests_for(Op::Autostop).is_empty());
+}
+
+/// The Clusters page at fleet scale: one page of `per_page` rows with the total, first /
+/// previous / next / last links that keep the filters and the order, the page size as a
+/// plain form; the audit log paged the same way.
+#[test]
+fn the_clusters_page_and_the_audit_log_are_paged() {
+    let extra: Vec<SimCluster> = (0..27)
+        .map(|i| SimCluster::new(&format!("page-{i:02}")).user("bob", "b2"))
+        .collect();
+    let s = Setup::new(&extra, |_| {});
+    let alice = s.logged_in(ADMIN);
+    // 30 clusters, 3 of them STOPPED/other: UP clusters by name, 10 a page.
+    let page = |q: &str| {
+        let p = s.rt.block_on(alice.get(&format!("/console/clusters?{q}")));
+        assert_eq!(p.status, 200, "{q}: {}", p.body);
+        p.body
+    };
+    let rows = |body: &str| body.matches("<tr><td><a href=\"/console/clusters/").count();
+    let first = page("user=bob&per_page=10");
+    assert_eq!(rows(&first), 10, "{first}");
+    assert!(first.contains("1–10 of 28"), "{first}");
+    assert!(first.contains("page 1 of 3"), "{first}");
+    // Links keep the filter and the size; the first page has no previous.
+    assert!(
+        first.contains(
+            "href=\"/console/clusters?user=bob&amp;per_page=10&amp;page=2\" rel=\"next\""
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains(
+            "href=\"/console/clusters?user=bob&amp;per_page=10&amp;page=3\" rel=\"last\""
+        ),
+        "{first}"
+    );
+    assert!(!first.contains("rel=\"prev\""), "{first}");
+    let last = page("user=bob&per_page=10&page=3");
+    assert_eq!(rows(&last), 8, "{last}");
+    assert!(
+        last.contains("21–28 of 28") && last.contains("rel=\"prev\""),
+        "{last}"
+    );
+    assert!(
+        last.contains(">page-26<") && !last.contains(">page-00<"),
+        "{last}"
+    );
+    // Sorted the other way round, the order is kept in the pager's links.
+    let desc = page("user=bob&sort=name&desc=1&per_page=10");
+    assert!(
+        desc.find(">web-b<").unwrap() < desc.find(">page-26<").unwrap(),
+        "{desc}"
+    );
+    assert!(
+        desc.contains("sort=name&amp;desc=1&amp;per_page=10&amp;page=2"),
+        "{desc}"
+    );
+    // Past the end: the last page. A bad size is refused with what was expected.
+    assert!(page("user=bob&per_page=10&page=99").contains("21–28 of 28"));
+    let bad = s.rt.block_on(alice.get("/console/clusters?per_page=lots"));
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("per_page") && bad.body.contains("1 to 10000"),
+        "{}",
+        bad.body
+    );
+    // The size form works without JavaScript: a GET with the filters kept.
+    assert!(first.contains("<select name=\"per_page\">"), "{first}");
+    assert!(
+        first.contains("<input type=\"hidden\" name=\"user\" value=\"bob\">"),
+        "{first}"
+    );
+    // The JSON API pages too, with the total.
+    let a =
+        s.rt.block_on(alice.get("/api/v1/clusters?per_page=5&page=2"));
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["total"], 30, "{v:#}");
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 5);
+
+    // The audit log: 25 logins recorded, 10 a page, newest first.
+    for _ in 0..24 {
+        let _ = s.logged_in(VIEWER);
+    }
+    let audit = s.rt.block_on(alice.get("/console/audit?per_page=10"));
+    assert_eq!(audit.status, 200);
+    assert!(audit.body.contains("1–10 of "), "{}", audit.body);
+    assert_eq!(
+        audit.body.matches("<td class=\"outcome-ok\">").count(),
+        10,
+        "{}",
+        audit.body
+    );
+    let p3 =
+        s.rt.block_on(alice.get("/console/audit?per_page=10&page=3"));
+    assert!(p3.body.contains("21–"), "{}", p3.body);
+}
+
+/// Prices from SkyPilot's catalog: SkyPilot's cost report fails (as without a cloud
+/// SDK), so the clusters' $/h is the catalog's list price (m6i.large in us-west-2,
+/// $0.096), shown with its source in the console and the API; the cost so far of an UP
+/// one is estimated since launch. The Overview sums them (no "$-0.00"), draws the
+/// fleet's history and a cluster's page its status timeline; the history is in the API
+/// too.
+#[test]
+fn prices_charts_and_timelines() {
+    let s = Setup::with_sim(
+        &[],
+        |sim| sim.set_fault_on("/cost_report", crate::support::sim::Fault::Http500Html),
+        |_| {},
+    );
+    let alice = s.logged_in(ADMIN);
+    let a = s.rt.block_on(alice.get("/api/v1/clusters/web-a"));
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["cluster"]["hourly_cost"], 0.096, "{v:#}");
+    assert_eq!(v["cluster"]["price_source"], "catalog", "{v:#}");
+    assert!(v["cost_so_far"].as_f64().is_some_and(|c| c > 0.0), "{v:#}");
+    let spans = v["timeline"].as_array().unwrap();
+    assert_eq!(spans.last().unwrap()["status"], "UP", "{v:#}");
+    let clusters = s.rt.block_on(alice.get("/console/clusters"));
+    assert!(
+        clusters.body.contains(
+            "$0.10<span class=\"src\" title=\"from SkyPilot&#39;s catalog\">catalog</span>"
+        ) || clusters
+            .body
+            .contains("$0.10<span class=\"src\" title=\"from SkyPilot's catalog\">catalog</span>"),
+        "{}",
+        clusters.body
+    );
+    let overview = s.rt.block_on(alice.get("/console/"));
+    // web-a and web-b UP at $0.096 each.
+    assert!(overview.body.contains("$0.19/h"), "{}", overview.body);
+    assert!(!overview.body.contains("$-"), "{}", overview.body);
+    assert!(
+        overview.body.contains("id=\"fleet-chart\"") && overview.body.contains("id=\"burn-chart\""),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("<svg"), "{}", overview.body);
+    let page = s.rt.block_on(alice.get("/console/clusters/web-c"));
+    assert!(
+        page.body.contains("id=\"timeline\"") && page.body.contains("bar s-stopped"),
+        "{}",
+        page.body
+    );
+    let h = s.rt.block_on(alice.get("/api/v1/fleet/history?window=1h"));
+    let v: Value = serde_json::from_str(&h.body).unwrap();
+    let last = v["samples"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["up"].as_i64(), last["stopped"].as_i64()),
+        (Some(2), Some(1)),
+        "{v:#}"
+    );
+    assert!(
+        (last["burn"].as_f64().unwrap() - 0.192).abs() < 1e-9,
+        "{v:#}"
+    );
+    let bad =
+        s.rt.block_on(alice.get("/api/v1/fleet/history?window=year"));
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("1h, 24h, 7d"), "{}", bad.body);
 }

@@ -2,7 +2,8 @@
 cluster_manager.load_budget.
 
 The cluster manager runs against the server with poll_interval_secs = 1, so that only the
-budget spaces its polls (without it, it would poll every second). After its first poll
+budget spaces its polls (without it, it would poll every second), and counts each read by
+the server's CPU from its process tree (api_server_pid_file), as run-local.sh has it. After its first poll
 (a forced refresh, then a read), the CPU of each of the server's processes is sampled from
 /proc every 0.2 s over a window. A poll's cost is the CPU of the processes that served it
 across that poll's own span (from the host database's poll record): the server's main
@@ -70,7 +71,9 @@ def main():
             f.write(f'[skypilot]\napi_url = "{args.url}"\nrequest_timeout_secs = 300\n'
                     f'[cluster_manager]\ndatabase = "{db}"\npoll_interval_secs = 1\n'
                     f'force_refresh_interval_secs = 86400\npoll_deadline_secs = 600\n'
-                    f'load_budget = {BUDGET}\n')
+                    f'load_budget = {BUDGET}\n'
+                    # As run-local.sh: the server's CPU from its process tree.
+                    f'api_server_pid_file = "{os.path.join(args.state_dir, "server.pgid")}"\n')
         log = open(os.path.join(d, 'manager.log'), 'wb')  # pylint: disable=consider-using-with
         proc = subprocess.Popen([args.host_bin, 'cluster-manager', '-c', cfg],
                                 stdout=log, stderr=log)
@@ -153,6 +156,8 @@ def main():
           f'the interval is stretched beyond poll_interval_secs 1 s: '
           f'{polling["effective_interval_secs"]:.1f} s')
     load = polling.get('load') or {}
+    check(load.get('cpu_source') == 'process_tree',
+          f'the manager counts each read by the server\'s CPU from its process tree: {load}')
     check(load.get('share', 1) <= BUDGET + 1e-9 and load.get('budget') == BUDGET,
           f'status reports the share within the budget: {load}')
     check(status['state']['stale'] is False, 'the state is fresh')

@@ -147,6 +147,22 @@ impl Host {
         Host { dir, config, db }
     }
 
+    /// Gives the cluster manager SkyPilot's AWS catalog `csv` (its list prices), under
+    /// `policy.catalog_dir` in this host's directory.
+    #[allow(dead_code)]
+    pub fn with_aws_catalog(self, csv: &str) -> Host {
+        let dir = self.dir.path().join("catalogs");
+        std::fs::create_dir_all(dir.join("aws")).unwrap();
+        std::fs::write(dir.join("aws/vms.csv"), csv).unwrap();
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(&format!(
+            "[policy]\ncatalog_dir = {:?}\n",
+            dir.to_str().unwrap()
+        ));
+        std::fs::write(&self.config, text).unwrap();
+        self
+    }
+
     /// The cluster manager on this host, its stderr in `manager.log`.
     pub fn spawn_manager(&self) -> HostProcess {
         HostProcess::role(

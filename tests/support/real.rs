@@ -367,6 +367,22 @@ impl OwnServer {
         }
     }
 
+    /// The pid of the server's main process (`sky api start --foreground`), whose
+    /// process tree is the whole server.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("the server runs")
+    }
+
+    /// The server's state directory.
+    #[allow(dead_code)]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn kill(mut self) -> OwnServer {
         self.stop();
         self

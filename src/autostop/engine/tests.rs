@@ -17,6 +17,7 @@ fn row(c: Cluster) -> ClusterRow {
         last_seen: t(NOW - 5),
         last_changed: t(NOW - 7200),
         gone_at: None,
+        price_source: None,
     }
 }
 
@@ -35,7 +36,7 @@ fn fresh() -> DataAge {
     DataAge {
         last_ok_poll: Some(t(NOW - 5)),
         last_poll_error: None,
-        poll_interval_secs: 30,
+        interval_secs: 30.0,
     }
 }
 
@@ -286,24 +287,49 @@ fn reasons_for_holding_and_skipping() {
 }
 
 #[test]
+fn a_stretched_interval_keeps_the_enforcer_acting() {
+    // At 10,000 clusters the load budget stretched a configured 30 s to 164 s: data
+    // 200 s old is fresh (3 × 164 s), for the enforcer as for `status` and the console.
+    let p = policy(|_| {});
+    let rows = [row(up("a"))];
+    let none = HashMap::new();
+    let stretched = DataAge {
+        last_ok_poll: Some(t(NOW - 200)),
+        interval_secs: 164.0,
+        ..fresh()
+    };
+    assert_eq!(stretched.stale_reason(t(NOW)), None);
+    assert!(matches!(
+        decide(&p, &rows, &stretched, &none, t(NOW))[0].verdict,
+        Verdict::Act(_)
+    ));
+    let older = DataAge {
+        last_ok_poll: Some(t(NOW - 493)),
+        ..stretched
+    };
+    let why = older.stale_reason(t(NOW)).unwrap();
+    assert!(why.contains("(3 × the 2m poll interval)"), "{why}");
+}
+
+#[test]
 fn stale_data_holds_everything_back_with_the_reason() {
     let p = policy(|_| {});
     let rows = [row(up("a"))];
     let none = HashMap::new();
     let old = DataAge {
-        last_ok_poll: Some(t(NOW - 61)),
+        last_ok_poll: Some(t(NOW - 91)),
         ..fresh()
     };
     let d = &decide(&p, &rows, &old, &none, t(NOW))[0];
     assert_eq!(d.verdict, Verdict::Hold);
     assert!(
         d.reason
-            .contains("1m old, older than two poll intervals (1m)"),
+            .contains("1m old, older than 1m (3 × the 30s poll interval)"),
         "{}",
         d.reason
     );
     let ok = DataAge {
-        last_ok_poll: Some(t(NOW - 60)),
+        last_ok_poll: Some(t(NOW - 90)),
         ..fresh()
     };
     assert!(matches!(
@@ -540,7 +566,7 @@ prop_compose! {
         DataAge {
             last_ok_poll: ok_ago.map(|a| t(NOW - a)),
             last_poll_error: failed,
-            poll_interval_secs: interval,
+            interval_secs: interval as f64,
         }
     }
 }

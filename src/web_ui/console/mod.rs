@@ -13,7 +13,7 @@
 
 mod cli;
 pub(crate) mod ctx;
-mod data;
+pub(crate) mod data;
 mod pages;
 mod redact;
 pub(crate) mod views;

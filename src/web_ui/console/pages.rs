@@ -10,23 +10,46 @@ use super::ctx::{Ctx, Page};
 use super::{data, views};
 use crate::store::ClusterQuery;
 use crate::web_ui::actions::{self, ActError, Action, ActionRequest};
-use crate::web_ui::api::ClusterFilter;
+use crate::web_ui::api::{ClusterFilter, DEFAULT_PAGE_SIZE};
 
-pub(crate) async fn overview(ctx: Ctx) -> Page {
+/// The Overview's query: the charts' window (`24h`, `7d`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct OverviewQuery {
+    #[serde(default)]
+    window: Option<String>,
+}
+
+pub(crate) async fn overview(ctx: Ctx, Query(o): Query<OverviewQuery>) -> Page {
     let (config, now) = (ctx.state.config.clone(), ctx.now());
-    let d = ctx.read(move |s| data::overview(s, &config, now)).await?;
+    let d = ctx
+        .read(move |s| data::overview(s, &config, now, o.window.as_deref()))
+        .await?;
     Ok(views::overview(&ctx, &d, now))
 }
 
 pub(crate) async fn clusters(ctx: Ctx, Query(f): Query<ClusterFilter>) -> Page {
-    let q: ClusterQuery = f
-        .query()
-        .map_err(|m| ctx.error(StatusCode::BAD_REQUEST, &m))?;
+    let bad = |m: String| ctx.error(StatusCode::BAD_REQUEST, &m);
+    let paging = f.paging(Some(DEFAULT_PAGE_SIZE)).map_err(bad)?;
+    let (page_no, per_page) = paging.unwrap_or((1, DEFAULT_PAGE_SIZE));
+    let mut q: ClusterQuery = f.paged_query(Some(DEFAULT_PAGE_SIZE)).map_err(bad)?;
     let (config, now) = (ctx.state.config.clone(), ctx.now());
     let report = ctx
-        .read(move |s| crate::fleet::report(s, &config, now, &q))
+        .read(move |s| {
+            let mut report = crate::fleet::report(s, &config, now, &q)?;
+            // A page past the end (the fleet shrank): the last page instead.
+            if report.clusters.is_empty() && report.total > 0 && q.offset > 0 {
+                q.offset = (report.total - 1) / per_page * per_page;
+                report = crate::fleet::report(s, &config, now, &q)?;
+            }
+            Ok(report)
+        })
         .await?;
-    Ok(views::clusters(&ctx, &f, &report))
+    let page_no = if report.total > 0 {
+        page_no.min(report.total.div_ceil(per_page))
+    } else {
+        1
+    };
+    Ok(views::clusters(&ctx, &f, &report, (page_no, per_page)))
 }
 
 fn no_such_cluster(ctx: &Ctx, name: &str) -> super::ctx::PageError {
@@ -112,20 +135,33 @@ pub(crate) async fn do_action(
     Ok(views::action_result(&ctx, &name, status, &text, class))
 }
 
-pub(crate) async fn audit(ctx: Ctx) -> Page {
-    let entries = ctx.read(|s| Ok(s.audit(500)?)).await?;
-    Ok(views::audit(&ctx, &entries))
+pub(crate) async fn audit(ctx: Ctx, Query(f): Query<ClusterFilter>) -> Page {
+    let bad = |m: String| ctx.error(StatusCode::BAD_REQUEST, &m);
+    let (page_no, per_page) = f
+        .paging(Some(DEFAULT_PAGE_SIZE))
+        .map_err(bad)?
+        .unwrap_or((1, DEFAULT_PAGE_SIZE));
+    let (entries, total) = ctx
+        .read(move |s| data::audit_page(s, page_no, per_page))
+        .await?;
+    Ok(views::audit(&ctx, &entries, total, (page_no, per_page)))
 }
 
 pub(crate) async fn autostop(ctx: Ctx) -> Page {
-    let entries = ctx.read(data::autostop_log).await?;
+    let (entries, last_pass) = ctx.read(data::autostop_log).await?;
     // The enforcer's own engine on the same database and config: what a pass would do now.
     let (config, now) = (ctx.state.config.clone(), ctx.now());
     let preview = ctx
         .state
         .read(move |s| crate::autostop::preview(s, &config, now))
         .await;
-    Ok(views::autostop(&ctx, &entries, &preview))
+    Ok(views::autostop(
+        &ctx,
+        &entries,
+        last_pass.as_ref(),
+        &preview,
+        now,
+    ))
 }
 
 /// The monitor's `/healthz`, asked with a short timeout.

@@ -1,55 +1,20 @@
 //! The fleet's pages: the Overview, the Clusters list, one cluster.
 
-use std::collections::BTreeMap;
-
 use axum::response::Response;
 use maud::{html, Markup};
 
 use super::{
-    audit_table, autostop_text, cluster_href, encode_segment, freshness_line, layout, money, page,
-    status_cell, utc,
+    audit_table, autostop_text, charts, cluster_href, encode_segment, freshness_line, layout,
+    money, page, pager, status_cell, utc,
 };
-use crate::cluster::ClusterStatus;
+use crate::cluster::{ClusterStatus, PriceSource};
 use crate::fleet::{ClusterView, Freshness, StatusReport};
-use crate::store::{ApiServerHealth, ClusterDetail};
-use crate::time::{human_duration, Timestamp};
+use crate::store::{ApiServerHealth, ClusterDetail, FleetSums};
+use crate::time::{human_duration, when, Timestamp};
 use crate::web_ui::actions;
 use crate::web_ui::api::ClusterFilter;
 use crate::web_ui::console::ctx::Ctx;
-use crate::web_ui::console::data::Overview;
-
-/// What the Overview's cards sum up.
-struct Sums<'a> {
-    by_status: BTreeMap<&'a str, usize>,
-    up: Vec<&'a ClusterView>,
-    burn: f64,
-    unpriced: usize,
-    no_autostop: Vec<&'a ClusterView>,
-}
-
-impl<'a> Sums<'a> {
-    fn of(clusters: &'a [ClusterView]) -> Sums<'a> {
-        let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
-        for c in clusters {
-            *by_status.entry(c.row.cluster.status.as_str()).or_default() += 1;
-        }
-        let up: Vec<&ClusterView> = clusters
-            .iter()
-            .filter(|c| c.row.cluster.status == ClusterStatus::Up)
-            .collect();
-        Sums {
-            by_status,
-            burn: up.iter().filter_map(|c| c.row.hourly_cost).sum(),
-            unpriced: up.iter().filter(|c| c.row.hourly_cost.is_none()).count(),
-            no_autostop: up
-                .iter()
-                .copied()
-                .filter(|c| c.row.cluster.autostop_minutes < 0)
-                .collect(),
-            up,
-        }
-    }
-}
+use crate::web_ui::console::data::{Overview, WINDOWS};
 
 fn api_card(api: Option<&ApiServerHealth>, now: Timestamp) -> Markup {
     html! {
@@ -72,51 +37,70 @@ fn api_card(api: Option<&ApiServerHealth>, now: Timestamp) -> Markup {
     }
 }
 
-fn fleet_cards(clusters: usize, s: &Sums<'_>) -> Markup {
+fn fleet_cards(s: &FleetSums) -> Markup {
     html! {
         div.card {
             div.k { "Clusters" }
-            div.v { (clusters) }
+            div.v { (s.clusters) }
             div.muted {
                 @for (i, (status, n)) in s.by_status.iter().enumerate() {
                     @if i > 0 { " · " }
-                    a href={ "/console/clusters?status=" (status) } { (n) " " (status) }
+                    a href={ "/console/clusters?status=" (status.as_str()) } { (n) " " (status.as_str()) }
                 }
             }
         }
         div.card {
             div.k { "Burn rate" }
-            div.v { (format!("${:.2}/h", s.burn)) }
-            div.muted { (s.up.len()) " UP"
+            div.v { (money(Some(s.burn))) "/h" }
+            div.muted { (s.up) " UP"
                 @if s.unpriced > 0 { ", " (s.unpriced) " without a known price" } }
         }
         div.card {
             div.k { "UP without autostop" }
-            div.v.error[!s.no_autostop.is_empty()] { (s.no_autostop.len()) }
+            div.v.error[s.up_without_autostop > 0] { (s.up_without_autostop) }
         }
     }
 }
 
 pub(crate) fn overview(ctx: &Ctx, d: &Overview, now: Timestamp) -> Response {
-    let report = &d.fleet;
-    let sums = Sums::of(&report.clusters);
+    let from = now.minus_secs(d.window.2);
     let body = html! {
-        p { (freshness_line(&report.state)) }
+        p { (freshness_line(&d.state)) " · " (polling_text(&d.polling)) }
         div.cards {
-            (api_card(report.api_server.as_ref(), now))
-            (fleet_cards(report.clusters.len(), &sums))
+            (api_card(d.api.as_ref(), now))
+            (fleet_cards(&d.sums))
         }
-        @if !sums.no_autostop.is_empty() {
+        h2 { "The fleet over the last " (d.window.1) }
+        p.window {
+            @for (key, label, _, _) in WINDOWS {
+                a href={ "/console/?window=" (key) } class=[(key == d.window.0).then_some("current")] { (label) }
+            }
+            a href={ "/api/v1/fleet/history?window=" (d.window.0) } { "as JSON" }
+        }
+        @if d.history.is_empty() {
+            p.muted { "No history yet: the cluster manager records the fleet after each poll." }
+        } @else {
+            div.charts {
+                (charts::fleet_counts(&d.history, from, now))
+                (charts::burn_rate(&d.history, from, now))
+            }
+        }
+        @if !d.no_autostop.is_empty() {
             h2 { "UP clusters without autostop" }
+            @if d.sums.up_without_autostop > d.no_autostop.len() as i64 {
+                p.muted { "The " (d.no_autostop.len()) " launched first of " (d.sums.up_without_autostop) "; "
+                    a href="/console/clusters?status=UP&sort=autostop" { "all of them" } "." }
+            }
             table {
-                thead { tr { th { "Cluster" } th { "User" } th { "Up for" } th.num { "$/h" } } }
+                thead { tr { th { "Cluster" } th { "User" } th { "Up for" } th.num { "$/h" } th.num { "Cost so far" } } }
                 tbody {
-                    @for c in &sums.no_autostop {
+                    @for c in &d.no_autostop {
                         tr {
                             td { a href=(cluster_href(&c.row.cluster.name)) { (c.row.cluster.name) } }
                             td { (c.row.cluster.user_name.as_deref().unwrap_or("")) }
                             td { (c.age_secs.map(human_duration).unwrap_or_default()) }
-                            td.num { (money(c.row.hourly_cost)) }
+                            td.num { (price_cell(&c.row)) }
+                            td.num { (money(c.cost_so_far)) }
                         }
                     }
                 }
@@ -126,6 +110,31 @@ pub(crate) fn overview(ctx: &Ctx, d: &Overview, now: Timestamp) -> Response {
         (audit_table(&d.autostop_actions, true))
     };
     page(layout(ctx, "Overview", "/console/", true, body))
+}
+
+/// How often the cluster manager polls, and why when the interval is stretched.
+fn polling_text(p: &crate::fleet::Polling) -> String {
+    let every = human_duration(p.effective_interval_secs);
+    match &p.load {
+        Some(l) if p.effective_interval_secs > p.poll_interval_secs as f64 => format!(
+            "polled every {every}, stretched from {}s to keep within {:.1}% of the API server's CPU",
+            p.poll_interval_secs,
+            l.budget * 100.0
+        ),
+        _ => format!("polled every {every}"),
+    }
+}
+
+/// A price with where it comes from.
+fn price_cell(row: &crate::store::ClusterRow) -> Markup {
+    html! {
+        (money(row.hourly_cost))
+        @if let (Some(_), Some(src)) = (row.hourly_cost, row.price_source) {
+            span.src title={ "from " (src.describe()) } {
+                @match src { PriceSource::Catalog => "catalog", PriceSource::CostReport => "report" }
+            }
+        }
+    }
 }
 
 /// The columns of the Clusters page: (label, sort key, numeric).
@@ -143,26 +152,50 @@ const COLUMNS: [(&str, Option<&str>, bool); 11] = [
     ("Actions", None, false),
 ];
 
-fn sort_href(f: &ClusterFilter, key: &str) -> String {
-    let current = f.sort.as_deref().unwrap_or("name");
-    let desc = current == key && !matches!(f.desc.as_deref(), Some("1" | "true" | "on"));
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
+/// The filters of `f` that are set, as query pairs.
+fn filter_pairs(f: &ClusterFilter) -> Vec<(&'static str, String)> {
+    [
         ("status", &f.status),
         ("cloud", &f.cloud),
         ("region", &f.region),
         ("user", &f.user),
         ("name", &f.name),
         ("all", &f.all),
-    ] {
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| (k, v.to_string()))
+    })
+    .collect()
+}
+
+/// The filters and the order of `f`: what a pager link keeps.
+fn kept_pairs(f: &ClusterFilter) -> Vec<(&'static str, String)> {
+    let mut out = filter_pairs(f);
+    for (k, v) in [("sort", &f.sort), ("desc", &f.desc)] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            q.append_pair(k, v);
+            out.push((k, v.to_string()));
         }
+    }
+    out
+}
+
+/// A column header's link: sorted by `key` (the other way round when it already is),
+/// filters and page size kept, back to the first page.
+fn sort_href(f: &ClusterFilter, key: &str, per_page: usize) -> String {
+    let current = f.sort.as_deref().unwrap_or("name");
+    let desc = current == key && !matches!(f.desc.as_deref(), Some("1" | "true" | "on"));
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in filter_pairs(f) {
+        q.append_pair(k, &v);
     }
     q.append_pair("sort", key);
     if desc {
         q.append_pair("desc", "1");
     }
+    q.append_pair("per_page", &per_page.to_string());
     format!("/console/clusters?{}", q.finish())
 }
 
@@ -205,22 +238,36 @@ fn filter_form(f: &ClusterFilter) -> Markup {
             label { "Name contains" input type="text" name="name" value=(v(&f.name)); }
             @if let Some(s) = f.sort.as_deref() { input type="hidden" name="sort" value=(s); }
             @if let Some(d) = f.desc.as_deref() { input type="hidden" name="desc" value=(d); }
+            @if let Some(n) = f.per_page.as_deref() { input type="hidden" name="per_page" value=(n); }
             label { "Gone too" input type="checkbox" name="all" value="1" checked[f.all.is_some()]; }
             button type="submit" { "Filter" }
         }
     }
 }
 
-pub(crate) fn clusters(ctx: &Ctx, f: &ClusterFilter, report: &StatusReport) -> Response {
+/// The Clusters page: one page (`page`, `per_page`) of what the filters select.
+pub(crate) fn clusters(
+    ctx: &Ctx,
+    f: &ClusterFilter,
+    report: &StatusReport,
+    (page_no, per_page): (usize, usize),
+) -> Response {
+    let pager = pager(
+        "/console/clusters",
+        &kept_pairs(f),
+        page_no,
+        per_page,
+        report.total,
+    );
     let body = html! {
         p { (freshness_line(&report.state)) }
         (filter_form(f))
-        p.muted { (report.clusters.len()) " cluster(s)" }
+        (pager)
         table id="clusters" {
             thead { tr {
                 @for (label, key, num) in COLUMNS {
                     th class=[num.then_some("num")] {
-                        @if let Some(k) = key { a href=(sort_href(f, k)) { (label) } } @else { (label) }
+                        @if let Some(k) = key { a href=(sort_href(f, k, per_page)) { (label) } } @else { (label) }
                     }
                 }
             } }
@@ -237,13 +284,14 @@ pub(crate) fn clusters(ctx: &Ctx, f: &ClusterFilter, report: &StatusReport) -> R
                         td { (k.launched_at.map(utc).unwrap_or_default()) }
                         td { (c.age_secs.map(human_duration).unwrap_or_default()) }
                         td { (autostop_text(k.autostop_minutes, k.autostop_to_down)) }
-                        td.num { (money(c.row.hourly_cost)) }
-                        td.num { (money(c.row.total_cost)) }
+                        td.num { (price_cell(&c.row)) }
+                        td.num { (money(c.cost_so_far)) }
                         td { (action_links(ctx, c)) }
                     }
                 }
             }
         }
+        @if report.total > per_page { (pager) }
     };
     page(layout(ctx, "Clusters", "/console/clusters", true, body))
 }
@@ -269,7 +317,10 @@ pub(crate) fn cluster(
                 tr { th { "Nodes" } td { (k.nodes) } }
                 tr { th { "Launched" } td { (k.launched_at.map(utc).unwrap_or_default()) " (" (view.age_secs.map(human_duration).unwrap_or_default()) " ago)" } }
                 tr { th { "Autostop" } td { (autostop_text(k.autostop_minutes, k.autostop_to_down)) } }
-                tr { th { "Price" } td { (money(detail.row.hourly_cost)) "/h · " (money(detail.row.total_cost)) " so far" } }
+                tr { th { "Price" } td { (price_cell(&detail.row)) " per hour · " (money(view.cost_so_far)) " so far"
+                    @if let Some(src) = detail.row.price_source { span.muted { " (" (src.describe())
+                        @if src == PriceSource::Catalog && detail.row.total_cost.is_none() { "; cost so far estimated since launch" }
+                        ")" } } } }
                 tr { th { "Last command" } td { code { (k.last_use.as_deref().unwrap_or("")) } } }
                 tr { th { "First / last seen" } td { (utc(detail.row.first_seen)) " / " (utc(detail.row.last_seen)) } }
             }
@@ -283,13 +334,17 @@ pub(crate) fn cluster(
             p { (action_links(ctx, &view)) }
         }
         h2 { "Status timeline" }
-        @if detail.transitions.is_empty() { p.muted { "No transitions recorded." } } @else {
-            table { thead { tr { th { "When" } th { "From" } th { "To" } } }
-                tbody { @for t in &detail.transitions { tr {
-                    td { (utc(t.at)) }
-                    td { @if let Some(f) = t.from { (status_cell(f)) } @else { span.muted { "new" } } }
-                    td { (status_cell(t.to)) }
-                } } } }
+        (charts::timeline(&charts::spans(&detail.transitions, now), now))
+        @if !detail.transitions.is_empty() {
+            details {
+                summary { (detail.transitions.len()) " transition(s)" }
+                table { thead { tr { th { "When" } th { "From" } th { "To" } } }
+                    tbody { @for t in detail.transitions.iter().rev() { tr {
+                        td { (when(t.at, now)) }
+                        td { @if let Some(f) = t.from { (status_cell(f)) } @else { span.muted { "new" } } }
+                        td { (status_cell(t.to)) }
+                    } } } }
+            }
         }
         h2 { "Actions taken" }
         (audit_table(&detail.audit, false))

@@ -3,31 +3,71 @@
 use axum::response::Response;
 use maud::{html, Markup};
 
-use super::{audit_table, cluster_href, freshness_line, layout, page, utc};
+use super::{audit_table, cluster_href, freshness_line, layout, page, pager, utc};
 use crate::autostop::engine::{Decision, Verdict};
-use crate::store::AuditEntry;
-use crate::time::{human_duration, Timestamp};
+use crate::store::{AuditEntry, AutostopPass};
+use crate::time::{human_duration, when, Timestamp};
 use crate::web_ui::console::ctx::Ctx;
 use crate::web_ui::console::data::Services;
 
-pub(crate) fn audit(ctx: &Ctx, entries: &[AuditEntry]) -> Response {
+/// The audit log, one page of it, newest first.
+pub(crate) fn audit(
+    ctx: &Ctx,
+    entries: &[AuditEntry],
+    total: usize,
+    (page_no, per_page): (usize, usize),
+) -> Response {
+    let pager = pager("/console/audit", &[], page_no, per_page, total);
     let body = html! {
-        p.muted { "Every action a role or a person took, newest first (the latest 500)." }
+        p.muted { "Every action a role or a person took, newest first." }
+        (pager)
         (audit_table(entries, true))
+        @if total > per_page { (pager) }
     };
     page(layout(ctx, "Audit log", "/console/audit", true, body))
 }
 
-/// The Autostop page: the `[autostop]` section, the enforcer's dry run now (`preview`),
-/// the autostop actions recorded.
+/// Most decisions of the dry run listed (those that act or hold come first).
+const PREVIEW_LISTED: usize = 100;
+
+/// The enforcer's last pass, and when and why it last held clusters back.
+fn last_pass(p: Option<&AutostopPass>, now: Timestamp) -> Markup {
+    html! {
+        div id="autostop-last-pass" {
+            @match p {
+                None => { p.muted { "The enforcer has not made a pass yet." } }
+                Some(p) => {
+                    p { "Last pass " (when(p.at, now)) ": " (p.clusters) " cluster(s), acted on " (p.acted)
+                        @if p.failed > 0 { ", " span.error { (p.failed) " failed" } }
+                        ", held back " (p.held)
+                        @if p.not_sent > 0 { ", " span.error { (p.not_sent) " not sent (API server unreachable)" } }
+                        "." }
+                    @match (p.held_at, p.held_reason.as_deref()) {
+                        (Some(at), Some(why)) => {
+                            p class=[(at == p.at).then_some("stale")] { "Last held back " (when(at, now)) ": " (why) }
+                        }
+                        _ => { p.muted { "It has never held a cluster back." } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Autostop page: the enforcer's last pass, the `[autostop]` section, its dry run
+/// now (`preview`), the autostop actions recorded.
 pub(crate) fn autostop(
     ctx: &Ctx,
     entries: &[AuditEntry],
+    pass: Option<&AutostopPass>,
     preview: &anyhow::Result<Vec<Decision>>,
+    now: Timestamp,
 ) -> Response {
     let policy = toml::to_string_pretty(&ctx.state.config.autostop)
         .unwrap_or_else(|e| format!("# cannot show the section: {e}\n"));
     let body = html! {
+        h2 { "The enforcer" }
+        (last_pass(pass, now))
         h2 { "Policy (" code { "[autostop]" } " of the host config)" }
         pre { @if policy.trim().is_empty() { "# defaults" } @else { (policy) } }
         h2 { "What would be acted on now" }
@@ -38,13 +78,21 @@ pub(crate) fn autostop(
                         "A dry run of the enforcer's next pass (the same as "
                         code { "skypilot-host autostop --dry-run" } "); nothing is sent."
                     }
+                    @let acting: Vec<&Decision> = decisions.iter().filter(|d| d.verdict != Verdict::Skip)
+                        .chain(decisions.iter().filter(|d| d.verdict == Verdict::Skip)).take(PREVIEW_LISTED).collect();
+                    @let count = |v: fn(&Verdict) -> bool| decisions.iter().filter(|d| v(&d.verdict)).count();
                     @if decisions.is_empty() {
                         p { "No cluster is known." }
                     } @else {
+                        p { (count(|v| matches!(v, Verdict::Act(_)))) " to act on, "
+                            (count(|v| *v == Verdict::Hold)) " held back, "
+                            (count(|v| *v == Verdict::Skip)) " left alone"
+                            @if decisions.len() > PREVIEW_LISTED { "; the first " (PREVIEW_LISTED) " below, those acted on or held back first" }
+                            "." }
                         table {
                             thead { tr { th { "Cluster" } th { "Decision" } th { "Reason" } } }
                             tbody {
-                                @for d in decisions {
+                                @for d in acting {
                                     tr {
                                         td { a href=(cluster_href(&d.cluster)) { (d.cluster) } }
                                         td {

@@ -2,9 +2,12 @@
 //! it is given (maud escapes every interpolated value) and reads nothing.
 
 mod actions;
+mod charts;
 mod cli;
 mod fleet;
 mod host;
+
+pub(crate) use charts::spans;
 
 pub(crate) use actions::{action_result, confirm_action};
 pub(crate) use cli::{cli_authorize, cli_authorized, cli_logins, cli_token};
@@ -19,7 +22,10 @@ use super::ctx::Ctx;
 use crate::cluster::ClusterStatus;
 use crate::fleet::Freshness;
 use crate::store::AuditEntry;
-use crate::time::{human_duration, Timestamp};
+use crate::time::human_duration;
+pub(crate) use crate::time::utc;
+#[cfg(test)]
+use crate::time::Timestamp;
 use crate::web_ui::auth::csrf;
 use crate::web_ui::identity::Identity;
 
@@ -186,20 +192,69 @@ pub(crate) fn no_access_page(
     }
 }
 
-/// `2026-11-30 09:41:07 UTC` from Unix seconds (the epoch for a time out of range).
-pub(crate) fn utc(t: Timestamp) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    let secs = t.floor().whole_secs().unwrap_or(0);
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(format)
-        .unwrap_or_else(|_| format!("{secs} (Unix time)"))
-}
-
+/// Dollars to the cent, "–" when unknown (never "$-0.00": adding 0.0 turns a negative
+/// zero, the sum of nothing, into zero).
 fn money(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite())
-        .map_or_else(|| "–".to_string(), |x| format!("${x:.2}"))
+        .map_or_else(|| "–".to_string(), |x| format!("${:.2}", x + 0.0))
+}
+
+/// A pager under a list: the rows shown of `total`, first / previous / next / last
+/// links, and the page size as a plain GET form (works without JavaScript). `keep` are
+/// the query's other parameters (filters, sort), kept in every link.
+fn pager(
+    path: &str,
+    keep: &[(&str, String)],
+    page: usize,
+    per_page: usize,
+    total: usize,
+) -> Markup {
+    let pages = total.div_ceil(per_page.max(1)).max(1);
+    let page = page.clamp(1, pages);
+    let href = |p: usize| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in keep {
+            q.append_pair(k, v);
+        }
+        q.append_pair("per_page", &per_page.to_string());
+        q.append_pair("page", &p.to_string());
+        format!("{path}?{}", q.finish())
+    };
+    let first = (page - 1) * per_page + 1;
+    let last = (page * per_page).min(total);
+    html! {
+        nav.pager aria-label="pages" {
+            span.count {
+                @if total == 0 { "no rows" } @else {
+                    (first) "–" (last) " of " (total)
+                }
+            }
+            @if page > 1 {
+                a href=(href(1)) rel="first" { "« first" }
+                a href=(href(page - 1)) rel="prev" { "‹ previous" }
+            } @else {
+                span.off { "« first" } span.off { "‹ previous" }
+            }
+            span { "page " (page) " of " (pages) }
+            @if page < pages {
+                a href=(href(page + 1)) rel="next" { "next ›" }
+                a href=(href(pages)) rel="last" { "last »" }
+            } @else {
+                span.off { "next ›" } span.off { "last »" }
+            }
+            form method="get" action=(path) {
+                @for (k, v) in keep { input type="hidden" name=(k) value=(v); }
+                label { "rows per page "
+                    select name="per_page" {
+                        @for n in crate::web_ui::api::PAGE_SIZES {
+                            option value=(n) selected[n == per_page] { (n) }
+                        }
+                    }
+                }
+                button type="submit" { "Show" }
+            }
+        }
+    }
 }
 
 fn autostop_text(minutes: i64, down: bool) -> String {

@@ -1,4 +1,5 @@
-//! Hourly prices from SkyPilot's own catalog: `<catalog_dir>/<cloud>/vms.csv`, the file
+//! Hourly prices from SkyPilot's own catalog, for the launch policy (price caps) and the
+//! cluster manager (each cluster's $/h when SkyPilot's cost report has none): `<catalog_dir>/<cloud>/vms.csv`, the file
 //! SkyPilot downloads and reads (`sky/catalog/common.py`; columns `InstanceType`,
 //! `Price`, `SpotPrice`, `Region`, `AvailabilityZone`, among others). A cloud's file is
 //! parsed once and parsed again only when it changes (size, time or inode), so a
@@ -61,6 +62,29 @@ pub(crate) fn cheapest<'a>(
             p.map(|p| (p, o))
         })
         .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// The list price of a whole cluster, in USD per hour: its instance type's cheapest
+/// offer in its region (and zone, when the catalog has that zone), on-demand or spot as
+/// its resources say, × its nodes. `None` when the cloud has no catalog, the instance
+/// type or region is not in it, or the catalog cannot be read (logged once per change).
+pub(crate) fn cluster_price(prices: &dyn Prices, c: &crate::cluster::Cluster) -> Option<f64> {
+    let cloud = c.cloud.as_deref()?.to_ascii_lowercase();
+    let instance_type = c.instance_type.as_deref()?;
+    let catalog = match prices.cloud(&cloud) {
+        Ok(Some(c)) => c,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!(error = %e, "no catalog price");
+            return None;
+        }
+    };
+    let spot = c.resources.as_deref().is_some_and(crate::cluster::is_spot);
+    let region = c.region.as_deref();
+    let (price, _) = cheapest(&catalog, instance_type, region, c.zone.as_deref(), spot)
+        .or_else(|| cheapest(&catalog, instance_type, region, None, spot))?;
+    let nodes = u32::try_from(c.nodes.max(1)).unwrap_or(1);
+    Some(price * f64::from(nodes))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +334,64 @@ mod tests {
         // No spot price for p3 in the table: nothing to compare.
         assert!(cheapest(&c, "p3.2xlarge", None, None, true).is_none());
         assert!(cheapest(&c, "nope", None, None, false).is_none());
+    }
+
+    #[test]
+    fn a_cluster_is_priced_by_type_region_spot_and_nodes() {
+        use crate::cluster::{Cluster, ClusterStatus};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("aws")).unwrap();
+        std::fs::write(
+            dir.path().join("aws/vms.csv"),
+            "InstanceType,Price,SpotPrice,Region,AvailabilityZone\n\
+             m6i.large,0.096,0.04,us-west-2,us-west-2a\n\
+             m6i.large,0.096,0.03,us-west-2,us-west-2b\n\
+             m6i.large,0.1,0.05,eu-west-1,eu-west-1a\n",
+        )
+        .unwrap();
+        let catalog = Catalog::new(dir.path());
+        let c = Cluster {
+            cloud: Some("AWS".into()),
+            region: Some("us-west-2".into()),
+            instance_type: Some("m6i.large".into()),
+            nodes: 2,
+            resources: Some("2x(cpus=2, mem=8, m6i.large, disk=256)".into()),
+            ..Cluster::bare("a", ClusterStatus::Up)
+        };
+        let price = cluster_price(&catalog, &c).unwrap();
+        assert!((price - 0.192).abs() < 1e-12, "{price}");
+        let spot = Cluster {
+            resources: Some("2x[spot](cpus=2, mem=8, m6i.large, disk=256)".into()),
+            zone: Some("us-west-2a".into()),
+            ..c.clone()
+        };
+        assert!((cluster_price(&catalog, &spot).unwrap() - 0.08).abs() < 1e-12);
+        // A zone the catalog does not list: the region's cheapest.
+        let elsewhere = Cluster {
+            zone: Some("us-west-2z".into()),
+            ..spot
+        };
+        assert!((cluster_price(&catalog, &elsewhere).unwrap() - 0.06).abs() < 1e-12);
+        for unpriced in [
+            Cluster {
+                cloud: Some("GCP".into()),
+                ..c.clone()
+            },
+            Cluster {
+                region: Some("ap-south-1".into()),
+                ..c.clone()
+            },
+            Cluster {
+                instance_type: None,
+                ..c.clone()
+            },
+            Cluster {
+                cloud: None,
+                ..c.clone()
+            },
+        ] {
+            assert_eq!(cluster_price(&catalog, &unpriced), None, "{unpriced:?}");
+        }
     }
 
     #[test]
