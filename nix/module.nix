@@ -1097,6 +1097,10 @@ in
         cluster_manager = {
           database = mkDefault "${cfg.stateDir}/host.db";
           poll_interval_secs = mkDefault 30;
+        }
+        // optionalAttrs cfg.apiServer.enable {
+          # The local API server's CPU, for the load budget: its unit's cgroup.
+          api_server_cgroup = mkDefault "/sys/fs/cgroup/system.slice/skypilot-api-server.service";
         };
         monitor.listen = mkDefault "${listenAddress}:${toString cfg.monitoring.metricsPort}";
         web_ui =
@@ -1125,15 +1129,20 @@ in
           };
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
-        policy = mkIf policyEnabled {
-          listen = mkDefault "127.0.0.1:${toString cfg.policy.port}";
-          launch_policy = mkDefault "${skyConfigDir}/launch-policy.json";
-          token_file = mkDefault policyTokenPath;
-          create_token = mkDefault policyTokenGenerated;
-          # SkyPilot's catalog under the API server's SKY_RUNTIME_DIR.
-          catalog_dir = mkDefault "${runtimeDir}/.sky/catalogs/v8";
-          controllers = mkDefault cfg.policy.controllers;
-        };
+        policy = mkMerge [
+          {
+            # SkyPilot's catalog under the API server's SKY_RUNTIME_DIR: the launch
+            # policy's prices, and the cluster manager's for what the cost report lacks.
+            catalog_dir = mkDefault "${runtimeDir}/.sky/catalogs/v8";
+          }
+          (mkIf policyEnabled {
+            listen = mkDefault "127.0.0.1:${toString cfg.policy.port}";
+            launch_policy = mkDefault "${skyConfigDir}/launch-policy.json";
+            token_file = mkDefault policyTokenPath;
+            create_token = mkDefault policyTokenGenerated;
+            controllers = mkDefault cfg.policy.controllers;
+          })
+        ];
       }
       // optionalAttrs (cfg.cluster.autoStop != null) {
         autostop.idle_minutes = mkDefault cfg.cluster.autoStop;

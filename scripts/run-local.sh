@@ -57,6 +57,9 @@ api_url = "http://127.0.0.1:$api_port"
 poll_interval_secs = 10
 force_refresh_interval_secs = 300
 database = "$run/host.db"
+# The API server's CPU for the load budget: its process tree (start_sky_server writes
+# the pid of its main process there).
+api_server_pid_file = "$run/sky/server.pgid"
 
 [monitor]
 listen = "127.0.0.1:$metrics_port"

@@ -398,6 +398,9 @@ def expect_seed_basic(c, r, label):
     c.equal(s['monitor']['listen'], '127.0.0.1:9188', f'{label}: monitor listen (not 9090)')
     c.equal(s['log']['level'], 'INFO', f'{label}: log level')
     c.equal(s['cluster_manager']['database'], '/var/lib/skypilot/host.db', f'{label}: database')
+    c.equal(s['cluster_manager'].get('api_server_cgroup'),
+            '/sys/fs/cgroup/system.slice/skypilot-api-server.service',
+            f'{label}: the load budget reads the local API server\'s CPU from its unit\'s cgroup')
 
 
 def policy_api_server(c, r, label, token_file=None):
@@ -586,7 +589,10 @@ def expect_policy_off(c, r, label):
     c.equal(len(r['warnings']), 2, f'{label}: two warnings ({r["warnings"]})')
     c.check(api(r)['environment']['SKYPILOT_GLOBAL_CONFIG'].endswith(
         '-skypilot-config/config.yaml'), f'{label}: the store config, no admin_policy')
-    c.check('policy' not in r['skypilot']['settings'], f'{label}: no [policy] section')
+    # [policy] names only SkyPilot's catalog, where the cluster manager finds list prices.
+    c.equal(r['skypilot']['settings'].get('policy'),
+            {'catalog_dir': '/var/lib/skypilot/runtime/.sky/catalogs/v8'},
+            f'{label}: [policy] holds only the catalog directory')
 
 
 def expect_policy_conflicts(c, r, label):
@@ -1099,6 +1105,8 @@ def expect_remote_api_server(c, r, label):
             f'{label}: users\' sky points at the remote server')
     c.check('/run/secrets/skypilot-token' not in to_toml(r['skypilot']['settings']),
             f'{label}: the host config names the credential, not the secret\'s path')
+    c.check('api_server_cgroup' not in r['skypilot']['settings']['cluster_manager'],
+            f'{label}: a remote server\'s CPU is not read from a cgroup here')
 
 
 def expect_remote_without_url(c, r, label):

@@ -59,6 +59,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -452,10 +453,16 @@ class Role:
                     'sh'] + list(argv)
         limit = self.s.get('LimitNOFILE')
 
+        procs = API_CGROUP.get(self.unit)
+
         def apply_limits():
             # LimitNOFILE=N sets both the soft and the hard limit, as systemd does.
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (int(limit), int(limit)))
+            # As systemd does, the unit's processes live in its cgroup from the start.
+            if procs is not None:
+                with open(procs, 'w', encoding='utf-8') as f:
+                    f.write(str(os.getpid()))
         with open(self.log_path, 'w', encoding='utf-8') as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
@@ -582,6 +589,56 @@ MOUNTS = []
 # Mount points the run had to create on this machine (empty directories), removed at the end.
 CREATED_DIRS = []
 
+# unit -> the cgroup.procs file of the cgroup the unit runs in (see unit_cgroup).
+API_CGROUP = {}
+
+
+def unit_cgroup(rendered, unit, tmp):
+    """The cgroup systemd gives `unit`, at the path the module renders (e.g.
+    /sys/fs/cgroup/system.slice/skypilot-api-server.service): a cgroup v2 directory made
+    under this machine's cgroup2 mount and bound there. Returns False without cgroup v2."""
+    mounts = [line.split()[1] for line in open('/proc/self/mounts', encoding='utf-8')
+              if line.split()[2] == 'cgroup2']
+    if not mounts:
+        return False
+    real = os.path.join(mounts[0], 'skypilot-rendered-' + os.path.basename(tmp))
+    os.mkdir(real)
+    CREATED_DIRS.append(real)
+    missing = []
+    d = rendered
+    while not os.path.exists(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    for d in reversed(missing):
+        os.mkdir(d)
+        CREATED_DIRS.append(d)
+    mount_bind(real, rendered)
+    API_CGROUP[unit] = os.path.join(rendered, 'cgroup.procs')
+    return True
+
+
+def check_api_server_cpu(c, r, subs):
+    """The cluster manager reads the API server's CPU where the module says (its unit's
+    cgroup), and counts its /status reads by it."""
+    cm = r['skypilot']['settings']['cluster_manager']
+    cgroup = cm.get('api_server_cgroup')
+    if cgroup is None:
+        return
+    with open(os.path.join(cgroup, 'cpu.stat'), encoding='utf-8') as f:
+        usage = int(next(x for x in f if x.startswith('usage_usec')).split()[1])
+    c.check(usage > 0, f'the API server ran in {cgroup}: usage_usec {usage}')
+    db = subs.text(cm['database'])
+    row = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with sqlite3.connect(f'file:{db}?mode=ro', uri=True) as conn:
+            row = conn.execute('SELECT cpu_source, cpu_secs FROM poll_load').fetchone()
+        if row is not None:
+            break
+        time.sleep(1)
+    c.check(row is not None and row[0] == 'cgroup' and row[1] >= 0,
+            f'the cluster manager counts /status by the API server\'s cgroup {cgroup}: {row}')
+
 
 def mount_bind(src, dst, read_only=False):
     subprocess.run(['mount', '--bind', src, dst], check=True)
@@ -684,6 +741,10 @@ def run(a):
             write_catalog(r, subs)
         apply_hosts(r['hosts'], tmp)
         hide_nixos_absent(tmp)
+        cgroup = r['skypilot']['settings'].get('cluster_manager', {}).get('api_server_cgroup')
+        if cgroup is not None:
+            c.check(unit_cgroup(cgroup, 'skypilot-api-server', tmp),
+                    f'cgroup v2 here, for the API server unit\'s cgroup {cgroup}')
         units = {k: v for k, v in r['services'].items() if k.startswith('skypilot-')}
         c.check('skypilot-api-server' in units, f'{a.case}: renders the API server')
         api_url = r['skypilot']['settings']['skypilot']['api_url']
@@ -724,6 +785,8 @@ def run(a):
                         f'{unit}: WatchdogSec={s["WatchdogSec"]} and it pings the watchdog')
         if roles and all(x.alive() for x in roles):
             check_listeners(c, roles, api_url)
+            if 'skypilot-cluster-manager' in units:
+                check_api_server_cpu(c, r, subs)
             check_clouds(c, r, subs, tmp)
             check_credential_files(c, r, subs, tmp)
             if a.case == 'run-database':
