@@ -212,3 +212,42 @@ ensure_oidc_provider() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in tests/oidc failed"
   touch "$dir/node_modules/.complete"
 }
+
+# start_host_roles BIN DIR API_PORT [TOML]: the cluster manager and the web UI of BIN (an
+# admin `admin`, password in DIR/password) in front of the SkyPilot API server on
+# API_PORT, their config and database in DIR, TOML appended to [cluster_manager]. Sets
+# WEB_PORT and appends their pids to HOST_PIDS.
+start_host_roles() {
+  local bin=$1 dir=$2 api_port=$3 extra=${4:-}
+  mkdir -p "$dir"
+  WEB_PORT=$(free_port)
+  printf 'admin-password\n' >"$dir/password"
+  "$bin" hash-password admin --role admin <"$dir/password" >"$dir/users"
+  cat >"$dir/host.toml" <<TOML
+[skypilot]
+api_url = "http://127.0.0.1:$api_port"
+request_timeout_secs = 600
+[cluster_manager]
+database = "$dir/host.db"
+poll_deadline_secs = 1200
+force_refresh_interval_secs = 86400
+$extra
+[web_ui]
+listen = "127.0.0.1:$WEB_PORT"
+users_file = "$dir/users"
+[log]
+level = "warning"
+TOML
+  "$bin" cluster-manager --config "$dir/host.toml" 2>>"$dir/manager.log" &
+  HOST_PIDS+=($!)
+  "$bin" web-ui --config "$dir/host.toml" 2>>"$dir/web-ui.log" &
+  HOST_PIDS+=($!)
+}
+
+# stop_host_roles: SIGTERM to HOST_PIDS, and waits for them.
+stop_host_roles() {
+  local p
+  for p in "${HOST_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${HOST_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  HOST_PIDS=()
+}

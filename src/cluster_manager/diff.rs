@@ -425,31 +425,29 @@ mod tests {
         assert_eq!(d.transitions.len(), 1);
     }
 
+    /// A cost report record of `name` in its life `hash`: `total` dollars in one hour.
+    fn report(name: &str, hash: &str, total: f64) -> (String, CostRecord) {
+        (
+            name.to_string(),
+            CostRecord {
+                name: name.into(),
+                cluster_hash: Some(hash.into()),
+                total_cost: Some(total),
+                duration: Some(3600.0),
+                num_nodes: Some(1),
+                status: None,
+            },
+        )
+    }
+
     #[test]
     fn costs_attach_by_name_and_hash() {
-        let mut costs = HashMap::new();
-        costs.insert(
-            "a".to_string(),
-            CostRecord {
-                name: "a".into(),
-                cluster_hash: Some("hash-a".into()),
-                total_cost: Some(1.0),
-                duration: Some(3600.0),
-                num_nodes: Some(1),
-                status: None,
-            },
-        );
-        costs.insert(
-            "b".to_string(),
-            CostRecord {
-                name: "b".into(),
-                cluster_hash: Some("a-previous-life".into()),
-                total_cost: Some(5.0),
-                duration: Some(3600.0),
-                num_nodes: Some(1),
-                status: None,
-            },
-        );
+        let costs: HashMap<String, CostRecord> = [
+            report("a", "hash-a", 1.0),
+            report("b", "a-previous-life", 5.0),
+        ]
+        .into_iter()
+        .collect();
         let d = diff(
             &HashMap::new(),
             vec![
@@ -504,18 +502,7 @@ mod tests {
         )
         .is_empty());
         // The cost report arrives: it wins, and is kept when a later report lacks it.
-        let mut costs = HashMap::new();
-        costs.insert(
-            "a".to_string(),
-            CostRecord {
-                name: "a".into(),
-                cluster_hash: Some("hash-a".into()),
-                total_cost: Some(0.5),
-                duration: Some(3600.0),
-                num_nodes: Some(1),
-                status: None,
-            },
-        );
+        let costs: HashMap<String, CostRecord> = [report("a", "hash-a", 0.5)].into_iter().collect();
         let d = diff(&known, seen.clone(), &HashSet::new(), &costs, list, ts(300));
         assert_eq!(d.upserts.len(), 1, "{d:?}");
         assert_eq!(d.upserts[0].hourly_cost, Some(0.5));

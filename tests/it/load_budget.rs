@@ -267,17 +267,7 @@ mod real {
         // Loaded: 1,000 clusters. The reads cost more; the interval stretches so that
         // the counted share stays within the budget, and the polls really are that far
         // apart.
-        let mut c = std::process::Command::new(python());
-        server.env_for(&mut c);
-        let out = c
-            .args(["tests/real/fleet.py", "create", "1000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        fleet(&server, &["create", "1000"]);
         let s = host.wait_status("stretched", Duration::from_secs(300), |s| {
             s["polling"]["effective_interval_secs"]
                 .as_f64()

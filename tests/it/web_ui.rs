@@ -977,6 +977,33 @@ fn the_autostop_page_previews_the_next_pass() {
     assert!(r.contains("skip") && !r.contains("act:"), "web-c: {r}");
     // A preview sends nothing.
     assert!(s.sim.requests_for(Op::Autostop).is_empty());
+    assert!(
+        page.body.contains("The enforcer has not made a pass yet."),
+        "{}",
+        page.body
+    );
+
+    // After a pass, the page says what it did.
+    let mut cfg = std::fs::read_to_string(&s.host.config).unwrap();
+    cfg.push_str("[autostop]\ngrace_minutes = 0\nidle_minutes = 25\n");
+    std::fs::write(&s.host.config, cfg).unwrap();
+    let out = bin()
+        .args(["autostop", "--config"])
+        .arg(&s.host.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = s.rt.block_on(alice.get("/console/autostop"));
+    assert!(
+        page.body.contains("3 cluster(s), acted on 2, held back 0.")
+            && page.body.contains("It has never held a cluster back."),
+        "{}",
+        page.body
+    );
 }
 
 /// The Clusters page at fleet scale: one page of `per_page` rows with the total, first /

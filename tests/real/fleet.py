@@ -6,6 +6,7 @@ No cloud is contacted: the clusters are records with AWS, GCP and Azure handles.
 
     python fleet.py catalog [--catalog C]               writes the v8 catalogs
     python fleet.py create N [--prefix P] [--catalog C] writes the catalogs and N clusters
+    python fleet.py churn SECONDS [--every S]           changes the fleet's statuses for a while
 
 --catalog test (the default; 3,380 rows in all, what the tests use) or published: the
 size of SkyPilot's published v8 catalogs, whose AWS file (3.65 MB) holds about 50,000
@@ -331,6 +332,35 @@ def create_fleet(n: int, prefix: str) -> None:
         global_user_state.set_cluster_autostop_value(name, autostop, i % 8 == 3)
 
 
+def churn(seconds: float, every: float, prefix: str) -> None:
+    """A fleet at work, for SECONDS: every EVERY seconds some UP clusters stop, some
+    STOPPED ones start, INIT ones come UP and a few new ones launch (a fixed seed, so
+    every run is the same), through SkyPilot's own state API as `create` writes it."""
+    import random
+    import time
+    from sky import global_user_state
+    from sky.utils import status_lib
+    rng = random.Random(21)
+    end = time.monotonic() + seconds
+    launched = 0
+    while time.monotonic() < end:
+        records = [r for r in global_user_state.get_clusters() if r['name'].startswith(prefix)]
+        by = {}
+        for r in records:
+            by.setdefault(r['status'].value, []).append(r['name'])
+        ups, stopped, inits = by.get('UP', []), by.get('STOPPED', []), by.get('INIT', [])
+        for name in rng.sample(ups, min(len(ups), rng.randint(5, 40))):
+            global_user_state.set_cluster_status(name, status_lib.ClusterStatus.STOPPED)
+        for name in rng.sample(stopped, min(len(stopped), rng.randint(5, 30))):
+            global_user_state.set_cluster_status(name, status_lib.ClusterStatus.UP)
+        for name in inits[:rng.randint(0, 10)]:
+            global_user_state.set_cluster_status(name, status_lib.ClusterStatus.UP)
+        more = rng.randint(0, 15)
+        create_fleet(more, f'{prefix}new{launched:04d}-')
+        launched += 1
+        time.sleep(every)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest='cmd', required=True)
@@ -338,9 +368,16 @@ def main() -> int:
     c = sub.add_parser('create')
     c.add_argument('count', type=int)
     c.add_argument('--prefix', default='fleet-')
+    ch = sub.add_parser('churn')
+    ch.add_argument('seconds', type=float)
+    ch.add_argument('--every', type=float, default=15)
+    ch.add_argument('--prefix', default='fleet-')
     for p in (cat, c):
         p.add_argument('--catalog', choices=['test', 'published'], default='test')
     args = parser.parse_args()
+    if args.cmd == 'churn':
+        churn(args.seconds, args.every, args.prefix)
+        return 0
     written = write_catalogs(args.catalog)
     if args.cmd == 'catalog':
         for path, rows in written.items():
