@@ -165,13 +165,7 @@ fn a_slow_status_stretches_the_interval_and_everything_follows_it() {
     );
     assert_eq!(s["state"]["stale"], false, "{s:#}");
     // One staleness rule: the autostop enforcer, too, still acts on this state.
-    let out = crate::support::host::bin()
-        .args(["autostop", "--config"])
-        .arg(&host.config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = host.run_ok(&["autostop"]);
     assert!(text.contains("1 actions done"), "{text}");
     assert_eq!(
         sim.requests_for(crate::support::sim::Op::Autostop).len(),

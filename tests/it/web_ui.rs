@@ -987,16 +987,7 @@ fn the_autostop_page_previews_the_next_pass() {
     let mut cfg = std::fs::read_to_string(&s.host.config).unwrap();
     cfg.push_str("[autostop]\ngrace_minutes = 0\nidle_minutes = 25\n");
     std::fs::write(&s.host.config, cfg).unwrap();
-    let out = bin()
-        .args(["autostop", "--config"])
-        .arg(&s.host.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.host.run_ok(&["autostop"]);
     let page = s.rt.block_on(alice.get("/console/autostop"));
     assert!(
         page.body.contains("3 cluster(s), acted on 2, held back 0.")

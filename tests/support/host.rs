@@ -197,13 +197,21 @@ impl Host {
     }
 
     pub fn status_table(&self) -> String {
+        self.run_ok(&["status"])
+    }
+
+    /// `skypilot-host ARGS --config CONFIG`, which must succeed: its stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
         let out = bin()
-            .args(["status", "--config", self.config.to_str().unwrap()])
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
