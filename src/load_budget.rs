@@ -14,13 +14,19 @@
 //! after a poll is
 //!
 //! ```text
-//! effective = max(poll_interval_secs, median(last SAMPLES counted costs) / load_budget)
+//! effective = max(poll_interval_secs, median(last SAMPLES counted costs) / (AIM × load_budget))
 //! ```
 //!
 //! and stays `poll_interval_secs` until [`MIN_SAMPLES`] reads were counted: the first
 //! read after a start is cold (imports, caches) and its wall time is mostly queueing.
-//! The median of the last few reads follows a fleet that grew within a few polls, and
-//! one slow answer (a busy moment of the server) does not stretch the interval alone.
+//! The median of the last [`SAMPLES`] reads leaves out what a few reads happened to
+//! share with the server's own bursts of background work (counted from its cgroup or
+//! process tree, a read that overlaps one costs seconds), and follows a fleet that grew
+//! within five polls. The budget is a mean share, though, and a read's own cost is
+//! skewed (most reads cost about the same, a few up to three times as much): measured
+//! against the real server, a poll's mean cost ran up to 20% above its median (0.087 s
+//! of CPU against 0.075 s). So the rule aims at [`AIM`] of the budget, and the mean
+//! share stays within it.
 
 use std::collections::VecDeque;
 
@@ -28,7 +34,10 @@ pub use crate::server_cpu::CpuSource;
 use crate::time::Timestamp;
 
 /// How many recent `/status` costs the interval is computed from.
-pub(crate) const SAMPLES: usize = 5;
+pub(crate) const SAMPLES: usize = 9;
+
+/// The share of `load_budget` the interval aims at: see the module's documentation.
+pub(crate) const AIM: f64 = 0.8;
 
 /// Counted reads before the interval may stretch.
 pub(crate) const MIN_SAMPLES: usize = 3;
@@ -44,7 +53,8 @@ pub struct PollLoad {
     pub measured_at: Timestamp,
     /// Median wall time of the last [`SAMPLES`] `/status` reads, in seconds.
     pub status_secs: f64,
-    /// Median CPU seconds counted per read (measured, or twice the wall time).
+    /// The CPU seconds a read is counted to cost: the median of the last [`SAMPLES`]
+    /// (measured, or twice the wall time).
     pub cpu_secs: f64,
     /// How the last read's cost was counted.
     pub cpu_source: CpuSource,
@@ -106,7 +116,7 @@ impl LoadBudget {
         let interval_secs = if self.costs.len() < MIN_SAMPLES {
             self.floor_secs
         } else {
-            self.floor_secs.max(cpu_secs / self.budget)
+            self.floor_secs.max(cpu_secs / (AIM * self.budget))
         };
         let load = PollLoad {
             measured_at: answered,
@@ -197,14 +207,14 @@ mod tests {
     fn a_lasting_slow_status_stretches_the_interval_to_the_budget() {
         let clock = TestClock(Mutex::new(0.0));
         let mut rule = LoadBudget::new(0.02, 30);
-        // 2.5 s per /status, counted as 5 s of the server's CPU: 2% means one read
-        // every 250 s, once MIN_SAMPLES reads agree.
+        // 2.5 s per /status, counted as 5 s of the server's CPU: aiming at 80% of 2%
+        // means one read every 312.5 s, once MIN_SAMPLES reads agree.
         for _ in 1..MIN_SAMPLES {
             assert_eq!(poll(&mut rule, &clock, 2.5).interval_secs, 30.0);
         }
         let load = poll(&mut rule, &clock, 2.5);
-        assert!((load.interval_secs - 250.0).abs() < 1e-9, "{load:?}");
-        assert!((load.share - 0.02).abs() < 1e-12, "{load:?}");
+        assert!((load.interval_secs - 312.5).abs() < 1e-9, "{load:?}");
+        assert!((load.share - 0.016).abs() < 1e-12, "{load:?}");
         assert_eq!(rule.interval_secs(), load.interval_secs);
         // The time between two reads is the interval plus the read: under budget.
         let before = clock.now();
@@ -237,11 +247,16 @@ mod tests {
             assert_eq!(load.cpu_secs, 0.05);
             assert_eq!(load.status_secs, 1.5);
         }
-        // Reads that cost 3 s of CPU each in 1 s of wall time: 3 / 0.02 = 150 s.
-        let intervals: Vec<f64> = (0..3)
+        // Reads that cost 3 s of CPU each in 1 s of wall time: once they are most of
+        // the last nine, 3 / (0.8 × 0.02) = 187.5 s.
+        let intervals: Vec<f64> = (0..SAMPLES / 2 + 1)
             .map(|_| poll_cpu(&mut rule, &clock, 1.0, Some(3.0)).interval_secs)
             .collect();
-        assert!((intervals[2] - 150.0).abs() < 1e-9, "{intervals:?}");
+        assert_eq!(intervals[SAMPLES / 2 - 1], 10.0, "{intervals:?}");
+        assert!(
+            (intervals[SAMPLES / 2] - 187.5).abs() < 1e-9,
+            "{intervals:?}"
+        );
         // A nonsense reading falls back to the wall time, and says so.
         let load = poll_cpu(&mut rule, &clock, 1.0, Some(f64::NAN));
         assert_eq!(load.cpu_source, CpuSource::WallTime);
@@ -265,20 +280,21 @@ mod tests {
         for _ in 0..4 {
             poll(&mut rule, &clock, 0.2);
         }
-        // One hiccup of 10 s: the median of the last five is still 0.2 s.
+        // One hiccup of 10 s: the median of the last nine is still 0.2 s.
         assert_eq!(poll(&mut rule, &clock, 10.0).interval_secs, 30.0);
-        // The fleet grew: each read now takes 1.5 s. Within three polls the median
-        // follows, and the interval is 2 × 1.5 / 0.02 = 150 s.
-        let intervals: Vec<f64> = (0..3)
+        // The fleet grew: each read now takes 1.5 s, counted as 3 s of CPU. Within four
+        // polls the median follows (the mean of the middle two on the way):
+        // 3 / (0.8 × 0.02) = 187.5 s.
+        let intervals: Vec<f64> = (0..4)
             .map(|_| poll(&mut rule, &clock, 1.5).interval_secs)
             .collect();
-        assert_eq!(intervals[0], 30.0, "{intervals:?}");
-        assert!((intervals[2] - 150.0).abs() < 1e-9, "{intervals:?}");
-        // The fleet shrank again: back to the floor once most reads are fast.
-        for _ in 0..3 {
-            poll(&mut rule, &clock, 0.1);
-        }
-        assert_eq!(rule.interval_secs(), 30.0);
+        assert_eq!(intervals[..2], [30.0; 2], "{intervals:?}");
+        assert!((intervals[3] - 187.5).abs() < 1e-9, "{intervals:?}");
+        // The fleet shrank again: back to the floor once most of the last nine are fast.
+        let back = (1..=SAMPLES)
+            .find(|_| poll(&mut rule, &clock, 0.1).interval_secs == 30.0)
+            .unwrap();
+        assert_eq!(back, SAMPLES / 2 + 1);
     }
 
     #[test]
@@ -287,6 +303,27 @@ mod tests {
         let load = rule.record(Timestamp::from_secs(100), Timestamp::from_secs(90), None);
         assert_eq!(load.status_secs, 0.0);
         assert_eq!(load.interval_secs, 30.0);
+    }
+
+    #[test]
+    fn a_skewed_cost_is_counted_above_its_median() {
+        // Reads as measured against the real server: mostly 0.06–0.08 s of CPU, some
+        // 0.10–0.11 s, one 0.20 s (a mean up to 15% above the median). The mean share
+        // over the last nine stays within the budget.
+        let clock = TestClock(Mutex::new(0.0));
+        let mut rule = LoadBudget::new(0.02, 1);
+        let costs = [
+            0.06, 0.20, 0.06, 0.10, 0.08, 0.08, 0.11, 0.07, 0.07, 0.07, 0.08, 0.10, 0.07, 0.07,
+            0.09, 0.12, 0.06, 0.07,
+        ];
+        for (i, c) in costs.iter().enumerate() {
+            let load = poll_cpu(&mut rule, &clock, 0.2, Some(*c));
+            if i + 1 >= SAMPLES {
+                let last: Vec<f64> = costs[i + 1 - SAMPLES..=i].to_vec();
+                let mean = last.iter().sum::<f64>() / SAMPLES as f64;
+                assert!(mean / load.interval_secs <= 0.02, "{last:?}: {load:?}");
+            }
+        }
     }
 
     #[test]

@@ -512,7 +512,7 @@ impl Snapshot {
             gauge(
                 enc,
                 "skypilot_host_status_request_cpu",
-                "Median CPU of the API server counted per /status read of the cluster manager: measured from its cgroup or process tree on this host, else twice the wall time.",
+                "CPU of the API server counted per /status read of the cluster manager (the median of the last nine): measured from its cgroup or process tree on this host, else twice the wall time.",
                 Some(&seconds()),
                 l.cpu_secs,
             )?;

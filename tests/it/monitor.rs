@@ -1200,12 +1200,26 @@ mod real {
                     c.name
                 );
             }
-            match r.hourly_cost {
-                Some(p) => assert_eq!(per("skypilot_cluster_price_dollars_per_hour", &c.name), p),
-                None => assert!(!m.contains_key(&format!(
-                    r#"skypilot_cluster_price_dollars_per_hour{{cluster="{}"}}"#,
-                    c.name
-                ))),
+            let price_series = format!(
+                r#"skypilot_cluster_price_dollars_per_hour{{cluster="{}","#,
+                c.name
+            );
+            match (r.hourly_cost, r.price_source) {
+                (Some(p), Some(source)) => {
+                    let source = match source {
+                        PriceSource::CostReport => "cost_report",
+                        PriceSource::Catalog => "catalog",
+                    };
+                    assert_eq!(
+                        get(&m, &format!(r#"{price_series}source="{source}"}}"#)),
+                        p,
+                        "{}",
+                        c.name
+                    );
+                    assert_eq!(count_prefix(&m, &price_series), 1, "{}", c.name);
+                }
+                (None, _) => assert_eq!(count_prefix(&m, &price_series), 0, "{}", c.name),
+                (Some(_), None) => panic!("{}: a price without its source in the database", c.name),
             }
         }
         // Clean up the server's state for the other tests.
