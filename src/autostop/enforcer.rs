@@ -77,9 +77,8 @@ pub(crate) async fn pass(
     clock: &dyn Clock,
 ) -> anyhow::Result<PassReport> {
     let store = Store::open_writer(&config.cluster_manager.database).map_err(|e| {
-        anyhow::anyhow!(
-            "{e} (the autostop enforcer reads what the cluster manager records: is it running?)"
-        )
+        anyhow::Error::new(e)
+            .context("the autostop enforcer reads what the cluster manager records: is it running?")
     })?;
     let now = clock.now();
     let snap = snapshot(&store, config, now)?;
@@ -202,12 +201,29 @@ fn record(
     })
 }
 
+/// How long after its start the daemon takes a missing or unmigrated host database for
+/// the cluster manager still starting (a pass then waits, logged at INFO) rather than
+/// an error.
+const WAIT_FOR_DATABASE: Duration = Duration::from_secs(300);
+
 /// The daemon's rounds: one pass each, every `autostop.interval_secs`.
 struct Passes<'a> {
     config: &'a Config,
     client: &'a Arc<Client>,
     clock: &'a dyn Clock,
     interval: Duration,
+    started: std::time::Instant,
+}
+
+/// The pass failed because the host database is not there yet or not yet migrated.
+fn not_ready(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::store::StoreError>()
+        .is_some_and(crate::store::StoreError::is_not_ready)
+}
+
+/// The innermost message of an error, for one line.
+fn root_cause(e: &anyhow::Error) -> String {
+    e.root_cause().to_string()
 }
 
 impl crate::runner::Periodic for Passes<'_> {
@@ -216,6 +232,10 @@ impl crate::runner::Periodic for Passes<'_> {
             Ok(report) => {
                 tracing::info!("{}", report.summary());
                 report.summary()
+            }
+            Err(e) if not_ready(&e) && self.started.elapsed() < WAIT_FOR_DATABASE => {
+                tracing::info!(error = %root_cause(&e), "waiting for the cluster manager to create or migrate the host database");
+                "waiting for the cluster manager to create or migrate the host database".into()
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "autostop pass failed");
@@ -256,6 +276,7 @@ pub(crate) async fn run_daemon(
         client: &client,
         clock: clock.as_ref(),
         interval,
+        started: std::time::Instant::now(),
     };
     crate::runner::run_periodic("started; first pass running", &mut passes, shutdown).await;
     tracing::info!("autostop enforcer stopping");

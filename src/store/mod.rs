@@ -136,6 +136,21 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The database is not there yet, or not yet migrated: what a role that reads it
+    /// sees while the cluster manager is still starting (it creates the file, then
+    /// migrates it in one transaction).
+    pub fn is_not_ready(&self) -> bool {
+        match self {
+            StoreError::TooOld { .. } => true,
+            StoreError::Sqlite { path, .. } => {
+                self.kind() == ErrorKind::Unreadable && !path.exists()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A count or limit as SQLite's INTEGER (saturating: no count reaches it).
 pub(crate) fn sql_count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -487,6 +487,79 @@ mod sim {
         assert!(daemon.terminate().success());
     }
 
+    /// Started before the cluster manager (as every unit of a host starts at once): the
+    /// daemon waits for the host database, absent and then not yet migrated, logging at
+    /// INFO, and acts once the manager has written it; no ERROR line meanwhile.
+    #[test]
+    fn daemon_started_first_waits_for_the_database_without_an_error() {
+        let rt = crate::support::runtime(1);
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.add_cluster(old("early-off"));
+        let host = host_with(&sim.url(), 1, "idle_minutes = 20\ninterval_secs = 1");
+        assert!(!host.db.exists());
+        let mut daemon = bin();
+        daemon
+            .args(["autostop", "--daemon", "--config"])
+            .arg(&host.config)
+            .stdout(std::process::Stdio::null());
+        let daemon = HostProcess::spawn(daemon, &host.dir.path().join("daemon.log"));
+        let wait_for = |what: &str, daemon: &HostProcess| {
+            let start = Instant::now();
+            while !daemon.log_text().contains(what) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "{what}: {}",
+                    daemon.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        wait_for("waiting for the cluster manager", &daemon);
+        // The file exists, at schema version 0: the manager created it and has not
+        // committed its migration yet.
+        rusqlite::Connection::open(&host.db)
+            .unwrap()
+            .execute_batch("CREATE TABLE placeholder (x); DROP TABLE placeholder;")
+            .unwrap();
+        let waits = daemon
+            .log_text()
+            .matches("waiting for the cluster manager")
+            .count();
+        let start = Instant::now();
+        while daemon
+            .log_text()
+            .matches("waiting for the cluster manager")
+            .count()
+            < waits + 2
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            daemon.log_text().contains("schema version 0"),
+            "{}",
+            daemon.log_text()
+        );
+        std::fs::remove_file(&host.db).unwrap();
+        let _m = host.spawn_manager();
+        let start = Instant::now();
+        while sim.cluster("early-off").unwrap().autostop != 20 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = daemon.log_text();
+        assert!(!log.contains("ERROR"), "{log}");
+        assert!(daemon.terminate().success());
+    }
+
     /// Two passes at once: the second sees the first's lock, says so and exits 0 without
     /// acting; only the first acts.
     #[test]
