@@ -127,6 +127,7 @@ pub(crate) struct ClusterView {
     pub(crate) age_secs: Option<f64>,
     /// Dollars so far: the cost report's, or estimated from a catalog price (see
     /// `cluster::cost_so_far`).
+    #[serde(serialize_with = "crate::money::opt_cents")]
     pub(crate) cost_so_far: Option<f64>,
     pub(crate) stale: bool,
 }

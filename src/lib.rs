@@ -39,6 +39,7 @@ mod http;
 mod launch_policy;
 mod load_budget;
 mod memory;
+mod money;
 pub mod monitor;
 pub mod policy;
 mod runner;

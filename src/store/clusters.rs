@@ -20,8 +20,10 @@ pub struct ClusterRow {
     #[serde(flatten)]
     pub cluster: Cluster,
     /// Price per hour of the whole cluster (all nodes), in dollars, when known.
+    #[serde(serialize_with = "crate::money::opt_price")]
     pub hourly_cost: Option<f64>,
     /// Accrued cost from SkyPilot's cost report, in dollars, when known.
+    #[serde(serialize_with = "crate::money::opt_cents")]
     pub total_cost: Option<f64>,
     /// Where `hourly_cost` comes from.
     pub price_source: Option<PriceSource>,
@@ -103,6 +105,7 @@ pub struct FleetSums {
     pub clusters: i64,
     pub up: i64,
     /// Sum of the $/h of the UP clusters with a known price.
+    #[serde(serialize_with = "crate::money::price")]
     pub burn: f64,
     /// UP clusters without a known price.
     pub unpriced: i64,

@@ -17,6 +17,7 @@ pub struct FleetSample {
     pub up: i64,
     pub stopped: i64,
     /// Sum of the $/h of the UP clusters with a known price.
+    #[serde(serialize_with = "crate::money::price")]
     pub burn: f64,
     /// UP clusters without a known price.
     pub unpriced: i64,
