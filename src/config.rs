@@ -142,6 +142,9 @@ pub struct WebUiConfig {
     /// Lifetime of a CLI login (`sky api login`), in seconds. SkyPilot's CLI keeps the
     /// credential 7 days, so a longer one is cut there.
     pub cli_login_lifetime_secs: u64,
+    /// A notice shown at the top of every console page (e.g. a maintenance window, or
+    /// that the clusters are a demo's records); unset: none.
+    pub notice: Option<String>,
     /// Single sign-on with an OpenID Provider (`[web_ui.oidc]`); unset: no single sign-on.
     pub oidc: Option<OidcConfig>,
     /// The gateway to SkyPilot's dashboard and REST API (`[web_ui.gateway]`).
@@ -523,6 +526,7 @@ impl Default for WebUiConfig {
             role_sync_interval_secs: 30,
             password_login: true,
             cli_login_lifetime_secs: 7 * 24 * 3600,
+            notice: None,
             oidc: None,
             gateway: GatewayConfig::default(),
         }

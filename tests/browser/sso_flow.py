@@ -8,7 +8,7 @@ around a restart of the web UI:
     python sso_flow.py 2 BASE PROVIDER SKY_BIN CLI_HOME STATE_FILE SHOTS PROVIDER_PID ROOT_USER ROOT_PASSWORD
 
 Phase 1: bob (group sky-users) signs in through the provider's own login form and is
-shown as `bob (user)`; 20 more sign-ins measure the console's first byte after the
+shown as bob with the role user; 20 more sign-ins measure the console's first byte after the
 provider's redirect; mallory (no mapped group) gets the no-access page; an expired and a
 tampered ID token are refused; SkyPilot's CLI logs in (`sky api login -e BASE
 --no-browser`, the polling flow) with bob authorizing it in the browser, and `sky
@@ -38,6 +38,11 @@ from checks import Checks
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
+
+
+def who(name, role):
+    """The console header's name and role badge, as the web UI renders them."""
+    return f'<span class="name">{name}</span><span class="badge role" title="your role">{role}</span>'
 
 def launch(p):
     return p.chromium.launch(
@@ -89,7 +94,7 @@ def phase1(check, p, base, provider, sky_bin, home, state_file, shots):
     html = page.content()
     check("bob is back at the console after the provider", page.url.startswith(f"{base}/console/"),
           page.url)
-    check("bob's name and role are shown", "bob (user)" in html, html[:400])
+    check("bob's name and role are shown", who("bob", "user") in html, html[:400])
     page.screenshot(path=f"{shots}/sso-bob.png", full_page=True)
 
     # Login latency: from the callback request (the provider's redirect) to the first
@@ -247,7 +252,7 @@ def phase2(check, p, base, provider, sky_bin, home, state_file, shots, provider_
     page = ctx.new_page()
     page.goto(f"{base}/console/")
     check("bob's single sign-on session outlives the restart",
-          "/console/login" not in page.url and "bob (user)" in page.content(), page.url)
+          "/console/login" not in page.url and who("bob", "user") in page.content(), page.url)
     code, out = sky(sky_bin, home, "status")
     check("the CLI login outlives the restart", code == 0, out[-800:])
 
@@ -278,7 +283,7 @@ def phase2(check, p, base, provider, sky_bin, home, state_file, shots, provider_
     pg.click("button[type=submit]")
     pg.wait_for_load_state()
     check("password login still works with the provider down",
-          "/console/login" not in pg.url and f"{root} (admin)" in pg.content(), pg.url)
+          "/console/login" not in pg.url and who(root, "admin") in pg.content(), pg.url)
     page.goto(f"{base}/console/clusters")
     check("bob's session still works with the provider down", "/console/login" not in page.url,
           page.url)

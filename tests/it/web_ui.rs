@@ -537,7 +537,7 @@ fn a_restart_keeps_sessions_and_what_ended_stays_ended() {
     }
     let a = s.rt.block_on(alice.get("/console/"));
     assert_eq!(a.status, 200, "the session outlived the restart");
-    assert!(a.body.contains("alice (admin)"), "{}", a.body);
+    assert!(a.body.contains(&who("alice", "admin")), "{}", a.body);
     let a = s.rt.block_on(bob.get("/console/"));
     assert_eq!(
         a.status, 303,
@@ -621,7 +621,7 @@ fn the_users_file_is_read_again_when_it_changes_and_a_bad_one_keeps_the_old() {
     let page = s.rt.block_on(carol.get("/console/"));
     assert_eq!(page.status, 200);
     assert!(
-        page.body.contains("carol (user)"),
+        page.body.contains(&who("carol", "user")),
         "the role the file gives now: {}",
         page.body
     );
@@ -975,6 +975,21 @@ fn the_autostop_page_previews_the_next_pass() {
     // STOPPED: nothing to do.
     let r = row("web-c");
     assert!(r.contains("skip") && !r.contains("act:"), "web-c: {r}");
+    // The policy in words, not the TOML section: the limit, and the clouds that
+    // cannot stop folded away.
+    assert!(
+        page.body
+            .contains("autostop of at most <strong>25 min</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("cannot_stop_clouds"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<summary>which</summary>Kubernetes, SSH, Lambda"),
+        "{}",
+        page.body
+    );
     // A preview sends nothing.
     assert!(s.sim.requests_for(Op::Autostop).is_empty());
     assert!(
@@ -982,6 +997,18 @@ fn the_autostop_page_previews_the_next_pass() {
         "{}",
         page.body
     );
+
+    // Before any pass the enforcer is idle, not a problem; the cluster manager's row says
+    // the interval it polls at and why.
+    let services = s.rt.block_on(alice.get("/console/services"));
+    assert!(
+        services
+            .body
+            .contains(r#"<span class="badge badge-idle">idle</span></td><td>no pass recorded yet"#),
+        "{}",
+        services.body
+    );
+    assert!(services.body.contains("polled every "), "{}", services.body);
 
     // After a pass, the page says what it did.
     let mut cfg = std::fs::read_to_string(&s.host.config).unwrap();
@@ -994,6 +1021,17 @@ fn the_autostop_page_previews_the_next_pass() {
             && page.body.contains("It has never held a cluster back."),
         "{}",
         page.body
+    );
+    let services = s.rt.block_on(alice.get("/console/services"));
+    assert!(
+        services
+            .body
+            .contains(r#"<span class="badge badge-ok">ok</span></td><td>last pass "#)
+            && services
+                .body
+                .contains("3 cluster(s): 2 acted, 0 held, 0 failed"),
+        "{}",
+        services.body
     );
 }
 
@@ -1013,7 +1051,10 @@ fn the_clusters_page_and_the_audit_log_are_paged() {
         assert_eq!(p.status, 200, "{q}: {}", p.body);
         p.body
     };
-    let rows = |body: &str| body.matches("<tr><td><a href=\"/console/clusters/").count();
+    let rows = |body: &str| {
+        body.matches("<tr><td class=\"name\"><a href=\"/console/clusters/")
+            .count()
+    };
     let first = page("user=bob&per_page=10");
     assert_eq!(rows(&first), 10, "{first}");
     assert!(first.contains("1–10 of 28"), "{first}");
@@ -1110,7 +1151,10 @@ fn prices_charts_and_timelines() {
     let v: Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(v["cluster"]["hourly_cost"], 0.096, "{v:#}");
     assert_eq!(v["cluster"]["price_source"], "catalog", "{v:#}");
-    assert!(v["cost_so_far"].as_f64().is_some_and(|c| c > 0.0), "{v:#}");
+    // Cost so far: the catalog price over the hours since launch, to the cent.
+    let hours = v["age_secs"].as_f64().unwrap() / 3600.0;
+    let cents = (0.096 * hours * 100.0).round() / 100.0;
+    assert_eq!(v["cost_so_far"].as_f64(), Some(cents), "{v:#}");
     let spans = v["timeline"].as_array().unwrap();
     assert_eq!(spans.last().unwrap()["status"], "UP", "{v:#}");
     let clusters = s.rt.block_on(alice.get("/console/clusters"));
@@ -1155,4 +1199,11 @@ fn prices_charts_and_timelines() {
         s.rt.block_on(alice.get("/api/v1/fleet/history?window=year"));
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("1h, 24h, 7d"), "{}", bad.body);
+}
+
+/// The console header's name and role badge, as the web UI renders them.
+fn who(name: &str, role: &str) -> String {
+    format!(
+        r#"<span class="name">{name}</span><span class="badge role" title="your role">{role}</span>"#
+    )
 }

@@ -113,16 +113,20 @@ pub(crate) fn audit_page(
 /// The Services page's recorded part (the live probes are made by the handler).
 pub(crate) struct Services {
     pub(crate) fresh: Freshness,
+    pub(crate) polling: crate::fleet::Polling,
     pub(crate) api: Option<ApiServerHealth>,
     pub(crate) polls: Vec<PollRun>,
     pub(crate) last_autostop: Option<AuditEntry>,
+    pub(crate) autostop_pass: Option<crate::store::AutostopPass>,
 }
 
 pub(crate) fn services(s: &Store, config: &Config, now: Timestamp) -> anyhow::Result<Services> {
     Ok(Services {
         fresh: crate::fleet::freshness_of(s, config, now)?,
+        polling: crate::fleet::polling_of(s, config)?,
         api: s.api_server_health()?,
         polls: s.recent_polls(10)?,
         last_autostop: s.audit_by(AUTOSTOP_ACTOR, &[], 1)?.pop(),
+        autostop_pass: s.autostop_pass()?,
     })
 }

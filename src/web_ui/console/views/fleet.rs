@@ -5,7 +5,7 @@ use maud::{html, Markup};
 
 use super::{
     audit_table, autostop_text, charts, cluster_href, encode_segment, freshness_line, layout,
-    money, page, pager, status_cell, utc,
+    money, page, pager, polling_text, status_cell, utc,
 };
 use crate::cluster::{ClusterStatus, PriceSource};
 use crate::fleet::{ClusterView, Freshness, StatusReport};
@@ -96,7 +96,7 @@ pub(crate) fn overview(ctx: &Ctx, d: &Overview, now: Timestamp) -> Response {
                 tbody {
                     @for c in &d.no_autostop {
                         tr {
-                            td { a href=(cluster_href(&c.row.cluster.name)) { (c.row.cluster.name) } }
+                            td.name { a href=(cluster_href(&c.row.cluster.name)) { (c.row.cluster.name) } }
                             td { (c.row.cluster.user_name.as_deref().unwrap_or("")) }
                             td { (c.age_secs.map(human_duration).unwrap_or_default()) }
                             td.num { (price_cell(&c.row)) }
@@ -113,16 +113,14 @@ pub(crate) fn overview(ctx: &Ctx, d: &Overview, now: Timestamp) -> Response {
 }
 
 /// How often the cluster manager polls, and why when the interval is stretched.
-fn polling_text(p: &crate::fleet::Polling) -> String {
-    let every = human_duration(p.effective_interval_secs);
-    match &p.load {
-        Some(l) if p.effective_interval_secs > p.poll_interval_secs as f64 => format!(
-            "polled every {every}, stretched from {}s to keep within {:.1}% of the API server's CPU",
-            p.poll_interval_secs,
-            l.budget * 100.0
-        ),
-        _ => format!("polled every {every}"),
-    }
+/// Cloud, region and zone as far as they are known: "AWS / us-west-2", never a
+/// trailing " / ".
+fn place(parts: &[&Option<String>]) -> String {
+    parts
+        .iter()
+        .filter_map(|p| p.as_deref().filter(|s| !s.is_empty()))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// A price with where it comes from.
@@ -275,11 +273,11 @@ pub(crate) fn clusters(
                 @for c in &report.clusters {
                     @let k = &c.row.cluster;
                     tr {
-                        td { a href=(cluster_href(&k.name)) { (k.name) }
+                        td.name { a href=(cluster_href(&k.name)) { (k.name) }
                              @if c.stale { " " span.stale title="the host's data is stale" { "stale" } } }
                         td { (status_cell(k.status)) }
                         td { (k.cloud.as_deref().unwrap_or("")) @if let Some(r) = &k.region { " / " (r) } }
-                        td { (k.resources.as_deref().unwrap_or("")) }
+                        td.res { (k.resources.as_deref().unwrap_or("")) }
                         td { (k.user_name.as_deref().unwrap_or("")) }
                         td { (k.launched_at.map(utc).unwrap_or_default()) }
                         td { (c.age_secs.map(human_duration).unwrap_or_default()) }
@@ -312,7 +310,7 @@ pub(crate) fn cluster(
                 tr { th { "Status" } td { (status_cell(k.status)) } }
                 tr { th { "User" } td { (k.user_name.as_deref().unwrap_or("")) } }
                 tr { th { "Workspace" } td { (k.workspace) } }
-                tr { th { "Cloud / region / zone" } td { (k.cloud.as_deref().unwrap_or("")) " / " (k.region.as_deref().unwrap_or("")) " / " (k.zone.as_deref().unwrap_or("")) } }
+                tr { th { "Cloud / region / zone" } td { (place(&[&k.cloud, &k.region, &k.zone])) } }
                 tr { th { "Resources" } td { (k.resources.as_deref().unwrap_or("")) } }
                 tr { th { "Nodes" } td { (k.nodes) } }
                 tr { th { "Launched" } td { (k.launched_at.map(utc).unwrap_or_default()) " (" (view.age_secs.map(human_duration).unwrap_or_default()) " ago)" } }

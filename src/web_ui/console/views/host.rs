@@ -3,7 +3,7 @@
 use axum::response::Response;
 use maud::{html, Markup};
 
-use super::{audit_table, cluster_href, freshness_line, layout, page, pager, utc};
+use super::{audit_table, cluster_href, freshness_line, layout, page, pager, polling_text, utc};
 use crate::autostop::engine::{Decision, Verdict};
 use crate::store::{AuditEntry, AutostopPass};
 use crate::time::{human_duration, when, Timestamp};
@@ -63,13 +63,11 @@ pub(crate) fn autostop(
     preview: &anyhow::Result<Vec<Decision>>,
     now: Timestamp,
 ) -> Response {
-    let policy = toml::to_string_pretty(&ctx.state.config.autostop)
-        .unwrap_or_else(|e| format!("# cannot show the section: {e}\n"));
     let body = html! {
         h2 { "The enforcer" }
         (last_pass(pass, now))
         h2 { "Policy (" code { "[autostop]" } " of the host config)" }
-        pre { @if policy.trim().is_empty() { "# defaults" } @else { (policy) } }
+        (policy_table(&ctx.state.config.autostop))
         h2 { "What would be acted on now" }
         div id="autostop-preview" {
             @match preview {
@@ -136,9 +134,14 @@ pub(crate) fn services(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let row = |name: &str, ok: bool, text: Markup| {
-        html! { tr { td { (name) } td class=(if ok { "outcome-ok" } else { "error" }) { (if ok { "ok" } else { "problem" }) } td { (text) } } }
+    let state_row = |name: &str, health: Health, text: Markup| {
+        html! { tr { td { (name) } td { span class={ "badge badge-" (health.as_str()) } { (health.as_str()) } } td { (text) } } }
     };
+    let row = |name: &str, ok: bool, text: Markup| {
+        state_row(name, if ok { Health::Ok } else { Health::Problem }, text)
+    };
+    let interval = state.config.autostop.interval_secs as f64;
+    let (autostop_health, autostop_text) = autostop_state(d, interval, now);
     let body = html! {
         table {
             thead { tr { th { "Service" } th { "State" } th { "Detail" } } }
@@ -147,11 +150,9 @@ pub(crate) fn services(
                 (row("SkyPilot API server (cluster manager's last probe)", d.api.as_ref().is_some_and(|h| h.healthy), html! {
                     @if let Some(h) = &d.api { (human_duration(now.age_since(h.checked_at))) " ago" @if let Some(e) = &h.error { ": " (e) } } @else { "never probed" }
                 }))
-                (row("Cluster manager", !d.fresh.stale, freshness_line(&d.fresh)))
+                (row("Cluster manager", !d.fresh.stale, html! { (freshness_line(&d.fresh)) " · " (polling_text(&d.polling)) }))
                 (row("Monitor", monitor.is_ok(), html! { @match monitor { Ok(()) => { "/healthz answers on " (state.config.monitor.listen) } Err(e) => { (e) } } }))
-                (row("Autostop", d.last_autostop.is_some(), html! {
-                    @if let Some(e) = &d.last_autostop { "last action " (human_duration(now.age_since(e.at))) " ago" } @else { "no action recorded" }
-                }))
+                (state_row("Autostop enforcer", autostop_health, autostop_text))
                 (row("Users and tokens files", problem.is_none(), html! {
                     @match &problem {
                         Some(p) => { (p) }
@@ -175,6 +176,95 @@ pub(crate) fn services(
         }
     };
     page(layout(ctx, "Services", "/console/services", true, body))
+}
+
+/// The `[autostop]` section in words, one row per rule.
+fn policy_table(a: &crate::config::AutostopConfig) -> Markup {
+    use crate::config::Enforce;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    html! {
+        table.policy {
+            tbody {
+                tr { th { "Idle limit" } td { "every UP cluster carries SkyPilot's autostop of at most " strong { (a.idle_minutes) " min" } } }
+                tr { th { "Enforce" } td { @match a.enforce {
+                    Enforce::Autostop => { "autostop: set it where missing or longer, keeping the owner's stop or down" }
+                    Enforce::Stop => { "stop: autostop, and clusters past their lifetime are stopped" }
+                    Enforce::Down => { "down: autostop tears down, and clusters past their lifetime are torn down" }
+                } } }
+                tr { th { "Lifetime" } td { @match a.max_lifetime_hours { Some(h) => { (h) " h after launch" } None => { "no limit" } } } }
+                tr { th { "Clouds that cannot stop" } td {
+                    @if a.down_when_cannot_stop { "autostop tears down on " } @else { "left alone on " }
+                    (a.cannot_stop_clouds.len()) " cloud(s) "
+                    details.raw { summary { "which" } (list(&a.cannot_stop_clouds)) }
+                } }
+                tr { th { "Exempt" } td { "names " (list(&a.exempt_names)) " · workspaces " (list(&a.exempt_workspaces)) " · users " (list(&a.exempt_users)) } }
+                tr { th { "Grace after launch" } td { (a.grace_minutes) " min" } }
+                tr { th { "Passes" } td { "every " (human_duration(a.interval_secs as f64)) "; a failed action is retried after " (human_duration(a.retry_base_secs as f64)) ", doubling up to " (human_duration(a.retry_max_secs as f64))
+                    @if a.dry_run { " · " strong { "dry run: nothing is done" } } } }
+            }
+        }
+    }
+}
+
+/// A role's state on the Services page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Health {
+    Ok,
+    /// Running, with nothing done yet.
+    Idle,
+    Problem,
+}
+
+impl Health {
+    fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Idle => "idle",
+            Health::Problem => "problem",
+        }
+    }
+}
+
+/// The autostop enforcer: ok while it passes every `interval_secs` (a pass may be late
+/// by its own length: up to three intervals and a minute); idle before any pass was
+/// recorded (not started yet, or `autostop` is run by a timer that has not fired); a
+/// problem when its passes stopped.
+fn autostop_state(d: &Services, interval_secs: f64, now: Timestamp) -> (Health, Markup) {
+    let last_action = html! {
+        @match &d.last_autostop {
+            Some(e) => { "last action " (human_duration(now.age_since(e.at))) " ago" }
+            None => { "no action taken yet" }
+        }
+    };
+    match &d.autostop_pass {
+        None => (
+            Health::Idle,
+            html! { "no pass recorded yet (a pass every " (human_duration(interval_secs)) ") · " (last_action) },
+        ),
+        Some(p) => {
+            let age = now.age_since(p.at);
+            let health = if age <= 3.0 * interval_secs + 60.0 {
+                Health::Ok
+            } else {
+                Health::Problem
+            };
+            (
+                health,
+                html! {
+                    "last pass " (human_duration(age)) " ago over " (p.clusters) " cluster(s): "
+                    (p.acted) " acted, " (p.held) " held, " (p.failed) " failed"
+                    @if health == Health::Problem { ", expected every " (human_duration(interval_secs)) }
+                    " · " (last_action)
+                },
+            )
+        }
+    }
 }
 
 /// The Config page: the host config and SkyPilot's (`sky`: its path and redacted text),

@@ -58,13 +58,24 @@ fn head(title: &str, script: bool) -> Markup {
 
 /// A whole page: navigation, who is logged in, the logout button, the body.
 pub(crate) fn layout(ctx: &Ctx, title: &str, current: &str, refresh: bool, body: Markup) -> Markup {
-    frame(&ctx.who, ctx.csrf.as_deref(), title, current, refresh, body)
+    let notice = ctx.state.config.web_ui.notice.as_deref();
+    frame(
+        &ctx.who,
+        ctx.csrf.as_deref(),
+        notice,
+        title,
+        current,
+        refresh,
+        body,
+    )
 }
 
-/// [`layout`] for `who`, with a logout button when there is a session (`csrf`).
+/// [`layout`] for `who`, with a logout button when there is a session (`csrf`) and
+/// `web_ui.notice` above the page's title.
 fn frame(
     who: &Identity,
     csrf: Option<&str>,
+    notice: Option<&str>,
     title: &str,
     current: &str,
     refresh: bool,
@@ -84,7 +95,8 @@ fn frame(
                         a href="/dashboard/" { "SkyPilot dashboard" }
                     }
                     div.who {
-                        span { (who.name) " (" (who.role.as_str()) ")" }
+                        span.name { (who.name) }
+                        span.badge.role title="your role" { (who.role.as_str()) }
                         @if let Some(token) = csrf {
                             form method="post" action="/console/logout" {
                                 input type="hidden" name=(csrf::FIELD) value=(token);
@@ -94,6 +106,7 @@ fn frame(
                     }
                 }
                 main {
+                    @if let Some(n) = notice { p.notice role="note" { (n) } }
                     h1 { (title) }
                     (body)
                 }
@@ -280,8 +293,27 @@ fn freshness_line(f: &Freshness) -> Markup {
     }
 }
 
+/// How often the cluster manager polls, and why: stretched to keep within the load
+/// budget, or the configured interval and the share its reads take.
+pub(crate) fn polling_text(p: &crate::fleet::Polling) -> String {
+    let every = human_duration(p.effective_interval_secs);
+    match &p.load {
+        Some(l) if p.effective_interval_secs > p.poll_interval_secs as f64 => format!(
+            "polled every {every}, stretched from {}s to keep within {:.1}% of the API server's CPU",
+            p.poll_interval_secs,
+            l.budget * 100.0
+        ),
+        Some(l) => format!(
+            "polled every {every}, as configured: its reads take {:.2}% of the API server's CPU, within the {:.1}% budget",
+            l.share * 100.0,
+            l.budget * 100.0
+        ),
+        None => format!("polled every {every}, as configured (no read measured yet)"),
+    }
+}
+
 fn status_cell(s: ClusterStatus) -> Markup {
-    html! { span class={ "status-" (s.as_str()) } { (s.as_str()) } }
+    html! { span class={ "badge status-" (s.as_str()) } { (s.as_str()) } }
 }
 
 fn audit_table(entries: &[AuditEntry], show_cluster: bool) -> Markup {
@@ -336,6 +368,7 @@ mod tests {
         let s = frame(
             &who,
             Some("\"><script>"),
+            Some("<u>notice</u>"),
             "<t>",
             "",
             false,
@@ -348,6 +381,7 @@ mod tests {
         );
         assert!(!s.contains("\"><script>"), "{s}");
         assert!(!s.contains("<t>") && !s.contains("<i>"), "{s}");
+        assert!(s.contains("&lt;u&gt;notice&lt;/u&gt;"), "{s}");
     }
 
     #[test]
