@@ -31,7 +31,6 @@ ensure_apt() {
 # Rust tests' API server runs from it, and their expectations are those of a server
 # without SDKs (with boto3 installed, a forced refresh of a test cluster fails otherwise).
 ensure_venv() {
-  ensure_reference_venv
   local marker
   marker="$VENV_DIR/.complete-$SKYPILOT_VERSION-$(cat "${SKYPILOT_PATCHES[@]}" | sha256sum | cut -c1-16)"
   if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$marker" ]; then
@@ -81,9 +80,11 @@ new_venv() {
   command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
   python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
   log "creating $dir with $spec (about a minute)"
+  local t0=$SECONDS
   rm -rf "$dir"
   python3 -m venv "$dir"
   "$dir/bin/pip" install -q --disable-pip-version-check "$spec"
+  log "created $dir in $((SECONDS - t0)) s"
 }
 
 # Prints a free TCP port on 127.0.0.1.
@@ -250,4 +251,53 @@ stop_host_roles() {
   for p in "${HOST_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${HOST_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   HOST_PIDS=()
+}
+
+# nixpkgs' lib for the module's evaluation suite: nix-community/nixpkgs.lib (a mirror of
+# nixpkgs' lib/) at this commit, identified by the SHA-256 over its lib/ files (sorted
+# `sha256sum` lines), so a download is checked against the copy the tests were run with.
+NIXPKGS_LIB_REV=de42d44212d207476489bce163375d8306a26d59
+NIXPKGS_LIB_SHA256=51c3464906cf0d6d3161372e30a1c04776ad1452927fb69ed3864f6eb17969a5
+NIXPKGS_LIB_URL=${NIXPKGS_LIB_URL:-https://github.com/nix-community/nixpkgs.lib/archive/$NIXPKGS_LIB_REV.tar.gz}
+
+# The SHA-256 over the files under DIR/lib.
+nixpkgs_lib_hash() {
+  (cd "$1" && find lib -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+}
+
+# Exports NIXPKGS_LIB (a directory holding lib/): NIXPKGS_LIB as set, else
+# ../shared/nixpkgs-lib beside the repository, else a copy under .cache/ (downloaded
+# once from NIXPKGS_LIB_URL and checked against NIXPKGS_LIB_SHA256); else one line that
+# says these three ways.
+find_nixpkgs_lib() {
+  if [ -n "${NIXPKGS_LIB:-}" ]; then
+    [ -d "$NIXPKGS_LIB/lib" ] || [ -f "$NIXPKGS_LIB/modules.nix" ] ||
+      die "NIXPKGS_LIB=$NIXPKGS_LIB is neither nixpkgs' lib/ nor a directory holding it (a nixpkgs checkout, nix-community/nixpkgs.lib)"
+    export NIXPKGS_LIB
+    return 0
+  fi
+  local shared cache
+  shared=$(cd "$REPO_ROOT/.." && pwd)/shared/nixpkgs-lib
+  if [ -d "$shared/lib" ]; then
+    export NIXPKGS_LIB=$shared
+    return 0
+  fi
+  cache="$REPO_ROOT/.cache/nixpkgs-lib-$NIXPKGS_LIB_REV"
+  if [ ! -f "$cache/.complete" ]; then
+    log "fetching nixpkgs' lib (nix-community/nixpkgs.lib $NIXPKGS_LIB_REV) into .cache/"
+    local tmp
+    tmp=$(mktemp -d)
+    if curl -fsSL --max-time 120 "$NIXPKGS_LIB_URL" -o "$tmp/lib.tar.gz" 2>/dev/null &&
+      mkdir -p "$tmp/x" && tar -xzf "$tmp/lib.tar.gz" -C "$tmp/x" --strip-components=1 &&
+      [ "$(nixpkgs_lib_hash "$tmp/x")" = "$NIXPKGS_LIB_SHA256" ]; then
+      rm -rf "$cache"
+      mkdir -p "$(dirname "$cache")"
+      mv "$tmp/x" "$cache"
+      touch "$cache/.complete"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -f "$cache/.complete" ] ||
+    die "nixpkgs' lib not found: set NIXPKGS_LIB to a directory holding nixpkgs' lib/, or put nix-community/nixpkgs.lib at ../shared/nixpkgs-lib, or let this script download it ($NIXPKGS_LIB_URL, checked by its SHA-256)"
+  export NIXPKGS_LIB=$cache
 }

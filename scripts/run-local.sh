@@ -21,8 +21,11 @@ done
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv
 ensure_venv
-log "building skypilot-host (release)"
-cargo build --release --quiet
+log "building skypilot-host (release; a few minutes the first time)"
+t0=$SECONDS
+# cargo's own progress on a terminal; on a pipe or a log, one line at the end.
+if [ -t 2 ]; then cargo build --release; else cargo build --release --quiet; fi
+log "built target/release/skypilot-host in $((SECONDS - t0)) s"
 bin="$REPO_ROOT/target/release/skypilot-host"
 
 run="$REPO_ROOT/.run"
@@ -34,21 +37,45 @@ web_port=9189; port_free "$web_port" || web_port=$(free_port)
 policy_port=9190; port_free "$policy_port" || policy_port=$(free_port)
 
 pids=()
+names=()
 cleanup() {
   trap - EXIT
   trap "" INT TERM  # a second Ctrl-C must not cut the clean-up short
-  # Stop everything even if one step fails.
+  # Stop everything even if one step fails. The roles first (they read SkyPilot), then
+  # SkyPilot's API server.
   set +e
   log "stopping"
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  stop_sky_server "$run/sky"
+  local i t0
+  for i in "${!pids[@]}"; do
+    t0=$SECONDS
+    kill -TERM "${pids[$i]}" 2>/dev/null && wait "${pids[$i]}" 2>/dev/null
+    printf '    stopped %s (%d s)\n' "${names[$i]}" $((SECONDS - t0)) >&2
+  done
+  if [ -f "$run/sky/server.pgid" ]; then
+    t0=$SECONDS
+    stop_sky_server "$run/sky"
+    printf '    stopped the SkyPilot API server (%d s)\n' $((SECONDS - t0)) >&2
+  fi
+  log "stopped; state and logs are kept in .run/"
+}
+# start_role NAME ARGS...: runs the skypilot-host role NAME in the background, its log
+# in .run/NAME.log.
+start_role() {
+  local name=$1
+  shift
+  "$bin" "$@" 2>>"$run/$name.log" &
+  pids+=($!)
+  names+=("$name")
 }
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
 
+# The demo's clusters are records made through SkyPilot's Python API; SkyPilot here has no
+# cloud SDK, and no cloud it could reach from this machine, so actions on them fail.
+demo_notice="demo-train and demo-notebook are records in SkyPilot's database, not machines: this SkyPilot has no cloud, so stop, down and autostop on them end in SkyPilot's error (its AWS SDK is not installed)."
+web_notice=
+$demo && web_notice="notice = \"Demo: $demo_notice\""
 cat >"$run/host.toml" <<TOML
 [skypilot]
 api_url = "http://127.0.0.1:$api_port"
@@ -67,6 +94,7 @@ listen = "127.0.0.1:$metrics_port"
 [web_ui]
 listen = "127.0.0.1:$web_port"
 users_file = "$run/web-users"
+$web_notice
 
 [autostop]
 idle_minutes = 60
@@ -99,16 +127,18 @@ echo '{"rbac": {"default_role": "viewer"}}' >"$run/sky-config.json"
 "$bin" sky-config render "$run/sky-config.json" "$run/sky-config.yaml" \
   --schema "$run/sky-config-schema.json" \
   --launch-defaults "$run/launch-defaults.json" --policy-out "$run/launch-policy.json" >/dev/null
-"$bin" policy --config "$run/host.toml" 2>>"$run/policy.log" &
-pids+=($!)
+start_role policy policy --config "$run/host.toml"
 for _ in $(seq 1 50); do [ -s "$run/policy-token" ] && break; sleep 0.1; done
 mkdir -p "$run/sky"
 rm -f "$run/sky/config.yaml"
 "$bin" policy --config "$run/host.toml" sky-config "$run/sky-config.yaml" "$run/sky/config.yaml"
 
 log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$api_port (log: .run/sky/server.log)"
+t0=$SECONDS
 start_sky_server "$run/sky" "$api_port"
+log "SkyPilot's API server answers (after $((SECONDS - t0)) s)"
 if $demo; then
+  log "making two demo clusters through SkyPilot's own API, owned by admin (records only: no cloud)"
   (
     sky_env "$run/sky"
     "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
@@ -116,28 +146,28 @@ if $demo; then
       # shellcheck disable=SC2086
       "$VENV_DIR/bin/python" tests/real/skyctl.py remove ${spec%% *} >/dev/null 2>&1 || true
       # shellcheck disable=SC2086
-      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec
+      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec --user admin
     done
   )
 fi
 
-"$bin" cluster-manager --config "$run/host.toml" 2>>"$run/cluster-manager.log" &
-pids+=($!)
-"$bin" monitor --config "$run/host.toml" 2>>"$run/monitor.log" &
-pids+=($!)
-"$bin" web-ui --config "$run/host.toml" 2>>"$run/web-ui.log" &
-pids+=($!)
-"$bin" autostop --daemon --config "$run/host.toml" 2>>"$run/autostop.log" &
-pids+=($!)
+log "starting the cluster manager, monitor, web UI and autostop enforcer"
+start_role cluster-manager cluster-manager --config "$run/host.toml"
+start_role monitor monitor --config "$run/host.toml"
+start_role web-ui web-ui --config "$run/host.toml"
+start_role autostop autostop --daemon --config "$run/host.toml"
 sleep 2
-for p in "${pids[@]}"; do
-  kill -0 "$p" 2>/dev/null || die "a skypilot-host role exited at start; see .run/*.log"
+for i in "${!pids[@]}"; do
+  kill -0 "${pids[$i]}" 2>/dev/null || die "${names[$i]} exited at start; see .run/${names[$i]}.log"
 done
 
 cat <<INFO
 
   SkyPilot API server   http://127.0.0.1:$api_port            dashboard: http://127.0.0.1:$api_port/dashboard/
-  cluster manager       polls every 10 s into .run/host.db   log: .run/cluster-manager.log
+  cluster manager       polls every 10 s into .run/host.db, less often when its reads would
+                        take over 2% of the API server's CPU (status and the console's
+                        Services page say the interval in use and why)
+                                                             log: .run/cluster-manager.log
   monitor               http://127.0.0.1:$metrics_port/metrics   log: .run/monitor.log
   web UI                http://127.0.0.1:$web_port/console/   log: .run/web-ui.log
                         log in as admin, password $web_password (new at each start)
@@ -150,10 +180,16 @@ cat <<INFO
     $bin autostop --dry-run --config .run/host.toml
     SKYPILOT_API_SERVER_ENDPOINT=http://admin:$web_password@127.0.0.1:$web_port $VENV_DIR/bin/sky status
     curl -s http://127.0.0.1:$metrics_port/metrics | grep '^skypilot_'
-    SKYPILOT_API_SERVER_ENDPOINT=http://127.0.0.1:$api_port $VENV_DIR/bin/sky status
+    SKYPILOT_API_SERVER_ENDPOINT=http://127.0.0.1:$api_port $VENV_DIR/bin/sky status -u
 
   The API server trusts every local caller as admin: keep this to a machine you alone use.
   Ctrl-C stops everything.
 INFO
+if $demo; then
+  cat <<INFO
+  Demo: $demo_notice
+
+INFO
+fi
 wait -n "${pids[@]}" || true
 die "a skypilot-host role exited; see .run/*.log"

@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_venv
+ensure_reference_venv
 
 clusters=${CONTRACT_CLUSTERS:-160}
 work=$(mktemp -d)

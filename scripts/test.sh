@@ -13,8 +13,9 @@
 # directory, and stops its whole process group afterwards.
 #
 # The NixOS module's evaluation suite and the run of what it renders need nixpkgs' lib:
-# NIXPKGS_LIB, or else ../shared/nixpkgs-lib beside the repository. Without either the run
-# fails.
+# NIXPKGS_LIB, or else ../shared/nixpkgs-lib beside the repository, or else a copy
+# downloaded into .cache/ and checked by its SHA-256 (scripts/lib.sh, find_nixpkgs_lib).
+# Without any of them the run fails, saying so.
 #
 # Every suite runs even when an earlier one failed; the last line adds them up
 # ("tests: N passed, N failed") and the exit status is non-zero when anything failed.
@@ -28,15 +29,12 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv prometheus nix-bin systemd sudo rsync openssh-client iproute2 util-linux postgresql
 ensure_venv
+ensure_reference_venv
 ensure_cloud_venv
 ensure_browser_venv
 ensure_oidc_provider
 
-if [ -z "${NIXPKGS_LIB:-}" ]; then
-  NIXPKGS_LIB=$(cd .. && pwd)/shared/nixpkgs-lib
-fi
-[ -d "$NIXPKGS_LIB" ] || die "nixpkgs' lib not found at $NIXPKGS_LIB: set NIXPKGS_LIB (the module's evaluation suite must run)"
-export NIXPKGS_LIB
+find_nixpkgs_lib
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -84,6 +82,7 @@ routes_check() {
   fi
 }
 suite routes routes_check
+suite nixpkgs-lib scripts/nixpkgs-lib-check.sh
 suite nix-checks scripts/nix-checks.sh
 suite module-run scripts/module-run.sh
 
