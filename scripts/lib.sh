@@ -132,19 +132,34 @@ start_sky_server() {
   die "SkyPilot API server on port $port not healthy after $wait s (SKY_SERVER_START_SECS; log: $dir/server.log)"
 }
 
-# stop_sky_server DIR: SIGTERM to the server's process group, SIGKILL after 10 s, then
-# SIGKILL to any process still carrying the marker of DIR.
+# stop_sky_server DIR: SIGTERM to the server's main process (sky.server.server); once it
+# has finished (or after 10 s), SIGKILL to its process group (its idle workers ignore
+# SIGTERM; before it finished, SIGTERM first and 5 s), then SIGKILL to any process still carrying the marker of DIR.
+# (A SIGTERM to the whole group at once kills SkyPilot's worker processes under its
+# main process, whose request loop then logs a BrokenPipeError as fast as it can until
+# it is killed: 100,000 lines in 10 s.)
 stop_sky_server() {
   local dir=$1
   [ -f "$dir/server.pgid" ] || return 0
-  local pgid
+  local pgid main i
   pgid=$(cat "$dir/server.pgid")
-  kill -TERM -- "-$pgid" 2>/dev/null || true
-  local i
-  for i in $(seq 1 20); do
-    kill -0 -- "-$pgid" 2>/dev/null || break
-    sleep 0.5
-  done
+  main=$(pgrep -o -g "$pgid" -f 'sky\.server\.server' 2>/dev/null || true)
+  if [ -n "$main" ]; then
+    kill -TERM "$main" 2>/dev/null || true
+    # Once uvicorn has finished, what is left are idle workers that ignore SIGTERM.
+    for i in $(seq 1 40); do
+      kill -0 "$main" 2>/dev/null || break
+      grep -q 'Finished server process' "$dir/server.log" 2>/dev/null && break
+      sleep 0.25
+    done
+  fi
+  if ! grep -q 'Finished server process' "$dir/server.log" 2>/dev/null; then
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for i in $(seq 1 10); do
+      kill -0 -- "-$pgid" 2>/dev/null || break
+      sleep 0.5
+    done
+  fi
   kill -KILL -- "-$pgid" 2>/dev/null || true
   local p
   for p in /proc/[0-9]*; do
