@@ -117,6 +117,65 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The cause in one line for people, without URLs or request ids: SkyPilot's error
+    /// type and the first line of its message, or what failed on the way to it. A
+    /// missing cloud SDK (SkyPilot's `ImportError: Failed to import dependencies for
+    /// AWS`) is said as such. The whole text is `to_string()`.
+    pub fn cause(&self) -> String {
+        let line = |m: &str| -> String {
+            let first = m
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
+            first.chars().take(300).collect()
+        };
+        match self {
+            ClientError::Sky {
+                op,
+                error_type,
+                message,
+                ..
+            } => {
+                const SDK: &str = "Failed to import dependencies for ";
+                if let Some(rest) = message.split(SDK).nth(1) {
+                    let cloud: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == ' ')
+                        .take(40)
+                        .collect();
+                    if !cloud.trim().is_empty() {
+                        return format!(
+                            "{op} failed: the {} SDK is not installed on the API server ({error_type})",
+                            cloud.trim()
+                        );
+                    }
+                }
+                format!("{op} failed: {error_type}: {}", line(message))
+            }
+            ClientError::Connect { attempts, .. } => {
+                format!("cannot connect to SkyPilot's API server ({attempts} attempt(s))")
+            }
+            ClientError::Timeout { after, .. } => format!(
+                "SkyPilot's API server did not answer within {}s",
+                after.as_secs_f64()
+            ),
+            ClientError::Http { status, body, .. } => {
+                format!(
+                    "SkyPilot's API server answered HTTP {status}: {}",
+                    line(body)
+                )
+            }
+            ClientError::Auth {
+                token_sent,
+                status,
+                detail,
+                ..
+            } => auth_message(*token_sent, *status, detail),
+            other => line(&other.to_string()),
+        }
+    }
+
     /// A short, bounded kind for metrics and the database.
     pub fn kind(&self) -> String {
         match self {
@@ -805,6 +864,40 @@ fn bounded(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cause_is_one_line_without_the_url() {
+        let e = ClientError::Sky {
+            url: "http://127.0.0.1:46580/api/get?request_id=abc".into(),
+            op: "autostop".into(),
+            error_type: "ImportError".into(),
+            message: "Failed to import dependencies for AWS. Try pip install \"skypilot[aws]\"\nTraceback ...".into(),
+        };
+        assert_eq!(
+            e.cause(),
+            "autostop failed: the AWS SDK is not installed on the API server (ImportError)"
+        );
+        assert!(e.to_string().contains("request_id=abc"));
+        let e = ClientError::Sky {
+            url: "http://x/api/get?request_id=abc".into(),
+            op: "stop".into(),
+            error_type: "ClusterNotUpError".into(),
+            message: "\nCluster 'c' is not up.\nMore.".into(),
+        };
+        assert_eq!(
+            e.cause(),
+            "stop failed: ClusterNotUpError: Cluster 'c' is not up."
+        );
+        let e = ClientError::Http {
+            url: "http://x/stop".into(),
+            status: 500,
+            body: "Internal Server Error".into(),
+        };
+        assert_eq!(
+            e.cause(),
+            "SkyPilot's API server answered HTTP 500: Internal Server Error"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -107,8 +107,9 @@ pub(crate) enum ActError {
     NotFound(String),
     /// The caller may not act on it.
     Forbidden(String),
-    /// SkyPilot (or the way to it) failed: its error.
-    Failed(String),
+    /// SkyPilot (or the way to it) failed: the cause in one line
+    /// ([`crate::skypilot::ClientError::cause`]) and SkyPilot's whole error.
+    Failed { cause: String, raw: String },
     /// The host database could not be read or written.
     Internal(String),
 }
@@ -118,7 +119,7 @@ impl std::fmt::Display for ActError {
         match self {
             ActError::NotFound(m)
             | ActError::Forbidden(m)
-            | ActError::Failed(m)
+            | ActError::Failed { cause: m, .. }
             | ActError::Internal(m) => f.write_str(m),
         }
     }
@@ -200,10 +201,11 @@ pub(crate) async fn act(
     let result = match sent {
         Ok(()) => Ok(()),
         Err(e) => {
-            let text = e.to_string();
+            let (cause, raw) = (e.cause(), e.to_string());
+            tracing::warn!(cluster = %crate::terminal::clean(cluster), error = %raw, "web UI action failed in SkyPilot");
             entry.outcome = AuditOutcome::Error;
-            entry.detail = Some(format!("{}: {text}", action.describe()));
-            Err(ActError::Failed(text))
+            entry.detail = Some(format!("{}: {cause}", action.describe()));
+            Err(ActError::Failed { cause, raw })
         }
     };
     tracing::info!(

@@ -268,7 +268,11 @@ async fn post_action(
         .into_response(),
         Err(ActError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
         Err(ActError::Forbidden(m)) => error(StatusCode::FORBIDDEN, m),
-        Err(ActError::Failed(m)) => error(StatusCode::BAD_GATEWAY, m),
+        Err(ActError::Failed { cause, raw }) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "error": cause, "skypilot_error": raw })),
+        )
+            .into_response(),
         Err(ActError::Internal(m)) => error(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }

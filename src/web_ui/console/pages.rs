@@ -114,6 +114,7 @@ pub(crate) async fn do_action(
     }
     req.action = action;
     let action = Action::parse(&req).map_err(|m| ctx.error(StatusCode::BAD_REQUEST, &m))?;
+    let mut raw = None;
     let (status, text, class) = match actions::act(&ctx.state, &ctx.who, &name, action).await {
         Ok(()) => (
             StatusCode::OK,
@@ -125,14 +126,24 @@ pub(crate) async fn do_action(
         ),
         Err(ActError::NotFound(m)) => (StatusCode::NOT_FOUND, m, "error"),
         Err(ActError::Forbidden(m)) => (StatusCode::FORBIDDEN, m, "error"),
-        Err(ActError::Failed(m)) => (
-            StatusCode::BAD_GATEWAY,
-            format!("SkyPilot refused or failed: {m}"),
-            "error",
-        ),
+        Err(ActError::Failed { cause, raw: r }) => {
+            raw = Some(r);
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("SkyPilot failed on {name}: {cause}"),
+                "error",
+            )
+        }
         Err(ActError::Internal(m)) => (StatusCode::SERVICE_UNAVAILABLE, m, "error"),
     };
-    Ok(views::action_result(&ctx, &name, status, &text, class))
+    Ok(views::action_result(
+        &ctx,
+        &name,
+        status,
+        &text,
+        raw.as_deref(),
+        class,
+    ))
 }
 
 pub(crate) async fn audit(ctx: Ctx, Query(f): Query<ClusterFilter>) -> Page {

@@ -58,10 +58,14 @@ pub(crate) fn action_result(
     name: &str,
     status: StatusCode,
     text: &str,
+    raw: Option<&str>,
     class: &str,
 ) -> Response {
     let body = html! {
         p class=(class) id="action-result" { (text) }
+        @if let Some(r) = raw {
+            details.raw { summary { "SkyPilot's whole error" } pre { (r) } }
+        }
         p { a href=(cluster_href(name)) { "Back to " (name) } " · " a href="/console/audit" { "Audit log" } }
     };
     (
