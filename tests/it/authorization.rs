@@ -566,6 +566,22 @@ async fn a_viewers_sky_launch_is_refused_with_a_clear_message() {
     // Nothing was launched.
     let (status, body) = send(&base, "POST", "/status", Some(ROOT), Some(json!({}))).await;
     assert_eq!(status, 200, "{body}");
+    // A wrong password: SkyPilot's CLI says so in one line, and never shows it (it
+    // would print the endpoint, password and all, for a 401 on its health probe).
+    let (ok, text) = sky_as(
+        (VERA.0, "not-her-pw-7"),
+        &base,
+        &dir.path().join("home-wrong"),
+        &["status"],
+    )
+    .await;
+    assert!(!ok, "a wrong password listed clusters: {text}");
+    assert!(
+        text.contains(r#"wrong user name or password for "vera""#),
+        "{text}"
+    );
+    assert!(!text.contains("not-her-pw-7"), "{text}");
+    assert!(!text.contains("sky api login -e http://vera:"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

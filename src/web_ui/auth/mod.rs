@@ -160,6 +160,24 @@ enum Credentials {
     None,
     Valid(Identity, Option<SessionRef>),
     Invalid(Response),
+    /// Basic credentials whose password is wrong (or password login is off): `Invalid`
+    /// for a browser or a script; for SkyPilot's CLI see [`WrongPassword`].
+    WrongPassword(WrongPassword),
+}
+
+/// Basic credentials of SkyPilot's CLI that do not log in (an endpoint such as
+/// `http://admin:WRONG@host`). SkyPilot 0.14.1's CLI reads a 401 on `/api/health` as
+/// "log in" and prints the endpoint, password and all, in its advice to run
+/// `sky api login -e URL`; a 403 with a `detail` on the request it then sends is shown as
+/// that one line (`PermissionDeniedError`). So for the CLI the health probe goes on as
+/// an anonymous one, answered "healthy" (this marker in its extensions tells the
+/// gateway), and every other request gets 403 with `detail` naming the cause.
+#[derive(Debug, Clone)]
+pub(crate) struct WrongPassword {
+    /// The cause, for people: never the password.
+    pub(crate) detail: String,
+    /// The 401 a browser or a script gets.
+    fallback_message: &'static str,
 }
 
 fn unauthorized(message: &str, scheme: &'static str) -> Response {
@@ -329,14 +347,17 @@ async fn credentials(
                         Credentials::Valid(Identity::named(name, role, AuthMethod::Basic), None)
                     }
                     Err(LoginError::Limited(wait)) => Credentials::Invalid(too_many(wait)),
-                    Err(LoginError::Invalid) => Credentials::Invalid(unauthorized(
-                        "wrong user name or password",
-                        BASIC_REALM,
-                    )),
-                    Err(LoginError::Off) => Credentials::Invalid(unauthorized(
-                        "password login is turned off here: log in with `sky api login -e URL` (single sign-on)",
-                        BASIC_REALM,
-                    )),
+                    Err(LoginError::Invalid) => Credentials::WrongPassword(WrongPassword {
+                        detail: format!(
+                            "wrong user name or password for {:?}: the endpoint's user name and password are those of the web console (the password is not shown here)",
+                            name.chars().take(64).collect::<String>()
+                        ),
+                        fallback_message: "wrong user name or password",
+                    }),
+                    Err(LoginError::Off) => Credentials::WrongPassword(WrongPassword {
+                        detail: "password login is turned off here: log in with `sky api login -e URL` (single sign-on), without a user name and password in the URL".into(),
+                        fallback_message: "password login is turned off here: log in with `sky api login -e URL` (single sign-on)",
+                    }),
                     Err(LoginError::Internal) => Credentials::Invalid(
                         (
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -416,6 +437,26 @@ pub(crate) async fn identify(
             }
         }
         Credentials::Invalid(resp) => return resp,
+        Credentials::WrongPassword(wrong) => {
+            let cli = req.headers().contains_key("x-skypilot-api-version");
+            if !cli || own_route(&path) {
+                return unauthorized(wrong.fallback_message, BASIC_REALM);
+            }
+            if req.method() != axum::http::Method::GET || path != "/api/health" {
+                let mut resp = (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(serde_json::json!({ "detail": wrong.detail })),
+                )
+                    .into_response();
+                resp.headers_mut().insert(
+                    axum::http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                return resp;
+            }
+            req.headers_mut().remove(AUTHORIZATION);
+            req.extensions_mut().insert(wrong);
+        }
     }
     next.run(req).await
 }

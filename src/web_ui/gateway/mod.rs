@@ -216,9 +216,16 @@ pub async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
         None => {
             if req.method() == Method::GET && req.uri().path() == "/api/health" {
                 let cli = req.headers().contains_key(API_VERSION_HEADER);
+                let wrong_password = req
+                    .extensions()
+                    .get::<crate::web_ui::auth::WrongPassword>()
+                    .is_some();
                 let answer = gw.forward(req, None).await;
-                if cli {
-                    needs_auth(answer).await
+                if wrong_password {
+                    // The CLI goes on to its request, which is refused with the cause.
+                    health_for_anonymous(answer, "healthy").await
+                } else if cli {
+                    health_for_anonymous(answer, "needs_auth").await
                 } else {
                     answer
                 }
@@ -294,11 +301,13 @@ const API_VERSION_HEADER: &str = "x-skypilot-api-version";
 /// Largest health answer rewritten for an anonymous CLI.
 const MAX_HEALTH_BYTES: usize = 64 * 1024;
 
-/// SkyPilot's health answer, as SkyPilot's own server gives it to an anonymous CLI when
-/// its authentication is on: `"status": "needs_auth"`, `user` null. That is what makes
-/// SkyPilot's CLI start its browser login (`sky api login`) and tell a person whose
-/// login ended to log in again. Anything but a 200 JSON object passes unchanged.
-async fn needs_auth(answer: Response) -> Response {
+/// SkyPilot's health answer with `status` set and `user` null. `needs_auth` is what
+/// SkyPilot's own server gives an anonymous CLI when its authentication is on: it makes
+/// the CLI start its browser login (`sky api login`) and tell a person whose login ended
+/// to log in again. `healthy` is for a CLI with a wrong password (see
+/// [`crate::web_ui::auth::WrongPassword`]). Anything but a 200 JSON object passes
+/// unchanged.
+async fn health_for_anonymous(answer: Response, status: &'static str) -> Response {
     if answer.status() != StatusCode::OK {
         return answer;
     }
@@ -311,7 +320,7 @@ async fn needs_auth(answer: Response) -> Response {
     };
     let rewritten = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(mut o)) => {
-            o.insert("status".into(), serde_json::json!("needs_auth"));
+            o.insert("status".into(), serde_json::json!(status));
             o.insert("user".into(), serde_json::Value::Null);
             serde_json::Value::Object(o).to_string().into_bytes()
         }
