@@ -54,6 +54,8 @@ fn toml_value(key: &str, v: &mut toml::Value) {
             }
         }
         toml::Value::Array(a) => a.iter_mut().for_each(|v| toml_value(key, v)),
+        // One bit is no secret: `create_token = true` is shown.
+        toml::Value::Boolean(_) => {}
         _ if secret_key(key) => *v = toml::Value::String(REDACTED.into()),
         _ => {}
     }
@@ -83,6 +85,7 @@ fn yaml_value(key: &str, v: &mut serde_yaml_ng::Value) {
         Value::Sequence(a) => a.iter_mut().for_each(|v| yaml_value(key, v)),
         Value::Tagged(t) => yaml_value(key, &mut t.value),
         Value::Null => {}
+        Value::Bool(_) => {}
         _ if secret_key(key) => *v = Value::String(REDACTED.into()),
         _ => {}
     }
@@ -110,7 +113,7 @@ mod tests {
     fn secrets_are_redacted() {
         let text = "db: postgresql://sky:hunter2@db.local:5432/sky\n\
                     api_server:\n  endpoint: https://alice:pw@sky.example.org\n\
-                    kubernetes:\n  token: abc123\n  api_key: 42\n\
+                    kubernetes:\n  token: abc123\n  api_key: 42\n  use_token: true\n\
                     aws:\n  region: us-west-2\n";
         let out = sky_config_text(text).unwrap();
         for secret in ["hunter2", "abc123", "alice:pw", "42"] {
@@ -118,6 +121,7 @@ mod tests {
         }
         assert!(out.contains("us-west-2"), "{out}");
         assert!(out.contains("db.local:5432/sky"), "{out}");
+        assert!(out.contains("use_token: true"), "{out}");
     }
 
     #[test]
@@ -125,8 +129,13 @@ mod tests {
         let mut c = Config::default();
         c.skypilot.api_url = "http://svc:secretpw@127.0.0.1:46580".into();
         c.skypilot.token_file = Some("/run/credentials/x/token".into());
+        c.policy.create_token = true;
         let out = host_config(&c);
         assert!(!out.contains("secretpw"), "{out}");
+        assert!(
+            out.contains("create_token = true"),
+            "a boolean is shown: {out}"
+        );
         assert!(
             out.contains("/run/credentials/x/token"),
             "a path is not a secret: {out}"
