@@ -21,12 +21,20 @@ done
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv
 ensure_venv
-log "building skypilot-host (release; a few minutes the first time)"
+# SKYPILOT_HOST_PROFILE=debug uses the debug build (scripts/demo-check.sh, which runs
+# next to the tests' build).
+profile=${SKYPILOT_HOST_PROFILE:-release}
+case $profile in
+  release) build=(--release) ;;
+  debug) build=() ;;
+  *) die "SKYPILOT_HOST_PROFILE=$profile: expected release or debug" ;;
+esac
+log "building skypilot-host ($profile; a few minutes the first time)"
 t0=$SECONDS
 # cargo's own progress on a terminal; on a pipe or a log, one line at the end.
-if [ -t 2 ]; then cargo build --release; else cargo build --release --quiet; fi
-log "built target/release/skypilot-host in $((SECONDS - t0)) s"
-bin="$REPO_ROOT/target/release/skypilot-host"
+if [ -t 2 ]; then cargo build "${build[@]}"; else cargo build "${build[@]}" --quiet; fi
+log "built target/$profile/skypilot-host in $((SECONDS - t0)) s"
+bin="$REPO_ROOT/target/$profile/skypilot-host"
 
 run="$REPO_ROOT/.run"
 mkdir -p "$run"

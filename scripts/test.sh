@@ -110,6 +110,8 @@ suite cargo-test cargo test --features real-server --lib --bins --tests -- "${ex
 suite status-contract scripts/status-contract.sh
 # The console in headless Chromium; prints "browser: N passed, N failed".
 suite browser cargo test --features "browser real-server" --test it browser_ -- --nocapture
+# A newcomer's first minute with scripts/run-local.sh --demo; prints "demo: N passed, N failed".
+suite demo scripts/demo-check.sh
 
 echo
 # cargo's "test result: ok. N passed; M failed; ...", and the module suites'
@@ -120,7 +122,7 @@ failed=0
 for f in "$work"/suite-*.log; do
   read -r p n < <(awk '
     /^test result:/ { p += $4; f += $6; next }
-    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test|browser|skypilot routes): [0-9]+ passed, [0-9]+ failed$/ {
+    /^(nix evaluation checks|rendered run|package checks|skypilot patch tests|status contract|load test|browser|skypilot routes|nixpkgs-lib|demo): [0-9]+ passed, [0-9]+ failed$/ {
       p += $(NF - 3); f += $(NF - 1)
     }
     END { printf "%d %d\n", p, f }' "$f")

@@ -5,7 +5,8 @@
 Logs in, then takes: the Overview with the last hour's charts (overview.png), the
 Clusters page with its pager and prices (clusters.png), the Clusters page sorted by
 price, highest first (clusters-by-price.png), and the page of the cluster that changed
-status most (cluster.png).
+status most (cluster.png), the Services page (services.png), the Autostop page
+(autostop.png) and the audit log (audit.png).
 """
 import json
 import sys
@@ -47,6 +48,9 @@ def main():
                 best, most = c["name"], len(d["cluster"]["transitions"])
         page.goto(f"{base}/console/clusters/{urllib.request.quote(best)}")
         page.screenshot(path=f"{out}/cluster.png")
+        for name in ["services", "autostop", "audit"]:
+            page.goto(f"{base}/console/{name}")
+            page.screenshot(path=f"{out}/{name}.png")
         browser.close()
     print(json.dumps({"screenshots": out, "cluster": best, "transitions": most}))
 

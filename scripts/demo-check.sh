@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# A newcomer's first minute, checked: scripts/run-local.sh --demo (debug build) is started
+# as README.md says, and then:
+#   - the banner says the poll interval and when it stretches, and the demo's notice;
+#   - the console shows the notice on every page, behind its login;
+#   - SkyPilot's own CLI through the gateway, as the console's admin, lists the demo's
+#     clusters (they belong to admin), and with a wrong password says so in one line
+#     without the password;
+#   - `status --json` prints money rounded;
+#   - no role logs an ERROR line in the first minute;
+#   - stopping it names each part, leaves nothing listening, and SkyPilot logs no
+#     BrokenPipeError.
+# Prints "demo: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+passed=0 failed=0
+check() {
+  if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"; else failed=$((failed + 1)); echo "FAIL $2"; fi
+}
+out=$(mktemp)
+rm -f .run/*.log
+SKYPILOT_HOST_PROFILE=debug setsid scripts/run-local.sh --demo >"$out" 2>&1 &
+pid=$!
+started=$SECONDS
+for _ in $(seq 1 600); do
+  grep -q "Ctrl-C stops everything" "$out" && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.5
+done
+ready=$((SECONDS - started))
+grep -q "Ctrl-C stops everything" "$out"
+check $? "run-local.sh --demo is ready ($ready s with the build done)"
+grep -q "polls every 10 s into .run/host.db, less often when its reads would" "$out"
+check $? "the banner says the poll interval and that it stretches"
+grep -q "Demo: demo-train and demo-notebook are records in SkyPilot's database, not machines" "$out"
+check $? "the banner says the demo's clusters are records"
+
+web=$(sed -n 's|.*web UI *http://\(127.0.0.1:[0-9]*\)/console/.*|\1|p' "$out" | head -1)
+pw=$(sed -n 's/.*log in as admin, password \([A-Za-z0-9]*\).*/\1/p' "$out" | head -1)
+jar=$(mktemp)
+login=$(curl -s -c "$jar" "http://$web/console/login")
+token=$(printf '%s' "$login" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
+curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "username=admin" \
+  --data-urlencode "password=$pw" --data-urlencode "csrf_token=$token" "http://$web/console/login"
+all=0
+for path in / /clusters /autostop /audit /services /config; do
+  curl -s -b "$jar" "http://$web/console$path" | grep -q 'class="notice" role="note">Demo: demo-train and demo-notebook' || all=1
+done
+check $all "every console page shows the demo's notice"
+sky=$(SKYPILOT_API_SERVER_ENDPOINT="http://admin:$pw@$web" timeout 120 "$VENV_DIR/bin/sky" status 2>&1)
+printf '%s\n' "$sky" | grep -q "^demo-train " && printf '%s\n' "$sky" | grep -q "^demo-notebook "
+check $? "sky status through the gateway as admin lists the demo's clusters"
+sky=$(SKYPILOT_API_SERVER_ENDPOINT="http://admin:not-the-pw-42@$web" timeout 120 "$VENV_DIR/bin/sky" status 2>&1)
+printf '%s\n' "$sky" | grep -q 'wrong user name or password for "admin"' && ! printf '%s\n' "$sky" | grep -q "not-the-pw-42"
+check $? "sky with a wrong password says so without the password: $(printf '%s' "$sky" | tail -1)"
+json=$(target/debug/skypilot-host status --json --config .run/host.toml 2>&1)
+printf '%s\n' "$json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for c in d["clusters"]:
+    for k, places in (("hourly_cost", 4), ("total_cost", 2), ("cost_so_far", 2)):
+        v = c.get(k)
+        assert v is None or round(v, places) == v, (c["name"], k, v)
+    assert c["user_name"] == "admin", c
+assert {c["name"] for c in d["clusters"]} >= {"demo-train", "demo-notebook"}, d
+'
+check $? "status --json: the demo's clusters, owned by admin, money rounded"
+while [ $((SECONDS - started)) -lt $((ready + 60)) ]; do sleep 2; done
+errors=$(grep -l "ERROR" .run/*.log 2>/dev/null)
+[ -z "$errors" ]
+check $? "no ERROR line in any role's log in the first minute ${errors:+($errors)}"
+
+kill -TERM "$pid"
+wait "$pid" 2>/dev/null
+grep -q "stopped the SkyPilot API server" "$out" && grep -q "stopped cluster-manager" "$out"
+check $? "stopping names each part"
+listening=$(ss -ltnH 2>/dev/null | grep -c "127.0.0.1:$(printf '%s' "$web" | cut -d: -f2) ")
+[ "$listening" = 0 ]
+check $? "nothing listens after the stop"
+! grep -q "Broken pipe" .run/sky/server.log
+check $? "SkyPilot logged no BrokenPipeError while stopping ($(wc -l <.run/sky/server.log) lines in its log)"
+rm -f "$out" "$jar"
+echo "demo: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
