@@ -1267,3 +1267,29 @@ fn a_wrong_password_from_the_cli_is_told_without_the_password() {
     assert_eq!(send(reqwest::Method::GET, "/api/health", false).0, 401);
     assert_eq!(send(reqwest::Method::GET, "/api/v1/clusters", true).0, 401);
 }
+
+/// A forced refresh that fails (the clouds cannot be asked, as in the demo without a
+/// cloud SDK) is a warning on the Services page, not a red error: the read without
+/// refresh that follows keeps the state fresh.
+#[test]
+fn a_failed_forced_refresh_is_a_warning_not_a_problem() {
+    let s = Setup::with_sim(
+        &[],
+        |sim| sim.set_fault_on_times("/status", crate::support::sim::Fault::Http500Html, 1),
+        |_| {},
+    );
+    let alice = s.logged_in(ADMIN);
+    let page = s.rt.block_on(alice.get("/console/services"));
+    assert!(
+        page.body
+            .contains(r#"<td>FORCE</td><td><span class="badge badge-warn">refresh failed</span>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"<td>Cluster manager</td><td><span class="badge badge-ok">ok</span>"#),
+        "{}",
+        page.body
+    );
+}

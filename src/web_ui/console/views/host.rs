@@ -168,7 +168,7 @@ pub(crate) fn services(
             tbody { @for p in &d.polls { tr {
                 td { (utc(p.finished_at)) }
                 td { (p.refresh.as_str()) }
-                td class={ "outcome-" (p.outcome.as_str()) } { (p.outcome.as_str()) }
+                td { (poll_badge(p)) }
                 td.num { (p.clusters.map(|n| n.to_string()).unwrap_or_default()) }
                 td.num { (p.changes.map(|n| n.to_string()).unwrap_or_default()) }
                 td { (p.error.as_deref().unwrap_or("")) }
@@ -210,6 +210,20 @@ fn policy_table(a: &crate::config::AutostopConfig) -> Markup {
             }
         }
     }
+}
+
+/// A poll's outcome as a badge. A forced refresh that failed is a warning, not a
+/// problem: the cluster manager then reads SkyPilot's database without refresh, and the
+/// state stays fresh (its statuses are SkyPilot's last known, not the clouds' now).
+fn poll_badge(p: &crate::store::PollRun) -> Markup {
+    use crate::skypilot::RefreshMode;
+    use crate::store::PollOutcome;
+    let (class, text) = match (p.outcome, p.refresh) {
+        (PollOutcome::Ok, _) => ("badge-ok", "ok"),
+        (PollOutcome::Error, RefreshMode::Force) => ("badge-warn", "refresh failed"),
+        (PollOutcome::Error, _) => ("badge-problem", "error"),
+    };
+    html! { span class={ "badge " (class) } { (text) } }
 }
 
 /// A role's state on the Services page.
