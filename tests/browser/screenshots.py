@@ -1,12 +1,14 @@
 """The console's screenshots for docs/screenshots, at 1400×900 in headless Chromium.
 
-    python screenshots.py BASE USER PASSWORD_FILE OUT_DIR
+    python screenshots.py BASE USER PASSWORD_FILE OUT_DIR [--dashboard]
 
 Logs in, then takes: the Overview with the last hour's charts (overview.png), the
 Clusters page with its pager and prices (clusters.png), the Clusters page sorted by
 price, highest first (clusters-by-price.png), and the page of the cluster that changed
 status most (cluster.png), the Services page (services.png), the Autostop page
-(autostop.png) and the audit log (audit.png).
+(autostop.png) and the audit log (audit.png); with --dashboard also SkyPilot's own
+dashboard's Clusters page through the gateway (dashboard-clusters.png), to set them side
+by side.
 """
 import json
 import sys
@@ -51,6 +53,11 @@ def main():
         for name in ["services", "autostop", "audit"]:
             page.goto(f"{base}/console/{name}")
             page.screenshot(path=f"{out}/{name}.png")
+        if "--dashboard" in sys.argv[5:]:
+            page.goto(f"{base}/dashboard/clusters")
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(3000)
+            page.screenshot(path=f"{out}/dashboard-clusters.png")
         browser.close()
     print(json.dumps({"screenshots": out, "cluster": best, "transitions": most}))
 

@@ -303,6 +303,14 @@ pub(crate) fn polling_text(p: &crate::fleet::Polling) -> String {
             p.poll_interval_secs,
             l.budget * 100.0
         ),
+        // Not stretched although over the budget: fewer reads than the rule waits for
+        // (src/load_budget.rs, MIN_SAMPLES).
+        Some(l) if l.share > l.budget => format!(
+            "polled every {every}, as configured: its first reads after a start took {:.2}% of the API server's CPU (over the {:.1}% budget), and the interval stretches only once {} reads are counted (the first are cold)",
+            l.share * 100.0,
+            l.budget * 100.0,
+            crate::load_budget::MIN_SAMPLES
+        ),
         Some(l) => format!(
             "polled every {every}, as configured: its reads take {:.2}% of the API server's CPU, within the {:.1}% budget",
             l.share * 100.0,
@@ -382,6 +390,36 @@ mod tests {
         assert!(!s.contains("\"><script>"), "{s}");
         assert!(!s.contains("<t>") && !s.contains("<i>"), "{s}");
         assert!(s.contains("&lt;u&gt;notice&lt;/u&gt;"), "{s}");
+    }
+
+    #[test]
+    fn the_polling_text_never_contradicts_itself() {
+        let load = |share: f64, interval_secs: f64| crate::fleet::Polling {
+            poll_interval_secs: 10,
+            effective_interval_secs: interval_secs,
+            load: Some(crate::store::PollLoad {
+                measured_at: Timestamp::from_secs(0),
+                status_secs: 0.1,
+                cpu_secs: share * interval_secs,
+                cpu_source: crate::store::CpuSource::ProcessTree,
+                interval_secs,
+                share,
+                budget: 0.02,
+            }),
+        };
+        assert_eq!(
+            polling_text(&load(0.005, 10.0)),
+            "polled every 10s, as configured: its reads take 0.50% of the API server's CPU, within the 2.0% budget"
+        );
+        let cold = polling_text(&load(0.0315, 10.0));
+        assert!(
+            cold.contains("first reads after a start took 3.15%"),
+            "{cold}"
+        );
+        assert!(cold.contains("over the 2.0% budget"), "{cold}");
+        assert!(!cold.contains("within"), "{cold}");
+        let stretched = polling_text(&load(0.016, 45.0));
+        assert!(stretched.contains("stretched from 10s"), "{stretched}");
     }
 
     #[test]
