@@ -1,6 +1,6 @@
 """The console's screenshots for docs/screenshots, at 1400×900 in headless Chromium.
 
-    python screenshots.py BASE USER PASSWORD_FILE OUT_DIR [--dashboard]
+    python screenshots.py BASE USER PASSWORD_FILE OUT_DIR [--dashboard] [--act]
 
 Logs in, then takes: the Overview with the last hour's charts (overview.png), the
 Clusters page with its pager and prices (clusters.png), the Clusters page sorted by
@@ -8,7 +8,7 @@ price, highest first (clusters-by-price.png), and the page of the cluster that c
 status most (cluster.png), the Services page (services.png), the Autostop page
 (autostop.png) and the audit log (audit.png); with --dashboard also SkyPilot's own
 dashboard's Clusters page through the gateway (dashboard-clusters.png), to set them side
-by side.
+by side; with --act, the result of stopping that cluster from its page (action.png).
 """
 import json
 import sys
@@ -53,6 +53,14 @@ def main():
         for name in ["services", "autostop", "audit"]:
             page.goto(f"{base}/console/{name}")
             page.screenshot(path=f"{out}/{name}.png")
+        if "--act" in sys.argv[5:]:
+            page.goto(f"{base}/console/clusters/{urllib.request.quote(best)}")
+            page.click(f"a[href$='/{urllib.request.quote(best)}/actions/stop']")
+            page.wait_for_load_state()
+            page.click("button.danger")
+            page.wait_for_load_state()
+            page.locator("#action-result").wait_for()
+            page.screenshot(path=f"{out}/action.png")
         if "--dashboard" in sys.argv[5:]:
             page.goto(f"{base}/dashboard/clusters")
             page.wait_for_load_state("networkidle")

@@ -51,13 +51,23 @@ fn tick_label(t: f64, span: f64) -> String {
     }
 }
 
-/// A step-line chart of `series` from `from` to `to`, values printed by `fmt`.
+/// The top of a count axis: a multiple of 4 (at least 4), so that each of its four grid
+/// lines is a whole number.
+fn count_max(max: f64) -> f64 {
+    if !(max.is_finite() && max > 0.0) {
+        return 4.0;
+    }
+    4.0 * (nice_max(max) / 4.0).ceil().max((max / 4.0).ceil())
+}
+
+/// A step-line chart of `series` from `from` to `to`, values printed by `fmt`; with
+/// `counts` the axis holds whole numbers.
 pub(crate) fn step_chart(
     id: &str,
     title: &str,
     series: &[Series<'_>],
-    from: Timestamp,
-    to: Timestamp,
+    (from, to): (Timestamp, Timestamp),
+    counts: bool,
     fmt: fn(f64) -> String,
 ) -> Markup {
     let (t0, t1) = (
@@ -68,7 +78,11 @@ pub(crate) fn step_chart(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0, f64::max);
-    let top = nice_max(max);
+    let top = if counts {
+        count_max(max)
+    } else {
+        nice_max(max)
+    };
     let x = |t: f64| LEFT + (t.clamp(t0, t1) - t0) / (t1 - t0) * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + (1.0 - v / top) * (H - TOP - BOTTOM);
     let path = |points: &[(f64, f64)]| -> String {
@@ -101,7 +115,9 @@ pub(crate) fn step_chart(
                 }
                 @for i in 0..=ticks {
                     @let t = t0 + (t1 - t0) * f64::from(i) / f64::from(ticks);
-                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor="middle" { (tick_label(t, t1 - t0)) }
+                    // The end labels inside the chart, not cut at its edges.
+                    @let anchor = if i == 0 { "start" } else if i == ticks { "end" } else { "middle" };
+                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor=(anchor) { (tick_label(t, t1 - t0)) }
                 }
                 @for s in series {
                     path class={ "line " (s.class) } d=(path(&s.points)) {}
@@ -145,8 +161,8 @@ pub(crate) fn fleet_counts(samples: &[FleetSample], from: Timestamp, to: Timesta
                 points: pts(|s| s.stopped as f64),
             },
         ],
-        from,
-        to,
+        (from, to),
+        true,
         |v| format!("{v:.0}"),
     )
 }
@@ -164,8 +180,8 @@ pub(crate) fn burn_rate(samples: &[FleetSample], from: Timestamp, to: Timestamp)
                 .map(|s| (s.at.as_secs_f64(), s.burn))
                 .collect(),
         }],
-        from,
-        to,
+        (from, to),
+        false,
         |v| format!("${v:.2}"),
     )
 }
@@ -232,6 +248,21 @@ pub(crate) fn timeline(spans: &[Span], now: Timestamp) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn count_axes_hold_whole_numbers() {
+        for (max, top) in [
+            (0.0, 4.0),
+            (1.0, 4.0),
+            (5.0, 8.0),
+            (1000.0, 1000.0),
+            (1004.0, 2000.0),
+        ] {
+            let t = count_max(max);
+            assert_eq!(t, top, "{max}");
+            assert_eq!((t / 4.0).fract(), 0.0, "{max}: {t}");
+        }
+    }
+
     use super::*;
 
     #[test]
