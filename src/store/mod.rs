@@ -139,13 +139,17 @@ impl StoreError {
 impl StoreError {
     /// The database is not there yet, or not yet migrated: what a role that reads it
     /// sees while the cluster manager is still starting (it creates the file, then
-    /// migrates it in one transaction).
+    /// migrates it in one transaction). SQLite's "unable to open" counts whether or not
+    /// the file is there by the time this is asked: the manager may create it between
+    /// the two (a file that cannot be opened for another reason is a problem all the
+    /// same once the wait is over).
     pub fn is_not_ready(&self) -> bool {
         match self {
             StoreError::TooOld { .. } => true,
-            StoreError::Sqlite { path, .. } => {
-                self.kind() == ErrorKind::Unreadable && !path.exists()
-            }
+            StoreError::Sqlite {
+                cause: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } => f.code == rusqlite::ErrorCode::CannotOpen,
             _ => false,
         }
     }
@@ -315,6 +319,23 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_still_to_be_made_is_not_ready_a_broken_one_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        let missing = Store::open_writer(&db).err().unwrap();
+        assert!(missing.is_not_ready(), "{missing}");
+        // The manager created the file meanwhile: the error stays "not ready".
+        std::fs::write(&db, "").unwrap();
+        assert!(missing.is_not_ready(), "{missing}");
+        // Created, not migrated yet (schema version 0).
+        let unmigrated = Store::open_writer(&db).err().unwrap();
+        assert!(unmigrated.is_not_ready(), "{unmigrated}");
+        std::fs::write(&db, "not sqlite at all, but long enough to have a header............................................").unwrap();
+        let broken = Store::open_writer(&db).err().unwrap();
+        assert!(!broken.is_not_ready(), "{broken}");
+    }
 
     #[test]
     fn an_sqlite_error_is_told_once() {
