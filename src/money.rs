@@ -10,10 +10,20 @@ pub(crate) fn round_to(x: f64, places: i32) -> f64 {
     (x * f).round() / f + 0.0
 }
 
+/// Dollars to the cent; `None` for no amount or one that is not a number (for JSON
+/// built by hand: `json!` does not see `serialize_with`).
+pub(crate) fn cents(v: Option<f64>) -> Option<f64> {
+    rounded(v, 2)
+}
+
+fn rounded(v: Option<f64>, places: i32) -> Option<f64> {
+    v.filter(|x| x.is_finite()).map(|x| round_to(x, places))
+}
+
 fn opt_rounded<S: Serializer>(v: &Option<f64>, places: i32, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(x) if x.is_finite() => s.serialize_some(&round_to(*x, places)),
-        _ => s.serialize_none(),
+    match rounded(*v, places) {
+        Some(x) => s.serialize_some(&x),
+        None => s.serialize_none(),
     }
 }
 

@@ -190,10 +190,9 @@ async fn cluster(State(state): State<Arc<WebState>>, Path(name): Path<String>) -
     match out {
         Ok(Some((detail, fresh))) => Json(json!({
             "timeline": crate::web_ui::console::views::spans(&detail.transitions, now),
-            "cost_so_far": crate::fleet::ClusterView::new(detail.row.clone(), &fresh, now)
-                .cost_so_far
-                .filter(|c| c.is_finite())
-                .map(|c| crate::money::round_to(c, 2)),
+            "cost_so_far": crate::money::cents(
+                crate::fleet::ClusterView::new(detail.row.clone(), &fresh, now).cost_so_far
+            ),
             "cluster": detail,
             "age_secs": detail.row.cluster.launched_at.map(|t| now.age_since(t)),
             "state": fresh,
