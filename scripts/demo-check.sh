@@ -8,12 +8,15 @@
 #     without the password;
 #   - `status --json` prints money rounded;
 #   - no role logs an ERROR line in the first minute;
+#   - a stop and a down from the console's API complete: SkyPilot lists the one STOPPED and
+#     not the other, and the EC2 emulator's instances are stopped and terminated;
 #   - stopping it names each part, leaves nothing listening, and SkyPilot logs no
 #     BrokenPipeError.
 # Prints "demo: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+VENV_DIR=$DEMO_VENV_DIR
 passed=0 failed=0
 check() {
   if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"; else failed=$((failed + 1)); echo "FAIL $2"; fi
@@ -33,8 +36,8 @@ grep -q "Ctrl-C stops everything" "$out"
 check $? "run-local.sh --demo is ready ($ready s with the build done)"
 grep -q "polls every 10 s into .run/host.db, less often when its reads would" "$out"
 check $? "the banner says the poll interval and that it stretches"
-grep -q "Demo: demo-train and demo-notebook are records in SkyPilot's database, not machines" "$out"
-check $? "the banner says the demo's clusters are records"
+grep -q "Demo: demo-train and demo-notebook run on a local EC2 emulator, not on a cloud" "$out"
+check $? "the banner says the demo's clusters run on a local EC2 emulator"
 
 web=$(sed -n 's|.*web UI *http://\(127.0.0.1:[0-9]*\)/console/.*|\1|p' "$out" | head -1)
 pw=$(sed -n 's/.*log in as admin, password \([A-Za-z0-9]*\).*/\1/p' "$out" | head -1)
@@ -45,7 +48,7 @@ curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "username=admin" \
   --data-urlencode "password=$pw" --data-urlencode "csrf_token=$token" "http://$web/console/login"
 all=0
 for path in / /clusters /autostop /audit /services /config; do
-  curl -s -b "$jar" "http://$web/console$path" | grep -q 'class="notice" role="note">Demo: demo-train and demo-notebook' || all=1
+  curl -s -b "$jar" "http://$web/console$path" | grep -q 'class="notice" role="note">Demo: demo-train and demo-notebook run on a local EC2 emulator' || all=1
 done
 check $all "every console page shows the demo's notice"
 sky=$(SKYPILOT_API_SERVER_ENDPOINT="http://admin:$pw@$web" timeout 120 "$VENV_DIR/bin/sky" status 2>&1)
@@ -71,9 +74,35 @@ errors=$(grep -l "ERROR" .run/*.log 2>/dev/null)
 [ -z "$errors" ]
 check $? "no ERROR line in any role's log in the first minute ${errors:+($errors)}"
 
+# An action that completes: stop demo-train and take demo-notebook down, as admin in the
+# console's session (with its CSRF token, as the console's own pages send it).
+csrf=$(curl -s -b "$jar" "http://$web/console/" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
+act() {
+  curl -s -o /dev/null -w '%{http_code}' -b "$jar" -H "X-CSRF-Token: $csrf" \
+    -H 'content-type: application/json' \
+    -d "{\"cluster\": \"$1\", \"action\": \"$2\"}" "http://$web/api/v1/actions"
+}
+stop_code=$(act demo-train stop)
+down_code=$(act demo-notebook down)
+sky=$(SKYPILOT_API_SERVER_ENDPOINT="http://admin:$pw@$web" timeout 120 "$VENV_DIR/bin/sky" status 2>&1)
+[ "$stop_code" = 200 ] && [ "$down_code" = 200 ] &&
+  printf '%s\n' "$sky" | grep -q "^demo-train .* STOPPED " && ! printf '%s\n' "$sky" | grep -q "^demo-notebook "
+check $? "stop and down from the console complete (HTTP $stop_code, $down_code; sky status: $(printf '%s\n' "$sky" | grep -c '^demo-') demo cluster(s))"
+ec2=$(sed -n 's|.*EC2 emulator *\(http://127.0.0.1:[0-9]*\) .*|\1|p' "$out" | head -1)
+states=$(AWS_ENDPOINT_URL=$ec2 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "$VENV_DIR/bin/python" -c '
+import boto3
+ec2 = boto3.client("ec2", region_name="us-west-2")
+for r in ec2.describe_instances()["Reservations"]:
+    for i in r["Instances"]:
+        tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        print(tags.get("skypilot-cluster-name"), i["State"]["Name"])
+' 2>&1 | sort | tr '\n' ' ')
+[ "$states" = "demo-notebook-oncloud terminated demo-train-oncloud stopped " ]
+check $? "the EC2 emulator's instances: $states"
+
 kill -TERM "$pid"
 wait "$pid" 2>/dev/null
-grep -q "stopped the SkyPilot API server" "$out" && grep -q "stopped cluster-manager" "$out"
+grep -q "stopped the SkyPilot API server" "$out" && grep -q "stopped cluster-manager" "$out" && grep -q "stopped the EC2 emulator" "$out"
 check $? "stopping names each part"
 listening=$(ss -ltnH 2>/dev/null | grep -c "127.0.0.1:$(printf '%s' "$web" | cut -d: -f2) ")
 [ "$listening" = 0 ]

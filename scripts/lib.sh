@@ -31,17 +31,32 @@ ensure_apt() {
 # Rust tests' API server runs from it, and their expectations are those of a server
 # without SDKs (with boto3 installed, a forced refresh of a test cluster fails otherwise).
 ensure_venv() {
+  # For the patches' own tests (nix/patches/test_*.py).
+  ensure_patched_venv "$VENV_DIR" "skypilot==$SKYPILOT_VERSION" pytest
+}
+
+# The demo's SkyPilot (scripts/run-local.sh --demo): patched as above, with the AWS SDK,
+# and a local EC2 emulator (moto's server) that the demo's clusters run on.
+DEMO_VENV_DIR=${SKYPILOT_DEMO_VENV:-$REPO_ROOT/.venv/skypilot-$SKYPILOT_VERSION-demo}
+MOTO_VERSION=5.1.0
+ensure_demo_venv() {
+  ensure_patched_venv "$DEMO_VENV_DIR" "skypilot[aws]==$SKYPILOT_VERSION" "moto[server]==$MOTO_VERSION"
+}
+
+# ensure_patched_venv DIR SPEC...: a venv at DIR with pip's SPECs and SkyPilot patched
+# with nix/patches/, unless one of the same SPECs and patches is already complete.
+ensure_patched_venv() {
+  local dir=$1
+  shift
   local marker
-  marker="$VENV_DIR/.complete-$SKYPILOT_VERSION-$(cat "${SKYPILOT_PATCHES[@]}" | sha256sum | cut -c1-16)"
-  if [ -x "$VENV_DIR/bin/sky" ] && [ -f "$marker" ]; then
+  marker="$dir/.complete-$(printf '%s\n' "$@" | cat - "${SKYPILOT_PATCHES[@]}" | sha256sum | cut -c1-16)"
+  if [ -x "$dir/bin/sky" ] && [ -f "$marker" ]; then
     return 0
   fi
   command -v patch >/dev/null || ensure_apt patch
-  new_venv "$VENV_DIR" "skypilot==$SKYPILOT_VERSION"
-  # For the patches' own tests (nix/patches/test_*.py).
-  "$VENV_DIR/bin/pip" install -q --disable-pip-version-check pytest
+  new_venv "$dir" "$@"
   local site patch
-  site=$("$VENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  site=$("$dir/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   for patch in "${SKYPILOT_PATCHES[@]}"; do
     log "applying ${patch#"$REPO_ROOT"/} to $site"
     patch -p1 --forward --quiet -d "$site" -i "$patch" || die "$patch does not apply to SkyPilot $SKYPILOT_VERSION in $site"
@@ -74,16 +89,17 @@ ensure_cloud_venv() {
   touch "$CLOUD_VENV_MARKER"
 }
 
-# new_venv DIR SPEC: a fresh venv at DIR with pip's SPEC installed.
+# new_venv DIR SPEC...: a fresh venv at DIR with pip's SPECs installed.
 new_venv() {
-  local dir=$1 spec=$2
+  local dir=$1
+  shift
   command -v python3 >/dev/null || die "python3 is required (Debian: apt-get install python3 python3-venv)"
   python3 -m venv --help >/dev/null 2>&1 || ensure_apt python3-venv
-  log "creating $dir with $spec (about a minute)"
+  log "creating $dir with $* (about a minute)"
   local t0=$SECONDS
   rm -rf "$dir"
   python3 -m venv "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check "$spec"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$@"
   log "created $dir in $((SECONDS - t0)) s"
 }
 

@@ -3,8 +3,8 @@
 # every skypilot-host role, with all state under .run/. Ctrl-C stops everything.
 #
 #   scripts/run-local.sh           an empty fleet
-#   scripts/run-local.sh --demo    plus two demo clusters made through SkyPilot's own API
-#                                  (records only: no cloud is contacted)
+#   scripts/run-local.sh --demo    plus two demo clusters made through SkyPilot's own API,
+#                                  on a local EC2 emulator (no cloud is contacted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,7 +20,13 @@ done
 
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 ensure_apt curl python3-venv
-ensure_venv
+if $demo; then
+  # The demo's SkyPilot has the AWS SDK and talks to a local EC2 emulator.
+  VENV_DIR=$DEMO_VENV_DIR
+  ensure_demo_venv
+else
+  ensure_venv
+fi
 # SKYPILOT_HOST_PROFILE=debug uses the debug build (scripts/demo-check.sh, which runs
 # next to the tests' build).
 profile=${SKYPILOT_HOST_PROFILE:-release}
@@ -43,6 +49,8 @@ api_port=46580; port_free "$api_port" || api_port=$(free_port)
 metrics_port=9188; port_free "$metrics_port" || metrics_port=$(free_port)
 web_port=9189; port_free "$web_port" || web_port=$(free_port)
 policy_port=9190; port_free "$policy_port" || policy_port=$(free_port)
+ec2_port=$(free_port)
+ec2_pid=
 
 pids=()
 names=()
@@ -64,6 +72,11 @@ cleanup() {
     stop_sky_server "$run/sky"
     printf '    stopped the SkyPilot API server (%d s)\n' $((SECONDS - t0)) >&2
   fi
+  # The EC2 emulator last: SkyPilot may call it until it stops.
+  if [ -n "$ec2_pid" ]; then
+    kill -TERM "$ec2_pid" 2>/dev/null && wait "$ec2_pid" 2>/dev/null
+    printf '    stopped the EC2 emulator\n' >&2
+  fi
   log "stopped; state and logs are kept in .run/"
 }
 # start_role NAME ARGS...: runs the skypilot-host role NAME in the background, its log
@@ -79,11 +92,18 @@ trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
 
-# The demo's clusters are records made through SkyPilot's Python API; SkyPilot here has no
-# cloud SDK, and no cloud it could reach from this machine, so actions on them fail.
-demo_notice="demo-train and demo-notebook are records in SkyPilot's database, not machines: this SkyPilot has no cloud, so stop, down and autostop on them end in SkyPilot's error (its AWS SDK is not installed)."
+# The demo's clusters are instances in a local EC2 emulator (moto's server) with SkyPilot's
+# records of them, made through SkyPilot's Python API: SkyPilot's stop and down act on the
+# emulator's instances as they would on AWS's. Autostop and start need the cluster's head
+# node over SSH (SkyPilot's skylet runs there), and an emulated instance is no machine.
+demo_notice="demo-train and demo-notebook run on a local EC2 emulator, not on a cloud: stop and down on them complete for real against it; autostop and start cannot (SkyPilot sets them on the cluster's head node over SSH, and an emulated instance is no machine)."
 web_notice=
 $demo && web_notice="notice = \"Demo: $demo_notice\""
+if $demo; then
+  # The demo's clusters are made anew at each start, so the host's history of the last
+  # run (status timelines, audit, charts) would describe other clusters of the same names.
+  rm -f "$run/host.db" "$run/host.db-wal" "$run/host.db-shm"
+fi
 cat >"$run/host.toml" <<TOML
 [skypilot]
 api_url = "http://127.0.0.1:$api_port"
@@ -141,20 +161,33 @@ mkdir -p "$run/sky"
 rm -f "$run/sky/config.yaml"
 "$bin" policy --config "$run/host.toml" sky-config "$run/sky-config.yaml" "$run/sky/config.yaml"
 
+if $demo; then
+  log "starting the EC2 emulator (moto $MOTO_VERSION) on 127.0.0.1:$ec2_port (log: .run/ec2-emulator.log)"
+  "$VENV_DIR/bin/moto_server" -H 127.0.0.1 -p "$ec2_port" >"$run/ec2-emulator.log" 2>&1 &
+  ec2_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$ec2_port/moto-api/" 2>/dev/null && break
+    kill -0 "$ec2_pid" 2>/dev/null || die "the EC2 emulator exited at start; see .run/ec2-emulator.log"
+    sleep 0.2
+  done
+  # SkyPilot's AWS SDK calls go to the emulator, with its fixed test account.
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$ec2_port" AWS_ACCESS_KEY_ID=demo \
+    AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-west-2
+fi
 log "starting SkyPilot $SKYPILOT_VERSION API server on 127.0.0.1:$api_port (log: .run/sky/server.log)"
 t0=$SECONDS
 start_sky_server "$run/sky" "$api_port"
 log "SkyPilot's API server answers (after $((SECONDS - t0)) s)"
 if $demo; then
-  log "making two demo clusters through SkyPilot's own API, owned by admin (records only: no cloud)"
+  log "making two demo clusters on the EC2 emulator through SkyPilot's own API, owned by admin"
   (
     sky_env "$run/sky"
-    "$VENV_DIR/bin/python" tests/real/skyctl.py catalog >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py catalog --zone-ids >/dev/null
     for spec in "demo-train --autostop 60" "demo-notebook --status STOPPED"; do
       # shellcheck disable=SC2086
       "$VENV_DIR/bin/python" tests/real/skyctl.py remove ${spec%% *} >/dev/null 2>&1 || true
       # shellcheck disable=SC2086
-      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec --user admin
+      "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec --user admin --ec2 >/dev/null
     done
   )
 fi
@@ -196,6 +229,9 @@ INFO
 if $demo; then
   cat <<INFO
   Demo: $demo_notice
+  EC2 emulator          http://127.0.0.1:$ec2_port (moto $MOTO_VERSION)   log: .run/ec2-emulator.log
+    stop demo-train from its console page, or:
+    SKYPILOT_API_SERVER_ENDPOINT=http://admin:$web_password@127.0.0.1:$web_port $VENV_DIR/bin/sky stop -y demo-train
 
 INFO
 fi

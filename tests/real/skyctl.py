@@ -4,9 +4,15 @@ Run with the interpreter of the venv that serves the API server, and with the sa
 HOME, SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG, so that it writes the server's own
 state database. No cloud is contacted: the clusters are records with an AWS handle.
 
-    python skyctl.py catalog
+With --ec2, a cluster is also an instance in the EC2 API at AWS_ENDPOINT_URL (the demo's
+local EC2 emulator), tagged as SkyPilot tags its own, with the provision YAML SkyPilot
+keeps for a cluster it launched: SkyPilot's stop and down then act on that instance. The
+catalog then names zones by their ids, as AWS's own catalog does (SkyPilot maps them to the
+account's zone names once it has an AWS identity).
+
+    python skyctl.py catalog [--zone-ids]
     python skyctl.py create NAME [--status UP|INIT|STOPPED] [--autostop MIN] [--down]
-                                 [--instance-type m6i.large] [--region us-west-2]
+                                 [--instance-type m6i.large] [--region us-west-2] [--ec2]
     python skyctl.py set-status NAME STATUS
     python skyctl.py set-autostop NAME MINUTES [--down]
     python skyctl.py remove NAME
@@ -23,9 +29,12 @@ CATALOG_ROWS = [
     'm5.large,,,2.0,8.0,,0.096,0.035,us-west-2,us-west-2b\n',
     'm6i.large,,,2.0,8.0,,0.107,0.04,us-east-1,us-east-1a\n',
 ]
+# The zone ids of the zones above in the EC2 emulator's account (AWS's catalog names zones
+# by id; SkyPilot drops a row whose id the account does not have).
+ZONE_IDS = {'us-west-2a': 'usw2-az2', 'us-west-2b': 'usw2-az1', 'us-east-1a': 'use1-az6'}
 
 
-def write_catalog() -> str:
+def write_catalog(zone_ids: bool = False) -> str:
     """Write the offline AWS catalog SkyPilot needs to build AWS Resources."""
     from sky.catalog import common as catalog_common
     path = catalog_common.get_catalog_path('aws/vms.csv')
@@ -38,35 +47,92 @@ def write_catalog() -> str:
             lines = f.readlines()
         if lines and lines[0] == CATALOG_HEADER:
             rows = lines[1:]
-    rows += [r for r in CATALOG_ROWS if r not in rows]
+    ours = CATALOG_ROWS
+    if zone_ids:
+        ours = [r.rsplit(',', 1)[0] + ',' + ZONE_IDS[r.rsplit(',', 1)[1].strip()] + '\n'
+                for r in CATALOG_ROWS]
+    rows += [r for r in ours if r not in rows]
     with open(path, 'w', encoding='utf-8') as f:
         f.write(CATALOG_HEADER)
         f.writelines(rows)
     return path
 
 
+def ec2_instance(name_on_cloud: str, region: str, instance_type: str, stopped: bool) -> str:
+    """Runs the head instance of a cluster in the EC2 API at AWS_ENDPOINT_URL."""
+    if not os.environ.get('AWS_ENDPOINT_URL'):
+        sys.exit('skyctl.py create --ec2: AWS_ENDPOINT_URL is not set (expected the URL of '
+                 'an EC2 API such as the demo\'s emulator); refusing to create an instance in AWS')
+    import boto3
+    ec2 = boto3.client('ec2', region_name=region)
+    tags = [{'Key': 'ray-cluster-name', 'Value': name_on_cloud},
+            {'Key': 'skypilot-cluster-name', 'Value': name_on_cloud},
+            {'Key': 'ray-node-kind', 'Value': 'head'},
+            {'Key': 'Name', 'Value': f'sky-{name_on_cloud}-head'}]
+    # An image id of the emulator's own list (it checks ids against it).
+    image = ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId']
+    reply = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
+                              InstanceType=instance_type,
+                              TagSpecifications=[{'ResourceType': 'instance', 'Tags': tags}])
+    instance_id = reply['Instances'][0]['InstanceId']
+    if stopped:
+        ec2.stop_instances(InstanceIds=[instance_id])
+    return instance_id
+
+
+def provision_yaml(name_on_cloud: str, region: str, owner_hash: str) -> str:
+    """The part of SkyPilot's provision YAML its stop, down and status read: the provider
+    (region, security group) and the SSH login (the owner's key, at the path SkyPilot
+    generates for them)."""
+    from sky.utils import auth_utils
+    key, _, _ = auth_utils.get_ssh_key_and_lock_path(owner_hash)
+    return (f'cluster_name: {name_on_cloud}\n'
+            'provider:\n'
+            '  type: external\n'
+            '  module: sky.provision.aws\n'
+            f'  region: {region}\n'
+            '  security_group:\n'
+            f'    GroupName: sky-sg-{name_on_cloud}\n'
+            'auth:\n'
+            '  ssh_user: ubuntu\n'
+            f'  ssh_private_key: {os.path.expanduser(key)}\n')
+
+
 def create(args) -> None:
-    write_catalog()
+    write_catalog(zone_ids=args.ec2)
     import sky
     from sky import global_user_state
     from sky.backends import cloud_vm_ray_backend
+    from sky.utils import common_utils
     from sky.utils import status_lib
+    owner_hash = common_utils.get_user_hash()
     if args.user:
         # Owned by this person, as a launch through the gateway would be: SkyPilot's id of
         # a name from its identity header is md5(name)[:8].
         import hashlib
         from sky import models
-        from sky.utils import common_utils
-        owner = models.User(id=hashlib.md5(args.user.encode()).hexdigest()[:8], name=args.user)
+        owner_hash = hashlib.md5(args.user.encode()).hexdigest()[:8]
+        owner = models.User(id=owner_hash, name=args.user)
         # SkyPilot lists a cluster only with its user known (as the gateway's first request
         # of that person makes it).
         global_user_state.add_or_update_user(owner)
         common_utils.set_current_user(owner)
     res = sky.Resources(infra=f'aws/{args.region}', instance_type=args.instance_type)
+    name_on_cloud = f'{args.name}-oncloud'
+    cluster_yaml = None
+    if args.ec2:
+        instance = ec2_instance(name_on_cloud, args.region, args.instance_type,
+                                stopped=args.status == 'STOPPED')
+        global_user_state.set_cluster_yaml(
+            args.name, provision_yaml(name_on_cloud, args.region, owner_hash))
+        # SkyPilot finds a cluster's YAML by the file name of this path.
+        cluster_yaml = os.path.expanduser(f'~/.sky/generated/{args.name}.yml')
+        print(f'{args.name}: instance {instance} in the EC2 API at '
+              f'{os.environ["AWS_ENDPOINT_URL"]}')
     handle = cloud_vm_ray_backend.CloudVmRayResourceHandle(
         cluster_name=args.name,
-        cluster_name_on_cloud=f'{args.name}-oncloud',
-        cluster_yaml=None,
+        cluster_name_on_cloud=name_on_cloud,
+        cluster_yaml=cluster_yaml,
         launched_nodes=args.nodes,
         launched_resources=res)
     global_user_state.add_or_update_cluster(args.name, handle, {res},
@@ -96,7 +162,8 @@ def remove(args) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest='cmd', required=True)
-    sub.add_parser('catalog')
+    cat = sub.add_parser('catalog')
+    cat.add_argument('--zone-ids', action='store_true')
     c = sub.add_parser('create')
     c.add_argument('name')
     c.add_argument('--status', default='UP', choices=['UP', 'INIT', 'STOPPED'])
@@ -106,6 +173,8 @@ def main() -> int:
     c.add_argument('--region', default='us-west-2')
     c.add_argument('--nodes', type=int, default=1)
     c.add_argument('--user', default=None, help='owner (a name as the gateway sends it)')
+    c.add_argument('--ec2', action='store_true',
+                   help='also an instance in the EC2 API at AWS_ENDPOINT_URL')
     s = sub.add_parser('set-status')
     s.add_argument('name')
     s.add_argument('status', choices=['UP', 'INIT', 'STOPPED'])
@@ -117,7 +186,7 @@ def main() -> int:
     r.add_argument('name')
     args = parser.parse_args()
     if args.cmd == 'catalog':
-        print(write_catalog())
+        print(write_catalog(zone_ids=args.zone_ids))
     elif args.cmd == 'create':
         create(args)
     elif args.cmd == 'set-status':
