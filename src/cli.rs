@@ -113,6 +113,37 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: Option<PolicyCommand>,
     },
+    /// Back up SkyPilot's state (its SQLite databases or PostgreSQL, the SSH keys that
+    /// reach its clusters) and the host database while SkyPilot keeps serving: one
+    /// directory `skypilot-backup-<UTC>` with a manifest, then the oldest pruned.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backup directory [default: backup.directory].
+        #[arg(long, value_name = "DIR")]
+        directory: Option<PathBuf>,
+        /// Backups kept [default: backup.keep; 0: all].
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Overrides backup.database_uri_file (the module passes systemd's credential here).
+        #[arg(long, value_name = "FILE")]
+        database_uri_file: Option<PathBuf>,
+    },
+    /// Restore a backup made by `backup`: checks its manifest, every checksum and the
+    /// SkyPilot version first, refuses while SkyPilot's API server or a role runs, then
+    /// puts each part back.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backup's directory (or its manifest.json).
+        path: PathBuf,
+        /// Print what would be restored, after the checks; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overrides backup.database_uri_file.
+        #[arg(long, value_name = "FILE")]
+        database_uri_file: Option<PathBuf>,
+    },
     /// Test aid: append COUNT audit entries through a second writer's connection, printing
     /// each entry's id once committed (used to test two writers on one database).
     #[command(hide = true)]
@@ -264,6 +295,40 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
         } => report(audit_log::run(&load(&config.config)?, since, limit, json)),
         Command::DebugAuditWriter { config, count } => {
             report(audit_log::debug_writer(&load(&config.config)?, count))
+        }
+        Command::Backup {
+            config,
+            directory,
+            keep,
+            database_uri_file,
+        } => {
+            let config = load(&config.config)?;
+            init_logging(&config);
+            let now = crate::time::Clock::now(&crate::time::SystemClock);
+            report(crate::backup::run_backup(
+                &config,
+                crate::backup::BackupArgs {
+                    directory,
+                    keep,
+                    database_uri_file,
+                },
+                now,
+            ))
+        }
+        Command::Restore {
+            config,
+            path,
+            dry_run,
+            database_uri_file,
+        } => {
+            let config = load(&config.config)?;
+            init_logging(&config);
+            report(crate::backup::run_restore(
+                &config,
+                &path,
+                dry_run,
+                database_uri_file.as_deref(),
+            ))
         }
         Command::SkyConfig(c) => report(sky_config(c)),
         Command::HashPassword { name, role } => report(web_ui::hash_password_cli(&name, &role)),

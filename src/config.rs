@@ -30,8 +30,105 @@ pub struct Config {
     pub web_ui: WebUiConfig,
     pub autostop: AutostopConfig,
     pub policy: PolicyConfig,
+    pub backup: BackupConfig,
     pub(crate) credentials: CredentialsConfig,
     pub(crate) log: LogConfig,
+}
+
+/// `skypilot-host backup` and `restore` (`[backup]`): where SkyPilot keeps its state on
+/// this host, and where the backups go. The monitor reports the newest backup in
+/// `directory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// The directory of the backups (outside the Nix store: they hold SSH keys).
+    pub directory: Option<PathBuf>,
+    /// Backups kept; the oldest beyond are removed after each backup (0: keep all).
+    pub keep: usize,
+    /// The SkyPilot version installed here. A backup records the API server's own
+    /// answer (and refuses a mismatch); a restore refuses a backup of another version.
+    pub skypilot_version: Option<String>,
+    /// The API server's HOME (SSH keys under `.sky/clients/*/ssh/`, `.sky/user_hash`).
+    pub sky_home: Option<PathBuf>,
+    /// The API server's SKY_RUNTIME_DIR (its SQLite databases under `.sky/`).
+    pub sky_runtime_dir: Option<PathBuf>,
+    /// SkyPilot's config.yaml, taken unless it is in the Nix store.
+    pub sky_config_file: Option<PathBuf>,
+    /// SkyPilot's PostgreSQL database, as SkyPilot is given it, when it holds no
+    /// password (e.g. over the local socket with peer authentication).
+    pub database_uri: Option<String>,
+    /// A file holding the database URI, when it holds a password.
+    pub database_uri_file: Option<PathBuf>,
+    /// The `pg_dump` and `pg_restore` programs.
+    pub pg_dump: PathBuf,
+    pub pg_restore: PathBuf,
+    /// Also take SkyPilot's request history (`api_server/requests.db`, which grows with
+    /// every request; not needed to reach or list clusters).
+    pub request_history: bool,
+    /// Seconds between two scheduled backups: the monitor's alert fires when the newest
+    /// good backup is older than twice this.
+    pub interval_secs: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            directory: None,
+            keep: 7,
+            skypilot_version: None,
+            sky_home: None,
+            sky_runtime_dir: None,
+            sky_config_file: None,
+            database_uri: None,
+            database_uri_file: None,
+            pg_dump: PathBuf::from("pg_dump"),
+            pg_restore: PathBuf::from("pg_restore"),
+            request_history: false,
+            interval_secs: 86_400,
+        }
+    }
+}
+
+impl BackupConfig {
+    fn validate(&self) -> Checked {
+        if let Some(d) = &self.directory {
+            if !d.is_absolute() || d.starts_with("/nix/store") {
+                return Err((
+                    "backup.directory",
+                    format!(
+                        "{} must be an absolute path outside the Nix store (backups hold SSH keys)",
+                        d.display()
+                    ),
+                ));
+            }
+        }
+        if self.database_uri.is_some() && self.database_uri_file.is_some() {
+            return Err((
+                "backup.database_uri",
+                "set database_uri or database_uri_file, not both".to_string(),
+            ));
+        }
+        if let Some(u) = &self.database_uri {
+            match crate::backup::parse_database_uri(u) {
+                Err(e) => return Err(("backup.database_uri", e)),
+                Ok(true) => {
+                    return Err((
+                        "backup.database_uri",
+                        "holds a password: put the URI in a file outside the Nix store and name                          it in backup.database_uri_file"
+                            .to_string(),
+                    ))
+                }
+                Ok(false) => {}
+            }
+        }
+        if self.interval_secs == 0 {
+            return Err((
+                "backup.interval_secs",
+                "must be at least 1 (seconds between scheduled backups)".to_string(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1052,7 +1149,8 @@ impl Config {
         self.policy.validate()?;
         self.web_ui.validate()?;
         self.web_ui.gateway.validate()?;
-        self.monitor.validate()
+        self.monitor.validate()?;
+        self.backup.validate()
     }
 
     /// The credential paths that are set, by cloud name.

@@ -27,6 +27,7 @@
 
 mod audit_log;
 pub mod autostop;
+mod backup;
 mod catalog;
 pub mod cli;
 pub mod cluster;

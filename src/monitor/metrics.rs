@@ -210,6 +210,98 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// The newest backup in `backup.directory`, read at each scrape (a directory listing and
+/// one manifest): it lives in files, not in the host database the rest is cached from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BackupState {
+    /// `backup.interval_secs`: the schedule the alert compares the age with.
+    pub(crate) interval_secs: u64,
+    /// The newest complete backup: when it was taken and its size in bytes; `Err` when
+    /// the directory or its manifest cannot be read.
+    pub(crate) newest: Result<Option<(Timestamp, u64)>, String>,
+}
+
+impl BackupState {
+    pub(crate) fn read(dir: &std::path::Path, interval_secs: u64) -> BackupState {
+        let newest = crate::backup::latest(dir)
+            .map(|l| l.map(|(_, m)| (Timestamp::from_secs(m.created_at), m.total_size())))
+            .map_err(|e| format!("{e:#}"));
+        BackupState {
+            interval_secs,
+            newest,
+        }
+    }
+}
+
+/// [`BackupState`] at the moment of a scrape.
+#[derive(Debug)]
+struct BackupAt(BackupState, Timestamp);
+
+impl Collector for BackupAt {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let BackupAt(b, now) = self;
+        let enc = &mut enc;
+        gauge(
+            enc,
+            "skypilot_host_backup_directory_readable",
+            "1 when backup.directory and its newest manifest could be read, else 0.",
+            None,
+            flag(b.newest.is_ok()),
+        )?;
+        gauge(
+            enc,
+            "skypilot_host_backup_interval",
+            "backup.interval_secs: the schedule of the backups.",
+            Some(&seconds()),
+            b.interval_secs as f64,
+        )?;
+        if let Ok(newest) = &b.newest {
+            gauge(
+                enc,
+                "skypilot_host_backup_age",
+                "Seconds since the newest complete backup was taken (+Inf when there is none).",
+                Some(&seconds()),
+                newest.map_or(f64::INFINITY, |(t, _)| now.age_since(t)),
+            )?;
+        }
+        if let Ok(Some((t, size))) = &b.newest {
+            gauge(
+                enc,
+                "skypilot_host_backup_last_success_timestamp",
+                "When the newest complete backup was taken (Unix seconds).",
+                Some(&seconds()),
+                t.as_secs_f64(),
+            )?;
+            gauge(
+                enc,
+                "skypilot_host_backup_last_size_bytes",
+                "Size of the newest complete backup (its parts, in bytes).",
+                None,
+                *size as f64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The backup series of one scrape, in `format`.
+pub(crate) fn render_backup(
+    state: BackupState,
+    now: Timestamp,
+    format: Format,
+) -> Result<Bytes, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BackupAt(state, now)));
+    let mut out = String::new();
+    match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)?
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
 /// The moment a scrape is served at: what the time-dependent series are computed from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Moment {

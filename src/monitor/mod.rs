@@ -154,8 +154,28 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
     // Asking SQLite is blocking work (it may wait on a lock), so it runs off the async
     // workers, holding the turn; it hands the turn back with its answer. A scrape that
     // panicked drops the turn, and the reader reopens on any error anyway.
+    let backup = state
+        .config
+        .backup
+        .directory
+        .clone()
+        .map(|d| (d, state.config.backup.interval_secs));
     let scraped = tokio::task::spawn_blocking(move || {
-        let answer = turn.scraper.scrape(clock.as_ref(), format);
+        let mut answer = turn.scraper.scrape(clock.as_ref(), format);
+        if let (Ok(pieces), Some((dir, interval))) = (answer.as_mut(), backup) {
+            let b = metrics::BackupState::read(&dir, interval);
+            match metrics::render_backup(b, clock.now(), format) {
+                // Before OpenMetrics' closing `# EOF`.
+                Ok(piece) => {
+                    let at = match format {
+                        Format::OpenMetrics => pieces.len().saturating_sub(1),
+                        Format::Text => pieces.len(),
+                    };
+                    pieces.insert(at, piece);
+                }
+                Err(e) => answer = Err(e),
+            }
+        }
         (turn, answer)
     })
     .await;

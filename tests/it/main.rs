@@ -38,6 +38,9 @@ mod sky_config;
 // host roles against a remote SkyPilot with a service-account token; servers of their own.
 #[cfg(feature = "real-server")]
 mod postgres;
+// Backups and the restore drill, SQLite and PostgreSQL, servers of their own.
+#[cfg(feature = "real-server")]
+mod backup;
 #[cfg(feature = "real-server")]
 mod remote;
 // Authorization end to end: the real web UI in front of SkyPilot servers of their own,

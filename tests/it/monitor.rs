@@ -1023,10 +1023,81 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// A backup directory holding one complete backup (a manifest) taken at `at`, of
+/// `size` bytes, and an incomplete one (no manifest) newer than it.
+fn backup_dir(at: f64, size: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("skypilot-backup-20261206T000000Z");
+    std::fs::create_dir(&done).unwrap();
+    let manifest = serde_json::json!({
+        "format": 1, "name": "skypilot-backup-20261206T000000Z", "created_at": at as i64,
+        "skypilot_version": "0.14.1", "skypilot_host_version": "0.1.0", "seconds": 0.5,
+        "parts": [{"file": "000-state.db", "kind": "sqlite", "root": "sky_runtime_dir",
+                   "path": ".sky/state.db", "what": "state", "size": size,
+                   "sha256": "00", "mode": 384, "uid": 0, "gid": 0}],
+    });
+    std::fs::write(done.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::create_dir(dir.path().join("skypilot-backup-20261207T000000Z")).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn backup_series_follow_the_newest_complete_backup() {
+    let (_dir, db) = fleet_db();
+    let backups = backup_dir(NOW - 3600.0, 123_456);
+    let mut config = config_for(&db);
+    config.backup.directory = Some(backups.path().to_path_buf());
+    config.backup.interval_secs = 3600;
+    let server = Server::start(config.clone(), TestClock::new(NOW)).await;
+    let m = parse(&server.metrics().await);
+    // In OpenMetrics too, before its closing line.
+    let (_, _, om) = server
+        .get("/metrics", Some("application/openmetrics-text; version=1.0.0"))
+        .await;
+    server.stop().await;
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("skypilot_host_backup_age_seconds 3600"), "{om}");
+    assert_eq!(get(&m, "skypilot_host_backup_directory_readable"), 1.0);
+    assert_eq!(get(&m, "skypilot_host_backup_age_seconds"), 3600.0);
+    assert_eq!(get(&m, "skypilot_host_backup_interval_seconds"), 3600.0);
+    assert_eq!(get(&m, "skypilot_host_backup_last_size_bytes"), 123_456.0);
+    assert_eq!(
+        get(&m, "skypilot_host_backup_last_success_timestamp_seconds"),
+        NOW - 3600.0
+    );
+
+    // No backup yet: the age is +Inf, and there is no last success.
+    let empty = tempfile::tempdir().unwrap();
+    config.backup.directory = Some(empty.path().join("not-yet"));
+    let server = Server::start(config.clone(), TestClock::new(NOW)).await;
+    let m = parse(&server.metrics().await);
+    server.stop().await;
+    assert_eq!(get(&m, "skypilot_host_backup_age_seconds"), f64::INFINITY);
+    assert!(!m.contains_key("skypilot_host_backup_last_success_timestamp_seconds"));
+
+    // A manifest that does not parse: the directory is not readable, no age.
+    std::fs::write(
+        backups
+            .path()
+            .join("skypilot-backup-20261206T000000Z/manifest.json"),
+        "{not json",
+    )
+    .unwrap();
+    config.backup.directory = Some(backups.path().to_path_buf());
+    let server = Server::start(config, TestClock::new(NOW)).await;
+    let m = parse(&server.metrics().await);
+    server.stop().await;
+    assert_eq!(get(&m, "skypilot_host_backup_directory_readable"), 0.0);
+    assert!(!m.contains_key("skypilot_host_backup_age_seconds"));
+}
+
 #[tokio::test]
 async fn alerts_and_dashboard_use_only_exported_metrics() {
     let (_dir, db) = fleet_db();
-    let server = Server::start(config_for(&db), TestClock::new(NOW)).await;
+    let backups = backup_dir(NOW - 60.0, 1);
+    let mut config = config_for(&db);
+    config.backup.directory = Some(backups.path().to_path_buf());
+    let server = Server::start(config, TestClock::new(NOW)).await;
     let text = server.metrics().await;
     server.stop().await;
     let exported: std::collections::BTreeSet<String> = parse(&text)

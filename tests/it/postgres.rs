@@ -31,16 +31,16 @@ const OUTAGE: Duration = Duration::from_secs(20);
 /// The cluster manager's poll interval in these tests.
 const POLL_SECS: u64 = 2;
 
-static POSTGRES: Mutex<()> = Mutex::new(());
+pub(crate) static POSTGRES: Mutex<()> = Mutex::new(());
 
 /// The throwaway PostgreSQL of scripts/test.sh.
-struct Postgres {
+pub(crate) struct Postgres {
     /// Directory of its Unix socket.
-    host: String,
+    pub(crate) host: String,
     /// DIR/ctl: pg_ctl as the user PostgreSQL runs as (`start`, `stop -m fast`).
     ctl: PathBuf,
     /// Its programs (psql, createdb).
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
 }
 
 fn env(name: &str) -> String {
@@ -53,7 +53,7 @@ fn env(name: &str) -> String {
 }
 
 impl Postgres {
-    fn from_env() -> Postgres {
+    pub(crate) fn from_env() -> Postgres {
         Postgres {
             host: env("SKYPILOT_TEST_PG_HOST"),
             ctl: PathBuf::from(env("SKYPILOT_TEST_PG_CTL")),
@@ -62,7 +62,7 @@ impl Postgres {
     }
 
     /// `psql -At` of one statement in database `db`; panics with psql's error.
-    fn psql(&self, db: &str, sql: &str) -> String {
+    pub(crate) fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", &self.host])
             .args(["-U", "skypilot", "-d", db, "-c", sql])
@@ -77,7 +77,7 @@ impl Postgres {
     }
 
     /// A new database; returns its name and SkyPilot's connection URI for it.
-    fn new_database(&self) -> (String, String) {
+    pub(crate) fn new_database(&self) -> (String, String) {
         let name = unique("sky").replace('-', "_");
         self.psql("skypilot", &format!("CREATE DATABASE {name}"));
         let uri = format!("postgresql+psycopg2://skypilot@/{name}?host={}", self.host);

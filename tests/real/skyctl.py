@@ -16,6 +16,9 @@ account's zone names once it has an AWS identity).
     python skyctl.py set-status NAME STATUS
     python skyctl.py set-autostop NAME MINUTES [--down]
     python skyctl.py remove NAME
+    python skyctl.py keys USER          SkyPilot's SSH key pair of USER (made as a launch would)
+    python skyctl.py job NAME --user U  a managed job's record (PENDING), as `sky jobs launch` makes
+    python skyctl.py dump               JSON: clusters (handle digests), users, SSH keys, jobs
 """
 import argparse
 import os
@@ -159,6 +162,60 @@ def remove(args) -> None:
     global_user_state.remove_cluster(args.name, terminate=True)
 
 
+def user_hash(name: str) -> str:
+    """SkyPilot's id of a name from its identity header: md5(name)[:8]."""
+    import hashlib
+    return hashlib.md5(name.encode()).hexdigest()[:8]
+
+
+def keys(args) -> None:
+    # SkyPilot makes a person's key pair at their first launch, for the user of the
+    # request; outside a request that user is SKYPILOT_USER_ID.
+    os.environ['SKYPILOT_USER_ID'] = user_hash(args.user)
+    from sky import global_user_state
+    from sky import models
+    from sky.utils import auth_utils
+    global_user_state.add_or_update_user(models.User(id=user_hash(args.user), name=args.user))
+    private, _ = auth_utils.get_or_generate_keys()
+    print(private)
+
+
+def job(args) -> None:
+    from sky.jobs import state
+    job_id = state.set_job_info_without_job_id(
+        name=args.name, workspace='default', entrypoint=f'sky jobs launch -n {args.name}',
+        pool=None, pool_hash=None, user_hash=user_hash(args.user))
+    state.set_pending(job_id, 0, args.name, '1x[CPU:2]', '{}')
+    print(job_id)
+
+
+def dump(_args) -> None:
+    """What a restore must bring back, as JSON (handles as digests of their pickles)."""
+    import hashlib
+    import json
+    from sky import global_user_state
+    from sky.jobs import state
+    import sqlalchemy
+    engine = global_user_state.initialize_and_get_db()
+    with engine.connect() as conn:
+        raw = dict(conn.execute(sqlalchemy.text('SELECT name, handle FROM clusters')).all())
+    clusters = []
+    for r in global_user_state.get_clusters():
+        clusters.append({
+            'name': r['name'], 'status': str(r['status']), 'user_hash': r.get('user_hash'),
+            'autostop': r.get('autostop'), 'to_down': r.get('to_down'),
+            # The stored bytes: a pickle made anew may order a set differently.
+            'handle': hashlib.sha256(raw[r['name']]).hexdigest(),
+        })
+    users = sorted((u.id, u.name) for u in global_user_state.get_all_users())
+    jobs = []
+    for j in state.get_managed_jobs_with_filters()[0]:
+        jobs.append({k: j.get(k) for k in ('job_id', 'task_id', 'job_name', 'task_name',
+                                           'status', 'user_hash', 'resources', 'workspace')})
+    print(json.dumps({'clusters': sorted(clusters, key=lambda c: c['name']),
+                      'users': users, 'jobs': jobs}, default=str, sort_keys=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest='cmd', required=True)
@@ -184,6 +241,12 @@ def main() -> int:
     a.add_argument('--down', action='store_true')
     r = sub.add_parser('remove')
     r.add_argument('name')
+    k = sub.add_parser('keys')
+    k.add_argument('user')
+    j = sub.add_parser('job')
+    j.add_argument('name')
+    j.add_argument('--user', required=True)
+    sub.add_parser('dump')
     args = parser.parse_args()
     if args.cmd == 'catalog':
         print(write_catalog(zone_ids=args.zone_ids))
@@ -195,6 +258,12 @@ def main() -> int:
         set_autostop(args)
     elif args.cmd == 'remove':
         remove(args)
+    elif args.cmd == 'keys':
+        keys(args)
+    elif args.cmd == 'job':
+        job(args)
+    elif args.cmd == 'dump':
+        dump(args)
     return 0
 
 

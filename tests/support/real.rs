@@ -279,6 +279,11 @@ impl OwnServer {
     }
 
     pub fn skyctl(&self, args: &[&str]) {
+        self.skyctl_output(args);
+    }
+
+    /// Runs `skyctl.py ARGS` in the server's environment, which must succeed: its stdout.
+    pub fn skyctl_output(&self, args: &[&str]) -> String {
         let mut c = Command::new(python());
         self.env(&mut c);
         if self
@@ -296,6 +301,7 @@ impl OwnServer {
             "skyctl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn spawn(&mut self) {
