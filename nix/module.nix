@@ -156,6 +156,17 @@ let
   # The module's launch options, merged by `sky-config render` into launch-policy.json.
   launchDefaultsJson = pkgs.writeText "skypilot-launch-defaults.json" (builtins.toJSON cfg.policy.launchDefaults);
 
+  # ---------------------------------------------------------------- backups
+  backupEnabled = unitsEnabled && cfg.backup.enable;
+  # The schedule in seconds, for the monitor's alert (twice it without a backup).
+  backupIntervals = { minutely = 60; hourly = 3600; daily = 86400; weekly = 604800; };
+  backupInterval =
+    if builtins.isString cfg.backup.startAt && backupIntervals ? ${cfg.backup.startAt}
+    then backupIntervals.${cfg.backup.startAt}
+    else 86400;
+  # pg_dump of the PostgreSQL SkyPilot's state is in: the local server's own, else nixpkgs'.
+  pgPackage = if dbLocal then config.services.postgresql.package else pkgs.postgresql;
+
   webUIEnabled = unitsEnabled && cfg.enableWebUI;
   webUIHost = bracketed cfg.webUI.host;
   webUILoopback = builtins.elem cfg.webUI.host [ "127.0.0.1" "::1" "localhost" ];
@@ -912,6 +923,37 @@ in
       '';
     };
 
+    backup = {
+      enable = mkEnableOption ''
+        scheduled backups of SkyPilot's state (its databases, or its PostgreSQL database with
+        `pg_dump`), the SSH keys that reach its clusters, and the host database, while SkyPilot
+        keeps serving (`skypilot-backup.service` on `skypilot-backup.timer`). Each backup is a
+        directory `skypilot-backup-<UTC>` under `backup.directory`, mode 0700, files 0600. It
+        holds secrets: the SSH private keys of every person's clusters. The monitor reports
+        the newest backup's age and size. Restore with `skypilot-host restore` (docs/nixos.md)'';
+      directory = mkOption {
+        type = externalPath;
+        default = "/var/backup/skypilot";
+        description = "Where the backups go (made mode 0700 for `user`). Outside the Nix store: backups hold SSH private keys.";
+      };
+      startAt = mkOption {
+        type = types.either types.str (types.listOf types.str);
+        default = "daily";
+        example = "*-*-* 03:15:00";
+        description = ''
+          When to back up (systemd.time(7) calendar events, `OnCalendar`); a missed run is made
+          up at the next boot (`Persistent`). `hourly`, `daily` and `weekly` also set the
+          monitor's schedule (`settings.backup.interval_secs`, whose alert fires when the
+          newest backup is older than twice it); for another calendar set that too.
+        '';
+      };
+      keep = mkOption {
+        type = types.ints.unsigned;
+        default = 7;
+        description = "Backups kept; the oldest beyond are removed after each backup (0: keep all).";
+      };
+    };
+
     config = mkOption {
       type = types.attrsOf types.anything;
       default = { };
@@ -1061,7 +1103,12 @@ in
           path = cfg.database.uriFile;
           advice = ": the URI holds the database password. Give the path of a file outside the store.";
         })
-        ++ optionals (cfg.apiServer.tokenFile != null) (secretFileAssertions { option = "apiServer.tokenFile"; path = cfg.apiServer.tokenFile; });
+        ++ optionals (cfg.apiServer.tokenFile != null) (secretFileAssertions { option = "apiServer.tokenFile"; path = cfg.apiServer.tokenFile; })
+        ++ optionals cfg.backup.enable (secretFileAssertions {
+          option = "backup.directory";
+          path = cfg.backup.directory;
+          advice = ": backups hold the SSH private keys of every cluster. Give a directory outside the store.";
+        });
 
       warnings =
         compatWarnings
@@ -1127,6 +1174,22 @@ in
               viewer_groups = oidc.viewerGroups;
             };
           };
+        backup = mkIf cfg.backup.enable ({
+          directory = mkDefault cfg.backup.directory;
+          keep = mkDefault cfg.backup.keep;
+          interval_secs = mkDefault backupInterval;
+          sky_home = mkDefault home;
+          sky_runtime_dir = mkDefault runtimeDir;
+          # SkyPilot's config.yaml is not taken: the module renders it (into the store, or
+          # at each start with the policy's token), and with a database SkyPilot keeps the
+          # dashboard's edits there.
+        }
+        // optionalAttrs (cfg.package ? version) { skypilot_version = mkDefault cfg.package.version; }
+        // optionalAttrs dbLocal { database_uri = mkDefault localDbUri; }
+        // optionalAttrs (dbLocal || dbExternal) {
+          pg_dump = mkDefault "${pgPackage}/bin/pg_dump";
+          pg_restore = mkDefault "${pgPackage}/bin/pg_restore";
+        });
         credentials = lib.genAttrs configuredClouds (c: cfg.cloudCredentials.${c});
         log.level = mkDefault cfg.monitoring.logLevel;
         policy = mkMerge [
@@ -1405,6 +1468,43 @@ in
           Unit = "skypilot-autostop.service";
         };
       };
+    })
+
+    # A backup per timer tick; skypilot-host takes a lock, so a manual run and the
+    # timer's never overlap.
+    (mkIf backupEnabled {
+      systemd.services.skypilot-backup = mkHostUnit {
+        role = "backup";
+        description = "Backup of SkyPilot's state and the host database (skypilot-host)";
+        notify = false;
+        # It asks the local API server its version; an external PostgreSQL is elsewhere.
+        loopbackOnly = !dbExternal;
+        # The URI with its password comes from the credential, never the store.
+        args = lib.optionalString dbExternal " --database-uri-file %d/db-uri";
+        unit = {
+          after = optional cfg.apiServer.enable "skypilot-api-server.service"
+            ++ optional clusterManagerEnabled "skypilot-cluster-manager.service"
+            ++ optionals dbLocal [ "postgresql.service" ];
+        };
+        service =
+          {
+            # stateDir: a reader of a live WAL database writes its -shm (and the lock);
+            # nothing else there is written.
+            ReadWritePaths = [ cfg.stateDir cfg.backup.directory ];
+            TimeoutStartSec = 3600;
+          }
+          // optionalAttrs dbExternal { LoadCredential = [ "db-uri:${cfg.database.uriFile}" ]; };
+      };
+      systemd.timers.skypilot-backup = {
+        description = "SkyPilot backup, ${if builtins.isString cfg.backup.startAt then cfg.backup.startAt else lib.concatStringsSep ", " cfg.backup.startAt}";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnCalendar = cfg.backup.startAt;
+          Persistent = true;
+          Unit = "skypilot-backup.service";
+        };
+      };
+      systemd.tmpfiles.rules = [ "d ${cfg.backup.directory} 0700 ${cfg.user} ${cfg.group} -" ];
     })
 
     (mkIf policyEnabled {

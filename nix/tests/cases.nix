@@ -32,6 +32,8 @@
         clientSecretFile = "/run/secrets/oidc-client-secret";
         userGroups = [ "sky-users" ];
       };
+      # Backups: the run takes one with the rendered unit and checks a restore --dry-run.
+      backup.enable = true;
       cluster = {
         autoStop = 60;
         defaultRegion = "us-west-2";
@@ -484,6 +486,37 @@
       monitoring.enable = true;
       enableWebUI = true;
       database.uriFile = "/run/secrets/skypilot-db-uri";
+      # pg_dump of the external database, its URI from the credential.
+      backup.enable = true;
+    };
+  };
+
+  # Backups of the SQLite state on a calendar of their own, and of a local PostgreSQL.
+  backup = {
+    services.skypilot = {
+      enable = true;
+      enableCluster = true;
+      monitoring.enable = true;
+      backup = {
+        enable = true;
+        directory = "/srv/backup/sky";
+        startAt = "hourly";
+        keep = 24;
+      };
+    };
+  };
+  backup-database-local = {
+    services.skypilot = {
+      enable = true;
+      database.createLocally = true;
+      backup.enable = true;
+    };
+  };
+  backup-in-store = {
+    services.skypilot = {
+      enable = true;
+      backup.enable = true;
+      backup.directory = "/nix/store/00000000000000000000000000000000-backups";
     };
   };
 

@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 EVAL = os.path.join(HERE, 'eval.nix')
 
 HOST_UNITS = ('skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-autostop',
-              'skypilot-policy', 'skypilot-web-ui')
+              'skypilot-policy', 'skypilot-web-ui', 'skypilot-backup')
 MAX_HOST_EXPOSURE = 2.0
 
 # Methods of a NixOS test driver machine (nixos/lib/test-driver) and the driver's globals.
@@ -557,8 +557,9 @@ def expect_run_roles(c, r, label):
     # What it renders is run by nix/tests/run_rendered.py; here: what it is.
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
     c.equal(sorted(r['services']),
-            ['skypilot-api-server', 'skypilot-autostop', 'skypilot-cluster-manager',
-             'skypilot-monitor', 'skypilot-policy', 'skypilot-web-ui'],
+            ['skypilot-api-server', 'skypilot-autostop', 'skypilot-backup',
+             'skypilot-cluster-manager', 'skypilot-monitor', 'skypilot-policy',
+             'skypilot-web-ui'],
             f'{label}: every role that exists')
     c.equal(r['skypilot']['launchDefaults'],
             {'region': 'us-west-2', 'zone': None, 'instance_type': 'm5.large',
@@ -1118,7 +1119,64 @@ def expect_remote_without_url(c, r, label):
     c.check(has_warning(r, 'apiServer.tokenFile is not set'), f'{label}: no token warned')
 
 
+def backup_units(c, r, label, directory, calendar, state='/var/lib/skypilot'):
+    """The backup as the module renders it: a oneshot on a persistent calendar timer that
+    may write the state directory (a WAL reader's -shm) and the backup directory only."""
+    u = r['services'].get('skypilot-backup')
+    t = r['timers'].get('skypilot-backup')
+    c.check(u is not None and t is not None, f'{label}: skypilot-backup service and timer')
+    if u is None or t is None:
+        return None
+    s = u['serviceConfig']
+    c.equal(s['Type'], 'oneshot', f'{label}: a backup is a oneshot')
+    c.equal(s['ExecStart'].split()[1:3], ['backup', '--config'], f'{label}: backup command')
+    c.equal(s['ReadWritePaths'], [state, directory], f'{label}: writes state and backups only')
+    c.equal(s['User'], 'skypilot', f'{label}: as the service user')
+    c.equal(s['UMask'], '0077', f'{label}: files of the owner alone')
+    c.equal(t['wantedBy'], ['timers.target'], f'{label}: timer enabled')
+    c.equal((t['timerConfig'].get('OnCalendar'), t['timerConfig'].get('Persistent'),
+             t['timerConfig'].get('Unit')), (calendar, True, 'skypilot-backup.service'),
+            f'{label}: on its calendar, a missed run made up')
+    c.check(f'd {directory} 0700 skypilot skypilot -' in r['tmpfiles'],
+            f'{label}: the backup directory made 0700 for the service user: {r["tmpfiles"]}')
+    return u
+
+
+def expect_backup(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    u = backup_units(c, r, label, '/srv/backup/sky', 'hourly')
+    if u is None:
+        return
+    s = u['serviceConfig']
+    c.equal((s.get('IPAddressDeny'), s.get('IPAddressAllow')), ('any', 'localhost'),
+            f'{label}: the backup reaches loopback only (the API server\'s version)')
+    c.equal(u['after'], ['skypilot-api-server.service', 'skypilot-cluster-manager.service'],
+            f'{label}: after the API server and the cluster manager (its database)')
+    b = r['skypilot']['settings']['backup']
+    c.equal(b, {'directory': '/srv/backup/sky', 'keep': 24, 'interval_secs': 3600,
+                'sky_home': '/var/lib/skypilot/home',
+                'sky_runtime_dir': '/var/lib/skypilot/runtime',
+                'skypilot_version': '0.14.1'},
+            f'{label}: [backup] from the options, SkyPilot\'s version from its package')
+
+
+def expect_backup_database_local(c, r, label):
+    c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')
+    u = backup_units(c, r, label, '/var/backup/skypilot', 'daily')
+    if u is None:
+        return
+    b = r['skypilot']['settings']['backup']
+    c.equal(b.get('database_uri'), 'postgresql+psycopg2://skypilot@/skypilot?host=/run/postgresql',
+            f'{label}: pg_dump of the local database over its socket, no password')
+    c.check(re.fullmatch(r'/nix/store/[0-9a-z]{32}-postgresql-16/bin/pg_dump', b.get('pg_dump', ''))
+            is not None, f'{label}: the local PostgreSQL\'s own pg_dump: {b.get("pg_dump")}')
+    c.equal(b.get('interval_secs'), 86400, f'{label}: daily')
+    c.check('postgresql.service' in u['after'], f'{label}: after PostgreSQL: {u["after"]}')
+
+
 EXPECT = {
+    'backup': expect_backup,
+    'backup-database-local': expect_backup_database_local,
     'database-local': expect_database_local,
     'run-database': expect_run_database,
     'database-config-keys': expect_database_config_keys,
@@ -1181,6 +1239,8 @@ EVAL_ERRORS = {
                           'absolute path outside the Nix store'],
     'web-ui-oidc-secret-in-store': ['services.skypilot.webUI.oidc.clientSecretFile',
                                     'is not of type', 'absolute path outside the Nix store'],
+    'backup-in-store': ['services.skypilot.backup.directory', 'is not of type',
+                        'absolute path outside the Nix store'],
 }
 def expect_clean(c, r, label):
     c.equal(r['failedAssertions'] + r['warnings'], [], f'{label}: clean')

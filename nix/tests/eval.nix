@@ -90,6 +90,7 @@ let
       configDir = "${runDir}/var/lib/skypilot/config";
       logsDir = "${runDir}/var/log/skypilot";
       cacheDir = "${runDir}/var/cache/skypilot";
+      backup.directory = "${runDir}/var/backup/skypilot";
     };
   };
 

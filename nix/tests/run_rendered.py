@@ -37,7 +37,10 @@ Checks (each prints PASS/FAIL; the closing line counts them):
   - stopping a role leaves none of its processes behind, and no credential copy;
   - a Type=oneshot role (the autostop pass its timer runs) runs to completion, exit 0:
     the autostop pass finds a cluster made in the server's state with autostop off,
-    calls SkyPilot's /autostop and records the outcome in the audit table.
+    calls SkyPilot's /autostop and records the outcome in the audit table; the backup
+    takes one complete backup (SkyPilot's state.db or a pg_dump of its database, and the
+    host database; 0700 and 0600), which `restore --dry-run` with the rendered config
+    verifies, and a restore while the API server runs is refused.
   - case `run-database` (database.uriFile, against the throwaway PostgreSQL that
     scripts/module-run.sh starts, URI in SKYPILOT_RENDERED_DB_URI): the start script
     exports the credential's URI to the server, SkyPilot's tables are in PostgreSQL, and
@@ -190,6 +193,17 @@ class Substitutes:
                         + self.text(self.r['services'][unit]['script']))
             os.chmod(os.path.join(d, f'{unit}-start'), 0o755)
             path = os.path.dirname(d)
+        elif re.fullmatch(r'postgresql-[0-9.]+', name):
+            # PostgreSQL's programs (pg_dump, pg_restore) of Debian's newest installed
+            # major version, as the package's bin/ holds them.
+            found = sorted(glob.glob('/usr/lib/postgresql/*/bin/pg_dump'),
+                           key=lambda x: int(x.split('/')[4]))
+            if not found:
+                raise SystemExit('run_rendered.py: no /usr/lib/postgresql/*/bin/pg_dump '
+                                 '(Debian: apt-get install postgresql-client)')
+            path = os.path.join(self.tmp, 'pkgs', name)
+            os.makedirs(path)
+            os.symlink(os.path.dirname(found[-1]), os.path.join(path, 'bin'))
         elif name == 'skypilot-host.toml':
             path = os.path.join(self.tmp, 'skypilot-host.toml')
             settings = self.apply(self.r['skypilot']['settings'])
@@ -920,6 +934,8 @@ def check_oneshot(c, role, r, subs, roles, venv):
                 pass
             time.sleep(1)
         c.check(seen, f'{role.unit}: the cluster manager recorded {name}')
+    if not os.path.isdir(role.creds):
+        role.load_credentials()
     argv, _ = role.command(role.s['ExecStart'])
     log(f'{role.unit} (oneshot): {" ".join(argv)}')
     timeout = min(int(role.s.get('TimeoutStartSec', 600)), 600)
@@ -928,6 +944,8 @@ def check_oneshot(c, role, r, subs, roles, venv):
     print('\n'.join(f'    {role.unit}: {ln}' for ln in (p.stdout + p.stderr).splitlines()[-8:]))
     c.check(p.returncode == 0, f'{role.unit}: ExecStart runs to completion with exit 0: '
                                f'rc={p.returncode}')
+    if role.unit == 'skypilot-backup' and p.returncode == 0:
+        check_backup(c, role, r, subs, argv)
     if not autostop:
         return
     c.check('autostop pass: ' in p.stdout, f'{role.unit}: it did a pass: {p.stdout.strip()}')
@@ -940,6 +958,46 @@ def check_oneshot(c, role, r, subs, roles, venv):
     c.check(len(rows) == 1 and rows[0][0] == 'autostop' and rows[0][1] == 'error'
             and rows[0][2].startswith('CloudUserIdentityError: '),
             f'{role.unit}: /autostop reached SkyPilot, whose refusal is in the audit table')
+
+
+def check_backup(c, role, r, subs, argv):
+    """The backup the rendered unit took: one complete backup in the rendered directory
+    (0700, files 0600) with SkyPilot's state (its state.db, or a pg_dump of its database)
+    and the host database; `restore --dry-run` with the same config and credential checks
+    every part; a real restore while the API server runs is refused."""
+    d = subs.text(r['skypilot']['settings']['backup']['directory'])
+    taken = sorted(glob.glob(os.path.join(d, 'skypilot-backup-*')))
+    c.check(len(taken) == 1 and os.path.isfile(os.path.join(taken[0], 'manifest.json')),
+            f'{role.unit}: one complete backup in {d}: {taken}')
+    if len(taken) != 1:
+        return
+    with open(os.path.join(taken[0], 'manifest.json'), encoding='utf-8') as f:
+        m = json.load(f)
+    parts = {(p['kind'], p['root'], p['path']) for p in m['parts']}
+    print(f'    backup parts: {sorted(parts)}')
+    state = (('pg_dump', 'postgresql', '') if 'database_uri_file' in ' '.join(argv)
+             or '--database-uri-file' in argv else ('sqlite', 'sky_runtime_dir', '.sky/state.db'))
+    c.check(state in parts, f'{role.unit}: SkyPilot\'s state is in the backup: {state}')
+    c.check(('sqlite', 'host_database', '') in parts, f'{role.unit}: the host database too')
+    c.equal(m['skypilot_version'], '0.14.1', f'{role.unit}: SkyPilot\'s version recorded')
+    modes = {os.path.basename(x): oct(os.stat(x).st_mode & 0o777)
+             for x in [d, taken[0]] + glob.glob(os.path.join(taken[0], '*'))}
+    c.check(oct(os.stat(d).st_mode & 0o777) == '0o700'
+            and all(v == '0o600' for k, v in modes.items()
+                    if k not in (os.path.basename(d), os.path.basename(taken[0]))),
+            f'{role.unit}: the backup directory is 0700 and its files 0600: {modes}')
+    rest = argv[2:]  # --config FILE [--database-uri-file FILE]
+    p = subprocess.run([argv[0], 'restore', '--dry-run', taken[0]] + rest,
+                       env=role.environment(), capture_output=True, text=True, timeout=120)
+    c.check(p.returncode == 0 and 'every checksum verified' in p.stdout
+            and 'dry run: nothing was changed' in p.stdout,
+            f'{role.unit}: restore --dry-run checks it with the rendered config: '
+            f'{(p.stdout + p.stderr).strip()[-400:]}')
+    p = subprocess.run([argv[0], 'restore', taken[0]] + rest, env=role.environment(),
+                       capture_output=True, text=True, timeout=120)
+    c.check(p.returncode != 0 and "SkyPilot's API server answers at" in p.stderr,
+            f'{role.unit}: a restore while the API server runs is refused: '
+            f'{p.stderr.strip()[-300:]}')
 
 
 def check_web_ui(c, r, subs, api_url):

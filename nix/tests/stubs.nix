@@ -59,6 +59,7 @@ let
   # and those packages; its name lists them (for nix/tests/run_rendered.py) when they fit in
   # a store path name, else it counts them.
   skypilot = pkgStub "skypilot-0.14.1" // {
+    version = "0.14.1";
     inherit pythonPackages;
     serverPython = names:
       let
@@ -81,6 +82,7 @@ let
     curl = pkgStub "curl";
     jq = pkgStub "jq";
     sqlite = pkgStub "sqlite";
+    postgresql = pkgStub "postgresql-16";
     python3 = pkgStub "python3";
     iptables = pkgStub "iptables";
     sudo = pkgStub "sudo";
@@ -303,6 +305,10 @@ let
         enable = mkOption {
           type = types.bool;
           default = false;
+        };
+        package = mkOption {
+          type = types.anything;
+          default = pkgStub "postgresql-16";
         };
         ensureDatabases = mkOption {
           type = types.listOf types.str;

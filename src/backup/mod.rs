@@ -190,7 +190,11 @@ fn sources(config: &Config) -> anyhow::Result<Vec<Source>> {
         }
     }
     if let Some(file) = &b.sky_config_file {
-        if !file.starts_with("/nix/store") && file.exists() {
+        // The module links config.yaml into the store: that one is rebuilt, not restored
+        // (a copy would replace the link).
+        let in_store = std::fs::canonicalize(file).is_ok_and(|p| p.starts_with("/nix/store"))
+            || std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink());
+        if !in_store && file.exists() {
             out.push(Source {
                 root: Root::SkyConfigFile,
                 rel: PathBuf::new(),

@@ -1052,7 +1052,10 @@ async fn backup_series_follow_the_newest_complete_backup() {
     let m = parse(&server.metrics().await);
     // In OpenMetrics too, before its closing line.
     let (_, _, om) = server
-        .get("/metrics", Some("application/openmetrics-text; version=1.0.0"))
+        .get(
+            "/metrics",
+            Some("application/openmetrics-text; version=1.0.0"),
+        )
         .await;
     server.stop().await;
     assert!(om.ends_with("# EOF\n"), "{om}");
