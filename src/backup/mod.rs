@@ -14,6 +14,15 @@
 //! `manifest.json` written last; it is assembled as `.partial-<name>` and renamed into
 //! place whole. It holds secrets (the SSH keys that reach every cluster).
 
+/// Prints a line of the report. A closed stdout (`| head`) neither stops the work nor
+/// panics: the backup or restore is what matters, its report is for people.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub(crate) mod manifest;
 mod postgres;
 mod restore;
@@ -227,6 +236,29 @@ fn stamp(t: Timestamp) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// The name of a new backup: `PREFIX` + UTC time, sorting after every backup already in
+/// `dir` (pruning removes the first names in order): a backup within the same second as
+/// the newest, or with the clock set back, is named after it with a suffix `-002`, `-003`…
+fn next_name(dir: &Path, now: Timestamp) -> anyhow::Result<String> {
+    let base = format!("{}{}", manifest::PREFIX, stamp(now));
+    let newest = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(manifest::PREFIX))
+        .max();
+    Ok(match newest {
+        Some(n) if n >= base => match n.rsplit_once('-') {
+            Some((stem, k)) if k.len() == 3 && k.bytes().all(|b| b.is_ascii_digit()) => {
+                let k: u32 = k.parse().unwrap_or(1);
+                format!("{stem}-{:03}", k + 1)
+            }
+            _ => format!("{n}-002"),
+        },
+        _ => base,
+    })
+}
+
 /// A consistent copy of the live SQLite database `src` at `dest`: `VACUUM INTO` reads
 /// one snapshot (SkyPilot keeps writing meanwhile) and writes a compact database.
 fn copy_sqlite(src: &Path, dest: &Path) -> anyhow::Result<()> {
@@ -372,14 +404,8 @@ pub(crate) fn run_backup(config: &Config, args: BackupArgs, now: Timestamp) -> a
     let _lock = lock_directory(&dir)?;
     let version = skypilot_version(config)?;
     let started = Instant::now();
-    let name = format!("{}{}", manifest::PREFIX, stamp(now));
+    let name = next_name(&dir, now)?;
     let final_dir = dir.join(&name);
-    if final_dir.exists() {
-        bail!(
-            "{} already exists (one backup per second)",
-            final_dir.display()
-        );
-    }
     // What a crash left behind (under the lock, no backup is running).
     for p in std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -473,7 +499,7 @@ pub(crate) fn run_backup(config: &Config, args: BackupArgs, now: Timestamp) -> a
         )
     })?;
     sync_dir(&dir)?;
-    println!(
+    say!(
         "{}: {} parts, {} bytes, SkyPilot {}, in {:.2} s",
         final_dir.display(),
         m.parts.len(),
@@ -482,11 +508,11 @@ pub(crate) fn run_backup(config: &Config, args: BackupArgs, now: Timestamp) -> a
         m.seconds
     );
     for p in &m.parts {
-        println!("  {:>12}  {}  ({})", p.size, p.file, p.what);
+        say!("  {:>12}  {}  ({})", p.size, p.file, p.what);
     }
     let pruned = prune(&dir, keep)?;
     for p in pruned {
-        println!("removed the older backup {}", p.display());
+        say!("removed the older backup {}", p.display());
     }
     Ok(())
 }
@@ -561,6 +587,39 @@ mod tests {
             "20261206T034500Z"
         );
         assert!(stamp(Timestamp::from_secs(9)) < stamp(Timestamp::from_secs(10)));
+    }
+
+    #[test]
+    fn a_new_name_sorts_after_every_backup_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Timestamp::from_secs(1_796_528_700);
+        let mut made = Vec::new();
+        // Four in the same second, with the first pruned meanwhile (as keep = 2 would),
+        // then one with the clock set back an hour.
+        for i in 0..5 {
+            let at = if i == 4 { t.minus_secs(3600.0) } else { t };
+            let n = next_name(dir.path(), at).unwrap();
+            std::fs::create_dir(dir.path().join(&n)).unwrap();
+            if i == 2 {
+                std::fs::remove_dir(dir.path().join(&made[0])).unwrap();
+            }
+            made.push(n);
+        }
+        assert_eq!(
+            made,
+            [
+                "skypilot-backup-20261206T034500Z",
+                "skypilot-backup-20261206T034500Z-002",
+                "skypilot-backup-20261206T034500Z-003",
+                "skypilot-backup-20261206T034500Z-004",
+                "skypilot-backup-20261206T034500Z-005",
+            ]
+        );
+        let mut sorted = made.clone();
+        sorted.sort();
+        assert_eq!(sorted, made, "names sort in the order they were made");
+        let later = next_name(dir.path(), t.plus_secs(1.0)).unwrap();
+        assert_eq!(later, "skypilot-backup-20261206T034501Z");
     }
 
     #[test]

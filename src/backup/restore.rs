@@ -272,7 +272,7 @@ pub(crate) fn run(
     } else {
         "restoring"
     };
-    println!(
+    say!(
         "{}: SkyPilot {}, taken {}, {} parts, {} bytes, every checksum verified",
         dir.display(),
         m.skypilot_version,
@@ -287,7 +287,7 @@ pub(crate) fn run(
         match s.part.kind {
             Kind::PgDump => {
                 let target = pg.as_ref().context("no database URI")?;
-                println!(
+                say!(
                     "  {verb} {} into {target} with pg_restore --clean",
                     s.part.what
                 );
@@ -296,7 +296,7 @@ pub(crate) fn run(
                 }
             }
             Kind::Sqlite | Kind::File => {
-                println!(
+                say!(
                     "  {verb} {} to {} ({} bytes, mode {:04o}, uid {}, gid {})",
                     s.part.what,
                     s.to.display(),
@@ -312,9 +312,9 @@ pub(crate) fn run(
         }
     }
     if dry_run {
-        println!("dry run: nothing was changed");
+        say!("dry run: nothing was changed");
     } else {
-        println!(
+        say!(
             "restored {} parts; start SkyPilot's API server and the skypilot-host units",
             steps.len()
         );
