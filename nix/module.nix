@@ -1501,6 +1501,10 @@ in
         timerConfig = {
           OnCalendar = cfg.backup.startAt;
           Persistent = true;
+          # Also 5 minutes after the timer starts (at boot, or when backups are first
+          # enabled): the first backup does not wait for the calendar, and the monitor's
+          # alert does not fire on a fresh install.
+          OnActiveSec = "5min";
           Unit = "skypilot-backup.service";
         };
       };

@@ -1137,6 +1137,8 @@ def backup_units(c, r, label, directory, calendar, state='/var/lib/skypilot'):
     c.equal((t['timerConfig'].get('OnCalendar'), t['timerConfig'].get('Persistent'),
              t['timerConfig'].get('Unit')), (calendar, True, 'skypilot-backup.service'),
             f'{label}: on its calendar, a missed run made up')
+    c.equal(t['timerConfig'].get('OnActiveSec'), '5min',
+            f'{label}: and a first backup 5 minutes after the timer starts (boot, or enabling)')
     c.check(f'd {directory} 0700 skypilot skypilot -' in r['tmpfiles'],
             f'{label}: the backup directory made 0700 for the service user: {r["tmpfiles"]}')
     return u
