@@ -134,7 +134,6 @@ fn check_stopped(config: &Config, steps: &[Step<'_>]) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(unsafe_code, reason = "chown via std needs no unsafe; geteuid does")]
 fn is_root() -> bool {
     super::current_uid() == 0
 }

@@ -21,17 +21,11 @@ use crate::postgres::{Postgres, POSTGRES};
 use crate::support::host::{bin, cluster, open_db, Host};
 use crate::support::real::{unique, OwnServer};
 
-/// SkyPilot's id of a name from its identity header: md5(name)[:8] (tests/real/skyctl.py).
+/// SkyPilot's id of a name from its identity header: md5(name)[:8], as the gateway
+/// computes it (src/web_ui/ownership.rs).
 fn user_id(name: &str) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import hashlib,sys; print(hashlib.md5(sys.argv[1].encode()).hexdigest()[:8])",
-            name,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(name.as_bytes()))[..8].to_string()
 }
 
 fn curl_json(args: &[&str]) -> Value {
