@@ -39,9 +39,13 @@ pub(crate) enum Command {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
-        /// Also list clusters that SkyPilot no longer lists (status GONE).
+        /// Also list clusters (with --jobs: jobs) that SkyPilot no longer lists (GONE),
+        /// and with --jobs, jobs that ended.
         #[arg(long)]
         all: bool,
+        /// Managed jobs (`sky jobs launch`) instead of clusters.
+        #[arg(long)]
+        jobs: bool,
     },
     /// Validate a host config file: exit 0 when valid, else print one error and exit 1.
     CheckConfig {
@@ -284,8 +288,18 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
             &output,
             token_file.as_deref(),
         )),
-        Command::Status { config, json, all } => {
-            report(crate::status::run(&load(&config.config)?, json, all))
+        Command::Status {
+            config,
+            json,
+            all,
+            jobs,
+        } => {
+            let config = load(&config.config)?;
+            if jobs {
+                report(crate::status::run_jobs(&config, json, all))
+            } else {
+                report(crate::status::run(&config, json, all))
+            }
         }
         Command::Audit {
             config,

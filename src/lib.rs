@@ -37,6 +37,7 @@ pub mod credentials;
 mod files;
 mod fleet;
 mod http;
+pub mod jobs;
 mod launch_policy;
 mod load_budget;
 mod memory;

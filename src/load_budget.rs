@@ -131,6 +131,14 @@ impl LoadBudget {
         load
     }
 
+    /// Changes the share this rule keeps to (a feed that shares the budget with
+    /// `/status` gets what `/status` leaves); the next read is decided against it.
+    pub(crate) fn set_budget(&mut self, budget: f64) {
+        if budget.is_finite() && budget > 0.0 {
+            self.budget = budget;
+        }
+    }
+
     /// The last decision (`None` before the first measured read).
     pub(crate) fn last(&self) -> Option<PollLoad> {
         self.last

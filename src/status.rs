@@ -181,6 +181,140 @@ pub(crate) fn run(config: &Config, json: bool, all: bool) -> anyhow::Result<()> 
     } else {
         render_table(&r)
     };
+    write_out(&text)
+}
+
+/// The jobs report as a table like `sky jobs queue`, with a header line on freshness.
+pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
+    let mut out = String::new();
+    match &r.feed {
+        None => out
+            .push_str("STALE: the cluster manager has not read SkyPilot's managed-job queue yet\n"),
+        Some(f) => {
+            let ok = f
+                .ok_at
+                .map_or_else(|| "never".to_string(), |t| when(t, r.generated_at));
+            let label = if r.stale { "STALE" } else { "fresh" };
+            out.push_str(&format!("Managed jobs as of {ok} ({label})\n"));
+            if let Some(e) = &f.error {
+                out.push_str(&format!(
+                    "Last read of the job queue failed {}: {}\n",
+                    when(f.attempted_at, r.generated_at),
+                    clean(e)
+                ));
+            }
+        }
+    }
+    let counts: Vec<String> = r
+        .by_status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    out.push_str(&format!(
+        "{} jobs{}{}; {} holding a cluster, {}/h\n",
+        r.by_status.values().sum::<i64>(),
+        if counts.is_empty() { "" } else { ": " },
+        counts.join(", "),
+        r.active,
+        dollars(Some(r.burn))
+    ));
+    let headers = [
+        "ID",
+        "NAME",
+        "STATUS",
+        "USER",
+        "CLUSTER",
+        "RECOVERIES",
+        "SUBMITTED",
+        "DURATION",
+        "$/H",
+        "COST",
+        "REASON",
+    ];
+    let rows: Vec<Vec<String>> = r
+        .jobs
+        .iter()
+        .map(|v| {
+            let j = &v.row.job;
+            vec![
+                if j.task_id == 0 {
+                    j.job_id.to_string()
+                } else {
+                    format!("{}.{}", j.job_id, j.task_id)
+                },
+                clean(&j.name).into_owned(),
+                j.status.to_string(),
+                clean(j.owner()).into_owned(),
+                clean(j.cluster.as_deref().unwrap_or("-")).into_owned(),
+                j.recovery_count.to_string(),
+                j.submitted_at
+                    .map(|t| when(t, r.generated_at))
+                    .unwrap_or_else(|| "-".into()),
+                v.running_secs.map_or_else(|| "-".into(), human_duration),
+                dollars(v.row.hourly_cost),
+                dollars(v.cost_so_far),
+                clean(j.failure_reason.as_deref().unwrap_or("-")).into_owned(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No managed jobs.\n");
+        return out;
+    }
+    let mut widths = headers.map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = *w));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&headers.map(String::from)));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// `status --jobs`: the managed jobs that have not ended (all of them with `all`).
+pub(crate) fn run_jobs(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
+    let path = &config.cluster_manager.database;
+    if !path.exists() {
+        anyhow::bail!(
+            "host database {} does not exist: is the cluster manager running (skypilot-host cluster-manager)?",
+            path.display()
+        );
+    }
+    let store = Store::open_read_only(path)?;
+    let query = crate::store::JobQuery {
+        active: !all,
+        ..Default::default()
+    };
+    let r = crate::jobs::report(
+        &store,
+        &query,
+        SystemClock.now(),
+        config.cluster_manager.jobs_poll_interval_secs,
+    )?;
+    let text = if json {
+        serde_json::to_string_pretty(&r)? + "\n"
+    } else {
+        render_jobs_table(&r)
+    };
+    write_out(&text)
+}
+
+fn write_out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a message.
     match stdout.write_all(text.as_bytes()) {

@@ -56,6 +56,21 @@ pub struct Manager {
     catalog: crate::catalog::Catalog,
     /// The last fleet sample recorded (the charts' history).
     last_sample: Option<crate::store::FleetSample>,
+    /// The managed jobs known (as last committed).
+    jobs: crate::jobs::KnownJobs,
+    /// The cost of the job queue's reads and the interval that keeps them within what
+    /// `/status` leaves of the load budget.
+    jobs_load: LoadBudget,
+    /// When the job queue was last asked for.
+    last_jobs: Option<Timestamp>,
+}
+
+/// What one read of the managed-job queue did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsReport {
+    pub jobs: usize,
+    pub changes: usize,
+    pub error: Option<String>,
 }
 
 /// Seconds between two fleet samples of an unchanged fleet.
@@ -77,6 +92,11 @@ impl Manager {
         let rows = known_rows(&store)?;
         let catalog = crate::catalog::Catalog::new(&config.policy.catalog_dir);
         let last_sample = store.last_fleet_sample()?;
+        let jobs = store.known_jobs()?;
+        let jobs_load = LoadBudget::new(
+            config.cluster_manager.load_budget,
+            config.cluster_manager.jobs_poll_interval_secs.max(1),
+        );
         let load = LoadBudget::new(
             config.cluster_manager.load_budget,
             config.cluster_manager.poll_interval_secs,
@@ -99,6 +119,9 @@ impl Manager {
             cpu_unreadable: false,
             catalog,
             last_sample,
+            jobs,
+            jobs_load,
+            last_jobs: None,
         })
     }
 
@@ -164,6 +187,7 @@ impl Manager {
         let store = Store::open(&path).map_err(|e| e.to_string())?;
         let rows = known_rows(&store).map_err(|e| e.to_string())?;
         tracing::info!(database = %path.display(), clusters = rows.len(), "host database reopened; the next poll records every cluster it lacks");
+        self.jobs = store.known_jobs().map_err(|e| e.to_string())?;
         self.store = store;
         self.known = Known {
             rows,
@@ -378,6 +402,108 @@ impl Manager {
         }
     }
 
+    /// Whether the job queue is due: `jobs_poll_interval_secs` (0: never), stretched to
+    /// keep its reads within what `/status` leaves of the load budget.
+    pub(crate) fn jobs_due(&self, now: Timestamp) -> bool {
+        if self.config.cluster_manager.jobs_poll_interval_secs == 0 {
+            return false;
+        }
+        self.last_jobs
+            .is_none_or(|t| now.secs_since(t) >= self.jobs_load.interval_secs())
+    }
+
+    /// Reads SkyPilot's managed-job queue and commits what changed. A failed read keeps
+    /// the jobs as they were and records the error with the feed (readers see its age).
+    pub async fn poll_jobs(&mut self) -> JobsReport {
+        let started = self.clock.now();
+        self.last_jobs = Some(started);
+        let cpu_before = self.server_cpu();
+        let result = self.client.jobs_queue_raw().await.and_then(|text| {
+            crate::jobs::parse_queue(&text).map_err(|what| ClientError::Malformed {
+                url: format!("{}/jobs/queue/v2", self.client.base_url()),
+                what: format!("jobs/queue/v2: {what}"),
+            })
+        });
+        let answered = self.clock.now();
+        let seconds = answered.secs_since(started).max(0.0);
+        let jobs = match result {
+            Ok(jobs) => jobs,
+            Err(e) => return self.record_jobs_failure(started, seconds, e.kind(), e.to_string()),
+        };
+        let cpu = match (cpu_before, self.server_cpu()) {
+            (Some((a, source)), Some((b, _))) => Some(((b - a).max(0.0), source)),
+            _ => None,
+        };
+        // The queue shares the budget with /status: it gets what /status leaves (at
+        // least a tenth of it).
+        let budget = self.config.cluster_manager.load_budget;
+        let status_share = self.load.last().map_or(0.0, |l| l.share);
+        self.jobs_load
+            .set_budget((budget - status_share).max(budget / 10.0));
+        self.jobs_load.record(started, answered, cpu);
+        let n = jobs.len();
+        let changes = crate::jobs::diff_jobs(&self.jobs, jobs, answered.floor());
+        let state = crate::store::FeedState {
+            attempted_at: answered.floor(),
+            ok_at: Some(answered),
+            records: Some(sql_count(n)),
+            seconds: Some(seconds),
+            interval_secs: Some(self.jobs_load.interval_secs()),
+            error_kind: None,
+            error: None,
+        };
+        if let Err(e) = self.store.commit_jobs(&changes, &state) {
+            return self.record_jobs_failure(started, seconds, "database".into(), e.to_string());
+        }
+        for t in &changes.transitions {
+            let job = self
+                .jobs
+                .get(&(t.job_id, t.task_id))
+                .map(|(j, _)| j.name.as_str());
+            if t.to.is_failed() {
+                tracing::warn!(job_id = t.job_id, job = job.map(clean).as_deref(), to = %t.to, "managed job failed");
+            } else if t.from.is_some() {
+                tracing::info!(job_id = t.job_id, from = ?t.from, to = %t.to, "managed job status changed");
+            }
+        }
+        let count = changes.len();
+        crate::jobs::apply_jobs(&mut self.jobs, changes);
+        JobsReport {
+            jobs: n,
+            changes: count,
+            error: None,
+        }
+    }
+
+    /// Records a failed read of the job queue; the jobs stay as they were.
+    fn record_jobs_failure(
+        &mut self,
+        started: Timestamp,
+        seconds: f64,
+        kind: String,
+        error: String,
+    ) -> JobsReport {
+        let error = clean(&error).into_owned();
+        tracing::warn!(error = %error, "reading the managed-job queue failed; keeping the last known jobs");
+        let state = crate::store::FeedState {
+            attempted_at: started,
+            ok_at: None,
+            records: None,
+            seconds: Some(seconds),
+            interval_secs: None,
+            error_kind: Some(kind),
+            error: Some(error.clone()),
+        };
+        if let Err(e) = self.store.record_feed(crate::store::Feed::Jobs, &state) {
+            tracing::error!(error = %e, "cannot record the failed read of the job queue");
+        }
+        JobsReport {
+            jobs: 0,
+            changes: 0,
+            error: Some(error),
+        }
+    }
+
     /// A poll that ran out of its deadline (its future was dropped mid-request).
     pub(crate) fn record_deadline(&mut self, started: Timestamp, deadline: Duration) -> PollReport {
         let message = format!(
@@ -500,11 +626,33 @@ impl crate::runner::Periodic for Manager {
             Ok(report) => report,
             Err(_) => self.record_deadline(started, deadline),
         };
+        // The job queue when it is due and the server answered the poll.
+        let mut jobs_note = String::new();
+        if report.error.is_none() && self.jobs_due(self.clock.now()) {
+            let asked = self.clock.now();
+            let jobs = match tokio::time::timeout(deadline, self.poll_jobs()).await {
+                Ok(r) => r,
+                Err(_) => self.record_jobs_failure(
+                    asked,
+                    deadline.as_secs_f64(),
+                    "deadline".into(),
+                    format!(
+                        "the job queue took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
+                        deadline.as_secs(),
+                        self.client.base_url()
+                    ),
+                ),
+            };
+            jobs_note = match jobs.error {
+                None => format!("; {} managed jobs, {} changed", jobs.jobs, jobs.changes),
+                Some(e) => format!("; job queue failed: {e}"),
+            };
+        }
         crate::memory::release_freed();
         let wait = self.next_delay();
         let status = match &report.error {
             None => format!(
-                "{} clusters, {} changed; next poll in {:.0} s",
+                "{} clusters, {} changed{jobs_note}; next poll in {:.0} s",
                 report.clusters,
                 report.changes,
                 wait.as_secs_f64()

@@ -31,7 +31,15 @@ pub(crate) const DB_ERROR_KINDS: [&str; 7] = [
 const PAGE_CACHE_KIB: u32 = 256;
 
 /// Tables whose rows are read; a row that does not parse is counted under its table.
-pub(crate) const TABLES: [&str; 5] = ["api_server", "audit", "clusters", "poll_load", "poll_runs"];
+pub(crate) const TABLES: [&str; 7] = [
+    "api_server",
+    "audit",
+    "clusters",
+    "feeds",
+    "managed_jobs",
+    "poll_load",
+    "poll_runs",
+];
 
 /// The data of one scrape.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +66,14 @@ pub struct Snapshot {
     pub(crate) audit: Vec<(String, String, i64)>,
     /// Seconds spent reading the database.
     pub(crate) read_seconds: f64,
+    /// Managed jobs by (status, owner).
+    pub(crate) job_counts: Vec<crate::store::JobCount>,
+    /// Jobs that ended with a failure, by owner.
+    pub(crate) failed_jobs: Vec<(String, i64)>,
+    /// Jobs that have not ended.
+    pub(crate) active_jobs: Vec<crate::jobs::ManagedJob>,
+    /// The last read of SkyPilot's job queue.
+    pub(crate) jobs_feed: Option<crate::store::FeedState>,
     /// The first problem met, in words, for the log (never exported).
     pub first_error: Option<String>,
 }
@@ -359,6 +375,26 @@ impl Reader {
                     .collect()
             }
             Err(e) => snap.problem("audit", &e),
+        }
+        match store.job_counts() {
+            Ok(v) => snap.job_counts = v,
+            Err(e) => snap.problem("managed_jobs", &e),
+        }
+        match store.failed_jobs_by_user() {
+            Ok(v) => snap.failed_jobs = v,
+            Err(e) => snap.problem("managed_jobs", &e),
+        }
+        let active = crate::store::JobQuery {
+            active: true,
+            ..Default::default()
+        };
+        match store.query_jobs(&active) {
+            Ok(v) => snap.active_jobs = v.into_iter().map(|r| r.job).collect(),
+            Err(e) => snap.problem("managed_jobs", &e),
+        }
+        match store.feed(crate::store::Feed::Jobs) {
+            Ok(f) => snap.jobs_feed = f,
+            Err(e) => snap.problem("feeds", &e),
         }
         self.fleet = fleet.ok();
     }

@@ -336,7 +336,7 @@ enum Source {
 type EncodePart = fn(&Snapshot, Moment, &mut DescriptorEncoder) -> fmt::Result;
 
 /// The exposition, family by family in this order, cut where the source changes.
-const PARTS: [(Source, EncodePart); 10] = [
+const PARTS: [(Source, EncodePart); 12] = [
     (Source::Database, Snapshot::encode_host_state),
     (Source::Clock, Snapshot::encode_host_ages),
     (Source::Database, Snapshot::encode_polls),
@@ -347,6 +347,8 @@ const PARTS: [(Source, EncodePart); 10] = [
     (Source::Clusters, Snapshot::encode_autostop_and_cost),
     (Source::Clock, Snapshot::encode_accrued_cost),
     (Source::Database, Snapshot::encode_actions),
+    (Source::Database, Snapshot::encode_jobs),
+    (Source::Clock, Snapshot::encode_job_times),
 ];
 
 impl Collector for Snapshot {
@@ -907,6 +909,88 @@ impl Snapshot {
             logins.iter().map(|(o, n)| ([("outcome", o.as_str())], *n)),
         )
     }
+}
+
+impl Snapshot {
+    /// Managed jobs: by status and owner, failures, recoveries of each job that has not
+    /// ended, and whether SkyPilot's job queue was read.
+    fn encode_jobs(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        gauges(
+            enc,
+            "skypilot_managed_jobs",
+            "Managed jobs in the host database, by SkyPilot status (GONE: no longer in SkyPilot's queue) and owner.",
+            None,
+            self.job_counts.iter().map(|c| {
+                (
+                    [
+                        ("status", c.status.as_str().to_string()),
+                        ("user", bounded_label(&c.user)),
+                    ],
+                    c.jobs,
+                )
+            }),
+        )?;
+        counters(
+            enc,
+            "skypilot_managed_jobs_failed",
+            "Managed jobs that ended with a failure (FAILED, FAILED_SETUP, FAILED_PRECHECKS, FAILED_NO_RESOURCE, FAILED_CONTROLLER; not CANCELLED), by owner.",
+            self.failed_jobs
+                .iter()
+                .map(|(u, n)| ([("user", bounded_label(u))], u64::try_from(*n).unwrap_or(0))),
+        )?;
+        counters(
+            enc,
+            "skypilot_managed_job_recoveries",
+            "Times SkyPilot recovered each managed job that has not ended (its recovery_count).",
+            self.active_jobs
+                .iter()
+                .map(|j| (job_labels(j), u64::try_from(j.recovery_count).unwrap_or(0))),
+        )?;
+        if let Some(f) = &self.jobs_feed {
+            gauge(
+                enc,
+                "skypilot_host_jobs_feed_up",
+                "1 when the cluster manager's last read of SkyPilot's managed-job queue succeeded, else 0.",
+                None,
+                flag(f.error.is_none()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How long each running job has run, and the age of the job data.
+    fn encode_job_times(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        gauges(
+            enc,
+            "skypilot_managed_job_running",
+            "Seconds since each managed job that holds a cluster (STARTING, RUNNING, RECOVERING, ...) started.",
+            Some(&seconds()),
+            self.active_jobs
+                .iter()
+                .filter(|j| j.status.is_active())
+                .filter_map(|j| Some((job_labels(j), j.running_secs(at.now)?))),
+        )?;
+        if let Some(ok) = self.jobs_feed.as_ref().and_then(|f| f.ok_at) {
+            gauge(
+                enc,
+                "skypilot_host_jobs_feed_age",
+                "Seconds since the cluster manager last read SkyPilot's managed-job queue successfully.",
+                Some(&seconds()),
+                at.now.age_since(ok),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The labels of one managed job's series (no status: a series must survive the job's
+/// moves between RUNNING and RECOVERING for `increase()` to count recoveries).
+fn job_labels(j: &crate::jobs::ManagedJob) -> [(&'static str, String); 3] {
+    [
+        ("job_id", j.job_id.to_string()),
+        ("name", bounded_label(&j.name)),
+        ("user", bounded_label(j.owner())),
+    ]
 }
 
 #[cfg(test)]

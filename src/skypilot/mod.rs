@@ -733,6 +733,23 @@ impl Client {
         })
     }
 
+    /// `POST /jobs/queue/v2` of every user's managed jobs, finished ones included, with
+    /// the fields the host keeps ([`crate::jobs::QUEUE_FIELDS`]); the raw return value.
+    /// SkyPilot answers it from its jobs controller (on the API server's host in
+    /// consolidation mode).
+    pub async fn jobs_queue_raw(&self) -> Result<String> {
+        self.call_raw(
+            "jobs/queue/v2",
+            json!({
+                "refresh": false,
+                "skip_finished": false,
+                "all_users": true,
+                "fields": crate::jobs::QUEUE_FIELDS,
+            }),
+        )
+        .await
+    }
+
     /// `POST /autostop`: `minutes` idle minutes (-1 cancels), `down` tears down instead of stopping.
     pub async fn autostop(&self, cluster: &str, minutes: i64, down: bool) -> Result<()> {
         self.call::<serde_json::Value>(

@@ -203,6 +203,57 @@ CREATE TABLE autostop_pass (
     held_reason TEXT
 );
 "#,
+    // 9: managed jobs as SkyPilot's job queue lists them (a job that disappears is kept
+    // as GONE, its last status in last_status), their status changes, and the state of
+    // each feed polled besides /status (jobs, services): when it was last read, and the
+    // error of the last attempt when it failed.
+    r#"
+CREATE TABLE managed_jobs (
+    job_id         INTEGER NOT NULL,
+    task_id        INTEGER NOT NULL,
+    name           TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('PENDING', 'SUBMITTED', 'STARTING', 'RUNNING', 'WINDING_DOWN', 'RECOVERING', 'CANCELLING', 'SUCCEEDED', 'CANCELLED', 'FAILED', 'FAILED_SETUP', 'FAILED_PRECHECKS', 'FAILED_NO_RESOURCE', 'FAILED_CONTROLLER', 'GONE')),
+    last_status    TEXT,
+    workspace      TEXT NOT NULL,
+    user_name      TEXT,
+    user_hash      TEXT,
+    pool           TEXT,
+    resources      TEXT,
+    infra          TEXT,
+    cloud          TEXT,
+    region         TEXT,
+    recovery_count INTEGER NOT NULL,
+    cluster        TEXT,
+    submitted_at   REAL,
+    started_at     REAL,
+    ended_at       REAL,
+    failure_reason TEXT,
+    first_seen     REAL NOT NULL,
+    last_changed   REAL NOT NULL,
+    gone_at        REAL,
+    PRIMARY KEY (job_id, task_id)
+);
+CREATE INDEX managed_jobs_by_status ON managed_jobs (status);
+CREATE TABLE job_transitions (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL,
+    task_id     INTEGER NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    at          REAL NOT NULL
+);
+CREATE INDEX job_transitions_by_job ON job_transitions (job_id, at);
+CREATE TABLE feeds (
+    name         TEXT PRIMARY KEY NOT NULL CHECK (name IN ('jobs', 'services')),
+    attempted_at REAL NOT NULL,
+    ok_at        REAL,
+    records      INTEGER,
+    seconds      REAL,
+    interval_secs REAL,
+    error_kind   TEXT,
+    error        TEXT
+);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

@@ -29,6 +29,7 @@ use crate::time::Timestamp;
 mod audit;
 mod clusters;
 mod history;
+mod jobs;
 mod lock;
 mod migrations;
 mod polls;
@@ -43,6 +44,7 @@ pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, FleetSums, Transition,
 };
 pub use history::{AutostopPass, FleetSample};
+pub use jobs::{Feed, FeedState, JobCount, JobQuery};
 pub(crate) use lock::lock_with_pid;
 pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};

@@ -10,6 +10,10 @@
 //! - `GET /api/v1/health`: the API server's last health probe and the data's freshness.
 //! - `GET /api/v1/fleet/history?window=1h|24h|7d`: the fleet by status and its burn rate
 //!   over time (the Overview's charts).
+//! - `GET /api/v1/jobs` (`status`, `user`, `name`, `all`; `per_page` and `page`): the
+//!   managed jobs report `status --jobs --json` prints; without `all` or `status`, the
+//!   jobs that have not ended.
+//! - `GET /api/v1/jobs/{id}`: one managed job's tasks and status changes.
 
 use std::sync::Arc;
 
@@ -144,6 +148,58 @@ impl ClusterFilter {
     }
 }
 
+/// The filters of the managed-job list (query string of the API and the Jobs page).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct JobFilter {
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) user: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) all: Option<String>,
+    #[serde(default)]
+    pub(crate) page: Option<String>,
+    #[serde(default)]
+    pub(crate) per_page: Option<String>,
+}
+
+impl JobFilter {
+    /// The store query, paged like the cluster list; an error names the parameter.
+    pub(crate) fn query(
+        &self,
+        default_size: Option<usize>,
+    ) -> Result<crate::store::JobQuery, String> {
+        let statuses = match nonempty(&self.status) {
+            None => Vec::new(),
+            Some(s) => s
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .to_ascii_uppercase()
+                        .parse::<crate::jobs::JobStatus>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("status: {e}"))?,
+        };
+        let paging = ClusterFilter {
+            page: self.page.clone(),
+            per_page: self.per_page.clone(),
+            ..ClusterFilter::default()
+        }
+        .paging(default_size)?;
+        Ok(crate::store::JobQuery {
+            active: !truthy(&self.all) && statuses.is_empty(),
+            statuses,
+            user: nonempty(&self.user),
+            name_contains: nonempty(&self.name),
+            limit: paging.map(|(_, size)| size),
+            offset: paging.map_or(0, |(page, size)| (page - 1).saturating_mul(size)),
+        })
+    }
+}
+
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
@@ -202,6 +258,66 @@ async fn cluster(State(state): State<Arc<WebState>>, Path(name): Path<String>) -
             StatusCode::NOT_FOUND,
             format!("cluster {name:?} is not in the host database"),
         ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn jobs(State(state): State<Arc<WebState>>, Query(f): Query<JobFilter>) -> Response {
+    let q = match f.query(None) {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let now = state.clock.now();
+    let interval = state.config.cluster_manager.jobs_poll_interval_secs;
+    let out = state
+        .read(move |store| {
+            let report = crate::jobs::report(store, &q, now, interval)?;
+            Ok(serde_json::to_vec(&report)?)
+        })
+        .await;
+    match out {
+        Ok(body) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn job(State(state): State<Arc<WebState>>, Path(id): Path<String>) -> Response {
+    let Ok(job_id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("job id {id:?} is not a number: expected SkyPilot's managed job id"),
+        );
+    };
+    let now = state.clock.now();
+    let out = state
+        .read(move |store| {
+            let tasks: Vec<crate::jobs::JobView> = store
+                .jobs_by_id(job_id)?
+                .into_iter()
+                .map(|row| crate::jobs::JobView {
+                    running_secs: row.job.running_secs(now),
+                    cost_so_far: row.cost_so_far(now),
+                    row,
+                })
+                .collect();
+            Ok((tasks, store.job_transitions(job_id)?))
+        })
+        .await;
+    match out {
+        Ok((tasks, _)) if tasks.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            format!("managed job {job_id} is not in the host database"),
+        ),
+        Ok((tasks, transitions)) => Json(json!({
+            "job_id": job_id,
+            "tasks": tasks,
+            "transitions": transitions,
+        }))
+        .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -351,6 +467,8 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
         .route("/api/v1/actions", get(audit_log).post(post_action))
         .route("/api/v1/health", get(health))
         .route("/api/v1/fleet/history", get(fleet_history))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/{id}", get(job))
         .layer(axum::middleware::from_fn(super::auth::require_csrf))
         .layer(axum::middleware::from_fn(super::auth::require_api))
         .layer(axum::middleware::from_fn(

@@ -20,6 +20,7 @@ mod credentials;
 mod fuzz_regressions;
 mod gateway;
 mod hostile_files;
+mod jobs;
 mod load_budget;
 mod monitor;
 mod monitor_load;

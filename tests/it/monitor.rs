@@ -312,6 +312,44 @@ fn write_fleet(db: &Path) {
     audit(&store, "login", "ok", 2);
     audit(&store, "login", "failure", 1);
     audit(&store, "logout", "ok", 1);
+    write_jobs(&mut store);
+}
+
+/// Managed jobs: alice's job 7 running for 30 min on a-up-aws after 4 recoveries, bob's
+/// job 8 failed, bob's job 9 cancelled (not a failure).
+fn write_jobs(store: &mut Store) {
+    use skypilot_host::jobs::{diff_jobs, parse_queue, KnownJobs};
+    use skypilot_host::store::FeedState;
+    let queue = format!(
+        r#"{{"jobs": [
+            {{"job_id": 7, "task_id": 0, "job_name": "train", "status": "RUNNING", "user_name": "alice",
+              "recovery_count": 4, "current_cluster_name": "a-up-aws", "start_at": {started}}},
+            {{"job_id": 8, "task_id": 0, "job_name": "eval", "status": "FAILED", "user_name": "bob",
+              "failure_reason": "exit 1", "start_at": {started}, "end_at": {ended}}},
+            {{"job_id": 9, "task_id": 0, "job_name": "sweep", "status": "CANCELLED", "user_name": "bob"}}
+        ]}}"#,
+        started = NOW - 1800.0,
+        ended = NOW - 600.0
+    );
+    let changes = diff_jobs(
+        &KnownJobs::new(),
+        parse_queue(&queue).unwrap(),
+        Timestamp::from(NOW - 45.0),
+    );
+    store
+        .commit_jobs(
+            &changes,
+            &FeedState {
+                attempted_at: Timestamp::from(NOW - 45.0),
+                ok_at: Some(Timestamp::from(NOW - 45.0)),
+                records: Some(3),
+                seconds: Some(0.5),
+                interval_secs: Some(60.0),
+                error_kind: None,
+                error: None,
+            },
+        )
+        .unwrap();
 }
 
 fn fleet_db() -> (tempfile::TempDir, PathBuf) {
@@ -338,6 +376,27 @@ const FLEET_VALUES: &[(&str, f64)] = &[
         ),
         1.0,
     ),
+    // Managed jobs.
+    (
+        r#"skypilot_managed_jobs{status="RUNNING",user="alice"}"#,
+        1.0,
+    ),
+    (r#"skypilot_managed_jobs{status="FAILED",user="bob"}"#, 1.0),
+    (
+        r#"skypilot_managed_jobs{status="CANCELLED",user="bob"}"#,
+        1.0,
+    ),
+    (r#"skypilot_managed_jobs_failed_total{user="bob"}"#, 1.0),
+    (
+        r#"skypilot_managed_job_recoveries_total{job_id="7",name="train",user="alice"}"#,
+        4.0,
+    ),
+    (
+        r#"skypilot_managed_job_running_seconds{job_id="7",name="train",user="alice"}"#,
+        1800.0,
+    ),
+    ("skypilot_host_jobs_feed_up", 1.0),
+    ("skypilot_host_jobs_feed_age_seconds", 45.0),
     // Counts.
     (r#"skypilot_clusters_by_status{status="UP"}"#, 3.0),
     (r#"skypilot_clusters_by_status{status="STOPPED"}"#, 1.0),
@@ -489,6 +548,10 @@ const FLEET_ABSENT: &[(&str, &str)] = &[
 /// The same fleet with the clock moved 100 s on: time comes from the clock.
 const FLEET_VALUES_100S_LATER: &[(&str, f64)] = &[
     ("skypilot_host_state_age_seconds", 145.0),
+    (
+        r#"skypilot_managed_job_running_seconds{job_id="7",name="train",user="alice"}"#,
+        1900.0,
+    ),
     (
         r#"skypilot_cluster_uptime_seconds{cluster="a-up-aws"}"#,
         3700.0,
@@ -800,7 +863,10 @@ async fn malformed_rows_do_not_break_a_scrape() {
     assert_eq!(get(&m, r#"skypilot_clusters_by_status{status="UP"}"#), 3.0);
     assert_eq!(get(&m, "skypilot_burn_rate_dollars_per_hour"), 1.75);
     assert!(!text.contains("zz-bad"));
-    assert!(!text.contains("RUNNING"));
+    // The malformed cluster status is nowhere among the cluster series.
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("skypilot_cluster") && l.contains("RUNNING")));
     promtool_check_metrics(&text);
     server.stop().await;
 }

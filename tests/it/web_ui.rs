@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use skypilot_host::config::Config;
 use skypilot_host::time::{Clock, SystemClock, Timestamp};
 
@@ -52,6 +52,9 @@ impl Setup {
         before(&sim);
         sim.add_cluster(SimCluster::new("web-a").user("alice", "a1"));
         sim.add_cluster(SimCluster::new("web-b").user("bob", "b2"));
+        if sim.next_job_id() == 1 {
+            sim.upsert_job(crate::support::sim::SimJob::new(1, "nightly", "alice"));
+        }
         sim.add_cluster(
             SimCluster::new("web-c")
                 .user("alice", "a1")
@@ -68,6 +71,9 @@ impl Setup {
         let manager = host.spawn_manager();
         host.wait_status("the fleet is recorded", Duration::from_secs(30), |s| {
             names.iter().all(|n| cluster(s, n).is_some())
+        });
+        host.wait_jobs("the job queue is recorded", Duration::from_secs(30), |r| {
+            r["jobs"].as_array().is_some_and(|j| !j.is_empty())
         });
         let users = users_file(host.dir.path(), &[ADMIN, USER, VIEWER]);
         let (tokens, token) = tokens_file(host.dir.path(), "ci-bot", "admin");
@@ -134,9 +140,11 @@ impl Drop for Setup {
 }
 
 /// Pages: without a login, a redirect to the login page naming where to come back.
-const PAGES: [&str; 8] = [
+const PAGES: [&str; 10] = [
     "/console/",
     "/console/clusters?status=UP",
+    "/console/jobs?status=RUNNING",
+    "/console/jobs/1",
     "/console/clusters/web-a",
     "/console/clusters/web-a/actions/stop",
     "/console/audit",
@@ -147,8 +155,10 @@ const PAGES: [&str; 8] = [
 /// Forms: without a login, a redirect too.
 const PAGE_POSTS: [&str; 2] = ["/console/clusters/web-a/actions/stop", "/console/logout"];
 /// The JSON API: without a login, 401.
-const API: [&str; 4] = [
+const API: [&str; 6] = [
     "/api/v1/clusters",
+    "/api/v1/jobs",
+    "/api/v1/jobs/1",
     "/api/v1/clusters/web-a",
     "/api/v1/actions",
     "/api/v1/health",
@@ -508,6 +518,102 @@ fn html_from_skypilot_and_its_users_is_escaped() {
         "the error is shown, escaped: {}",
         pages[0]
     );
+}
+
+/// The Jobs page, a job's page, the Overview and the JSON API show SkyPilot's managed
+/// jobs with their owner, cost so far (the price of the cluster they run on) and failure,
+/// every value from SkyPilot escaped.
+#[test]
+fn the_jobs_pages_show_the_queue_escaped() {
+    use crate::support::sim::SimJob;
+    let evil_name = "train<img src=x onerror=alert(3)>";
+    let evil_reason = "<script>alert('reason')</script>";
+    let s = Setup::with_sim(
+        &[],
+        |sim| {
+            let mut running = SimJob::new(1, "train-llm", "alice");
+            running.status = "RUNNING".into();
+            running.cluster = Some("web-a".into());
+            running.recovery_count = 2;
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                - 3600.0;
+            running.start_at = Some(started);
+            running.submitted_at = Some(started);
+            sim.upsert_job(running);
+            let mut failed = SimJob::new(2, evil_name, "bob");
+            failed.status = "FAILED".into();
+            failed.failure_reason = Some(evil_reason.into());
+            sim.upsert_job(failed);
+        },
+        |_| {},
+    );
+    s.host.wait_jobs("both jobs", Duration::from_secs(30), |r| {
+        r["jobs"].as_array().is_some_and(|j| j.len() == 2)
+    });
+    let rt = &s.rt;
+    let viewer = s.logged_in(VIEWER);
+    let list = rt.block_on(viewer.get("/console/jobs"));
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("train-llm") && list.body.contains("RUNNING"));
+    // Without a filter, jobs that ended are left out; with all=1 they are there.
+    assert!(!list.body.contains("FAILED</span>"), "{}", list.body);
+    let all = rt.block_on(viewer.get("/console/jobs?all=1"));
+    assert!(all.body.contains("FAILED"), "{}", all.body);
+    // An hour on a $0.096/h cluster.
+    assert!(all.body.contains("$0.10"), "{}", all.body);
+    let one = rt.block_on(viewer.get("/console/jobs/2"));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(
+        one.body.contains("/dashboard/jobs/2"),
+        "link to SkyPilot's page"
+    );
+    let overview = rt.block_on(viewer.get("/console/"));
+    assert!(
+        overview.body.contains("Managed jobs") && overview.body.contains("1 running"),
+        "{}",
+        overview.body
+    );
+    for (what, body) in [
+        ("list", &all.body),
+        ("job", &one.body),
+        ("overview", &overview.body),
+    ] {
+        for raw in ["<img src=x", "<script>alert("] {
+            assert!(!body.contains(raw), "{what} contains {raw:?} unescaped");
+        }
+    }
+    assert!(
+        one.body.contains("&lt;script&gt;"),
+        "the failure is shown, escaped"
+    );
+    assert_eq!(rt.block_on(viewer.get("/console/jobs/99")).status, 404);
+
+    let api = rt.block_on(viewer.get("/api/v1/jobs?all=1"));
+    assert_eq!(api.status, 200, "{}", api.body);
+    let v: Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["active"], 1);
+    assert_eq!(v["by_status"]["FAILED"], 1);
+    let j = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == 1)
+        .unwrap();
+    assert_eq!(
+        (&j["user_name"], &j["recovery_count"]),
+        (&json!("alice"), &json!(2))
+    );
+    assert_eq!(j["hourly_cost"], 0.096);
+    let bad = rt.block_on(viewer.get("/api/v1/jobs?status=LOST"));
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("LOST"), "{}", bad.body);
+    let job = rt.block_on(viewer.get("/api/v1/jobs/1"));
+    let v: Value = serde_json::from_str(&job.body).unwrap();
+    assert_eq!(v["transitions"][0]["to"], "RUNNING");
 }
 
 #[test]

@@ -17,7 +17,13 @@ account's zone names once it has an AWS identity).
     python skyctl.py set-autostop NAME MINUTES [--down]
     python skyctl.py remove NAME
     python skyctl.py keys USER          SkyPilot's SSH key pair of USER (made as a launch would)
-    python skyctl.py job NAME --user U  a managed job's record (PENDING), as `sky jobs launch` makes
+    python skyctl.py job NAME --user U
+                                        a managed job's record (PENDING), as `sky jobs launch` makes;
+                                        prints its id
+    python skyctl.py job-state ID STATE [--recoveries N] [--reason TEXT] [--cluster NAME]
+                                        moves job ID on as its controller would (STARTING, RUNNING,
+                                        RECOVERING, SUCCEEDED, FAILED*, CANCELLED), through
+                                        SkyPilot's own state functions
     python skyctl.py dump               JSON: clusters (handle digests), users, SSH keys, jobs
 """
 import argparse
@@ -181,12 +187,69 @@ def keys(args) -> None:
 
 
 def job(args) -> None:
+    from sky import global_user_state
+    from sky import models
     from sky.jobs import state
+    # A launch through the API server records its user first; the queue names the user
+    # from that record.
+    global_user_state.add_or_update_user(models.User(id=user_hash(args.user), name=args.user))
     job_id = state.set_job_info_without_job_id(
         name=args.name, workspace='default', entrypoint=f'sky jobs launch -n {args.name}',
         pool=None, pool_hash=None, user_hash=user_hash(args.user))
     state.set_pending(job_id, 0, args.name, '1x[CPU:2]', '{}')
     print(job_id)
+
+
+def job_state(args) -> None:
+    """Moves a managed job on through SkyPilot's own state functions, in the order its
+    controller calls them: PENDING -> STARTING -> RUNNING (-> RECOVERING -> RUNNING)* ->
+    SUCCEEDED | FAILED* | CANCELLING -> CANCELLED."""
+    import asyncio
+    import time
+    from sky.jobs import state
+
+    async def callback(_status: str) -> None:
+        return None
+
+    job_id, target = args.id, args.state
+    statuses = {s.value: s for s in state.ManagedJobStatus}
+    if target not in statuses:
+        sys.exit(f'skyctl.py job-state: unknown state {target!r}; expected one of '
+                 f'{", ".join(sorted(statuses))}')
+
+    async def run() -> None:
+        now = time.time()
+        current = state.get_status(job_id)
+        if current is None:
+            sys.exit(f'skyctl.py job-state: no managed job {job_id}')
+        if current == state.ManagedJobStatus.PENDING and target != 'CANCELLED':
+            await state.set_starting_async(job_id, 0, f'sky-{int(now)}', now, '1x[CPU:2]', {},
+                                           callback)
+        if args.cluster:
+            state.set_current_cluster_name(job_id, args.cluster)
+            state.set_job_infra(job_id, cloud='AWS', region='us-west-2', zone='us-west-2a')
+        if target == 'STARTING':
+            return
+        if state.get_status(job_id) == state.ManagedJobStatus.STARTING:
+            await state.set_started_async(job_id, 0, now, callback)
+        for _ in range(args.recoveries):
+            await state.set_recovering_async(job_id, 0, False, callback)
+            await state.set_recovered_async(job_id, 0, time.time(), callback)
+        if target == 'RECOVERING':
+            await state.set_recovering_async(job_id, 0, False, callback)
+        elif target == 'SUCCEEDED':
+            await state.set_succeeded_async(job_id, 0, time.time(), callback)
+        elif target.startswith('FAILED'):
+            await state.set_failed_async(job_id, 0, statuses[target],
+                                         args.reason or f'{target} (made by skyctl.py)',
+                                         callback)
+        elif target in ('CANCELLING', 'CANCELLED'):
+            await state.set_cancelling_async(job_id, callback)
+            if target == 'CANCELLED':
+                await state.set_cancelled_async(job_id, callback)
+
+    asyncio.run(run())
+    print(state.get_status(job_id).value)
 
 
 def dump(_args) -> None:
@@ -246,6 +309,12 @@ def main() -> int:
     j = sub.add_parser('job')
     j.add_argument('name')
     j.add_argument('--user', required=True)
+    js = sub.add_parser('job-state')
+    js.add_argument('id', type=int)
+    js.add_argument('state')
+    js.add_argument('--recoveries', type=int, default=0)
+    js.add_argument('--reason')
+    js.add_argument('--cluster')
     sub.add_parser('dump')
     args = parser.parse_args()
     if args.cmd == 'catalog':
@@ -262,6 +331,8 @@ def main() -> int:
         keys(args)
     elif args.cmd == 'job':
         job(args)
+    elif args.cmd == 'job-state':
+        job_state(args)
     elif args.cmd == 'dump':
         dump(args)
     return 0

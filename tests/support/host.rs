@@ -163,6 +163,44 @@ impl Host {
         self
     }
 
+    /// Reads SkyPilot's managed-job queue every `secs` (`jobs_poll_interval_secs`).
+    #[allow(dead_code)]
+    pub fn with_jobs_every(self, secs: u64) -> Host {
+        let text = std::fs::read_to_string(&self.config).unwrap().replace(
+            "load_budget = 1.0\n",
+            &format!("load_budget = 1.0\njobs_poll_interval_secs = {secs}\n"),
+        );
+        std::fs::write(&self.config, text).unwrap();
+        self
+    }
+
+    /// Waits until `pred` holds for `status --jobs --json --all`.
+    #[allow(dead_code)]
+    pub fn wait_jobs(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            if self.db.exists() {
+                let out = bin()
+                    .args(["status", "--jobs", "--json", "--all", "--config"])
+                    .arg(&self.config)
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    if pred(&v) {
+                        return v;
+                    }
+                    last = format!("{v:#}");
+                } else {
+                    last = String::from_utf8_lossy(&out.stderr).into_owned();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out after {timeout:?} waiting for: {what}\nlast: {last}");
+    }
+
     /// The cluster manager on this host, its stderr in `manager.log`.
     pub fn spawn_manager(&self) -> HostProcess {
         HostProcess::role(

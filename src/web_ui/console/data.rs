@@ -42,6 +42,8 @@ pub(crate) struct Overview {
     pub(crate) history: Vec<FleetSample>,
     pub(crate) window: (&'static str, &'static str, f64, f64),
     pub(crate) autostop_actions: Vec<AuditEntry>,
+    /// The managed jobs' totals (no rows).
+    pub(crate) jobs: crate::jobs::JobsReport,
 }
 
 pub(crate) fn overview(
@@ -62,7 +64,17 @@ pub(crate) fn overview(
         .into_iter()
         .map(|r| ClusterView::new(r, &state, now))
         .collect();
+    let jobs = crate::jobs::report(
+        s,
+        &crate::store::JobQuery {
+            limit: Some(0),
+            ..Default::default()
+        },
+        now,
+        config.cluster_manager.jobs_poll_interval_secs,
+    )?;
     Ok(Overview {
+        jobs,
         polling: crate::fleet::polling_of(s, config)?,
         api: s.api_server_health()?,
         sums: s.fleet_sums()?,

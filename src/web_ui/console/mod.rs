@@ -4,6 +4,7 @@
 //! inlined: styles and the script come from our own static files, embedded in the binary.
 //!
 //! Pages: `/console/` (overview), `/console/clusters`, `/console/clusters/{name}`,
+//! `/console/jobs`, `/console/jobs/{id}` (managed jobs),
 //! `/console/clusters/{name}/actions/{action}` (confirm, then POST), `/console/audit`,
 //! `/console/autostop`, `/console/services`, `/console/config`; `/console/login`
 //! (GET form, POST), `/console/logout` (POST), served by [`auth::login`].
@@ -65,6 +66,8 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
             "/console/clusters/{name}/actions/{action}",
             get(pages::confirm_action).post(pages::do_action),
         )
+        .route("/console/jobs", get(pages::jobs))
+        .route("/console/jobs/{id}", get(pages::job))
         .route("/console/audit", get(pages::audit))
         .route("/console/autostop", get(pages::autostop))
         .route("/console/services", get(pages::services))

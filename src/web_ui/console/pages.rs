@@ -52,6 +52,65 @@ pub(crate) async fn clusters(ctx: Ctx, Query(f): Query<ClusterFilter>) -> Page {
     Ok(views::clusters(&ctx, &f, &report, (page_no, per_page)))
 }
 
+pub(crate) async fn jobs(ctx: Ctx, Query(f): Query<crate::web_ui::api::JobFilter>) -> Page {
+    let bad = |m: String| ctx.error(StatusCode::BAD_REQUEST, &m);
+    let mut q = f.query(Some(DEFAULT_PAGE_SIZE)).map_err(bad)?;
+    let per_page = q.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    let (interval, now) = (
+        ctx.state.config.cluster_manager.jobs_poll_interval_secs,
+        ctx.now(),
+    );
+    let report = ctx
+        .read(move |s| {
+            let mut r = crate::jobs::report(s, &q, now, interval)?;
+            // A page past the end: the last page instead.
+            if r.jobs.is_empty() && r.total > 0 && q.offset > 0 {
+                q.offset = (r.total - 1) / per_page * per_page;
+                r = crate::jobs::report(s, &q, now, interval)?;
+            }
+            Ok((r, q.offset))
+        })
+        .await?;
+    let (report, offset) = report;
+    Ok(views::jobs(
+        &ctx,
+        &f,
+        &report,
+        (offset / per_page + 1, per_page),
+    ))
+}
+
+pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Page {
+    let job_id: i64 = id.parse().map_err(|_| {
+        ctx.error(
+            StatusCode::NOT_FOUND,
+            &format!("No managed job {id:?}: job ids are numbers."),
+        )
+    })?;
+    let now = ctx.now();
+    let (tasks, transitions) = ctx
+        .read(move |s| {
+            let tasks: Vec<crate::jobs::JobView> = s
+                .jobs_by_id(job_id)?
+                .into_iter()
+                .map(|row| crate::jobs::JobView {
+                    running_secs: row.job.running_secs(now),
+                    cost_so_far: row.cost_so_far(now),
+                    row,
+                })
+                .collect();
+            Ok((tasks, s.job_transitions(job_id)?))
+        })
+        .await?;
+    if tasks.is_empty() {
+        return Err(ctx.error(
+            StatusCode::NOT_FOUND,
+            &format!("No managed job {job_id} in the host database."),
+        ));
+    }
+    Ok(views::job(&ctx, job_id, &tasks, &transitions, now))
+}
+
 fn no_such_cluster(ctx: &Ctx, name: &str) -> super::ctx::PageError {
     ctx.error(
         StatusCode::NOT_FOUND,

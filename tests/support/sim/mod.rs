@@ -18,6 +18,7 @@
 
 mod faults;
 mod fleet;
+mod jobs;
 mod operations;
 mod protocol;
 mod records;
@@ -27,6 +28,8 @@ mod records;
 pub use faults::Fault;
 #[allow(unused_imports)]
 pub use fleet::{SimCluster, SimStatus};
+#[allow(unused_imports)]
+pub use jobs::SimJob;
 #[allow(unused_imports)]
 pub use operations::{Op, Outcome};
 
@@ -125,6 +128,8 @@ struct SimState {
     /// Fixed clock (Unix seconds) for deterministic tests; system time when None.
     now: Option<i64>,
     queue_jobs: HashMap<String, Value>,
+    /// Managed jobs, by id.
+    jobs: BTreeMap<i64, SimJob>,
     health_overrides: Map<String, Value>,
     /// Accepted service-account tokens; None = service accounts disabled (the default).
     service_account_tokens: Option<Vec<String>>,
@@ -186,6 +191,7 @@ impl Simulator {
                 log: Vec::new(),
                 now: None,
                 queue_jobs: HashMap::new(),
+                jobs: BTreeMap::new(),
                 health_overrides: Map::new(),
                 service_account_tokens: None,
             }),

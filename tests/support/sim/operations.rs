@@ -18,10 +18,11 @@ pub enum Op {
     Down,
     Start,
     Queue,
+    JobsQueue,
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::Status,
         Op::CostReport,
         Op::Autostop,
@@ -29,6 +30,7 @@ impl Op {
         Op::Down,
         Op::Start,
         Op::Queue,
+        Op::JobsQueue,
     ];
 
     /// The path it is posted to, e.g. `/cost_report`.
@@ -41,6 +43,7 @@ impl Op {
             Op::Down => "/down",
             Op::Start => "/start",
             Op::Queue => "/queue",
+            Op::JobsQueue => "/jobs/queue/v2",
         }
     }
 
@@ -54,6 +57,7 @@ impl Op {
             Op::Down => "sky.down",
             Op::Start => "sky.start",
             Op::Queue => "sky.queue",
+            Op::JobsQueue => "jobs.queue_v2",
         }
     }
 
@@ -276,6 +280,13 @@ pub(super) fn execute(
                 },
             }
         }
+        Op::JobsQueue => match st.outcome(op, "") {
+            Outcome::Fail {
+                error_type,
+                message,
+            } => Err((error_type, message)),
+            Outcome::Succeed => Ok(super::jobs::render_queue(&st.jobs, body, st.now_f64())),
+        },
     };
     let result = match result {
         Ok(rv) if malformed => {

@@ -389,11 +389,16 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Box<Response>>
             ("idle_minutes", FieldKind::Int),
         ],
         Op::Stop | Op::Down | Op::Start | Op::Queue => &[("cluster_name", FieldKind::Str)],
-        Op::Status | Op::CostReport => &[],
+        Op::Status | Op::CostReport | Op::JobsQueue => &[],
     };
     let optional: &[(&str, FieldKind)] = match op {
         Op::Autostop | Op::Start => &[("down", FieldKind::Bool)],
         Op::CostReport => &[("days", FieldKind::Int)],
+        Op::JobsQueue => &[
+            ("refresh", FieldKind::Bool),
+            ("skip_finished", FieldKind::Bool),
+            ("all_users", FieldKind::Bool),
+        ],
         Op::Status => &[
             ("all_users", FieldKind::Bool),
             ("include_credentials", FieldKind::Bool),

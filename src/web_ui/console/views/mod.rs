@@ -6,6 +6,7 @@ mod charts;
 mod cli;
 mod fleet;
 mod host;
+mod jobs;
 
 pub(crate) use charts::spans;
 
@@ -13,6 +14,7 @@ pub(crate) use actions::{action_result, confirm_action};
 pub(crate) use cli::{cli_authorize, cli_authorized, cli_logins, cli_token};
 pub(crate) use fleet::{cluster, clusters, overview};
 pub(crate) use host::{audit, autostop, config, services};
+pub(crate) use jobs::{job, job_cards, jobs};
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -30,9 +32,10 @@ use crate::web_ui::auth::csrf;
 use crate::web_ui::identity::Identity;
 
 /// The navigation, in order: (path, label).
-const NAV: [(&str, &str); 7] = [
+const NAV: [(&str, &str); 8] = [
     ("/console/", "Overview"),
     ("/console/clusters", "Clusters"),
+    ("/console/jobs", "Jobs"),
     ("/console/autostop", "Autostop"),
     ("/console/audit", "Audit log"),
     ("/console/services", "Services"),
