@@ -254,6 +254,73 @@ mod sim {
         assert_eq!(rows[3].2, "ok");
     }
 
+    /// SkyPilot's jobs and serve controllers, and the clusters its jobs controller
+    /// launched for managed jobs, are left to SkyPilot: a pass (with a lifetime backstop
+    /// too) sends them nothing and says why, while an ordinary cluster beside them gets
+    /// its autostop.
+    #[test]
+    fn leaves_controllers_and_managed_job_clusters_to_skypilot() {
+        let rt = crate::support::runtime(1);
+        let sim = rt.block_on(Simulator::start()).unwrap();
+        sim.add_cluster(old("sky-jobs-controller-1a2b3c4d"));
+        sim.add_cluster(old("sky-serve-controller-1a2b3c4d"));
+        sim.add_cluster(old("train-7-alice").managed());
+        sim.add_cluster(old("plain"));
+        let host = host_with(
+            &sim.url(),
+            2,
+            &format!("{POLICY}\nenforce = \"stop\"\nmax_lifetime_hours = 1"),
+        );
+        let _m = host.spawn_manager();
+        wait_fresh(&host, "fleet listed", |s| {
+            [
+                "sky-jobs-controller-1a2b3c4d",
+                "sky-serve-controller-1a2b3c4d",
+                "train-7-alice",
+                "plain",
+            ]
+            .iter()
+            .all(|n| cluster(s, n).is_some())
+        });
+        let dry = autostop(&host, &["--dry-run"]);
+        let text = stdout(&dry);
+        let line = |n: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{n} ")))
+                .unwrap_or_else(|| panic!("no line for {n}: {text}"))
+                .to_string()
+        };
+        for c in [
+            "sky-jobs-controller-1a2b3c4d",
+            "sky-serve-controller-1a2b3c4d",
+        ] {
+            assert!(
+                line(c).contains("skip") && line(c).contains("SkyPilot's own controller"),
+                "{text}"
+            );
+        }
+        assert!(
+            line("train-7-alice").contains("skip")
+                && line("train-7-alice").contains("jobs controller"),
+            "{text}"
+        );
+        let out = autostop(&host, &[]);
+        assert!(out.status.success());
+        // The ordinary cluster, past its lifetime, is stopped; nothing else is touched.
+        let mut touched = Vec::new();
+        for op in [Op::Autostop, Op::Stop, Op::Down] {
+            for r in sim.requests_for(op) {
+                touched.push((
+                    format!("{op:?}"),
+                    r.body["cluster_name"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        assert_eq!(touched, vec![("Stop".to_string(), "plain".to_string())]);
+        let acted: Vec<String> = audit_rows(&host.db).into_iter().map(|r| r.1).collect();
+        assert_eq!(acted, vec!["plain".to_string()]);
+    }
+
     /// With `enforce = "stop"` and a maximum lifetime, a cluster past it is stopped
     /// (and torn down on Kubernetes).
     #[test]

@@ -457,6 +457,30 @@ mod real {
             "{msg}"
         );
 
+        // A managed job (`sky jobs launch`): its resources get the same defaults and the
+        // same price cap, at the API server (jobs.launch) and at the jobs controller
+        // when it launches the job's cluster (jobs.launch_cluster).
+        let job = "name: j\nresources:\n  infra: aws\n  job_recovery: FAILOVER\nrun: echo hi\n";
+        for request in ["jobs.launch", "jobs.launch_cluster"] {
+            let got = sky_apply(&server, &host.url(), request, job);
+            let r = &got["tasks"][0]["resources"];
+            assert_eq!(r["infra"], "aws/us-west-2", "{request}: {got}");
+            assert_eq!(r["instance_type"], "m5.large", "{request}: {got}");
+            assert_eq!(r["use_spot"], true, "{request}: {got}");
+            assert_eq!(
+                r["job_recovery"]["strategy"], "FAILOVER",
+                "{request}: the job's own recovery is kept: {got}"
+            );
+            let got = sky_apply(&server, &host.url(), request, over);
+            let msg = got["rejected"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{request}: not rejected: {got}"));
+            assert!(
+                msg.contains("p3.2xlarge") && msg.contains("$1.00/hour"),
+                "{msg}"
+            );
+        }
+
         // The jobs controller's own launch passes untouched.
         let ctl = controller_task();
         let got = sky_apply(&server, &host.url(), "jobs.launch_controller", &ctl);

@@ -54,6 +54,8 @@ pub struct SimCluster {
     /// (start, end) Unix seconds; the last one is open while the cluster runs.
     pub usage_intervals: Vec<(i64, Option<i64>)>,
     pub last_use: String,
+    /// Launched by SkyPilot's jobs controller for a managed job (`is_managed`).
+    pub is_managed: bool,
 }
 
 impl SimCluster {
@@ -82,7 +84,14 @@ impl SimCluster {
             hourly_price: DEFAULT_HOURLY_PRICE,
             usage_intervals: vec![(now, None)],
             last_use: format!("sky launch -c {name}"),
+            is_managed: false,
         }
+    }
+
+    /// A cluster SkyPilot's jobs controller launched for a managed job.
+    pub fn managed(mut self) -> Self {
+        self.is_managed = true;
+        self
     }
 
     /// A STOPPED cluster is taken to have run until now; an INIT one was never UP.

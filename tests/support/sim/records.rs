@@ -61,7 +61,7 @@ fn status_record(c: &SimCluster) -> StatusRecordOut<'_> {
         user_name: &c.user_name,
         workspace: &c.workspace,
         last_creation_command: &c.last_use,
-        is_managed: false,
+        is_managed: c.is_managed,
         init_kind: (c.status == SimStatus::Init).then_some("launching"),
         resources_str: c.resources_str(),
         resources_str_full: c.resources_str_full(),
