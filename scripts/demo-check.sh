@@ -7,6 +7,8 @@
 #     clusters (they belong to admin), and with a wrong password says so in one line
 #     without the password;
 #   - `status --json` prints money rounded;
+#   - the demo's managed jobs are in `status --jobs`, on the console's Jobs page and in
+#     the monitor's series;
 #   - no role logs an ERROR line in the first minute;
 #   - a stop and a down from the console's API complete: SkyPilot lists the one STOPPED and
 #     not the other, and the EC2 emulator's instances are stopped and terminated;
@@ -47,7 +49,7 @@ token=$(printf '%s' "$login" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*
 curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "username=admin" \
   --data-urlencode "password=$pw" --data-urlencode "csrf_token=$token" "http://$web/console/login"
 all=0
-for path in / /clusters /autostop /audit /services /config; do
+for path in / /clusters /jobs /autostop /audit /services /config; do
   curl -s -b "$jar" "http://$web/console$path" | grep -q 'class="notice" role="note">Demo: demo-train and demo-notebook run on a local EC2 emulator' || all=1
 done
 check $all "every console page shows the demo's notice"
@@ -69,6 +71,28 @@ for c in d["clusters"]:
 assert {c["name"] for c in d["clusters"]} >= {"demo-train", "demo-notebook"}, d
 '
 check $? "status --json: the demo's clusters, owned by admin, money rounded"
+# The demo's managed jobs: status --jobs, the console's Jobs page, the monitor's series.
+# The cluster manager reads the job queue at its first poll.
+for _ in $(seq 1 60); do
+  jobs=$(target/debug/skypilot-host status --jobs --all --config .run/host.toml 2>&1)
+  printf '%s\n' "$jobs" | grep -q "demo-finetune  *RUNNING  *admin  *demo-train  *1 " && break
+  sleep 1
+done
+printf '%s\n' "$jobs" | grep -q "demo-finetune  *RUNNING  *admin  *demo-train  *1 " &&
+  printf '%s\n' "$jobs" | grep -q "demo-eval  *FAILED_SETUP .*setup failed: pip could not install" &&
+  printf '%s\n' "$jobs" | grep -q "demo-sweep  *PENDING"
+check $? "status --jobs --all lists the demo's three managed jobs: $(printf '%s\n' "$jobs" | sed -n 2p)"
+page=$(curl -s -b "$jar" "http://$web/console/jobs?all=1")
+printf '%s' "$page" | grep -q ">demo-finetune<" && printf '%s' "$page" | grep -q ">FAILED_SETUP<" &&
+  printf '%s' "$page" | grep -q 'href="/dashboard/jobs"'
+check $? "the console's Jobs page shows them, with a link to SkyPilot's own jobs page"
+metrics=$(sed -n 's|.*monitor *\(http://127.0.0.1:[0-9]*/metrics\).*|\1|p' "$out" | head -1)
+scrape=$(curl -s "$metrics")
+printf '%s\n' "$scrape" | grep -q '^skypilot_managed_jobs{status="RUNNING",user="admin"} 1$' &&
+  printf '%s\n' "$scrape" | grep -q '^skypilot_managed_jobs_failed_total{user="admin"} 1$' &&
+  printf '%s\n' "$scrape" | grep -q '^skypilot_managed_job_recoveries_total{job_id="[0-9]*",name="demo-finetune",user="admin"} 1$'
+check $? "the monitor exports them (jobs by status, failures, recoveries)"
+
 while [ $((SECONDS - started)) -lt $((ready + 60)) ]; do sleep 2; done
 errors=$(grep -l "ERROR" .run/*.log 2>/dev/null)
 [ -z "$errors" ]

@@ -3,7 +3,7 @@
 # every skypilot-host role, with all state under .run/. Ctrl-C stops everything.
 #
 #   scripts/run-local.sh           an empty fleet
-#   scripts/run-local.sh --demo    plus two demo clusters made through SkyPilot's own API,
+#   scripts/run-local.sh --demo    plus two demo clusters and three managed jobs made through SkyPilot's own API,
 #                                  on a local EC2 emulator (no cloud is contacted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +103,8 @@ if $demo; then
   # The demo's clusters are made anew at each start, so the host's history of the last
   # run (status timelines, audit, charts) would describe other clusters of the same names.
   rm -f "$run/host.db" "$run/host.db-wal" "$run/host.db-shm"
+  # The same for SkyPilot's managed jobs: the demo's three are made anew too.
+  rm -f "$run"/sky/runtime/.sky/spot_jobs.db*
 fi
 cat >"$run/host.toml" <<TOML
 [skypilot]
@@ -150,7 +152,13 @@ TOML
 # names it (admin_policy, with the token the policy creates at its first start), so it
 # starts before the API server.
 echo '{"autostop_idle_minutes": 60}' >"$run/launch-defaults.json"
-echo '{"rbac": {"default_role": "viewer"}}' >"$run/sky-config.json"
+if $demo; then
+  # SkyPilot's jobs controller on this host (consolidation mode): the demo's managed jobs
+  # are its records, and /jobs/queue/v2 answers from them.
+  echo '{"rbac": {"default_role": "viewer"}, "jobs": {"controller": {"consolidation_mode": true}}}' >"$run/sky-config.json"
+else
+  echo '{"rbac": {"default_role": "viewer"}}' >"$run/sky-config.json"
+fi
 "$VENV_DIR/bin/python" scripts/sky-schema.py >"$run/sky-config-schema.json"
 "$bin" sky-config render "$run/sky-config.json" "$run/sky-config.yaml" \
   --schema "$run/sky-config-schema.json" \
@@ -179,7 +187,7 @@ t0=$SECONDS
 start_sky_server "$run/sky" "$api_port"
 log "SkyPilot's API server answers (after $((SECONDS - t0)) s)"
 if $demo; then
-  log "making two demo clusters on the EC2 emulator through SkyPilot's own API, owned by admin"
+  log "making two demo clusters on the EC2 emulator and three managed jobs through SkyPilot's own API, owned by admin"
   (
     sky_env "$run/sky"
     "$VENV_DIR/bin/python" tests/real/skyctl.py catalog --zone-ids >/dev/null
@@ -189,6 +197,15 @@ if $demo; then
       # shellcheck disable=SC2086
       "$VENV_DIR/bin/python" tests/real/skyctl.py create $spec --user admin --ec2 >/dev/null
     done
+    # Three managed jobs of admin, made through SkyPilot's own state functions as its
+    # jobs controller would: one running on demo-train after a recovery, one whose setup
+    # failed, one waiting.
+    id=$("$VENV_DIR/bin/python" tests/real/skyctl.py job demo-finetune --user admin)
+    "$VENV_DIR/bin/python" tests/real/skyctl.py job-state "$id" RUNNING --recoveries 1 --cluster demo-train >/dev/null
+    id=$("$VENV_DIR/bin/python" tests/real/skyctl.py job demo-eval --user admin)
+    "$VENV_DIR/bin/python" tests/real/skyctl.py job-state "$id" FAILED_SETUP \
+      --reason "setup failed: pip could not install torch==9.9 (demo)" >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py job demo-sweep --user admin >/dev/null
   )
 fi
 
@@ -218,6 +235,7 @@ cat <<INFO
 
   Try:
     $bin status --config .run/host.toml
+    $bin status --jobs --all --config .run/host.toml
     $bin autostop --dry-run --config .run/host.toml
     SKYPILOT_API_SERVER_ENDPOINT=http://admin:$web_password@127.0.0.1:$web_port $VENV_DIR/bin/sky status
     curl -s http://127.0.0.1:$metrics_port/metrics | grep '^skypilot_'

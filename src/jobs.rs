@@ -453,7 +453,7 @@ pub fn report(
         .unwrap_or(interval_secs as f64)
         .max(1.0);
     let stale = feed.as_ref().is_none_or(|f| {
-        f.error.is_some()
+        f.failed()
             || f.ok_at
                 .is_none_or(|ok| now.age_since(ok) > crate::fleet::stale_after_secs(interval))
     });

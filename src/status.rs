@@ -197,11 +197,15 @@ pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
             let label = if r.stale { "STALE" } else { "fresh" };
             out.push_str(&format!("Managed jobs as of {ok} ({label})\n"));
             if let Some(e) = &f.error {
-                out.push_str(&format!(
-                    "Last read of the job queue failed {}: {}\n",
-                    when(f.attempted_at, r.generated_at),
-                    clean(e)
-                ));
+                if f.failed() {
+                    out.push_str(&format!(
+                        "Last read of the job queue failed {}: {}\n",
+                        when(f.attempted_at, r.generated_at),
+                        clean(e)
+                    ));
+                } else {
+                    out.push_str(&format!("{}\n", clean(e)));
+                }
             }
         }
     }

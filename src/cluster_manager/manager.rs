@@ -428,6 +428,35 @@ impl Manager {
         let seconds = answered.secs_since(started).max(0.0);
         let jobs = match result {
             Ok(jobs) => jobs,
+            // No jobs controller is up (none was ever launched, or it stopped after its
+            // jobs ended): SkyPilot has no queue to give. Not a failure; the jobs
+            // recorded are kept as they were, and the report says why nothing changes.
+            Err(ClientError::Sky {
+                error_type,
+                message,
+                ..
+            }) if error_type == "ClusterNotUpError" => {
+                let state = crate::store::FeedState {
+                    attempted_at: started,
+                    ok_at: Some(answered),
+                    records: Some(0),
+                    seconds: Some(seconds),
+                    interval_secs: Some(self.jobs_load.interval_secs()),
+                    error_kind: Some(crate::store::NO_CONTROLLER.into()),
+                    error: Some(format!(
+                        "SkyPilot's jobs controller is not up ({}): the jobs recorded are kept as last read",
+                        clean(message.trim_end_matches('.'))
+                    )),
+                };
+                if let Err(e) = self.store.record_feed(crate::store::Feed::Jobs, &state) {
+                    tracing::error!(error = %e, "cannot record the read of the job queue");
+                }
+                return JobsReport {
+                    jobs: 0,
+                    changes: 0,
+                    error: None,
+                };
+            }
             Err(e) => return self.record_jobs_failure(started, seconds, e.kind(), e.to_string()),
         };
         let cpu = match (cpu_before, self.server_cpu()) {

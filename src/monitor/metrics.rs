@@ -950,9 +950,9 @@ impl Snapshot {
             gauge(
                 enc,
                 "skypilot_host_jobs_feed_up",
-                "1 when the cluster manager's last read of SkyPilot's managed-job queue succeeded, else 0.",
+                "1 when the cluster manager's last read of SkyPilot's managed-job queue succeeded (or found no jobs controller up: no job in progress), else 0.",
                 None,
-                flag(f.error.is_none()),
+                flag(!f.failed()),
             )?;
         }
         Ok(())

@@ -41,6 +41,10 @@ impl Feed {
     }
 }
 
+/// `error_kind` of a read that found no controller up (SkyPilot's ClusterNotUpError):
+/// nothing to read, not a failure.
+pub const NO_CONTROLLER: &str = "no_controller";
+
 /// The last attempt to read a feed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FeedState {
@@ -56,6 +60,13 @@ pub struct FeedState {
     /// The last attempt's error; None when it succeeded.
     pub error_kind: Option<String>,
     pub error: Option<String>,
+}
+
+impl FeedState {
+    /// The last attempt failed (a missing controller is not a failure).
+    pub fn failed(&self) -> bool {
+        self.error.is_some() && self.error_kind.as_deref() != Some(NO_CONTROLLER)
+    }
 }
 
 /// Which jobs a reader wants.

@@ -44,7 +44,7 @@ pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, FleetSums, Transition,
 };
 pub use history::{AutostopPass, FleetSample};
-pub use jobs::{Feed, FeedState, JobCount, JobQuery};
+pub use jobs::{Feed, FeedState, JobCount, JobQuery, NO_CONTROLLER};
 pub(crate) use lock::lock_with_pid;
 pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};

@@ -486,6 +486,26 @@ async fn case_action_missing_cluster(t: &Target<'_>) {
     }
 }
 
+/// Managed jobs without a jobs controller (the run's server has no consolidation mode
+/// and no job was ever launched): SkyPilot has no queue, and says so.
+async fn case_jobs_queue_without_controller(t: &Target<'_>) {
+    let body = json!({"refresh": false, "skip_finished": false, "all_users": true,
+                      "fields": skypilot_host::jobs::QUEUE_FIELDS});
+    let (code, payload) = run_op(&t.url, "jobs/queue/v2", body).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{payload}");
+    assert_eq!(payload["name"], "sky.jobs.queue_v2");
+    assert_eq!(payload["schedule_type"], "short");
+    let controller = payload["cluster_name"].as_str().unwrap_or_default();
+    assert!(
+        controller.starts_with("sky-jobs-controller-") && controller.len() == 28,
+        "{payload}"
+    );
+    check_payload_shape(&payload, Some(controller));
+    let err = error_value(&payload);
+    assert_eq!(err["type"], "ClusterNotUpError");
+    assert_eq!(err["message"], "No in-progress managed jobs.");
+}
+
 async fn case_cost_report(t: &Target<'_>) {
     let name = t.name("costly");
     t.create(&name, "UP", -1, false).await;
@@ -775,6 +795,7 @@ contract_cases! {
     status_transitions => case_status_transitions,
     action_missing_cluster => case_action_missing_cluster,
     cost_report => case_cost_report,
+    jobs_queue_without_controller => case_jobs_queue_without_controller,
     unknown_request_id => case_unknown_request_id,
     old_api_version => case_old_api_version,
     validation_error => case_validation_error,

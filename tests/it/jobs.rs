@@ -410,7 +410,7 @@ async fn the_cluster_manager_records_the_job_queue() {
     // The queue fails: the jobs stay, the report is stale and carries the error.
     sim.set_outcome(
         Op::JobsQueue,
-        Outcome::fail("ClusterNotUpError", "the jobs controller is not up"),
+        Outcome::fail("RuntimeError", "the jobs controller's database is locked"),
     );
     let r = host.wait_jobs("a stale report", Duration::from_secs(30), |r| {
         r["stale"] == true
@@ -419,7 +419,7 @@ async fn the_cluster_manager_records_the_job_queue() {
         r["feed"]["error"]
             .as_str()
             .unwrap()
-            .contains("the jobs controller is not up"),
+            .contains("the jobs controller's database is locked"),
         "{r:#}"
     );
     assert!(job(&r, b).is_some_and(|j| j["status"] == "FAILED"));
@@ -432,6 +432,30 @@ async fn the_cluster_manager_records_the_job_queue() {
     host.wait_jobs("fresh again", Duration::from_secs(30), |r| {
         r["stale"] == false
     });
+
+    // The jobs controller stops (SkyPilot stops it once idle): no queue to read, which
+    // is no failure; the jobs are kept as last read and the report says why.
+    sim.set_jobs_controller(false);
+    let r = host.wait_jobs("the controller is down", Duration::from_secs(30), |r| {
+        r["feed"]["error_kind"] == "no_controller"
+    });
+    assert_eq!(r["stale"], false, "{r:#}");
+    assert!(
+        r["feed"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No in-progress managed jobs"),
+        "{r:#}"
+    );
+    assert!(job(&r, b).is_some_and(|j| j["status"] == "FAILED"));
+    let snap = skypilot_host::monitor::collect(&host.db, &skypilot_host::time::SystemClock);
+    let text = skypilot_host::monitor::render(snap, skypilot_host::monitor::Format::Text).unwrap();
+    assert!(text.contains("skypilot_host_jobs_feed_up 1"), "{text}");
+    let table = host.run_ok(&["status", "--jobs", "--all"]);
+    assert!(
+        !table.contains("STALE") && table.contains("jobs controller is not up"),
+        "{table}"
+    );
 }
 
 /// Against a real SkyPilot: the jobs made through its own state functions are recorded

@@ -172,9 +172,17 @@ impl Simulator {
             .map_or(1, |k| k + 1)
     }
 
-    /// Adds or replaces a managed job.
+    /// Adds or replaces a managed job; its launch brings the jobs controller up.
     pub fn upsert_job(&self, job: SimJob) {
-        self.shared.lock().jobs.insert(job.job_id, job);
+        let mut st = self.shared.lock();
+        st.jobs_controller = true;
+        st.jobs.insert(job.job_id, job);
+    }
+
+    /// Brings SkyPilot's jobs controller up or takes it down (it stops when idle);
+    /// without one, `/jobs/queue/v2` fails with `ClusterNotUpError`.
+    pub fn set_jobs_controller(&self, up: bool) {
+        self.shared.lock().jobs_controller = up;
     }
 
     /// Changes a job; false when there is none of that id.

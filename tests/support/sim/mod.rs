@@ -63,6 +63,8 @@ pub const MIN_COMPATIBLE_VERSION: &str = "0.11.0";
 const KEPT_REQUESTS: usize = 256;
 /// ... and at most this many bytes of answers (a 10,000-cluster status answer is ~8 MB).
 const KEPT_BYTES: usize = 128 << 20;
+/// SkyPilot's user id of the server's own user (the requests' `user_id`).
+pub const SERVER_USER_ID: &str = "a1b2c3d4";
 /// Hourly price used when a cluster does not set one (m6i.large in us-west-2).
 pub const DEFAULT_HOURLY_PRICE: f64 = 0.096;
 
@@ -130,6 +132,8 @@ struct SimState {
     queue_jobs: HashMap<String, Value>,
     /// Managed jobs, by id.
     jobs: BTreeMap<i64, SimJob>,
+    /// A jobs controller is up (a job was launched, or consolidation mode).
+    jobs_controller: bool,
     health_overrides: Map<String, Value>,
     /// Accepted service-account tokens; None = service accounts disabled (the default).
     service_account_tokens: Option<Vec<String>>,
@@ -192,6 +196,7 @@ impl Simulator {
                 now: None,
                 queue_jobs: HashMap::new(),
                 jobs: BTreeMap::new(),
+                jobs_controller: false,
                 health_overrides: Map::new(),
                 service_account_tokens: None,
             }),

@@ -57,7 +57,7 @@ impl Op {
             Op::Down => "sky.down",
             Op::Start => "sky.start",
             Op::Queue => "sky.queue",
-            Op::JobsQueue => "jobs.queue_v2",
+            Op::JobsQueue => "sky.jobs.queue_v2",
         }
     }
 
@@ -280,6 +280,12 @@ pub(super) fn execute(
                 },
             }
         }
+        // Without a jobs controller (no managed job ever launched, and no consolidation
+        // mode) SkyPilot has no queue to read.
+        Op::JobsQueue if !st.jobs_controller => Err((
+            "ClusterNotUpError".to_string(),
+            "No in-progress managed jobs.".to_string(),
+        )),
         Op::JobsQueue => match st.outcome(op, "") {
             Outcome::Fail {
                 error_type,
@@ -297,6 +303,11 @@ pub(super) fn execute(
             Ok(s)
         }
         other => other,
+    };
+    // The queue is asked of the jobs controller, named after the server's user.
+    let cluster = match op {
+        Op::JobsQueue => Some(format!("sky-jobs-controller-{}", super::SERVER_USER_ID)),
+        _ => cluster,
     };
     (result, cluster)
 }

@@ -291,7 +291,7 @@ impl StoredRequest {
             request_body: PICKLED_STANDIN,
             status: if self.failed { "FAILED" } else { "SUCCEEDED" },
             created_at: self.created_at,
-            user_id: "a1b2c3d4",
+            user_id: super::SERVER_USER_ID,
             return_value: &self.return_value,
             error: &self.error,
             pid: 4242,

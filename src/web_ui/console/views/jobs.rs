@@ -36,7 +36,11 @@ pub(super) fn jobs_freshness(r: &JobsReport) -> Markup {
                 } @else { "No successful read of SkyPilot's job queue yet" }
                 @if r.stale { " " span.stale { "stale" } }
                 @if let Some(e) = &f.error {
-                    p.error { "The last read failed at " (utc(f.attempted_at)) ": " (e) }
+                    @if f.failed() {
+                        p.error { "The last read failed at " (utc(f.attempted_at)) ": " (e) }
+                    } @else {
+                        p.muted { (e) }
+                    }
                 }
             }
         }
