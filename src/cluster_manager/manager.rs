@@ -485,10 +485,14 @@ impl Manager {
             return self.record_jobs_failure(started, seconds, "database".into(), e.to_string());
         }
         for t in &changes.transitions {
-            let job = self
-                .jobs
-                .get(&(t.job_id, t.task_id))
-                .map(|(j, _)| j.name.as_str());
+            // The job's name: of this read, or as known for a job that is gone.
+            let job = changes
+                .upserts
+                .iter()
+                .map(|(j, _)| j)
+                .chain(self.jobs.values().map(|(j, _)| j))
+                .find(|j| (j.job_id, j.task_id) == (t.job_id, t.task_id))
+                .map(|j| j.name.as_str());
             if t.to.is_failed() {
                 tracing::warn!(job_id = t.job_id, job = job.map(clean).as_deref(), to = %t.to, "managed job failed");
             } else if t.from.is_some() {
