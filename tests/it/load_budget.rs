@@ -234,7 +234,11 @@ mod real {
             &host.config,
             text.replacen(
                 "load_budget = 1.0\n",
-                &format!("load_budget = 0.02\napi_server_pid_file = {:?}\n", pid_file),
+                // The job queue is off: only /status reads are measured here.
+                &format!(
+                    "load_budget = 0.02\njobs_poll_interval_secs = 0\napi_server_pid_file = {:?}\n",
+                    pid_file
+                ),
                 1,
             ),
         )
@@ -249,11 +253,22 @@ mod real {
         let load = &s["polling"]["load"];
         eprintln!("idle: {load}");
         assert_eq!(load["cpu_source"], "process_tree", "{s:#}");
-        assert_eq!(
-            s["polling"]["effective_interval_secs"], POLL as f64,
-            "{s:#}"
+        let cpu = load["cpu_secs"].as_f64().unwrap();
+        assert!(cpu > 0.0, "{s:#}");
+        // Two clusters cost the server a few hundredths of a second per read (0.03-0.05 s
+        // measured on 2 cores) and the interval stays the configured one. Under a loaded
+        // machine the server's background work during a slower read counts too (0.10 s
+        // seen in a full parallel run): then the interval is what the rule makes of the
+        // cost measured, exactly.
+        let rule = (cpu / (0.8 * 0.02)).max(POLL as f64);
+        let effective = s["polling"]["effective_interval_secs"].as_f64().unwrap();
+        assert!(
+            (effective - rule).abs() < 1e-6,
+            "interval {effective} s, rule {rule} s: {s:#}"
         );
-        assert!(load["cpu_secs"].as_f64().unwrap() > 0.0, "{s:#}");
+        if cpu <= 0.8 * 0.02 * POLL as f64 {
+            assert_eq!(effective, POLL as f64, "{s:#}");
+        }
         assert!(host
             .status_table()
             .contains("counted from the API server's CPU from its process tree"));

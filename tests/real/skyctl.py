@@ -24,6 +24,8 @@ account's zone names once it has an AWS identity).
                                         moves job ID on as its controller would (STARTING, RUNNING,
                                         RECOVERING, SUCCEEDED, FAILED*, CANCELLED), through
                                         SkyPilot's own state functions
+    python skyctl.py jobs-bulk N --user U   N managed jobs (a benchmark's queue): every 10th running
+                                        on a cluster, every 10th failed, the rest succeeded
     python skyctl.py dump               JSON: clusters (handle digests), users, SSH keys, jobs
 """
 import argparse
@@ -252,6 +254,42 @@ def job_state(args) -> None:
     print(state.get_status(job_id).value)
 
 
+def jobs_bulk(args) -> None:
+    """N managed jobs through the same state functions, in one process."""
+    import asyncio
+    import time
+    from sky import global_user_state
+    from sky import models
+    from sky.jobs import state
+
+    async def callback(_status: str) -> None:
+        return None
+
+    global_user_state.add_or_update_user(models.User(id=user_hash(args.user), name=args.user))
+
+    async def run() -> None:
+        for i in range(args.n):
+            name = f'bench-{i:05d}'
+            job_id = state.set_job_info_without_job_id(
+                name=name, workspace='default', entrypoint=f'sky jobs launch -n {name}',
+                pool=None, pool_hash=None, user_hash=user_hash(args.user))
+            state.set_pending(job_id, 0, name, '1x[CPU:2]', '{}')
+            now = time.time()
+            await state.set_starting_async(job_id, 0, f'sky-{int(now)}', now, '1x[CPU:2]', {},
+                                           callback)
+            await state.set_started_async(job_id, 0, now, callback)
+            if i % 10 == 0:
+                state.set_current_cluster_name(job_id, f'{name}-1')
+            elif i % 10 == 1:
+                await state.set_failed_async(job_id, 0, state.ManagedJobStatus.FAILED,
+                                             'exit 1 (benchmark)', callback)
+            else:
+                await state.set_succeeded_async(job_id, 0, time.time(), callback)
+
+    asyncio.run(run())
+    print(args.n)
+
+
 def dump(_args) -> None:
     """What a restore must bring back, as JSON (handles as digests of their pickles)."""
     import hashlib
@@ -309,6 +347,9 @@ def main() -> int:
     j = sub.add_parser('job')
     j.add_argument('name')
     j.add_argument('--user', required=True)
+    jb = sub.add_parser('jobs-bulk')
+    jb.add_argument('n', type=int)
+    jb.add_argument('--user', required=True)
     js = sub.add_parser('job-state')
     js.add_argument('id', type=int)
     js.add_argument('state')
@@ -331,6 +372,8 @@ def main() -> int:
         keys(args)
     elif args.cmd == 'job':
         job(args)
+    elif args.cmd == 'jobs-bulk':
+        jobs_bulk(args)
     elif args.cmd == 'job-state':
         job_state(args)
     elif args.cmd == 'dump':
