@@ -438,6 +438,31 @@ pub struct JobsReport {
     pub jobs: Vec<JobView>,
 }
 
+impl JobView {
+    /// `row` as shown at `now`.
+    pub fn at(row: JobRow, now: Timestamp) -> JobView {
+        JobView {
+            running_secs: row.job.running_secs(now),
+            cost_so_far: row.cost_so_far(now),
+            row,
+        }
+    }
+}
+
+/// One job's tasks as shown at `now`, and its status changes.
+pub fn job_detail(
+    store: &crate::store::Store,
+    job_id: i64,
+    now: Timestamp,
+) -> crate::store::Result<(Vec<JobView>, Vec<JobTransition>)> {
+    let tasks = store
+        .jobs_by_id(job_id)?
+        .into_iter()
+        .map(|row| JobView::at(row, now))
+        .collect();
+    Ok((tasks, store.job_transitions(job_id)?))
+}
+
 /// The jobs `q` selects, with the totals of every job, at `now`. `interval_secs` is
 /// the configured interval of the job queue (the stored effective one wins).
 pub fn report(
@@ -475,11 +500,7 @@ pub fn report(
     let jobs = store
         .query_jobs(q)?
         .into_iter()
-        .map(|row| JobView {
-            running_secs: row.job.running_secs(now),
-            cost_so_far: row.cost_so_far(now),
-            row,
-        })
+        .map(|row| JobView::at(row, now))
         .collect();
     Ok(JobsReport {
         generated_at: now,

@@ -100,6 +100,33 @@ fn dollars(v: Option<f64>) -> String {
         .map_or_else(|| "-".into(), |x| format!("${x:.2}"))
 }
 
+/// `headers` and `rows` as columns padded to their widest cell, two spaces apart.
+fn columns<R: AsRef<[String]>>(headers: &[&str], rows: &[R]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        let cells: Vec<&str> = cells.collect();
+        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = *w));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.as_ref().iter().map(String::as_str)));
+    }
+    out
+}
+
 /// The report as a table like `sky status`, with header lines on freshness and polling.
 pub(crate) fn render_table(r: &StatusReport) -> String {
     let mut out = String::new();
@@ -138,27 +165,7 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
         out.push_str("No clusters.\n");
         return out;
     }
-    let mut widths = headers.map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  ", w = *w));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(&headers.map(String::from)));
-    for row in &rows {
-        out.push_str(&line(row));
-    }
+    out.push_str(&columns(&headers, &rows));
     out
 }
 
@@ -266,27 +273,7 @@ pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
         out.push_str("No managed jobs.\n");
         return out;
     }
-    let mut widths = headers.map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  ", w = *w));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(&headers.map(String::from)));
-    for row in &rows {
-        out.push_str(&line(row));
-    }
+    out.push_str(&columns(&headers, &rows));
     out
 }
 

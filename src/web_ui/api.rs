@@ -294,18 +294,7 @@ async fn job(State(state): State<Arc<WebState>>, Path(id): Path<String>) -> Resp
     };
     let now = state.clock.now();
     let out = state
-        .read(move |store| {
-            let tasks: Vec<crate::jobs::JobView> = store
-                .jobs_by_id(job_id)?
-                .into_iter()
-                .map(|row| crate::jobs::JobView {
-                    running_secs: row.job.running_secs(now),
-                    cost_so_far: row.cost_so_far(now),
-                    row,
-                })
-                .collect();
-            Ok((tasks, store.job_transitions(job_id)?))
-        })
+        .read(move |store| Ok(crate::jobs::job_detail(store, job_id, now)?))
         .await;
     match out {
         Ok((tasks, _)) if tasks.is_empty() => error(

@@ -89,18 +89,7 @@ pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Page {
     })?;
     let now = ctx.now();
     let (tasks, transitions) = ctx
-        .read(move |s| {
-            let tasks: Vec<crate::jobs::JobView> = s
-                .jobs_by_id(job_id)?
-                .into_iter()
-                .map(|row| crate::jobs::JobView {
-                    running_secs: row.job.running_secs(now),
-                    cost_so_far: row.cost_so_far(now),
-                    row,
-                })
-                .collect();
-            Ok((tasks, s.job_transitions(job_id)?))
-        })
+        .read(move |s| Ok(crate::jobs::job_detail(s, job_id, now)?))
         .await?;
     if tasks.is_empty() {
         return Err(ctx.error(
