@@ -170,14 +170,7 @@ pub(crate) fn render_table(r: &StatusReport) -> String {
 }
 
 pub(crate) fn run(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
-    let path = &config.cluster_manager.database;
-    if !path.exists() {
-        anyhow::bail!(
-            "host database {} does not exist: is the cluster manager running (skypilot-host cluster-manager)?",
-            path.display()
-        );
-    }
-    let store = Store::open_read_only(path)?;
+    let store = open_store(config)?;
     let query = ClusterQuery {
         include_gone: all,
         ..ClusterQuery::default()
@@ -279,14 +272,7 @@ pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
 
 /// `status --jobs`: the managed jobs that have not ended (all of them with `all`).
 pub(crate) fn run_jobs(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
-    let path = &config.cluster_manager.database;
-    if !path.exists() {
-        anyhow::bail!(
-            "host database {} does not exist: is the cluster manager running (skypilot-host cluster-manager)?",
-            path.display()
-        );
-    }
-    let store = Store::open_read_only(path)?;
+    let store = open_store(config)?;
     let query = crate::store::JobQuery {
         active: !all,
         ..Default::default()
@@ -303,6 +289,18 @@ pub(crate) fn run_jobs(config: &Config, json: bool, all: bool) -> anyhow::Result
         render_jobs_table(&r)
     };
     write_out(&text)
+}
+
+/// The host database, read-only; an error says when the cluster manager never made it.
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let path = &config.cluster_manager.database;
+    if !path.exists() {
+        anyhow::bail!(
+            "host database {} does not exist: is the cluster manager running (skypilot-host cluster-manager)?",
+            path.display()
+        );
+    }
+    Ok(Store::open_read_only(path)?)
 }
 
 fn write_out(text: &str) -> anyhow::Result<()> {

@@ -277,10 +277,7 @@ impl Manager {
             .await
             .map_err(|e| (RefreshMode::None, e))?;
         let answered = self.clock.now();
-        let cpu = match (cpu_before, self.server_cpu()) {
-            (Some((a, source)), Some((b, _))) => Some(((b - a).max(0.0), source)),
-            _ => None,
-        };
+        let cpu = self.server_cpu_since(cpu_before);
         // Only reads without refresh count: a forced one waits on the clouds, not on
         // the server, and comes every force_refresh_interval_secs whatever the interval.
         let load = self.load.record(sent, answered, cpu);
@@ -313,6 +310,18 @@ impl Manager {
                 }
                 None
             }
+        }
+    }
+
+    /// The API server's CPU seconds since `before` (a [`Manager::server_cpu`] reading),
+    /// when both readings could be made.
+    fn server_cpu_since(
+        &mut self,
+        before: Option<(f64, crate::load_budget::CpuSource)>,
+    ) -> Option<(f64, crate::load_budget::CpuSource)> {
+        match (before, self.server_cpu()) {
+            (Some((a, source)), Some((b, _))) => Some(((b - a).max(0.0), source)),
+            _ => None,
         }
     }
 
@@ -459,10 +468,7 @@ impl Manager {
             }
             Err(e) => return self.record_jobs_failure(started, seconds, e.kind(), e.to_string()),
         };
-        let cpu = match (cpu_before, self.server_cpu()) {
-            (Some((a, source)), Some((b, _))) => Some(((b - a).max(0.0), source)),
-            _ => None,
-        };
+        let cpu = self.server_cpu_since(cpu_before);
         // The queue shares the budget with /status: it gets what /status leaves (at
         // least a tenth of it).
         let budget = self.config.cluster_manager.load_budget;

@@ -82,28 +82,7 @@ impl ClusterFilter {
         &self,
         default_size: Option<usize>,
     ) -> Result<Option<(usize, usize)>, String> {
-        let size = match nonempty(&self.per_page) {
-            None => default_size,
-            Some(s) => Some(
-                s.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        format!(
-                            "per_page: {s:?} is not a page size: expected a number from 1 to 10000"
-                        )
-                    })?,
-            ),
-        };
-        let Some(size) = size else { return Ok(None) };
-        let page =
-            match nonempty(&self.page) {
-                None => 1,
-                Some(p) => p.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    format!("page: {p:?} is not a page number: expected 1 or more")
-                })?,
-            };
-        Ok(Some((page, size)))
+        paging(&self.page, &self.per_page, default_size)
     }
 
     /// The store query, paged by [`ClusterFilter::paging`]; an error names the parameter
@@ -183,12 +162,7 @@ impl JobFilter {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("status: {e}"))?,
         };
-        let paging = ClusterFilter {
-            page: self.page.clone(),
-            per_page: self.per_page.clone(),
-            ..ClusterFilter::default()
-        }
-        .paging(default_size)?;
+        let paging = paging(&self.page, &self.per_page, default_size)?;
         Ok(crate::store::JobQuery {
             active: !truthy(&self.all) && statuses.is_empty(),
             statuses,
@@ -197,6 +171,48 @@ impl JobFilter {
             limit: paging.map(|(_, size)| size),
             offset: paging.map_or(0, |(page, size)| (page - 1).saturating_mul(size)),
         })
+    }
+}
+
+/// `page` (1-based) and `per_page` of a list's query string: `None` for every row (no
+/// `per_page` and no default); an error names the parameter and what was expected.
+fn paging(
+    page: &Option<String>,
+    per_page: &Option<String>,
+    default_size: Option<usize>,
+) -> Result<Option<(usize, usize)>, String> {
+    let size = match nonempty(per_page) {
+        None => default_size,
+        Some(s) => Some(
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    format!("per_page: {s:?} is not a page size: expected a number from 1 to 10000")
+                })?,
+        ),
+    };
+    let Some(size) = size else { return Ok(None) };
+    let page = match nonempty(page) {
+        None => 1,
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("page: {p:?} is not a page number: expected 1 or more"))?,
+    };
+    Ok(Some((page, size)))
+}
+
+/// A report serialized on the blocking thread (`Ok`: its JSON bytes) as the answer.
+fn json_bytes(out: anyhow::Result<Vec<u8>>) -> Response {
+    match out {
+        Ok(body) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
     }
 }
 
@@ -223,14 +239,7 @@ async fn clusters(State(state): State<Arc<WebState>>, Query(f): Query<ClusterFil
             Ok(serde_json::to_vec(&report)?)
         })
         .await;
-    match out {
-        Ok(body) => (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+    json_bytes(out)
 }
 
 async fn cluster(State(state): State<Arc<WebState>>, Path(name): Path<String>) -> Response {
@@ -275,14 +284,7 @@ async fn jobs(State(state): State<Arc<WebState>>, Query(f): Query<JobFilter>) ->
             Ok(serde_json::to_vec(&report)?)
         })
         .await;
-    match out {
-        Ok(body) => (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+    json_bytes(out)
 }
 
 async fn job(State(state): State<Arc<WebState>>, Path(id): Path<String>) -> Response {

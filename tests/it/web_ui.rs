@@ -611,6 +611,18 @@ fn the_jobs_pages_show_the_queue_escaped() {
     let bad = rt.block_on(viewer.get("/api/v1/jobs?status=LOST"));
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("LOST"), "{}", bad.body);
+    // Every role reads the job queue (it is the fleet's, as the clusters are).
+    for who in [USER, ADMIN] {
+        let b = s.logged_in(who);
+        for path in [
+            "/console/jobs?all=1",
+            "/console/jobs/1",
+            "/api/v1/jobs",
+            "/api/v1/jobs/1",
+        ] {
+            assert_eq!(rt.block_on(b.get(path)).status, 200, "{path} as {}", who.2);
+        }
+    }
     let job = rt.block_on(viewer.get("/api/v1/jobs/1"));
     let v: Value = serde_json::from_str(&job.body).unwrap();
     assert_eq!(v["transitions"][0]["to"], "RUNNING");

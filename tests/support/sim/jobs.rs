@@ -145,12 +145,12 @@ pub(super) fn render_queue(
         }
         out.push(Value::Object(r));
     }
-    let mut infra: Vec<&str> = jobs
-        .values()
-        .filter(|j| j.cluster.is_some())
-        .map(|_| "aws/us-west-2")
-        .collect();
-    infra.dedup();
+    // Every simulated job with a cluster runs in one place.
+    let infra: Vec<&str> = if jobs.values().any(|j| j.cluster.is_some()) {
+        vec!["aws/us-west-2"]
+    } else {
+        Vec::new()
+    };
     json!({
         "jobs": out,
         "total": out.len(),
