@@ -88,7 +88,7 @@ fn ingest(
         let r = rt.block_on(m.poll_jobs());
         first.push(ms(t.elapsed()));
         anyhow::ensure!(r.error.is_none(), "ingest failed: {:?}", r.error);
-        jobs = r.jobs;
+        jobs = r.records;
         let t = Instant::now();
         let r = rt.block_on(m.poll_jobs());
         again.push(ms(t.elapsed()));

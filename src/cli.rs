@@ -39,13 +39,16 @@ pub(crate) enum Command {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
-        /// Also list clusters (with --jobs: jobs) that SkyPilot no longer lists (GONE),
-        /// and with --jobs, jobs that ended.
+        /// Also list clusters (with --jobs: jobs; with --services: services) that
+        /// SkyPilot no longer lists (GONE), and with --jobs, jobs that ended.
         #[arg(long)]
         all: bool,
         /// Managed jobs (`sky jobs launch`) instead of clusters.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "services")]
         jobs: bool,
+        /// SkyServe services (`sky serve up`) instead of clusters.
+        #[arg(long)]
+        services: bool,
     },
     /// Validate a host config file: exit 0 when valid, else print one error and exit 1.
     CheckConfig {
@@ -293,10 +296,13 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
             json,
             all,
             jobs,
+            services,
         } => {
             let config = load(&config.config)?;
             if jobs {
                 report(crate::status::run_jobs(&config, json, all))
+            } else if services {
+                report(crate::status::run_services(&config, json, all))
             } else {
                 report(crate::status::run(&config, json, all))
             }

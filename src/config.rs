@@ -161,6 +161,9 @@ pub struct ClusterManagerConfig {
     /// Seconds between two reads of SkyPilot's managed-job queue (`/jobs/queue/v2`),
     /// stretched like `/status` to keep within what `load_budget` leaves; 0: never.
     pub(crate) jobs_poll_interval_secs: u64,
+    /// Seconds between two reads of SkyServe's services (`/serve/status`), within the
+    /// same budget as the job queue; 0: never.
+    pub(crate) services_poll_interval_secs: u64,
     /// Seconds one poll may take in all (its several requests together); a slower poll
     /// fails and the state is kept. Under systemd it must stay below `WatchdogSec`
     /// (the module sets that from this value).
@@ -590,6 +593,7 @@ impl Default for ClusterManagerConfig {
             poll_interval_secs: 30,
             force_refresh_interval_secs: 300,
             jobs_poll_interval_secs: 60,
+            services_poll_interval_secs: 60,
             poll_deadline_secs: 120,
             database: PathBuf::from("/var/lib/skypilot/host.db"),
             load_budget: 0.02,

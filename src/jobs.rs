@@ -472,16 +472,7 @@ pub fn report(
     interval_secs: u64,
 ) -> crate::store::Result<JobsReport> {
     let feed = store.feed(crate::store::Feed::Jobs)?;
-    let interval = feed
-        .as_ref()
-        .and_then(|f| f.interval_secs)
-        .unwrap_or(interval_secs as f64)
-        .max(1.0);
-    let stale = feed.as_ref().is_none_or(|f| {
-        f.failed()
-            || f.ok_at
-                .is_none_or(|ok| now.age_since(ok) > crate::fleet::stale_after_secs(interval))
-    });
+    let stale = crate::store::feed_is_stale(feed.as_ref(), now, interval_secs);
     let mut by_status: std::collections::BTreeMap<JobStatus, i64> =
         JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
     for c in store.job_counts()? {

@@ -47,6 +47,7 @@ pub mod policy;
 mod runner;
 mod secret;
 mod server_cpu;
+pub mod services;
 pub mod sky_config;
 pub mod skypilot;
 mod status;

@@ -184,31 +184,44 @@ pub(crate) fn run(config: &Config, json: bool, all: bool) -> anyhow::Result<()> 
     write_out(&text)
 }
 
-/// The jobs report as a table like `sky jobs queue`, with a header line on freshness.
-pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
-    let mut out = String::new();
-    match &r.feed {
-        None => out
-            .push_str("STALE: the cluster manager has not read SkyPilot's managed-job queue yet\n"),
-        Some(f) => {
-            let ok = f
-                .ok_at
-                .map_or_else(|| "never".to_string(), |t| when(t, r.generated_at));
-            let label = if r.stale { "STALE" } else { "fresh" };
-            out.push_str(&format!("Managed jobs as of {ok} ({label})\n"));
-            if let Some(e) = &f.error {
-                if f.failed() {
-                    out.push_str(&format!(
-                        "Last read of the job queue failed {}: {}\n",
-                        when(f.attempted_at, r.generated_at),
-                        clean(e)
-                    ));
-                } else {
-                    out.push_str(&format!("{}\n", clean(e)));
-                }
-            }
+/// The freshness lines above a feed's table: `(records, source)` name what it lists and
+/// where it is read.
+fn feed_header(
+    feed: Option<&crate::store::FeedState>,
+    stale: bool,
+    now: crate::time::Timestamp,
+    (records, source): (&str, &str),
+) -> String {
+    let Some(f) = feed else {
+        return format!("STALE: the cluster manager has not read {source} yet\n");
+    };
+    let ok = f
+        .ok_at
+        .map_or_else(|| "never".to_string(), |t| when(t, now));
+    let label = if stale { "STALE" } else { "fresh" };
+    let mut out = format!("{records} as of {ok} ({label})\n");
+    if let Some(e) = &f.error {
+        if f.failed() {
+            out.push_str(&format!(
+                "Last read of {source} failed {}: {}\n",
+                when(f.attempted_at, now),
+                clean(e)
+            ));
+        } else {
+            out.push_str(&format!("{}\n", clean(e)));
         }
     }
+    out
+}
+
+/// The jobs report as a table like `sky jobs queue`, with a header line on freshness.
+pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
+    let mut out = feed_header(
+        r.feed.as_ref(),
+        r.stale,
+        r.generated_at,
+        ("Managed jobs", "SkyPilot's managed-job queue"),
+    );
     let counts: Vec<String> = r
         .by_status
         .iter()
@@ -287,6 +300,88 @@ pub(crate) fn run_jobs(config: &Config, json: bool, all: bool) -> anyhow::Result
         serde_json::to_string_pretty(&r)? + "\n"
     } else {
         render_jobs_table(&r)
+    };
+    write_out(&text)
+}
+
+/// The services report as a table like `sky serve status`, with a header line on
+/// freshness.
+pub(crate) fn render_services_table(r: &crate::services::ServicesReport) -> String {
+    let mut out = feed_header(
+        r.feed.as_ref(),
+        r.stale,
+        r.generated_at,
+        ("Services", "SkyServe's services (/serve/status)"),
+    );
+    let counts: Vec<String> = r
+        .by_status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    out.push_str(&format!(
+        "{} services{}{}; {} without a ready replica\n",
+        r.by_status.values().sum::<i64>(),
+        if counts.is_empty() { "" } else { ": " },
+        counts.join(", "),
+        r.without_ready,
+    ));
+    let headers = [
+        "NAME", "STATUS", "USER", "READY", "REPLICAS", "POLICY", "ENDPOINT", "UPTIME",
+    ];
+    let rows: Vec<Vec<String>> = r
+        .services
+        .iter()
+        .map(|row| {
+            let s = &row.service;
+            let replicas: Vec<String> = s
+                .replicas_by_status()
+                .iter()
+                .map(|(st, n)| format!("{n} {st}"))
+                .collect();
+            vec![
+                clean(&s.name).into_owned(),
+                s.status.to_string(),
+                clean(s.owner()).into_owned(),
+                format!("{}/{}", row.ready_replicas, s.replicas.len()),
+                if replicas.is_empty() {
+                    "-".into()
+                } else {
+                    replicas.join(", ")
+                },
+                clean(s.policy.as_deref().unwrap_or("-")).into_owned(),
+                clean(s.endpoint.as_deref().unwrap_or("-")).into_owned(),
+                s.ready_since
+                    .map(|t| human_duration(r.generated_at.secs_since(t).max(0.0)))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No services.\n");
+        return out;
+    }
+    out.push_str(&columns(&headers, &rows));
+    out
+}
+
+/// `status --services`: the SkyServe services not gone (all of them with `all`).
+pub(crate) fn run_services(config: &Config, json: bool, all: bool) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let query = crate::store::ServiceQuery {
+        live: !all,
+        ..Default::default()
+    };
+    let r = crate::services::report(
+        &store,
+        &query,
+        SystemClock.now(),
+        config.cluster_manager.services_poll_interval_secs,
+    )?;
+    let text = if json {
+        serde_json::to_string_pretty(&r)? + "\n"
+    } else {
+        render_services_table(&r)
     };
     write_out(&text)
 }

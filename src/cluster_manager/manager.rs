@@ -63,14 +63,41 @@ pub struct Manager {
     jobs_load: LoadBudget,
     /// When the job queue was last asked for.
     last_jobs: Option<Timestamp>,
+    /// The SkyServe services known (as last committed).
+    services: crate::services::KnownServices,
+    /// The cost of `/serve/status` reads and the interval that keeps them within what
+    /// `/status` leaves of the load budget.
+    services_load: LoadBudget,
+    /// When `/serve/status` was last asked for.
+    last_services: Option<Timestamp>,
 }
 
-/// What one read of the managed-job queue did.
+/// What one read of a feed (the managed-job queue, the services) did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobsReport {
-    pub jobs: usize,
+pub struct FeedReport {
+    /// Records read.
+    pub records: usize,
     pub changes: usize,
     pub error: Option<String>,
+}
+
+/// Whether a feed read every `interval` seconds (0: never), last at `last`, is due at
+/// `now`; its interval stretched by `load`.
+fn feed_due(interval: u64, last: Option<Timestamp>, load: &LoadBudget, now: Timestamp) -> bool {
+    interval != 0 && last.is_none_or(|t| now.secs_since(t) >= load.interval_secs())
+}
+
+/// The state of a feed read that succeeded with `n` records.
+fn ok_feed(answered: Timestamp, n: usize, seconds: f64, interval: f64) -> crate::store::FeedState {
+    crate::store::FeedState {
+        attempted_at: answered.floor(),
+        ok_at: Some(answered),
+        records: Some(sql_count(n)),
+        seconds: Some(seconds),
+        interval_secs: Some(interval),
+        error_kind: None,
+        error: None,
+    }
 }
 
 /// Seconds between two fleet samples of an unchanged fleet.
@@ -97,6 +124,11 @@ impl Manager {
             config.cluster_manager.load_budget,
             config.cluster_manager.jobs_poll_interval_secs.max(1),
         );
+        let services = store.known_services()?;
+        let services_load = LoadBudget::new(
+            config.cluster_manager.load_budget,
+            config.cluster_manager.services_poll_interval_secs.max(1),
+        );
         let load = LoadBudget::new(
             config.cluster_manager.load_budget,
             config.cluster_manager.poll_interval_secs,
@@ -122,6 +154,9 @@ impl Manager {
             jobs,
             jobs_load,
             last_jobs: None,
+            services,
+            services_load,
+            last_services: None,
         })
     }
 
@@ -188,6 +223,7 @@ impl Manager {
         let rows = known_rows(&store).map_err(|e| e.to_string())?;
         tracing::info!(database = %path.display(), clusters = rows.len(), "host database reopened; the next poll records every cluster it lacks");
         self.jobs = store.known_jobs().map_err(|e| e.to_string())?;
+        self.services = store.known_services().map_err(|e| e.to_string())?;
         self.store = store;
         self.known = Known {
             rows,
@@ -414,16 +450,74 @@ impl Manager {
     /// Whether the job queue is due: `jobs_poll_interval_secs` (0: never), stretched to
     /// keep its reads within what `/status` leaves of the load budget.
     pub(crate) fn jobs_due(&self, now: Timestamp) -> bool {
-        if self.config.cluster_manager.jobs_poll_interval_secs == 0 {
-            return false;
+        feed_due(
+            self.config.cluster_manager.jobs_poll_interval_secs,
+            self.last_jobs,
+            &self.jobs_load,
+            now,
+        )
+    }
+
+    /// Whether `/serve/status` is due: `services_poll_interval_secs` (0: never),
+    /// stretched to keep its reads within what `/status` and the job queue leave.
+    pub(crate) fn services_due(&self, now: Timestamp) -> bool {
+        feed_due(
+            self.config.cluster_manager.services_poll_interval_secs,
+            self.last_services,
+            &self.services_load,
+            now,
+        )
+    }
+
+    /// What the load budget leaves after `/status` and the shares of `others` (at
+    /// least a tenth of it).
+    fn budget_left(&self, others: &[&LoadBudget]) -> f64 {
+        let budget = self.config.cluster_manager.load_budget;
+        let used: f64 = std::iter::once(&self.load)
+            .chain(others.iter().copied())
+            .filter_map(|l| l.last().map(|l| l.share))
+            .sum();
+        (budget - used).max(budget / 10.0)
+    }
+
+    /// Records a read that found no controller up (SkyPilot's ClusterNotUpError): not
+    /// a failure; the records stay as last read, and the feed says why nothing changes.
+    fn record_no_controller(
+        &self,
+        feed: crate::store::Feed,
+        (started, answered): (Timestamp, Timestamp),
+        interval_secs: f64,
+        message: &str,
+    ) -> FeedReport {
+        let (controller, records) = match feed {
+            crate::store::Feed::Jobs => ("jobs", "jobs"),
+            crate::store::Feed::Services => ("serve", "services"),
+        };
+        let state = crate::store::FeedState {
+            attempted_at: started,
+            ok_at: Some(answered),
+            records: Some(0),
+            seconds: Some(answered.secs_since(started).max(0.0)),
+            interval_secs: Some(interval_secs),
+            error_kind: Some(crate::store::NO_CONTROLLER.into()),
+            error: Some(format!(
+                "SkyPilot's {controller} controller is not up ({}): the {records} recorded are kept as last read",
+                clean(message.trim_end_matches('.'))
+            )),
+        };
+        if let Err(e) = self.store.record_feed(feed, &state) {
+            tracing::error!(error = %e, feed = feed.as_str(), "cannot record the read of a feed");
         }
-        self.last_jobs
-            .is_none_or(|t| now.secs_since(t) >= self.jobs_load.interval_secs())
+        FeedReport {
+            records: 0,
+            changes: 0,
+            error: None,
+        }
     }
 
     /// Reads SkyPilot's managed-job queue and commits what changed. A failed read keeps
     /// the jobs as they were and records the error with the feed (readers see its age).
-    pub async fn poll_jobs(&mut self) -> JobsReport {
+    pub async fn poll_jobs(&mut self) -> FeedReport {
         let started = self.clock.now();
         self.last_jobs = Some(started);
         let cpu_before = self.server_cpu();
@@ -438,57 +532,46 @@ impl Manager {
         let jobs = match result {
             Ok(jobs) => jobs,
             // No jobs controller is up (none was ever launched, or it stopped after its
-            // jobs ended): SkyPilot has no queue to give. Not a failure; the jobs
-            // recorded are kept as they were, and the report says why nothing changes.
+            // jobs ended): SkyPilot has no queue to give.
             Err(ClientError::Sky {
                 error_type,
                 message,
                 ..
             }) if error_type == "ClusterNotUpError" => {
-                let state = crate::store::FeedState {
-                    attempted_at: started,
-                    ok_at: Some(answered),
-                    records: Some(0),
-                    seconds: Some(seconds),
-                    interval_secs: Some(self.jobs_load.interval_secs()),
-                    error_kind: Some(crate::store::NO_CONTROLLER.into()),
-                    error: Some(format!(
-                        "SkyPilot's jobs controller is not up ({}): the jobs recorded are kept as last read",
-                        clean(message.trim_end_matches('.'))
-                    )),
-                };
-                if let Err(e) = self.store.record_feed(crate::store::Feed::Jobs, &state) {
-                    tracing::error!(error = %e, "cannot record the read of the job queue");
-                }
-                return JobsReport {
-                    jobs: 0,
-                    changes: 0,
-                    error: None,
-                };
+                let interval = self.jobs_load.interval_secs();
+                return self.record_no_controller(
+                    crate::store::Feed::Jobs,
+                    (started, answered),
+                    interval,
+                    &message,
+                );
             }
-            Err(e) => return self.record_jobs_failure(started, seconds, e.kind(), e.to_string()),
+            Err(e) => {
+                return self.record_feed_failure(
+                    crate::store::Feed::Jobs,
+                    started,
+                    seconds,
+                    e.kind(),
+                    e.to_string(),
+                )
+            }
         };
         let cpu = self.server_cpu_since(cpu_before);
-        // The queue shares the budget with /status: it gets what /status leaves (at
-        // least a tenth of it).
-        let budget = self.config.cluster_manager.load_budget;
-        let status_share = self.load.last().map_or(0.0, |l| l.share);
-        self.jobs_load
-            .set_budget((budget - status_share).max(budget / 10.0));
+        // The queue shares the budget with /status: it gets what /status leaves.
+        let budget = self.budget_left(&[]);
+        self.jobs_load.set_budget(budget);
         self.jobs_load.record(started, answered, cpu);
         let n = jobs.len();
         let changes = crate::jobs::diff_jobs(&self.jobs, jobs, answered.floor());
-        let state = crate::store::FeedState {
-            attempted_at: answered.floor(),
-            ok_at: Some(answered),
-            records: Some(sql_count(n)),
-            seconds: Some(seconds),
-            interval_secs: Some(self.jobs_load.interval_secs()),
-            error_kind: None,
-            error: None,
-        };
+        let state = ok_feed(answered, n, seconds, self.jobs_load.interval_secs());
         if let Err(e) = self.store.commit_jobs(&changes, &state) {
-            return self.record_jobs_failure(started, seconds, "database".into(), e.to_string());
+            return self.record_feed_failure(
+                crate::store::Feed::Jobs,
+                started,
+                seconds,
+                "database".into(),
+                e.to_string(),
+            );
         }
         for t in &changes.transitions {
             // The job's name: of this read, or as known for a job that is gone.
@@ -507,23 +590,98 @@ impl Manager {
         }
         let count = changes.len();
         crate::jobs::apply_jobs(&mut self.jobs, changes);
-        JobsReport {
-            jobs: n,
+        FeedReport {
+            records: n,
             changes: count,
             error: None,
         }
     }
 
-    /// Records a failed read of the job queue; the jobs stay as they were.
-    fn record_jobs_failure(
+    /// Reads SkyServe's services (`/serve/status`) and commits what changed. A failed
+    /// read (SkyPilot refuses it when it finds the internet unreachable) keeps the
+    /// services as they were and records the error with the feed.
+    pub async fn poll_services(&mut self) -> FeedReport {
+        let started = self.clock.now();
+        self.last_services = Some(started);
+        let cpu_before = self.server_cpu();
+        let result = self.client.serve_status_raw().await.and_then(|text| {
+            crate::services::parse_status(&text).map_err(|what| ClientError::Malformed {
+                url: format!("{}/serve/status", self.client.base_url()),
+                what: format!("serve/status: {what}"),
+            })
+        });
+        let answered = self.clock.now();
+        let seconds = answered.secs_since(started).max(0.0);
+        let services = match result {
+            Ok(services) => services,
+            // No serve controller is up (no service was ever started, or the controller
+            // stopped): SkyPilot has no services to list.
+            Err(ClientError::Sky {
+                error_type,
+                message,
+                ..
+            }) if error_type == "ClusterNotUpError" => {
+                let interval = self.services_load.interval_secs();
+                return self.record_no_controller(
+                    crate::store::Feed::Services,
+                    (started, answered),
+                    interval,
+                    &message,
+                );
+            }
+            Err(e) => {
+                return self.record_feed_failure(
+                    crate::store::Feed::Services,
+                    started,
+                    seconds,
+                    e.kind(),
+                    e.to_string(),
+                )
+            }
+        };
+        let cpu = self.server_cpu_since(cpu_before);
+        let budget = self.budget_left(&[&self.jobs_load]);
+        self.services_load.set_budget(budget);
+        self.services_load.record(started, answered, cpu);
+        let n = services.len();
+        let changes = crate::services::diff_services(&self.services, services, answered.floor());
+        let state = ok_feed(answered, n, seconds, self.services_load.interval_secs());
+        if let Err(e) = self.store.commit_services(&changes, &state) {
+            return self.record_feed_failure(
+                crate::store::Feed::Services,
+                started,
+                seconds,
+                "database".into(),
+                e.to_string(),
+            );
+        }
+        for t in &changes.transitions {
+            if t.to.is_failed() {
+                tracing::warn!(service = %clean(&t.service), from = ?t.from, to = %t.to, "service failed");
+            } else if t.from.is_some() {
+                tracing::info!(service = %clean(&t.service), from = ?t.from, to = %t.to, "service status changed");
+            }
+        }
+        let count = changes.len();
+        crate::services::apply_services(&mut self.services, changes);
+        FeedReport {
+            records: n,
+            changes: count,
+            error: None,
+        }
+    }
+
+    /// Records a failed read of a feed; its records stay as they were.
+    fn record_feed_failure(
         &mut self,
+        feed: crate::store::Feed,
         started: Timestamp,
         seconds: f64,
         kind: String,
         error: String,
-    ) -> JobsReport {
+    ) -> FeedReport {
         let error = clean(&error).into_owned();
-        tracing::warn!(error = %error, "reading the managed-job queue failed; keeping the last known jobs");
+        tracing::warn!(error = %error, feed = feed.as_str(), "reading a feed failed; keeping its last known records");
         let state = crate::store::FeedState {
             attempted_at: started,
             ok_at: None,
@@ -533,13 +691,52 @@ impl Manager {
             error_kind: Some(kind),
             error: Some(error.clone()),
         };
-        if let Err(e) = self.store.record_feed(crate::store::Feed::Jobs, &state) {
-            tracing::error!(error = %e, "cannot record the failed read of the job queue");
+        if let Err(e) = self.store.record_feed(feed, &state) {
+            tracing::error!(error = %e, feed = feed.as_str(), "cannot record the failed read of a feed");
         }
-        JobsReport {
-            jobs: 0,
+        FeedReport {
+            records: 0,
             changes: 0,
             error: Some(error),
+        }
+    }
+
+    /// Reads a feed when it is due, within `deadline`: a note for the round's status.
+    async fn feed_round(&mut self, feed: crate::store::Feed, deadline: Duration) -> String {
+        let (due, what) = match feed {
+            crate::store::Feed::Jobs => (self.jobs_due(self.clock.now()), "managed jobs"),
+            crate::store::Feed::Services => (self.services_due(self.clock.now()), "services"),
+        };
+        if !due {
+            return String::new();
+        }
+        let asked = self.clock.now();
+        let read = match feed {
+            crate::store::Feed::Jobs => tokio::time::timeout(deadline, self.poll_jobs()).await,
+            crate::store::Feed::Services => {
+                tokio::time::timeout(deadline, self.poll_services()).await
+            }
+        };
+        let report = match read {
+            Ok(r) => r,
+            Err(_) => {
+                let message = format!(
+                    "reading the {what} took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
+                    deadline.as_secs(),
+                    self.client.base_url()
+                );
+                self.record_feed_failure(
+                    feed,
+                    asked,
+                    deadline.as_secs_f64(),
+                    "deadline".into(),
+                    message,
+                )
+            }
+        };
+        match report.error {
+            None => format!("; {} {what}, {} changed", report.records, report.changes),
+            Some(e) => format!("; reading the {what} failed: {e}"),
         }
     }
 
@@ -665,27 +862,13 @@ impl crate::runner::Periodic for Manager {
             Ok(report) => report,
             Err(_) => self.record_deadline(started, deadline),
         };
-        // The job queue when it is due and the server answered the poll.
+        // The job queue and the services when due and the server answered the poll.
         let mut jobs_note = String::new();
-        if report.error.is_none() && self.jobs_due(self.clock.now()) {
-            let asked = self.clock.now();
-            let jobs = match tokio::time::timeout(deadline, self.poll_jobs()).await {
-                Ok(r) => r,
-                Err(_) => self.record_jobs_failure(
-                    asked,
-                    deadline.as_secs_f64(),
-                    "deadline".into(),
-                    format!(
-                        "the job queue took longer than {} s (cluster_manager.poll_deadline_secs) and was abandoned; SkyPilot's API server at {} answers too slowly",
-                        deadline.as_secs(),
-                        self.client.base_url()
-                    ),
-                ),
-            };
-            jobs_note = match jobs.error {
-                None => format!("; {} managed jobs, {} changed", jobs.jobs, jobs.changes),
-                Some(e) => format!("; job queue failed: {e}"),
-            };
+        if report.error.is_none() {
+            jobs_note = self.feed_round(crate::store::Feed::Jobs, deadline).await;
+            jobs_note += &self
+                .feed_round(crate::store::Feed::Services, deadline)
+                .await;
         }
         crate::memory::release_freed();
         let wait = self.next_delay();

@@ -20,4 +20,4 @@ mod manager;
 
 pub use diff::diff;
 pub(crate) use manager::run;
-pub use manager::{JobsReport, Manager, PollReport};
+pub use manager::{FeedReport, Manager, PollReport};

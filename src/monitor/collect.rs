@@ -31,7 +31,7 @@ pub(crate) const DB_ERROR_KINDS: [&str; 7] = [
 const PAGE_CACHE_KIB: u32 = 256;
 
 /// Tables whose rows are read; a row that does not parse is counted under its table.
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 8] = [
     "api_server",
     "audit",
     "clusters",
@@ -39,6 +39,7 @@ pub(crate) const TABLES: [&str; 7] = [
     "managed_jobs",
     "poll_load",
     "poll_runs",
+    "services",
 ];
 
 /// The data of one scrape.
@@ -74,6 +75,10 @@ pub struct Snapshot {
     pub(crate) active_jobs: Vec<crate::jobs::ManagedJob>,
     /// The last read of SkyPilot's job queue.
     pub(crate) jobs_feed: Option<crate::store::FeedState>,
+    /// SkyServe services, gone ones included.
+    pub(crate) services: Vec<crate::services::ServiceRow>,
+    /// The last read of `/serve/status`.
+    pub(crate) services_feed: Option<crate::store::FeedState>,
     /// The first problem met, in words, for the log (never exported).
     pub first_error: Option<String>,
 }
@@ -394,6 +399,14 @@ impl Reader {
         }
         match store.feed(crate::store::Feed::Jobs) {
             Ok(f) => snap.jobs_feed = f,
+            Err(e) => snap.problem("feeds", &e),
+        }
+        match store.services() {
+            Ok(v) => snap.services = v,
+            Err(e) => snap.problem("services", &e),
+        }
+        match store.feed(crate::store::Feed::Services) {
+            Ok(f) => snap.services_feed = f,
             Err(e) => snap.problem("feeds", &e),
         }
         self.fleet = fleet.ok();

@@ -336,7 +336,7 @@ enum Source {
 type EncodePart = fn(&Snapshot, Moment, &mut DescriptorEncoder) -> fmt::Result;
 
 /// The exposition, family by family in this order, cut where the source changes.
-const PARTS: [(Source, EncodePart); 12] = [
+const PARTS: [(Source, EncodePart); 14] = [
     (Source::Database, Snapshot::encode_host_state),
     (Source::Clock, Snapshot::encode_host_ages),
     (Source::Database, Snapshot::encode_polls),
@@ -349,6 +349,8 @@ const PARTS: [(Source, EncodePart); 12] = [
     (Source::Database, Snapshot::encode_actions),
     (Source::Database, Snapshot::encode_jobs),
     (Source::Clock, Snapshot::encode_job_times),
+    (Source::Database, Snapshot::encode_services),
+    (Source::Clock, Snapshot::encode_services_age),
 ];
 
 impl Collector for Snapshot {
@@ -975,6 +977,87 @@ impl Snapshot {
                 enc,
                 "skypilot_host_jobs_feed_age",
                 "Seconds since the cluster manager last read SkyPilot's managed-job queue successfully.",
+                Some(&seconds()),
+                at.now.age_since(ok),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// SkyServe services: by status and owner, replicas of each live service by status,
+    /// its ready replicas, and whether `/serve/status` was read.
+    fn encode_services(&self, _: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let mut by: std::collections::BTreeMap<(&str, String), i64> = Default::default();
+        for s in &self.services {
+            *by.entry((s.service.status.as_str(), bounded_label(s.service.owner())))
+                .or_default() += 1;
+        }
+        gauges(
+            enc,
+            "skypilot_services",
+            "SkyServe services in the host database, by SkyPilot status (GONE: no longer listed by SkyPilot) and owner.",
+            None,
+            by.into_iter()
+                .map(|((status, user), n)| ([("status", status.to_string()), ("user", user)], n)),
+        )?;
+        let live = || self.services.iter().filter(|s| s.service.status.is_live());
+        gauges(
+            enc,
+            "skypilot_service_replicas",
+            "Replicas of each live SkyServe service (not shutting down, not gone), by replica status.",
+            None,
+            live().flat_map(|s| {
+                s.service
+                    .replicas_by_status()
+                    .into_iter()
+                    .map(move |(status, n)| {
+                        (
+                            [
+                                ("service", bounded_label(&s.service.name)),
+                                ("user", bounded_label(s.service.owner())),
+                                ("status", status.as_str().to_string()),
+                            ],
+                            n,
+                        )
+                    })
+            }),
+        )?;
+        gauges(
+            enc,
+            "skypilot_service_ready_replicas",
+            "READY replicas of each live SkyServe service (not shutting down, not gone): 0 means it answers no request. No status label, so a series lasts through the service's status changes.",
+            None,
+            live().map(|s| {
+                (
+                    [
+                        ("service", bounded_label(&s.service.name)),
+                        ("user", bounded_label(s.service.owner())),
+                    ],
+                    s.ready_replicas,
+                )
+            }),
+        )?;
+        if let Some(f) = &self.services_feed {
+            gauge(
+                enc,
+                "skypilot_host_services_feed_up",
+                "1 when the cluster manager's last read of SkyServe's services (/serve/status) succeeded (or found no serve controller up), else 0.",
+                None,
+                flag(!f.failed()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The age of the services data.
+    fn encode_services_age(&self, at: Moment, enc: &mut DescriptorEncoder) -> fmt::Result {
+        if let Some(ok) = self.services_feed.as_ref().and_then(|f| f.ok_at) {
+            gauge(
+                enc,
+                "skypilot_host_services_feed_age",
+                "Seconds since the cluster manager last read SkyServe's services successfully.",
                 Some(&seconds()),
                 at.now.age_since(ok),
             )?;

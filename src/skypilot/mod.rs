@@ -750,6 +750,14 @@ impl Client {
         .await
     }
 
+    /// `POST /serve/status` of every SkyServe service (`service_names: null`); the raw
+    /// return value. SkyPilot answers it from its serve controller (on the API server's
+    /// host in consolidation mode), after checking that the internet is reachable.
+    pub async fn serve_status_raw(&self) -> Result<String> {
+        self.call_raw("serve/status", json!({ "service_names": null }))
+            .await
+    }
+
     /// `POST /autostop`: `minutes` idle minutes (-1 cancels), `down` tears down instead of stopping.
     pub async fn autostop(&self, cluster: &str, minutes: i64, down: bool) -> Result<()> {
         self.call::<serde_json::Value>(

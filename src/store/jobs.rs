@@ -69,6 +69,21 @@ impl FeedState {
     }
 }
 
+/// Whether a feed's data is stale at `now`: never read, the last read failed, or the
+/// last success is older than three intervals (`interval_secs` configured; the stored
+/// effective one wins).
+pub fn feed_is_stale(feed: Option<&FeedState>, now: Timestamp, interval_secs: u64) -> bool {
+    let interval = feed
+        .and_then(|f| f.interval_secs)
+        .unwrap_or(interval_secs as f64)
+        .max(1.0);
+    feed.is_none_or(|f| {
+        f.failed()
+            || f.ok_at
+                .is_none_or(|ok| now.age_since(ok) > crate::fleet::stale_after_secs(interval))
+    })
+}
+
 /// Which jobs a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct JobQuery {
@@ -166,6 +181,16 @@ fn bad_row(path: &std::path::Path, e: rusqlite::Error) -> StoreError {
             cause,
         },
     }
+}
+
+/// Records an attempt to read `feed` within `tx` (what a commit of its records ends with).
+pub(super) fn write_feed_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+    feed: Feed,
+    state: &FeedState,
+) -> Result<()> {
+    write_feed(tx, feed, state).at(path)
 }
 
 impl Store {

@@ -254,6 +254,38 @@ CREATE TABLE feeds (
     error        TEXT
 );
 "#,
+    // 10: SkyServe services as /serve/status lists them (a service that disappears is
+    // kept as GONE, its last status in last_status), their replicas as JSON, and their
+    // status changes.
+    r#"
+CREATE TABLE services (
+    name            TEXT PRIMARY KEY NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('CONTROLLER_INIT', 'REPLICA_INIT', 'CONTROLLER_FAILED', 'READY', 'SHUTTING_DOWN', 'FAILED', 'FAILED_CLEANUP', 'NO_REPLICA', 'GONE')),
+    last_status     TEXT,
+    user_name       TEXT,
+    user_hash       TEXT,
+    endpoint        TEXT,
+    policy          TEXT,
+    resources       TEXT,
+    version         INTEGER,
+    ready_since     REAL,
+    tls             INTEGER NOT NULL,
+    target_replicas INTEGER,
+    ready_replicas  INTEGER NOT NULL,
+    replicas        TEXT NOT NULL,
+    first_seen      REAL NOT NULL,
+    last_changed    REAL NOT NULL,
+    gone_at         REAL
+);
+CREATE TABLE service_transitions (
+    id          INTEGER PRIMARY KEY,
+    service     TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    at          REAL NOT NULL
+);
+CREATE INDEX service_transitions_by_service ON service_transitions (service, at);
+"#,
 ];
 
 /// The schema version of this binary: the number of migrations (a small constant).

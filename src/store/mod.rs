@@ -33,6 +33,7 @@ mod jobs;
 mod lock;
 mod migrations;
 mod polls;
+mod services;
 mod sessions;
 pub(crate) use sessions::{CliLogin, StoredSession};
 pub(crate) mod scrape;
@@ -44,10 +45,11 @@ pub use clusters::{
     ClusterChanges, ClusterDetail, ClusterOrder, ClusterQuery, ClusterRow, FleetSums, Transition,
 };
 pub use history::{AutostopPass, FleetSample};
-pub use jobs::{Feed, FeedState, JobCount, JobQuery, NO_CONTROLLER};
+pub use jobs::{feed_is_stale, Feed, FeedState, JobCount, JobQuery, NO_CONTROLLER};
 pub(crate) use lock::lock_with_pid;
 pub use lock::{LockError, WriterLock};
 pub use polls::{ApiServerHealth, PollOutcome, PollRun};
+pub use services::ServiceQuery;
 
 /// How long a connection waits for another writer before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

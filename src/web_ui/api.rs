@@ -14,6 +14,10 @@
 //!   managed jobs report `status --jobs --json` prints; without `all` or `status`, the
 //!   jobs that have not ended.
 //! - `GET /api/v1/jobs/{id}`: one managed job's tasks and status changes.
+//! - `GET /api/v1/services` (`status`, `user`, `name`, `all`): the SkyServe services
+//!   report `status --services --json` prints; without `all` or `status`, the services
+//!   not gone.
+//! - `GET /api/v1/services/{name}`: one service with its replicas and status changes.
 
 use std::sync::Arc;
 
@@ -174,6 +178,43 @@ impl JobFilter {
     }
 }
 
+/// The filters of the services list (query string of the API and the Services page).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ServiceFilter {
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) user: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) all: Option<String>,
+}
+
+impl ServiceFilter {
+    /// The store query; an error names the parameter.
+    pub(crate) fn query(&self) -> Result<crate::store::ServiceQuery, String> {
+        let statuses = match nonempty(&self.status) {
+            None => Vec::new(),
+            Some(s) => s
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .to_ascii_uppercase()
+                        .parse::<crate::services::ServiceStatus>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("status: {e}"))?,
+        };
+        Ok(crate::store::ServiceQuery {
+            live: !truthy(&self.all) && statuses.is_empty(),
+            statuses,
+            user: nonempty(&self.user),
+            name_contains: nonempty(&self.name),
+        })
+    }
+}
+
 /// `page` (1-based) and `per_page` of a list's query string: `None` for every row (no
 /// `per_page` and no default); an error names the parameter and what was expected.
 fn paging(
@@ -309,6 +350,41 @@ async fn job(State(state): State<Arc<WebState>>, Path(id): Path<String>) -> Resp
             "transitions": transitions,
         }))
         .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn services(State(state): State<Arc<WebState>>, Query(f): Query<ServiceFilter>) -> Response {
+    let q = match f.query() {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let now = state.clock.now();
+    let interval = state.config.cluster_manager.services_poll_interval_secs;
+    let out = state
+        .read(move |store| {
+            let report = crate::services::report(store, &q, now, interval)?;
+            Ok(serde_json::to_vec(&report)?)
+        })
+        .await;
+    json_bytes(out)
+}
+
+async fn service(State(state): State<Arc<WebState>>, Path(name): Path<String>) -> Response {
+    let wanted = name.clone();
+    let out = state
+        .read(move |store| Ok(crate::services::service_detail(store, &wanted)?))
+        .await;
+    match out {
+        Ok(Some((service, transitions))) => Json(json!({
+            "service": service,
+            "transitions": transitions,
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("service {name:?} is not in the host database"),
+        ),
         Err(e) => internal(e),
     }
 }
@@ -460,6 +536,8 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
         .route("/api/v1/fleet/history", get(fleet_history))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/services/{name}", get(service))
         .layer(axum::middleware::from_fn(super::auth::require_csrf))
         .layer(axum::middleware::from_fn(super::auth::require_api))
         .layer(axum::middleware::from_fn(

@@ -26,6 +26,17 @@ account's zone names once it has an AWS identity).
                                         SkyPilot's own state functions
     python skyctl.py jobs-bulk N --user U   N managed jobs (a benchmark's queue): every 10th running
                                         on a cluster, every 10th failed, the rest succeeded
+    python skyctl.py service NAME --user U [--replicas N]
+                                        a SkyServe service's record as `sky serve up` makes it
+                                        (CONTROLLER_INIT, version 1, a load balancer port)
+    python skyctl.py replica NAME ID STATE [--cluster C] [--spot]
+                                        replica ID of service NAME in STATE (PENDING, PROVISIONING,
+                                        STARTING, READY, NOT_READY, FAILED, FAILED_PROBING,
+                                        PREEMPTED, SHUTTING_DOWN) as its replica manager records it;
+                                        the service's status then follows as its controller sets it
+    python skyctl.py service-state NAME STATUS
+                                        sets a service's status (CONTROLLER_FAILED, SHUTTING_DOWN, ...)
+    python skyctl.py service-remove NAME   the service's records, gone as after `sky serve down`
     python skyctl.py dump               JSON: clusters (handle digests), users, SSH keys, jobs
 """
 import argparse
@@ -290,6 +301,111 @@ def jobs_bulk(args) -> None:
     print(args.n)
 
 
+def service(args) -> None:
+    """A service's records as `sky serve up` leaves them once its controller started: the
+    service row (sky/serve/service.py _start), its first version, its ports."""
+    import socket
+    import yaml
+    from sky import global_user_state
+    from sky import models
+    from sky.serve import serve_state
+    from sky.serve import service_spec
+    global_user_state.add_or_update_user(models.User(id=user_hash(args.user), name=args.user))
+    spec = service_spec.SkyServiceSpec(
+        readiness_path='/health', initial_delay_seconds=1200, readiness_timeout_seconds=15,
+        endpoint_probe_interval_seconds=10, lb_stream_timeout_seconds=300,
+        min_replicas=args.replicas, max_replicas=None)
+    added = serve_state.add_service(
+        args.name, controller_job_id=0, policy=spec.autoscaling_policy_str(),
+        requested_resources_str='1x[CPU:2]', load_balancing_policy=spec.load_balancing_policy,
+        status=serve_state.ServiceStatus.CONTROLLER_INIT, tls_encrypted=False, pool=False,
+        controller_pid=os.getpid(), entrypoint=f'sky serve up -n {args.name} service.yaml',
+        controller_ip='127.0.0.1', user_hash=user_hash(args.user))
+    if not added:
+        sys.exit(f'skyctl.py service: service {args.name!r} exists already')
+    task = {'name': args.name, 'service': {'readiness_probe': '/health',
+                                           'replicas': args.replicas},
+            'resources': {'cpus': 2, 'ports': 8080}, 'run': 'python -m http.server 8080'}
+    serve_state.add_or_update_version(args.name, 1, spec, yaml.safe_dump(task))
+    # A free port, as the controller picks its load balancer's; nothing listens on it
+    # here, so SkyPilot's call to the controller's /autoscaler/info finds none.
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        lb_port = s.getsockname()[1]
+    serve_state.set_service_load_balancer_port(args.name, lb_port)
+    print(lb_port)
+
+
+# What a replica's status property holds in each state (sky/serve/replica_managers.py
+# ReplicaStatusProperty.to_replica_status).
+REPLICA_STATES = {
+    'PENDING': {},
+    'PROVISIONING': {'sky_launch_status': 'RUNNING'},
+    'STARTING': {'sky_launch_status': 'SUCCEEDED'},
+    'READY': {'sky_launch_status': 'SUCCEEDED', 'first_ready_time': 'now',
+              'service_ready_now': True},
+    'NOT_READY': {'sky_launch_status': 'SUCCEEDED', 'first_ready_time': 'now'},
+    'SHUTTING_DOWN': {'sky_launch_status': 'SUCCEEDED', 'sky_down_status': 'RUNNING'},
+    'FAILED': {'sky_launch_status': 'SUCCEEDED', 'sky_down_status': 'SUCCEEDED',
+               'user_app_failed': True},
+    'FAILED_PROBING': {'sky_launch_status': 'SUCCEEDED', 'sky_down_status': 'SUCCEEDED',
+                       'first_ready_time': 'now'},
+    'PREEMPTED': {'sky_launch_status': 'SUCCEEDED', 'sky_down_status': 'SUCCEEDED',
+                  'preempted': True},
+}
+
+
+def replica(args) -> None:
+    """A replica in a given state, recorded as the replica manager records it; the
+    service's status then follows from its replicas as the controller sets it
+    (ServiceStatus.from_replica_statuses)."""
+    import time
+    from sky.serve import replica_managers
+    from sky.serve import serve_state
+    from sky.utils import common_utils
+    if args.state not in REPLICA_STATES:
+        sys.exit(f'skyctl.py replica: unknown state {args.state!r}; expected one of '
+                 f'{", ".join(REPLICA_STATES)}')
+    if serve_state.get_service_from_name(args.name) is None:
+        sys.exit(f'skyctl.py replica: no service {args.name!r}')
+    cluster = args.cluster or f'{args.name}-{args.id}'
+    info = replica_managers.ReplicaInfo(args.id, cluster, '8080', args.spot, None, 1, None)
+    for key, value in REPLICA_STATES[args.state].items():
+        if key.endswith('_status'):
+            value = common_utils.ProcessStatus[value]
+        elif value == 'now':
+            value = time.time()
+        setattr(info.status_property, key, value)
+    if info.status.value != args.state:
+        sys.exit(f'skyctl.py replica: made {info.status.value}, not {args.state}')
+    serve_state.add_or_update_replica(args.name, args.id, info)
+    if args.state == 'READY' and serve_state.get_service_from_name(args.name)['uptime'] is None:
+        # The replica manager records when the service first had a ready replica.
+        serve_state.set_service_uptime(args.name, int(time.time()))
+    statuses = [r.status for r in serve_state.get_replica_infos(args.name)]
+    status = serve_state.ServiceStatus.from_replica_statuses(statuses)
+    serve_state.set_service_status_and_active_versions(args.name, status, [1])
+    print(status.value)
+
+
+def service_state(args) -> None:
+    from sky.serve import serve_state
+    try:
+        status = serve_state.ServiceStatus[args.status]
+    except KeyError:
+        sys.exit(f'skyctl.py service-state: unknown status {args.status!r}; expected one of '
+                 f'{", ".join(s.value for s in serve_state.ServiceStatus)}')
+    if serve_state.get_service_from_name(args.name) is None:
+        sys.exit(f'skyctl.py service-state: no service {args.name!r}')
+    serve_state.set_service_status_and_active_versions(args.name, status)
+    print(status.value)
+
+
+def service_remove(args) -> None:
+    from sky.serve import serve_state
+    serve_state.remove_service_completely(args.name)
+
+
 def dump(_args) -> None:
     """What a restore must bring back, as JSON (handles as digests of their pickles)."""
     import hashlib
@@ -356,6 +472,21 @@ def main() -> int:
     js.add_argument('--recoveries', type=int, default=0)
     js.add_argument('--reason')
     js.add_argument('--cluster')
+    sv = sub.add_parser('service')
+    sv.add_argument('name')
+    sv.add_argument('--user', required=True)
+    sv.add_argument('--replicas', type=int, default=1)
+    rp = sub.add_parser('replica')
+    rp.add_argument('name')
+    rp.add_argument('id', type=int)
+    rp.add_argument('state')
+    rp.add_argument('--cluster')
+    rp.add_argument('--spot', action='store_true')
+    ss = sub.add_parser('service-state')
+    ss.add_argument('name')
+    ss.add_argument('status')
+    sr = sub.add_parser('service-remove')
+    sr.add_argument('name')
     sub.add_parser('dump')
     args = parser.parse_args()
     if args.cmd == 'catalog':
@@ -376,6 +507,14 @@ def main() -> int:
         jobs_bulk(args)
     elif args.cmd == 'job-state':
         job_state(args)
+    elif args.cmd == 'service':
+        service(args)
+    elif args.cmd == 'replica':
+        replica(args)
+    elif args.cmd == 'service-state':
+        service_state(args)
+    elif args.cmd == 'service-remove':
+        service_remove(args)
     elif args.cmd == 'dump':
         dump(args)
     return 0

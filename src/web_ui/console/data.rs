@@ -44,6 +44,8 @@ pub(crate) struct Overview {
     pub(crate) autostop_actions: Vec<AuditEntry>,
     /// The managed jobs' totals (no rows).
     pub(crate) jobs: crate::jobs::JobsReport,
+    /// The services' totals.
+    pub(crate) services: crate::services::ServicesReport,
 }
 
 pub(crate) fn overview(
@@ -73,8 +75,15 @@ pub(crate) fn overview(
         now,
         config.cluster_manager.jobs_poll_interval_secs,
     )?;
+    let services = crate::services::report(
+        s,
+        &crate::store::ServiceQuery::default(),
+        now,
+        config.cluster_manager.services_poll_interval_secs,
+    )?;
     Ok(Overview {
         jobs,
+        services,
         polling: crate::fleet::polling_of(s, config)?,
         api: s.api_server_health()?,
         sums: s.fleet_sums()?,

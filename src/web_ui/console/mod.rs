@@ -4,7 +4,8 @@
 //! inlined: styles and the script come from our own static files, embedded in the binary.
 //!
 //! Pages: `/console/` (overview), `/console/clusters`, `/console/clusters/{name}`,
-//! `/console/jobs`, `/console/jobs/{id}` (managed jobs),
+//! `/console/jobs`, `/console/jobs/{id}` (managed jobs), `/console/serve`,
+//! `/console/serve/{name}` (SkyServe services),
 //! `/console/clusters/{name}/actions/{action}` (confirm, then POST), `/console/audit`,
 //! `/console/autostop`, `/console/services`, `/console/config`; `/console/login`
 //! (GET form, POST), `/console/logout` (POST), served by [`auth::login`].
@@ -68,6 +69,8 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
         )
         .route("/console/jobs", get(pages::jobs))
         .route("/console/jobs/{id}", get(pages::job))
+        .route("/console/serve", get(pages::services_page))
+        .route("/console/serve/{name}", get(pages::service))
         .route("/console/audit", get(pages::audit))
         .route("/console/autostop", get(pages::autostop))
         .route("/console/services", get(pages::services))

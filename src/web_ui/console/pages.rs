@@ -100,6 +100,38 @@ pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Page {
     Ok(views::job(&ctx, job_id, &tasks, &transitions, now))
 }
 
+pub(crate) async fn services_page(
+    ctx: Ctx,
+    Query(f): Query<crate::web_ui::api::ServiceFilter>,
+) -> Page {
+    let q = f
+        .query()
+        .map_err(|m| ctx.error(StatusCode::BAD_REQUEST, &m))?;
+    let (interval, now) = (
+        ctx.state.config.cluster_manager.services_poll_interval_secs,
+        ctx.now(),
+    );
+    let report = ctx
+        .read(move |s| Ok(crate::services::report(s, &q, now, interval)?))
+        .await?;
+    Ok(views::services_page(&ctx, &f, &report))
+}
+
+pub(crate) async fn service(ctx: Ctx, Path(name): Path<String>) -> Page {
+    let now = ctx.now();
+    let wanted = name.clone();
+    let (row, transitions) = ctx
+        .read(move |s| Ok(crate::services::service_detail(s, &wanted)?))
+        .await?
+        .ok_or_else(|| {
+            ctx.error(
+                StatusCode::NOT_FOUND,
+                &format!("No service {name:?} in the host database."),
+            )
+        })?;
+    Ok(views::service(&ctx, &row, &transitions, now))
+}
+
 fn no_such_cluster(ctx: &Ctx, name: &str) -> super::ctx::PageError {
     ctx.error(
         StatusCode::NOT_FOUND,

@@ -70,6 +70,7 @@ pub(crate) fn overview(ctx: &Ctx, d: &Overview, now: Timestamp) -> Response {
             (api_card(d.api.as_ref(), now))
             (fleet_cards(&d.sums))
             (super::job_cards(&d.jobs))
+            (super::service_cards(&d.services))
         }
         h2 { "The fleet over the last " (d.window.1) }
         p.window {

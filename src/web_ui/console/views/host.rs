@@ -175,7 +175,7 @@ pub(crate) fn services(
             } } }
         }
     };
-    page(layout(ctx, "Services", "/console/services", true, body))
+    page(layout(ctx, "Host roles", "/console/services", true, body))
 }
 
 /// The `[autostop]` section in words, one row per rule.

@@ -26,25 +26,11 @@ pub(super) fn job_status_cell(s: JobStatus) -> Markup {
 
 /// The freshness of the job data, in words.
 pub(super) fn jobs_freshness(r: &JobsReport) -> Markup {
-    html! {
-        @match &r.feed {
-            None => span.stale { "No read of SkyPilot's job queue yet (the cluster manager reads it every cluster_manager.jobs_poll_interval_secs)." },
-            Some(f) => {
-                @if let Some(ok) = f.ok_at {
-                    "Jobs as of " (utc(ok))
-                    @if let Some(i) = f.interval_secs { ", read every " (format!("{i:.0}")) " s" }
-                } @else { "No successful read of SkyPilot's job queue yet" }
-                @if r.stale { " " span.stale { "stale" } }
-                @if let Some(e) = &f.error {
-                    @if f.failed() {
-                        p.error { "The last read failed at " (utc(f.attempted_at)) ": " (e) }
-                    } @else {
-                        p.muted { (e) }
-                    }
-                }
-            }
-        }
-    }
+    super::feed_freshness(
+        r.feed.as_ref(),
+        r.stale,
+        ("SkyPilot's job queue", "Jobs", "jobs_poll_interval_secs"),
+    )
 }
 
 fn job_href(id: i64) -> String {

@@ -7,6 +7,7 @@ mod cli;
 mod fleet;
 mod host;
 mod jobs;
+mod serve;
 
 pub(crate) use charts::spans;
 
@@ -15,6 +16,7 @@ pub(crate) use cli::{cli_authorize, cli_authorized, cli_logins, cli_token};
 pub(crate) use fleet::{cluster, clusters, overview};
 pub(crate) use host::{audit, autostop, config, services};
 pub(crate) use jobs::{job, job_cards, jobs};
+pub(crate) use serve::{service, service_cards, services_page};
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -32,13 +34,14 @@ use crate::web_ui::auth::csrf;
 use crate::web_ui::identity::Identity;
 
 /// The navigation, in order: (path, label).
-const NAV: [(&str, &str); 8] = [
+const NAV: [(&str, &str); 9] = [
     ("/console/", "Overview"),
     ("/console/clusters", "Clusters"),
     ("/console/jobs", "Jobs"),
+    ("/console/serve", "Services"),
     ("/console/autostop", "Autostop"),
     ("/console/audit", "Audit log"),
-    ("/console/services", "Services"),
+    ("/console/services", "Host roles"),
     ("/console/config", "Config"),
     ("/console/cli-logins", "CLI logins"),
 ];
@@ -119,6 +122,34 @@ fn frame(
 }
 
 /// An HTML response.
+/// How fresh a feed's data is, in words: `(source, records, setting)` name what is read,
+/// what it gives and the interval's setting under `cluster_manager`.
+pub(super) fn feed_freshness(
+    feed: Option<&crate::store::FeedState>,
+    stale: bool,
+    (source, records, setting): (&str, &str, &str),
+) -> Markup {
+    html! {
+        @match feed {
+            None => span.stale { "No read of " (source) " yet (the cluster manager reads it every cluster_manager." (setting) ")." },
+            Some(f) => {
+                @if let Some(ok) = f.ok_at {
+                    (records) " as of " (utc(ok))
+                    @if let Some(i) = f.interval_secs { ", read every " (format!("{i:.0}")) " s" }
+                } @else { "No successful read of " (source) " yet" }
+                @if stale { " " span.stale { "stale" } }
+                @if let Some(e) = &f.error {
+                    @if f.failed() {
+                        p.error { "The last read failed at " (utc(f.attempted_at)) ": " (e) }
+                    } @else {
+                        p.muted { (e) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
