@@ -123,6 +123,9 @@ sky_env() {
 # in a session of its own, with HOME, SKY_RUNTIME_DIR and SKYPILOT_GLOBAL_CONFIG under DIR,
 # and waits until /api/health answers. Records the process group in DIR/server.pgid.
 # VENV defaults to VENV_DIR.
+# The server reaches the two addresses SkyPilot probes before /serve/status through
+# tests/real/reachability.py (an HTTPS proxy that answers for them and passes any other
+# host through), so services can be listed on a host without internet.
 start_sky_server() {
   local dir=$1 port=$2 venv=${3:-$VENV_DIR}
   mkdir -p "$dir"
@@ -131,6 +134,17 @@ start_sky_server() {
     # A marker in the environment lets stop_sky_server find every descendant, even
     # one that left the process group.
     export SKYPILOT_HOST_SERVER_MARKER="$dir"
+    rm -f "$dir/reachability.port"
+    "$venv/bin/python" "$REPO_ROOT/tests/real/reachability.py" "$dir" --forever \
+      >/dev/null 2>"$dir/reachability.log" </dev/null &
+    local i
+    for i in $(seq 1 100); do
+      [ -s "$dir/reachability.port" ] && break
+      sleep 0.1
+    done
+    [ -s "$dir/reachability.port" ] || { cat "$dir/reachability.log" >&2; die "the reachability stand-in did not start (log: $dir/reachability.log)"; }
+    export HTTPS_PROXY="http://127.0.0.1:$(cat "$dir/reachability.port")" \
+      NO_PROXY=127.0.0.1,localhost,::1 REQUESTS_CA_BUNDLE="$dir/ca-bundle.pem"
     exec setsid "$venv/bin/sky" api start --foreground --host 127.0.0.1 --port "$port" \
       >"$dir/server.log" 2>&1 </dev/null
   ) &

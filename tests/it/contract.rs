@@ -506,6 +506,63 @@ async fn case_jobs_queue_without_controller(t: &Target<'_>) {
     assert_eq!(err["message"], "No in-progress managed jobs.");
 }
 
+/// Services without a serve controller (the run's server has no consolidation mode for
+/// services and no service was ever started; its network check passes through
+/// tests/real/reachability.py): SkyPilot has no services to list, and says so.
+async fn case_serve_status_without_controller(t: &Target<'_>) {
+    let (code, payload) = run_op(&t.url, "serve/status", json!({"service_names": null})).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{payload}");
+    assert_eq!(payload["name"], "sky.serve.status");
+    assert_eq!(payload["schedule_type"], "short");
+    let controller = payload["cluster_name"].as_str().unwrap_or_default();
+    assert!(
+        controller.starts_with("sky-serve-controller-") && controller.len() == 29,
+        "{payload}"
+    );
+    check_payload_shape(&payload, Some(controller));
+    let err = error_value(&payload);
+    assert_eq!(err["type"], "ClusterNotUpError");
+    assert_eq!(err["message"], "No live services.");
+}
+
+/// `/serve/status`'s `service_names` is required although it may be null, and must be a
+/// name or a list of names: FastAPI's 422 says which.
+async fn case_serve_status_validation(t: &Target<'_>) {
+    let post = |body: Value| {
+        let url = format!("{}/serve/status", t.url);
+        async move {
+            let resp = http().post(url).json(&body).send().await.unwrap();
+            let code = resp.status();
+            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (code, v) = post(json!({})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["detail"][0]["type"], "missing");
+    assert_eq!(v["detail"][0]["loc"], json!(["body", "service_names"]));
+    let (code, v) = post(json!({"service_names": 5})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let detail: Vec<(Value, Value)> = v["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["type"].clone(), d["loc"].clone()))
+        .collect();
+    assert_eq!(
+        detail,
+        [
+            (
+                json!("string_type"),
+                json!(["body", "service_names", "str"])
+            ),
+            (
+                json!("list_type"),
+                json!(["body", "service_names", "list[str]"])
+            ),
+        ]
+    );
+}
+
 async fn case_cost_report(t: &Target<'_>) {
     let name = t.name("costly");
     t.create(&name, "UP", -1, false).await;
@@ -796,6 +853,8 @@ contract_cases! {
     action_missing_cluster => case_action_missing_cluster,
     cost_report => case_cost_report,
     jobs_queue_without_controller => case_jobs_queue_without_controller,
+    serve_status_without_controller => case_serve_status_without_controller,
+    serve_status_validation => case_serve_status_validation,
     unknown_request_id => case_unknown_request_id,
     old_api_version => case_old_api_version,
     validation_error => case_validation_error,

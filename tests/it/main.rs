@@ -26,6 +26,7 @@ mod monitor;
 mod monitor_load;
 mod one_writer;
 mod policy;
+mod services;
 mod signals;
 mod simulator;
 mod store;

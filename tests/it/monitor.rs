@@ -313,6 +313,41 @@ fn write_fleet(db: &Path) {
     audit(&store, "login", "failure", 1);
     audit(&store, "logout", "ok", 1);
     write_jobs(&mut store);
+    write_services(&mut store);
+}
+
+/// SkyServe services: alice's "api" ready on one of two replicas, bob's "chat" with its
+/// only replica failed, alice's "old" shutting down (no ready-replicas series).
+fn write_services(store: &mut Store) {
+    use skypilot_host::services::{diff_services, parse_status, KnownServices};
+    use skypilot_host::store::FeedState;
+    let answer = r#"[
+        {"name": "api", "status": "READY", "user_name": "alice", "replica_info": [
+            {"replica_id": 1, "name": "api-1", "status": "READY"},
+            {"replica_id": 2, "name": "api-2", "status": "PROVISIONING"}]},
+        {"name": "chat", "status": "FAILED", "user_name": "bob", "replica_info": [
+            {"replica_id": 1, "name": "chat-1", "status": "FAILED"}]},
+        {"name": "old", "status": "SHUTTING_DOWN", "user_name": "alice", "replica_info": []}
+    ]"#;
+    let changes = diff_services(
+        &KnownServices::new(),
+        parse_status(answer).unwrap(),
+        Timestamp::from(NOW - 30.0),
+    );
+    store
+        .commit_services(
+            &changes,
+            &FeedState {
+                attempted_at: Timestamp::from(NOW - 30.0),
+                ok_at: Some(Timestamp::from(NOW - 30.0)),
+                records: Some(3),
+                seconds: Some(0.2),
+                interval_secs: Some(60.0),
+                error_kind: None,
+                error: None,
+            },
+        )
+        .unwrap();
 }
 
 /// Managed jobs: alice's job 7 running for 30 min on a-up-aws after 4 recoveries, bob's
@@ -397,6 +432,31 @@ const FLEET_VALUES: &[(&str, f64)] = &[
     ),
     ("skypilot_host_jobs_feed_up", 1.0),
     ("skypilot_host_jobs_feed_age_seconds", 45.0),
+    // Services.
+    (r#"skypilot_services{status="READY",user="alice"}"#, 1.0),
+    (r#"skypilot_services{status="FAILED",user="bob"}"#, 1.0),
+    (
+        r#"skypilot_services{status="SHUTTING_DOWN",user="alice"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_service_ready_replicas{service="api",user="alice"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_service_ready_replicas{service="chat",user="bob"}"#,
+        0.0,
+    ),
+    (
+        r#"skypilot_service_replicas{service="api",user="alice",status="PROVISIONING"}"#,
+        1.0,
+    ),
+    (
+        r#"skypilot_service_replicas{service="chat",user="bob",status="FAILED"}"#,
+        1.0,
+    ),
+    ("skypilot_host_services_feed_up", 1.0),
+    ("skypilot_host_services_feed_age_seconds", 30.0),
     // Counts.
     (r#"skypilot_clusters_by_status{status="UP"}"#, 3.0),
     (r#"skypilot_clusters_by_status{status="STOPPED"}"#, 1.0),
@@ -512,6 +572,11 @@ const FLEET_VALUES: &[(&str, f64)] = &[
 
 /// How many series of the fleet start with a prefix: (prefix, count, why).
 const FLEET_SERIES_COUNTS: &[(&str, usize, &str)] = &[
+    (
+        "skypilot_service_ready_replicas{",
+        2,
+        "a service shutting down has no ready-replicas series",
+    ),
     (
         "skypilot_clusters_by_status{",
         3,

@@ -55,6 +55,11 @@ impl Setup {
         if sim.next_job_id() == 1 {
             sim.upsert_job(crate::support::sim::SimJob::new(1, "nightly", "alice"));
         }
+        if !sim.update_service("api", |_| {}) {
+            let mut api = crate::support::sim::SimService::new("api", "alice", 1);
+            api.replica(1, "READY", 1_796_540_000);
+            sim.upsert_service(api);
+        }
         sim.add_cluster(
             SimCluster::new("web-c")
                 .user("alice", "a1")
@@ -74,6 +79,9 @@ impl Setup {
         });
         host.wait_jobs("the job queue is recorded", Duration::from_secs(30), |r| {
             r["jobs"].as_array().is_some_and(|j| !j.is_empty())
+        });
+        host.wait_services("the services are recorded", Duration::from_secs(30), |r| {
+            r["services"].as_array().is_some_and(|j| !j.is_empty())
         });
         let users = users_file(host.dir.path(), &[ADMIN, USER, VIEWER]);
         let (tokens, token) = tokens_file(host.dir.path(), "ci-bot", "admin");
@@ -140,11 +148,13 @@ impl Drop for Setup {
 }
 
 /// Pages: without a login, a redirect to the login page naming where to come back.
-const PAGES: [&str; 10] = [
+const PAGES: [&str; 12] = [
     "/console/",
     "/console/clusters?status=UP",
     "/console/jobs?status=RUNNING",
     "/console/jobs/1",
+    "/console/serve?status=READY",
+    "/console/serve/api",
     "/console/clusters/web-a",
     "/console/clusters/web-a/actions/stop",
     "/console/audit",
@@ -155,10 +165,12 @@ const PAGES: [&str; 10] = [
 /// Forms: without a login, a redirect too.
 const PAGE_POSTS: [&str; 2] = ["/console/clusters/web-a/actions/stop", "/console/logout"];
 /// The JSON API: without a login, 401.
-const API: [&str; 6] = [
+const API: [&str; 8] = [
     "/api/v1/clusters",
     "/api/v1/jobs",
     "/api/v1/jobs/1",
+    "/api/v1/services",
+    "/api/v1/services/api",
     "/api/v1/clusters/web-a",
     "/api/v1/actions",
     "/api/v1/health",
@@ -626,6 +638,100 @@ fn the_jobs_pages_show_the_queue_escaped() {
     let job = rt.block_on(viewer.get("/api/v1/jobs/1"));
     let v: Value = serde_json::from_str(&job.body).unwrap();
     assert_eq!(v["transitions"][0]["to"], "RUNNING");
+}
+
+#[test]
+fn the_services_pages_show_the_services_escaped() {
+    use crate::support::sim::SimService;
+    let evil = "chat<img src=x onerror=alert(4)>";
+    let s = Setup::with_sim(
+        &[],
+        |sim| {
+            let mut web = SimService::new("api", "alice", 2);
+            web.replica(1, "READY", 1_796_540_000);
+            web.replica(2, "PROVISIONING", 1_796_540_000);
+            sim.upsert_service(web);
+            let mut chat = SimService::new(evil, "bob", 1);
+            chat.replica(1, "FAILED", 1_796_540_000);
+            sim.upsert_service(chat);
+        },
+        |_| {},
+    );
+    s.host
+        .wait_services("both services", Duration::from_secs(30), |r| {
+            r["services"].as_array().is_some_and(|j| j.len() == 2)
+        });
+    let rt = &s.rt;
+    let viewer = s.logged_in(VIEWER);
+    let list = rt.block_on(viewer.get("/console/serve"));
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body
+            .contains(r#"<a href="/console/serve/api">api</a>"#)
+            && list.body.contains("1 PROVISIONING, 1 READY"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body
+            .contains(r#"<a href="http://localhost:30001" rel="noreferrer">"#),
+        "the endpoint is a link: {}",
+        list.body
+    );
+    let one = rt.block_on(viewer.get("/console/serve/api"));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(
+        one.body.contains(r#"href="/console/clusters/api-1""#),
+        "a replica links to its cluster: {}",
+        one.body
+    );
+    let failed = rt.block_on(viewer.get("/console/serve?status=FAILED"));
+    assert!(failed.body.contains("chat&lt;img"), "{}", failed.body);
+    let overview = rt.block_on(viewer.get("/console/"));
+    assert!(
+        overview.body.contains("Services without a ready replica")
+            && overview.body.contains("1 ready of 2"),
+        "{}",
+        overview.body
+    );
+    let evil_page = rt.block_on(viewer.get(&format!(
+        "/console/serve/{}",
+        "chat%3Cimg%20src=x%20onerror=alert(4)%3E"
+    )));
+    assert_eq!(evil_page.status, 200, "{}", evil_page.body);
+    for (what, body) in [
+        ("list", &list.body),
+        ("failed", &failed.body),
+        ("service", &evil_page.body),
+        ("overview", &overview.body),
+    ] {
+        assert!(
+            !body.contains("<img src=x"),
+            "{what} contains markup unescaped"
+        );
+    }
+    assert_eq!(rt.block_on(viewer.get("/console/serve/nope")).status, 404);
+    let bad = rt.block_on(viewer.get("/console/serve?status=DOWN"));
+    assert_eq!(bad.status, 400);
+
+    let api = rt.block_on(viewer.get("/api/v1/services"));
+    assert_eq!(api.status, 200, "{}", api.body);
+    let v: Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["by_status"]["READY"], 1);
+    assert_eq!(v["by_status"]["FAILED"], 1);
+    assert_eq!(v["without_ready"], 1);
+    let one = rt.block_on(viewer.get("/api/v1/services/api"));
+    let v: Value = serde_json::from_str(&one.body).unwrap();
+    assert_eq!(v["service"]["ready_replicas"], 1);
+    assert_eq!(v["transitions"][0]["to"], "READY");
+    assert_eq!(rt.block_on(viewer.get("/api/v1/services/nope")).status, 404);
+    // Every role reads the services (they are the fleet's, as the clusters are).
+    for who in [USER, ADMIN] {
+        let b = s.logged_in(who);
+        for path in ["/console/serve", "/console/serve/api", "/api/v1/services"] {
+            assert_eq!(rt.block_on(b.get(path)).status, 200, "{path} as {}", who.2);
+        }
+    }
 }
 
 #[test]

@@ -6,19 +6,23 @@ three rounds) and refuses with "Failed to refresh services status due to network
 when every one fails to connect. A machine without internet (a CI runner, a test sandbox)
 never gets past it, although nothing of the services' records needs the network.
 
-This is an HTTPS proxy (CONNECT) on 127.0.0.1 that answers only for those two addresses:
-it ends the tunnel's TLS itself, with a certificate for both IPs signed by a CA of its own,
-and answers HEAD with 204. Everything else gets 403. A SkyPilot server started with
+This is an HTTPS proxy (CONNECT) on 127.0.0.1 that answers for those two addresses itself:
+it ends the tunnel's TLS, with a certificate for both IPs signed by a CA of its own, and
+answers HEAD with 204. A tunnel to any other host is passed through as a proxy would (so
+a server with internet keeps it). While the file DIR/reachability.down exists, the two
+addresses are refused (403), which SkyPilot sees as a network that is down: a test switches
+it to pin that answer. A SkyPilot server started with
 
     HTTPS_PROXY=http://127.0.0.1:PORT  NO_PROXY=127.0.0.1,localhost
     REQUESTS_CA_BUNDLE=DIR/ca-bundle.pem   (certifi's bundle + this CA)
 
 then passes its check the way it does on a host with internet: the HEAD succeeds.
 
-    python reachability.py DIR
+    python reachability.py DIR [--forever]
 
-writes DIR/ca-bundle.pem, prints the port on a line of its own once listening, and serves
-until its standard input closes (so it never outlives the process that started it).
+writes DIR/ca-bundle.pem and DIR/reachability.port, prints the port on a line of its own
+once listening, and serves until its standard input closes (so it never outlives the
+process that started it), or with --forever until it is killed.
 """
 import datetime
 import ipaddress
@@ -98,15 +102,55 @@ def read_head(conn) -> bytes:
     return data
 
 
-def serve_client(conn, tls: ssl.SSLContext) -> None:
+def pipe(src, dst) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def tunnel(conn, target: str) -> None:
+    """A plain CONNECT tunnel to `target` (host:port)."""
+    host, _, port = target.rpartition(':')
+    try:
+        upstream = socket.create_connection((host.strip('[]'), int(port)), timeout=10)
+    except (OSError, ValueError):
+        conn.sendall(b'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n')
+        return
+    with upstream:
+        conn.sendall(b'HTTP/1.1 200 Connection established\r\n\r\n')
+        conn.settimeout(None)
+        upstream.settimeout(None)
+        back = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        back.start()
+        pipe(conn, upstream)
+        back.join()
+
+
+def serve_client(conn, tls: ssl.SSLContext, down_flag: str) -> None:
     with conn:
         conn.settimeout(10)
         try:
             request = read_head(conn)
             line = request.split(b'\r\n', 1)[0].decode('latin-1')
             parts = line.split()
-            host = parts[1].rsplit(':', 1)[0] if len(parts) == 3 else ''
-            if parts[:1] != ['CONNECT'] or host not in PROBED:
+            if len(parts) != 3 or parts[0] != 'CONNECT':
+                conn.sendall(b'HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n')
+                return
+            host = parts[1].rsplit(':', 1)[0]
+            if host not in PROBED:
+                tunnel(conn, parts[1])
+                return
+            if os.path.exists(down_flag):
                 conn.sendall(b'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n')
                 return
             conn.sendall(b'HTTP/1.1 200 Connection established\r\n\r\n')
@@ -119,6 +163,8 @@ def serve_client(conn, tls: ssl.SSLContext) -> None:
 
 def main() -> int:
     out_dir = sys.argv[1]
+    forever = '--forever' in sys.argv[2:]
+    down_flag = os.path.join(out_dir, 'reachability.down')
     cert, key = make_certs(out_dir)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
@@ -129,10 +175,18 @@ def main() -> int:
     def accept_loop():
         while True:
             conn, _ = listener.accept()
-            threading.Thread(target=serve_client, args=(conn, tls), daemon=True).start()
+            threading.Thread(target=serve_client, args=(conn, tls, down_flag),
+                             daemon=True).start()
 
+    port = listener.getsockname()[1]
+    with open(os.path.join(out_dir, 'reachability.port'), 'w', encoding='utf-8') as f:
+        f.write(f'{port}\n')
+    if forever:
+        print(port, flush=True)
+        accept_loop()
+        return 0
     threading.Thread(target=accept_loop, daemon=True).start()
-    print(listener.getsockname()[1], flush=True)
+    print(port, flush=True)
     sys.stdin.read()
     return 0
 

@@ -174,15 +174,47 @@ impl Host {
         self
     }
 
+    /// Reads SkyServe's services every `secs` (`services_poll_interval_secs`).
+    #[allow(dead_code)]
+    pub fn with_services_every(self, secs: u64) -> Host {
+        let text = std::fs::read_to_string(&self.config).unwrap().replace(
+            "load_budget = 1.0\n",
+            &format!("load_budget = 1.0\nservices_poll_interval_secs = {secs}\n"),
+        );
+        std::fs::write(&self.config, text).unwrap();
+        self
+    }
+
     /// Waits until `pred` holds for `status --jobs --json --all`.
     #[allow(dead_code)]
     pub fn wait_jobs(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_report("--jobs", what, timeout, pred)
+    }
+
+    /// Waits until `pred` holds for `status --services --json --all`.
+    #[allow(dead_code)]
+    pub fn wait_services(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_report("--services", what, timeout, pred)
+    }
+
+    fn wait_report(
+        &self,
+        which: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         let mut last = String::new();
         while start.elapsed() < timeout {
             if self.db.exists() {
                 let out = bin()
-                    .args(["status", "--jobs", "--json", "--all", "--config"])
+                    .args(["status", which, "--json", "--all", "--config"])
                     .arg(&self.config)
                     .output()
                     .unwrap();

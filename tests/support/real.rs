@@ -180,6 +180,9 @@ pub struct OwnServer {
     child: Option<Child>,
     /// More environment for the server and skyctl.py (e.g. SKYPILOT_DB_CONNECTION_URI).
     extra_env: Vec<(String, String)>,
+    /// tests/real/reachability.py: the two addresses SkyPilot probes before
+    /// `/serve/status`, reached through it (stops when its stdin closes, on Drop).
+    reachability: Option<Child>,
 }
 
 impl OwnServer {
@@ -227,7 +230,9 @@ impl OwnServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            reachability: None,
         };
+        s.start_reachability();
         for d in ["home", "runtime"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
         }
@@ -255,6 +260,48 @@ impl OwnServer {
             }
         }
         s
+    }
+
+    /// Starts tests/real/reachability.py for this server and puts it in the server's
+    /// environment as its HTTPS proxy.
+    fn start_reachability(&mut self) {
+        use std::io::BufRead;
+        let script = skyctl_script().with_file_name("reachability.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("reachability.py printed {line:?}, not its port"));
+        let bundle = self.dir.path().join("ca-bundle.pem");
+        self.extra_env.extend([
+            ("HTTPS_PROXY".into(), format!("http://127.0.0.1:{port}")),
+            ("NO_PROXY".into(), "127.0.0.1,localhost,::1".into()),
+            ("REQUESTS_CA_BUNDLE".into(), bundle.display().to_string()),
+        ]);
+        self.reachability = Some(child);
+    }
+
+    /// Makes the addresses SkyPilot probes unreachable (`down`) or reachable again: its
+    /// `/serve/status` then fails as on a host whose network is down.
+    #[allow(dead_code)]
+    pub fn set_network_down(&self, down: bool) {
+        let flag = self.dir.path().join("reachability.down");
+        if down {
+            std::fs::write(flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
     }
 
     /// SkyPilot's catalog directory of this server (`$SKY_RUNTIME_DIR/.sky/catalogs/v8`).
@@ -423,6 +470,10 @@ impl OwnServer {
 impl Drop for OwnServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut r) = self.reachability.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod jobs;
 mod operations;
 mod protocol;
 mod records;
+mod serve;
 
 // The simulator's public types; a user of this module (a benchmark) may not need all.
 #[allow(unused_imports)]
@@ -32,6 +33,8 @@ pub use fleet::{SimCluster, SimStatus};
 pub use jobs::SimJob;
 #[allow(unused_imports)]
 pub use operations::{Op, Outcome};
+#[allow(unused_imports)]
+pub use serve::{SimReplica, SimService};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -134,6 +137,12 @@ struct SimState {
     jobs: BTreeMap<i64, SimJob>,
     /// A jobs controller is up (a job was launched, or consolidation mode).
     jobs_controller: bool,
+    /// SkyServe services, by name.
+    services: BTreeMap<String, SimService>,
+    /// A serve controller is up (a service was started, or consolidation mode).
+    serve_controller: bool,
+    /// The addresses SkyPilot probes before `/serve/status` do not answer.
+    network_down: bool,
     health_overrides: Map<String, Value>,
     /// Accepted service-account tokens; None = service accounts disabled (the default).
     service_account_tokens: Option<Vec<String>>,
@@ -197,6 +206,9 @@ impl Simulator {
                 queue_jobs: HashMap::new(),
                 jobs: BTreeMap::new(),
                 jobs_controller: false,
+                services: BTreeMap::new(),
+                serve_controller: false,
+                network_down: false,
                 health_overrides: Map::new(),
                 service_account_tokens: None,
             }),

@@ -19,10 +19,11 @@ pub enum Op {
     Start,
     Queue,
     JobsQueue,
+    ServeStatus,
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Status,
         Op::CostReport,
         Op::Autostop,
@@ -31,6 +32,7 @@ impl Op {
         Op::Start,
         Op::Queue,
         Op::JobsQueue,
+        Op::ServeStatus,
     ];
 
     /// The path it is posted to, e.g. `/cost_report`.
@@ -44,6 +46,7 @@ impl Op {
             Op::Start => "/start",
             Op::Queue => "/queue",
             Op::JobsQueue => "/jobs/queue/v2",
+            Op::ServeStatus => "/serve/status",
         }
     }
 
@@ -58,6 +61,7 @@ impl Op {
             Op::Start => "sky.start",
             Op::Queue => "sky.queue",
             Op::JobsQueue => "sky.jobs.queue_v2",
+            Op::ServeStatus => "sky.serve.status",
         }
     }
 
@@ -293,6 +297,23 @@ pub(super) fn execute(
             } => Err((error_type, message)),
             Outcome::Succeed => Ok(super::jobs::render_queue(&st.jobs, body, st.now_f64())),
         },
+        // SkyPilot first checks that the internet answers (HEAD https://8.8.8.8 and
+        // https://1.1.1.1), then that a serve controller is up.
+        Op::ServeStatus if st.network_down => Err((
+            "RuntimeError".to_string(),
+            "Failed to refresh services status due to network error.".to_string(),
+        )),
+        Op::ServeStatus if !st.serve_controller => Err((
+            "ClusterNotUpError".to_string(),
+            "No live services.".to_string(),
+        )),
+        Op::ServeStatus => match st.outcome(op, "") {
+            Outcome::Fail {
+                error_type,
+                message,
+            } => Err((error_type, message)),
+            Outcome::Succeed => Ok(super::serve::render_status(&st.services)),
+        },
     };
     let result = match result {
         Ok(rv) if malformed => {
@@ -307,6 +328,7 @@ pub(super) fn execute(
     // The queue is asked of the jobs controller, named after the server's user.
     let cluster = match op {
         Op::JobsQueue => Some(format!("sky-jobs-controller-{}", super::SERVER_USER_ID)),
+        Op::ServeStatus => Some(format!("sky-serve-controller-{}", super::SERVER_USER_ID)),
         _ => cluster,
     };
     (result, cluster)

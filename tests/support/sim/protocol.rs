@@ -379,6 +379,8 @@ enum FieldKind {
     Str,
     Int,
     Bool,
+    /// `Optional[Union[str, List[str]]]`.
+    NamesOrNull,
 }
 
 /// Check the fields of an op's body the way pydantic does (required fields, types).
@@ -389,6 +391,8 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Box<Response>>
             ("idle_minutes", FieldKind::Int),
         ],
         Op::Stop | Op::Down | Op::Start | Op::Queue => &[("cluster_name", FieldKind::Str)],
+        // Optional[Union[str, List[str]]] without a default: required, null allowed.
+        Op::ServeStatus => &[("service_names", FieldKind::NamesOrNull)],
         Op::Status | Op::CostReport | Op::JobsQueue => &[],
     };
     let optional: &[(&str, FieldKind)] = match op {
@@ -419,6 +423,22 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Box<Response>>
     }
     for (name, kind) in required.iter().chain(optional.iter()) {
         let Some(v) = body.get(*name) else { continue };
+        if let FieldKind::NamesOrNull = kind {
+            let names = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+            if v.is_null() || v.is_string() || names {
+                continue;
+            }
+            // pydantic reports each member of the union it tried.
+            return Err(Box::new(json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"detail": [
+                    {"type": "string_type", "loc": ["body", name, "str"],
+                     "msg": "Input should be a valid string", "input": v},
+                    {"type": "list_type", "loc": ["body", name, "list[str]"],
+                     "msg": "Input should be a valid list", "input": v},
+                ]}),
+            )));
+        }
         if v.is_null() && matches!(op, Op::CostReport) {
             continue; // days: Optional[int]
         }
@@ -438,6 +458,7 @@ fn validate_body(op: Op, body: &Map<String, Value>) -> Result<(), Box<Response>>
                 "bool_parsing",
                 "Input should be a valid boolean",
             ),
+            FieldKind::NamesOrNull => continue,
         };
         if !ok {
             return Err(Box::new(validation_error(
