@@ -8,7 +8,8 @@
 #     without the password;
 #   - `status --json` prints money rounded;
 #   - the demo's managed jobs are in `status --jobs`, on the console's Jobs page and in
-#     the monitor's series;
+#     the monitor's series; its services likewise in `status --services`, on the
+#     Services page and in the monitor's series;
 #   - no role logs an ERROR line in the first minute;
 #   - a stop and a down from the console's API complete: SkyPilot lists the one STOPPED and
 #     not the other, and the EC2 emulator's instances are stopped and terminated;
@@ -49,7 +50,7 @@ token=$(printf '%s' "$login" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*
 curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "username=admin" \
   --data-urlencode "password=$pw" --data-urlencode "csrf_token=$token" "http://$web/console/login"
 all=0
-for path in / /clusters /jobs /autostop /audit /services /config; do
+for path in / /clusters /jobs /serve /autostop /audit /services /config; do
   curl -s -b "$jar" "http://$web/console$path" | grep -q 'class="notice" role="note">Demo: demo-train and demo-notebook run on a local EC2 emulator' || all=1
 done
 check $all "every console page shows the demo's notice"
@@ -92,6 +93,24 @@ printf '%s\n' "$scrape" | grep -q '^skypilot_managed_jobs{status="RUNNING",user=
   printf '%s\n' "$scrape" | grep -q '^skypilot_managed_jobs_failed_total{user="admin"} 1$' &&
   printf '%s\n' "$scrape" | grep -q '^skypilot_managed_job_recoveries_total{job_id="[0-9]*",name="demo-finetune",user="admin"} 1$'
 check $? "the monitor exports them (jobs by status, failures, recoveries)"
+
+# The demo's services: status --services, the console's Services page, the monitor.
+for _ in $(seq 1 60); do
+  services=$(target/debug/skypilot-host status --services --config .run/host.toml 2>&1)
+  printf '%s\n' "$services" | grep -q "demo-llm-api  *READY  *admin  *1/2 " && break
+  sleep 1
+done
+printf '%s\n' "$services" | grep -q "demo-llm-api  *READY  *admin  *1/2 " &&
+  printf '%s\n' "$services" | grep -q "demo-embed  *FAILED  *admin  *0/1  *1 FAILED_PROBING"
+check $? "status --services lists the demo's two services: $(printf '%s\n' "$services" | sed -n 2p)"
+page=$(curl -s -b "$jar" "http://$web/console/serve")
+printf '%s' "$page" | grep -q ">demo-llm-api<" && printf '%s' "$page" | grep -q "1 FAILED_PROBING"
+check $? "the console's Services page shows them with their replicas"
+scrape=$(curl -s "$metrics")
+printf '%s\n' "$scrape" | grep -q '^skypilot_service_ready_replicas{service="demo-llm-api",user="admin"} 1$' &&
+  printf '%s\n' "$scrape" | grep -q '^skypilot_service_ready_replicas{service="demo-embed",user="admin"} 0$' &&
+  printf '%s\n' "$scrape" | grep -q '^skypilot_host_services_feed_up 1$'
+check $? "the monitor exports them (ready replicas per service)"
 
 while [ $((SECONDS - started)) -lt $((ready + 60)) ]; do sleep 2; done
 errors=$(grep -l "ERROR" .run/*.log 2>/dev/null)

@@ -3,7 +3,7 @@
 # every skypilot-host role, with all state under .run/. Ctrl-C stops everything.
 #
 #   scripts/run-local.sh           an empty fleet
-#   scripts/run-local.sh --demo    plus two demo clusters and three managed jobs made through SkyPilot's own API,
+#   scripts/run-local.sh --demo    plus two demo clusters, three managed jobs and two services made through SkyPilot's own API,
 #                                  on a local EC2 emulator (no cloud is contacted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +105,8 @@ if $demo; then
   rm -f "$run/host.db" "$run/host.db-wal" "$run/host.db-shm"
   # The same for SkyPilot's managed jobs: the demo's three are made anew too.
   rm -f "$run"/sky/runtime/.sky/spot_jobs.db*
+  # And its SkyServe services.
+  rm -f "$run"/sky/runtime/.sky/serve/services.db*
 fi
 cat >"$run/host.toml" <<TOML
 [skypilot]
@@ -153,9 +155,10 @@ TOML
 # starts before the API server.
 echo '{"autostop_idle_minutes": 60}' >"$run/launch-defaults.json"
 if $demo; then
-  # SkyPilot's jobs controller on this host (consolidation mode): the demo's managed jobs
-  # are its records, and /jobs/queue/v2 answers from them.
-  echo '{"rbac": {"default_role": "viewer"}, "jobs": {"controller": {"consolidation_mode": true}}}' >"$run/sky-config.json"
+  # SkyPilot's jobs and serve controllers on this host (consolidation mode): the demo's
+  # managed jobs and services are their records, and /jobs/queue/v2 and /serve/status
+  # answer from them.
+  echo '{"rbac": {"default_role": "viewer"}, "jobs": {"controller": {"consolidation_mode": true}}, "serve": {"controller": {"consolidation_mode": true}}}' >"$run/sky-config.json"
 else
   echo '{"rbac": {"default_role": "viewer"}}' >"$run/sky-config.json"
 fi
@@ -187,7 +190,7 @@ t0=$SECONDS
 start_sky_server "$run/sky" "$api_port"
 log "SkyPilot's API server answers (after $((SECONDS - t0)) s)"
 if $demo; then
-  log "making two demo clusters on the EC2 emulator and three managed jobs through SkyPilot's own API, owned by admin"
+  log "making two demo clusters on the EC2 emulator, three managed jobs and two services through SkyPilot's own API, owned by admin"
   (
     sky_env "$run/sky"
     "$VENV_DIR/bin/python" tests/real/skyctl.py catalog --zone-ids >/dev/null
@@ -206,6 +209,14 @@ if $demo; then
     "$VENV_DIR/bin/python" tests/real/skyctl.py job-state "$id" FAILED_SETUP \
       --reason "setup failed: pip could not install torch==9.9 (demo)" >/dev/null
     "$VENV_DIR/bin/python" tests/real/skyctl.py job demo-sweep --user admin >/dev/null
+    # Two SkyServe services of admin, recorded as `sky serve up` and its replica manager
+    # record them: one serving on one of its two replicas (the other starting), one whose
+    # only replica failed its readiness probe (no ready replica).
+    "$VENV_DIR/bin/python" tests/real/skyctl.py service demo-llm-api --user admin --replicas 2 >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py replica demo-llm-api 1 READY >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py replica demo-llm-api 2 STARTING >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py service demo-embed --user admin >/dev/null
+    "$VENV_DIR/bin/python" tests/real/skyctl.py replica demo-embed 1 FAILED_PROBING >/dev/null
   )
 fi
 
@@ -236,6 +247,7 @@ cat <<INFO
   Try:
     $bin status --config .run/host.toml
     $bin status --jobs --all --config .run/host.toml
+    $bin status --services --config .run/host.toml
     $bin autostop --dry-run --config .run/host.toml
     SKYPILOT_API_SERVER_ENDPOINT=http://admin:$web_password@127.0.0.1:$web_port $VENV_DIR/bin/sky status
     curl -s http://127.0.0.1:$metrics_port/metrics | grep '^skypilot_'

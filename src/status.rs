@@ -97,7 +97,7 @@ fn as_of(r: &StatusReport, age: f64) -> String {
 /// Dollars to the cent, `-` when unknown.
 fn dollars(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite())
-        .map_or_else(|| "-".into(), |x| format!("${x:.2}"))
+        .map_or_else(|| "-".into(), |x| format!("${:.2}", x + 0.0))
 }
 
 /// `headers` and `rows` as columns padded to their widest cell, two spaces apart.
@@ -214,6 +214,24 @@ fn feed_header(
     out
 }
 
+/// "N things: n STATUS, …" of counts by status (those above zero).
+fn totals<S: std::fmt::Display>(
+    by_status: &std::collections::BTreeMap<S, i64>,
+    things: &str,
+) -> String {
+    let counts: Vec<String> = by_status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    format!(
+        "{} {things}{}{}",
+        by_status.values().sum::<i64>(),
+        if counts.is_empty() { "" } else { ": " },
+        counts.join(", ")
+    )
+}
+
 /// The jobs report as a table like `sky jobs queue`, with a header line on freshness.
 pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
     let mut out = feed_header(
@@ -222,17 +240,9 @@ pub(crate) fn render_jobs_table(r: &crate::jobs::JobsReport) -> String {
         r.generated_at,
         ("Managed jobs", "SkyPilot's managed-job queue"),
     );
-    let counts: Vec<String> = r
-        .by_status
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect();
     out.push_str(&format!(
-        "{} jobs{}{}; {} holding a cluster, {}/h\n",
-        r.by_status.values().sum::<i64>(),
-        if counts.is_empty() { "" } else { ": " },
-        counts.join(", "),
+        "{}; {} holding a cluster, {}/h\n",
+        totals(&r.by_status, "jobs"),
         r.active,
         dollars(Some(r.burn))
     ));
@@ -313,17 +323,9 @@ pub(crate) fn render_services_table(r: &crate::services::ServicesReport) -> Stri
         r.generated_at,
         ("Services", "SkyServe's services (/serve/status)"),
     );
-    let counts: Vec<String> = r
-        .by_status
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect();
     out.push_str(&format!(
-        "{} services{}{}; {} without a ready replica\n",
-        r.by_status.values().sum::<i64>(),
-        if counts.is_empty() { "" } else { ": " },
-        counts.join(", "),
+        "{}; {} without a ready replica\n",
+        totals(&r.by_status, "services"),
         r.without_ready,
     ));
     let headers = [

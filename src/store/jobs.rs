@@ -169,11 +169,22 @@ fn read_job(r: &Row<'_>) -> rusqlite::Result<JobRow> {
 }
 
 fn bad_row(path: &std::path::Path, e: rusqlite::Error) -> StoreError {
+    bad_row_in(path, "managed_jobs", "a job", e)
+}
+
+/// A row of `table` that does not parse (`what`: the row, in words), or another SQLite
+/// error.
+pub(super) fn bad_row_in(
+    path: &std::path::Path,
+    table: &'static str,
+    what: &str,
+    e: rusqlite::Error,
+) -> StoreError {
     match e {
         rusqlite::Error::FromSqlConversionFailure(_, _, inner) => StoreError::BadRow {
             path: path.to_path_buf(),
-            table: "managed_jobs",
-            row: "a job".into(),
+            table,
+            row: what.into(),
             message: inner.to_string(),
         },
         cause => StoreError::Sqlite {

@@ -4,7 +4,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{named_params, Row};
 
-use super::jobs::write_feed_in;
+use super::jobs::{bad_row_in, write_feed_in};
 use super::{At, Feed, FeedState, Result, Store, StoreError};
 use crate::services::{
     KnownServices, Replica, Service, ServiceChanges, ServiceRow, ServiceStatus, ServiceTransition,
@@ -87,18 +87,7 @@ fn read_service(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
 }
 
 fn bad_row(path: &std::path::Path, e: rusqlite::Error) -> StoreError {
-    match e {
-        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => StoreError::BadRow {
-            path: path.to_path_buf(),
-            table: "services",
-            row: "a service".into(),
-            message: inner.to_string(),
-        },
-        cause => StoreError::Sqlite {
-            path: path.to_path_buf(),
-            cause,
-        },
-    }
+    bad_row_in(path, "services", "a service", e)
 }
 
 impl Store {

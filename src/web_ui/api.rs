@@ -154,18 +154,7 @@ impl JobFilter {
         &self,
         default_size: Option<usize>,
     ) -> Result<crate::store::JobQuery, String> {
-        let statuses = match nonempty(&self.status) {
-            None => Vec::new(),
-            Some(s) => s
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .to_ascii_uppercase()
-                        .parse::<crate::jobs::JobStatus>()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("status: {e}"))?,
-        };
+        let statuses = statuses::<crate::jobs::JobStatus>(&self.status)?;
         let paging = paging(&self.page, &self.per_page, default_size)?;
         Ok(crate::store::JobQuery {
             active: !truthy(&self.all) && statuses.is_empty(),
@@ -175,6 +164,18 @@ impl JobFilter {
             limit: paging.map(|(_, size)| size),
             offset: paging.map_or(0, |(page, size)| (page - 1).saturating_mul(size)),
         })
+    }
+}
+
+/// A `status` parameter: statuses separated by commas, any case; an error names it.
+fn statuses<T: std::str::FromStr<Err = String>>(status: &Option<String>) -> Result<Vec<T>, String> {
+    match nonempty(status) {
+        None => Ok(Vec::new()),
+        Some(s) => s
+            .split(',')
+            .map(|p| p.trim().to_ascii_uppercase().parse::<T>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("status: {e}")),
     }
 }
 
@@ -194,18 +195,7 @@ pub(crate) struct ServiceFilter {
 impl ServiceFilter {
     /// The store query; an error names the parameter.
     pub(crate) fn query(&self) -> Result<crate::store::ServiceQuery, String> {
-        let statuses = match nonempty(&self.status) {
-            None => Vec::new(),
-            Some(s) => s
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .to_ascii_uppercase()
-                        .parse::<crate::services::ServiceStatus>()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("status: {e}"))?,
-        };
+        let statuses = statuses::<crate::services::ServiceStatus>(&self.status)?;
         Ok(crate::store::ServiceQuery {
             live: !truthy(&self.all) && statuses.is_empty(),
             statuses,

@@ -390,6 +390,9 @@ async fn the_cluster_manager_records_the_job_queue() {
         table.contains("FAILED") && table.contains("exit code 1"),
         "{table}"
     );
+    // No job holds a cluster: a burn rate of $0.00/h, not "$-0.00/h" (an empty f64 sum
+    // is -0.0).
+    assert!(table.contains("0 holding a cluster, $0.00/h"), "{table}");
     // Without --all, ended jobs are left out.
     let table = host.run_ok(&["status", "--jobs"]);
     assert!(table.contains("No managed jobs."), "{table}");
@@ -425,7 +428,8 @@ async fn the_cluster_manager_records_the_job_queue() {
     assert!(job(&r, b).is_some_and(|j| j["status"] == "FAILED"));
     let table = host.run_ok(&["status", "--jobs", "--all"]);
     assert!(
-        table.contains("STALE") && table.contains("Last read of the job queue failed"),
+        table.contains("STALE")
+            && table.contains("Last read of SkyPilot's managed-job queue failed"),
         "{table}"
     );
     sim.reset_outcomes();
