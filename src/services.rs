@@ -277,6 +277,24 @@ pub struct ServiceRow {
     pub gone_at: Option<Timestamp>,
     /// Its status before it was gone.
     pub last_status: Option<ServiceStatus>,
+    /// Dollars per hour of its replicas' clusters that are UP and priced (None when
+    /// none is); filled in by the readers, not stored.
+    #[serde(serialize_with = "crate::money::opt_price")]
+    pub hourly_cost: Option<f64>,
+}
+
+impl ServiceRow {
+    /// Prices it from `prices` (UP clusters by name).
+    fn priced(mut self, prices: &HashMap<String, f64>) -> ServiceRow {
+        let costs: Vec<f64> = self
+            .service
+            .replicas
+            .iter()
+            .filter_map(|r| prices.get(&r.cluster).copied())
+            .collect();
+        self.hourly_cost = (!costs.is_empty()).then(|| costs.iter().sum::<f64>() + 0.0);
+        self
+    }
 }
 
 /// A service's status change.
@@ -379,6 +397,9 @@ pub struct ServicesReport {
     pub by_status: BTreeMap<ServiceStatus, i64>,
     /// Live services without a ready replica.
     pub without_ready: i64,
+    /// Dollars per hour of every service's replica clusters, where priced.
+    #[serde(serialize_with = "crate::money::price")]
+    pub burn: f64,
     pub services: Vec<ServiceRow>,
 }
 
@@ -392,7 +413,13 @@ pub fn report(
 ) -> crate::store::Result<ServicesReport> {
     let feed = store.feed(crate::store::Feed::Services)?;
     let stale = crate::store::feed_is_stale(feed.as_ref(), now, interval_secs);
-    let all = store.services()?;
+    let prices = store.up_cluster_prices()?;
+    let all: Vec<ServiceRow> = store
+        .services()?
+        .into_iter()
+        .map(|s| s.priced(&prices))
+        .collect();
+    let burn = all.iter().filter_map(|s| s.hourly_cost).sum::<f64>() + 0.0;
     let mut by_status: BTreeMap<ServiceStatus, i64> =
         ServiceStatus::ALL.iter().map(|s| (*s, 0)).collect();
     for s in &all {
@@ -409,6 +436,7 @@ pub fn report(
         stale,
         by_status,
         without_ready,
+        burn,
         services,
     })
 }
@@ -421,6 +449,7 @@ pub fn service_detail(
     let Some(row) = store.service(name)? else {
         return Ok(None);
     };
+    let row = row.priced(&store.up_cluster_prices()?);
     Ok(Some((row, store.service_transitions(name)?)))
 }
 

@@ -324,12 +324,13 @@ pub(crate) fn render_services_table(r: &crate::services::ServicesReport) -> Stri
         ("Services", "SkyServe's services (/serve/status)"),
     );
     out.push_str(&format!(
-        "{}; {} without a ready replica\n",
+        "{}; {} without a ready replica; replicas {}/h\n",
         totals(&r.by_status, "services"),
         r.without_ready,
+        dollars(Some(r.burn))
     ));
     let headers = [
-        "NAME", "STATUS", "USER", "READY", "REPLICAS", "POLICY", "ENDPOINT", "UPTIME",
+        "NAME", "STATUS", "USER", "READY", "REPLICAS", "POLICY", "ENDPOINT", "UPTIME", "$/H",
     ];
     let rows: Vec<Vec<String>> = r
         .services
@@ -356,6 +357,7 @@ pub(crate) fn render_services_table(r: &crate::services::ServicesReport) -> Stri
                 s.ready_since
                     .map(|t| human_duration(r.generated_at.secs_since(t).max(0.0)))
                     .unwrap_or_else(|| "-".into()),
+                dollars(row.hourly_cost),
             ]
         })
         .collect();

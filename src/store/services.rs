@@ -79,6 +79,7 @@ fn read_service(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
             name,
         },
         last_status: r.get(2)?,
+        hourly_cost: None,
         ready_replicas: r.get(12)?,
         first_seen: r.get(14)?,
         last_changed: r.get(15)?,
@@ -100,6 +101,23 @@ impl Store {
             .at(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| bad_row(&self.path, e))?;
+        Ok(rows)
+    }
+
+    /// The hourly price of each UP cluster the host prices (what a service's replicas
+    /// cost).
+    pub fn up_cluster_prices(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, hourly_cost FROM clusters WHERE status = 'UP' AND hourly_cost IS NOT NULL",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .at(&self.path)?
+            .collect::<rusqlite::Result<_>>()
+            .at(&self.path)?;
         Ok(rows)
     }
 

@@ -284,6 +284,8 @@ async fn the_cluster_manager_records_the_services() {
         table.contains("chat") && table.contains("FAILED") && table.contains("1 FAILED"),
         "{table}"
     );
+    // No replica runs on a cluster the host prices.
+    assert!(table.contains("replicas $0.00/h"), "{table}");
     // Without --all, gone services are left out.
     let table = host.run_ok(&["status", "--services"]);
     assert!(!table.contains("web"), "{table}");

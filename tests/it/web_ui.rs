@@ -644,8 +644,9 @@ fn the_jobs_pages_show_the_queue_escaped() {
 fn the_services_pages_show_the_services_escaped() {
     use crate::support::sim::SimService;
     let evil = "chat<img src=x onerror=alert(4)>";
+    // api's ready replica runs on a priced cluster ($0.096/h).
     let s = Setup::with_sim(
-        &[],
+        &[SimCluster::new("api-1").user("alice", "a1")],
         |sim| {
             let mut web = SimService::new("api", "alice", 2);
             web.replica(1, "READY", 1_796_540_000);
@@ -720,9 +721,11 @@ fn the_services_pages_show_the_services_escaped() {
     assert_eq!(v["by_status"]["READY"], 1);
     assert_eq!(v["by_status"]["FAILED"], 1);
     assert_eq!(v["without_ready"], 1);
+    assert_eq!(v["burn"], 0.096, "the price of api-1");
     let one = rt.block_on(viewer.get("/api/v1/services/api"));
     let v: Value = serde_json::from_str(&one.body).unwrap();
     assert_eq!(v["service"]["ready_replicas"], 1);
+    assert_eq!(v["service"]["hourly_cost"], 0.096);
     assert_eq!(v["transitions"][0]["to"], "READY");
     assert_eq!(rt.block_on(viewer.get("/api/v1/services/nope")).status, 404);
     // Every role reads the services (they are the fleet's, as the clusters are).

@@ -5,7 +5,7 @@
 use axum::response::Response;
 use maud::{html, Markup};
 
-use super::{encode_segment, layout, page, utc};
+use super::{encode_segment, layout, money, page, utc};
 use crate::services::{
     ReplicaStatus, ServiceRow, ServiceStatus, ServiceTransition, ServicesReport,
 };
@@ -100,6 +100,11 @@ pub(crate) fn service_cards(r: &ServicesReport) -> Markup {
             }
         }
         div.card {
+            div.k { "Services' burn rate" }
+            div.v { (money(Some(r.burn))) "/h" }
+            div.muted { "their replicas' clusters, where priced" }
+        }
+        div.card {
             div.k { "Services without a ready replica" }
             div.v.error[r.without_ready > 0] { (r.without_ready) }
             div.muted { "their endpoint answers nothing" }
@@ -131,6 +136,7 @@ fn row(s: &ServiceRow) -> Markup {
             td.res { (v.resources.as_deref().unwrap_or("")) }
             td { (endpoint_cell(v.endpoint.as_deref())) }
             td { (v.ready_since.map(utc).unwrap_or_default()) }
+            td.num { (money(s.hourly_cost)) }
         }
     }
 }
@@ -145,7 +151,7 @@ pub(crate) fn services_page(ctx: &Ctx, f: &ServiceFilter, r: &ServicesReport) ->
         table id="services" {
             thead { tr {
                 th { "Name" } th { "Status" } th { "User" } th.num { "Ready" } th { "Replicas" }
-                th { "Policy" } th { "Resources" } th { "Endpoint" } th { "Ready since" }
+                th { "Policy" } th { "Resources" } th { "Endpoint" } th { "Ready since" } th.num { "$/h" }
             } }
             tbody { @for s in &r.services { (row(s)) } }
         }
@@ -175,6 +181,7 @@ pub(crate) fn service(
                 tr { th { "Target replicas" } td { (v.target_replicas.map(|n| n.to_string()).unwrap_or_else(|| "not reported".into())) } }
                 tr { th { "Ready since" } td { (v.ready_since.map(utc).unwrap_or_default()) } }
                 tr { th { "TLS" } td { (if v.tls { "yes" } else { "no" }) } }
+                tr { th { "Replicas' clusters" } td { (money(s.hourly_cost)) "/h, where UP and priced" } }
                 tr { th { "First seen" } td { (utc(s.first_seen)) } }
             }
         }
